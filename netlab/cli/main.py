@@ -1,0 +1,38 @@
+"""The ``netlab`` command: a thin Click group; each verb family is its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from netlab.errors import NetlabError
+
+
+class NetlabGroup(click.Group):
+    """A group that turns NetlabError into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except NetlabError as err:
+            click.echo(f"Error: {err}", err=True)
+            sys.exit(err.exit_code)
+
+
+@click.group(cls=NetlabGroup)
+@click.version_option(package_name="netlab")
+def cli() -> None:
+    """Docker Swarm's ingress routing mesh, rebuilt in network namespaces."""
+
+
+def _register() -> None:
+    from netlab.cli import vm
+    cli.add_command(vm.vm)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="netlab")

@@ -1,0 +1,174 @@
+"""The lab as typed, frozen data: what a scenario file says, after validation.
+
+Names follow Swarm's own vocabulary: a *node* runs *tasks* of a *service*; a
+service *publishes* ports on the *ingress* network; each node has a
+``docker_gwbridge`` and an ``ingress_sbox``. Nothing here touches the kernel
+or allocates addresses (see :mod:`netlab.ipam`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+Protocol = Literal["tcp", "udp", "sctp"]
+PublishMode = Literal["ingress", "host"]
+NodeRole = Literal["manager", "worker"]
+Availability = Literal["active", "pause", "drain"]
+
+
+@dataclass(frozen=True)
+class PublishedPort:
+    """One ``--publish published:target/protocol`` of a service."""
+
+    published: int
+    target: int
+    protocol: Protocol = "tcp"
+    mode: PublishMode = "ingress"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A placement constraint such as ``node.role==manager``.
+
+    ``key`` is ``node.role`` or ``node.hostname``; ``equal`` is False for ``!=``.
+    """
+
+    key: str
+    value: str
+    equal: bool = True
+
+    def matches(self, node: Node) -> bool:
+        """True when ``node`` satisfies this constraint."""
+        actual = node.role if self.key == "node.role" else node.name
+        return (actual == self.value) == self.equal
+
+    def __str__(self) -> str:
+        return f"{self.key}{'==' if self.equal else '!='}{self.value}"
+
+
+@dataclass(frozen=True)
+class Node:
+    """A simulated Swarm node (one host network namespace)."""
+
+    name: str
+    role: NodeRole = "worker"
+    availability: Availability = "active"
+
+
+@dataclass(frozen=True)
+class Service:
+    """A replicated Swarm service."""
+
+    name: str
+    replicas: int
+    ports: tuple[PublishedPort, ...] = ()
+    constraints: tuple[Constraint, ...] = ()
+
+    @property
+    def ingress_ports(self) -> tuple[PublishedPort, ...]:
+        """The ports published through the routing mesh."""
+        return tuple(p for p in self.ports if p.mode == "ingress")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One slot of a service placed on a node: ``<service>.<slot>``."""
+
+    service: str
+    slot: int
+    node: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}.{self.slot}"
+
+
+@dataclass(frozen=True)
+class IngressNetwork:
+    """The ``ingress`` overlay network (``docker network create --ingress``)."""
+
+    subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.0.0.0/24")
+    vni: int = 4096
+    mtu: int = 1450
+    name: str = "ingress"
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        """The ``.1`` address that IPAM reserves; it sits on ``br0``."""
+        return self.subnet.network_address + 1
+
+
+@dataclass(frozen=True)
+class Underlay:
+    """The physical side: the LAN between nodes, the gwbridge, the VXLAN port."""
+
+    lan: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.56.0/24")
+    gwbridge: ipaddress.IPv4Network = ipaddress.IPv4Network("172.18.0.0/16")
+    data_path_port: int = 4789
+    lan_mtu: int = 1500
+
+
+@dataclass(frozen=True)
+class Lab:
+    """A whole scenario: nodes, services, networks and the placed tasks."""
+
+    name: str
+    nodes: tuple[Node, ...]
+    services: tuple[Service, ...]
+    ingress: IngressNetwork = field(default_factory=IngressNetwork)
+    underlay: Underlay = field(default_factory=Underlay)
+    tasks: tuple[Task, ...] = ()
+
+    def node(self, name: str) -> Node:
+        """The node called ``name``; raises KeyError if there is none."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def service(self, name: str) -> Service:
+        """The service called ``name``; raises KeyError if there is none."""
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(name)
+
+    def tasks_of(self, service: str) -> tuple[Task, ...]:
+        return tuple(t for t in self.tasks if t.service == service)
+
+    def tasks_on(self, node: str) -> tuple[Task, ...]:
+        return tuple(t for t in self.tasks if t.node == node)
+
+
+def eligible_nodes(service: Service, nodes: tuple[Node, ...]) -> tuple[Node, ...]:
+    """Nodes that may run tasks of ``service``: active and meeting every constraint."""
+    return tuple(
+        n for n in nodes
+        if n.availability == "active" and all(c.matches(n) for c in service.constraints)
+    )
+
+
+def place_tasks(nodes: tuple[Node, ...], services: tuple[Service, ...]) -> tuple[Task, ...]:
+    """Spread tasks as Swarm's scheduler does, deterministically.
+
+    For each service in order and each slot 1..replicas, pick the eligible node
+    with the fewest tasks of this service, then the fewest tasks in all, then
+    the first in file order. Raises ValueError naming the service when it has
+    replicas but no node to run on.
+    """
+    total: dict[str, int] = {n.name: 0 for n in nodes}
+    tasks: list[Task] = []
+    for service in services:
+        eligible = eligible_nodes(service, nodes)
+        if service.replicas and not eligible:
+            raise ValueError(service.name)
+        mine: dict[str, int] = {n.name: 0 for n in eligible}
+        order = {n.name: i for i, n in enumerate(eligible)}
+        for slot in range(1, service.replicas + 1):
+            best = min(mine, key=lambda n: (mine[n], total[n], order[n]))
+            mine[best] += 1
+            total[best] += 1
+            tasks.append(Task(service.name, slot, best))
+    return tuple(tasks)
