@@ -1,0 +1,91 @@
+"""IPVS firewall-mark services over generic netlink (pyroute2), per namespace.
+
+As libnetwork's ``addLBBackend``: a fwmark service (no address, no port),
+scheduler ``rr``, destinations in masquerade mode at port 0 with weight 1.
+pyroute2's defaults (``wlc``, direct routing) are never relied on, and a
+fwmark service needs an explicit netmask or the kernel answers EINVAL.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from netlab.plan.types import IpvsDest, IpvsService
+
+FWD = {"Masq": 0, "Local": 1, "Tunnel": 2, "Route": 3}
+FWD_NAMES = {v: k for k, v in FWD.items()}
+
+
+@dataclass(frozen=True)
+class ObservedService:
+    fwmark: int
+    scheduler: str
+    dests: tuple[IpvsDest, ...]
+
+
+def _ipvs(netns: str):
+    from pyroute2 import IPVS
+    return IPVS(netns=netns, flags=0)
+
+
+def _svc(fwmark: int, scheduler: str | None = None):
+    from pyroute2 import IPVSService
+    kw = {"fwmark": fwmark, "af": socket.AF_INET}
+    if scheduler:
+        kw.update(sched_name=scheduler, netmask="255.255.255.255")
+    return IPVSService(**kw)
+
+
+def _dest(d: IpvsDest):
+    from pyroute2 import IPVSDest
+    return IPVSDest(addr=d.addr, port=d.port, fwd_method=FWD[d.forward], weight=d.weight)
+
+
+def read(netns: str) -> list[ObservedService]:
+    """The fwmark services in ``netns`` and their destinations."""
+    from pyroute2 import IPVSDest, IPVSService
+    out = []
+    with _ipvs(netns) as ipvs:
+        for msg in ipvs.service("dump"):
+            svc = IPVSService.from_message(msg)
+            fwmark = svc.get("fwmark") or 0
+            dests = []
+            for dmsg in ipvs.dest("dump", service=_svc(fwmark)):
+                d = IPVSDest.from_message(dmsg)
+                dests.append(IpvsDest(d.get("addr"), d.get("port") or 0, d.get("weight"),
+                                      FWD_NAMES.get(d.get("fwd_method"), "Masq")))
+            out.append(ObservedService(fwmark, svc.get("sched_name"),
+                                       tuple(sorted(dests, key=lambda x: x.addr))))
+    return out
+
+
+def sync(netns: str, wanted: list[IpvsService]) -> int:
+    """Make ``netns`` hold exactly ``wanted``; returns the number of netlink requests."""
+    requests = 1
+    have = {s.fwmark: s for s in read(netns)}
+    with _ipvs(netns) as ipvs:
+        for svc in wanted:
+            cur = have.pop(svc.fwmark, None)
+            if cur is None or cur.scheduler != svc.scheduler:
+                if cur is not None:
+                    ipvs.service("del", service=_svc(svc.fwmark))
+                    requests += 1
+                ipvs.service("add", service=_svc(svc.fwmark, svc.scheduler))
+                requests += 1
+                cur_dests: dict[str, IpvsDest] = {}
+            else:
+                cur_dests = {d.addr: d for d in cur.dests}
+            for d in svc.dests:
+                old = cur_dests.pop(d.addr, None)
+                if old == d:
+                    continue
+                ipvs.dest("set" if old else "add", service=_svc(svc.fwmark), dest=_dest(d))
+                requests += 1
+            for d in cur_dests.values():
+                ipvs.dest("del", service=_svc(svc.fwmark), dest=_dest(d))
+                requests += 1
+        for fwmark in have:
+            ipvs.service("del", service=_svc(fwmark))
+            requests += 1
+    return requests

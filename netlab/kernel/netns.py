@@ -1,0 +1,136 @@
+"""Network namespaces: create, list, remove, and run code or open sockets inside one.
+
+Entering a namespace uses ``setns(2)`` through ctypes (Python 3.11 has no
+``os.setns``). Code that must *run* inside a namespace (python-iptables,
+``/proc/sys/net`` writes) runs in a forked child, because libiptc caches
+tables per process and ``setns`` would leak into the caller otherwise.
+Sockets are opened in a short-lived thread, as ``setns`` only moves the
+calling thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import socket
+import threading
+import traceback
+from collections.abc import Callable
+from typing import TypeVar
+
+from pyroute2 import netns as pr_netns
+
+from netlab.errors import NetlabError
+
+NETNS_DIR = "/var/run/netns"
+CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
+
+
+class NetnsError(NetlabError):
+    """A namespace is missing or code inside it failed."""
+
+
+def path(name: str) -> str:
+    return os.path.join(NETNS_DIR, name)
+
+
+def exists(name: str) -> bool:
+    return os.path.exists(path(name))
+
+
+def listed(prefix: str = "") -> list[str]:
+    """Names under /var/run/netns starting with ``prefix``, sorted."""
+    try:
+        return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+def create(name: str) -> bool:
+    """Create ``name`` unless it exists; True when it was created."""
+    if exists(name):
+        return False
+    pr_netns.create(name)
+    return True
+
+
+def remove(name: str) -> bool:
+    """Remove ``name`` if it exists; True when it was removed."""
+    if not exists(name):
+        return False
+    try:
+        pr_netns.remove(name)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _setns(name: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path(name), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({name}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def run_in(name: str, func: Callable[..., T], *args, **kwargs) -> T:
+    """Run ``func(*args, **kwargs)`` in a forked child inside netns ``name``.
+
+    The return value (or exception) comes back pickled. Raises NetnsError
+    when the namespace is missing or the child dies without answering.
+    """
+    if not exists(name):
+        raise NetnsError(f"network namespace {name} does not exist")
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(rfd)
+        code = 0
+        try:
+            _setns(name)
+            payload = ("ok", func(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - shipped to the parent
+            payload = ("err", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            code = 1
+        try:
+            with os.fdopen(wfd, "wb") as out:
+                pickle.dump(payload, out)
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as inp:
+        data = inp.read()
+    os.waitpid(pid, 0)
+    if not data:
+        raise NetnsError(f"the helper in {name} died without answering")
+    payload = pickle.loads(data)
+    if payload[0] == "err":
+        raise NetnsError(f"in {name}: {payload[1]}")
+    return payload[1]
+
+
+def socket_in(name: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM,
+              proto: int = 0) -> socket.socket:
+    """A socket created inside netns ``name`` (via a thread that enters it)."""
+    result: dict[str, object] = {}
+
+    def opener() -> None:
+        try:
+            _setns(name)
+            result["sock"] = socket.socket(family, kind, proto)
+        except BaseException as exc:  # noqa: BLE001
+            result["err"] = exc
+
+    if not exists(name):
+        raise NetnsError(f"network namespace {name} does not exist")
+    thread = threading.Thread(target=opener, name=f"netns-{name}")
+    thread.start()
+    thread.join()
+    if "err" in result:
+        raise NetnsError(f"cannot open a socket in {name}: {result['err']}")
+    return result["sock"]  # type: ignore[return-value]

@@ -1,0 +1,255 @@
+"""Model → plan: what Docker would program on each node, rule by rule.
+
+The rules follow libnetwork's ``service_linux.go`` (see
+``shared/reference/swarm-ingress-and-kube-proxy.md`` §1): the host's
+``DOCKER-INGRESS`` chains, the ingress sandbox's marks, SNAT and IPVS
+fwmark services, the overlay's bridge, VXLAN and static peer entries, and
+each task's REDIRECT and port filter. Where Docker inserts (``-I``), the plan
+lists the rules in the order the kernel ends up holding them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from netlab import ipam
+from netlab.ipam import Addressing
+from netlab.model import Lab, PublishedPort, Service, Task
+from netlab.plan import names
+from netlab.plan.types import (
+    Address, Bridge, ChainPolicy, FdbEntry, IpvsDest, IpvsService, Match, Neighbour,
+    Netns, Plan, Route, Rule, Sysctl, Target, Veth, VethEnd, Vxlan,
+)
+
+LB_SYSCTLS = (
+    ("net.ipv4.ip_forward", "1"),
+    ("net.ipv4.vs.conntrack", "1"),
+    ("net.ipv4.vs.conn_reuse_mode", "0"),
+    ("net.ipv4.vs.expire_nodest_conn", "1"),
+    ("net.ipv4.vs.expire_quiescent_template", "1"),
+)
+
+
+def _mark(fwmark: int) -> Target:
+    return Target("MARK", (("set-xmark", f"{fwmark:#x}/0xffffffff"),))
+
+
+def _port_match(proto: str, key: str, port: int) -> Match:
+    return Match(proto, ((key, str(port)),))
+
+
+def _publish_tag(port: PublishedPort) -> str:
+    return f"publish/{port.published}" + ("" if port.protocol == "tcp" else f"/{port.protocol}")
+
+
+@dataclass
+class _Builder:
+    """Collects plan items; one instance per build, thrown away after."""
+
+    lab: Lab
+    addr: Addressing
+    items: dict[str, list] = field(default_factory=lambda: {
+        k: [] for k in ("netns", "bridges", "veths", "vxlans", "addresses", "routes",
+                        "neighbours", "fdb", "sysctls", "user_chains", "policies",
+                        "rules", "ipvs")})
+
+    def tag(self, obj: str) -> str:
+        return f"netlab:{self.lab.name}:{obj}"
+
+    def add(self, kind: str, *objs) -> None:
+        self.items[kind].extend(objs)
+
+    def rule(self, netns: str, table: str, chain: str, target: Target, obj: str, **kw) -> None:
+        self.add("rules", Rule(netns=netns, table=table, chain=chain, target=target,
+                               comment=self.tag(obj), **kw))
+
+    # -- the physical side -------------------------------------------------
+    def lan(self) -> None:
+        lab = self.lab.name
+        lan, client = names.lan_ns(lab), names.client_ns(lab)
+        prefix = self.lab.underlay.lan.prefixlen
+        self.add("netns", Netns(lan, "lan", "lan"), Netns(client, "client", "client"))
+        self.add("bridges", Bridge(lan, names.LAN_BRIDGE, self.lab.underlay.lan_mtu))
+        self.add("veths", Veth(VethEnd(lan, names.lan_port("client"), master=names.LAN_BRIDGE),
+                               VethEnd(client, "eth0", ipam.mac_for(self.addr.client_ip)),
+                               self.lab.underlay.lan_mtu))
+        self.add("addresses", Address(client, "eth0", f"{self.addr.client_ip}/{prefix}"))
+
+    def node(self, node: str) -> None:
+        lab, a = self.lab.name, self.addr.nodes[node]
+        host, lan = names.node_ns(lab, node), names.lan_ns(lab)
+        gw_prefix = self.lab.underlay.gwbridge.prefixlen
+        self.add("netns", Netns(host, node, "host", node))
+        self.add("veths", Veth(VethEnd(lan, names.lan_port(node), master=names.LAN_BRIDGE),
+                               VethEnd(host, "eth0", ipam.mac_for(a.lan_ip)),
+                               self.lab.underlay.lan_mtu))
+        self.add("addresses",
+                 Address(host, "eth0", f"{a.lan_ip}/{self.lab.underlay.lan.prefixlen}"),
+                 Address(host, names.GWBRIDGE, f"{a.gateway_ip}/{gw_prefix}"))
+        self.add("bridges", Bridge(host, names.GWBRIDGE))
+        self.add("sysctls", Sysctl(host, "net.ipv4.ip_forward", "1"),
+                 Sysctl(host, f"net.ipv4.conf.{names.GWBRIDGE}.route_localnet", "1"))
+        self.host_rules(node)
+        self.sandbox(node)
+        self.overlay(node)
+
+    def host_rules(self, node: str) -> None:
+        """``initIngressConfiguration`` + ``generateIngressRules`` on one node."""
+        ns = names.node_ns(self.lab.name, node)
+        sbox_gw = self.addr.nodes[node].sandbox_gw_ip
+        obj = f"node/{node}:ingress"
+        self.add("user_chains", (ns, "nat", "DOCKER-INGRESS"), (ns, "filter", "DOCKER-INGRESS"))
+        self.add("policies", ChainPolicy(ns, "filter", "FORWARD", "DROP"))
+        local_dst = (Match("addrtype", (("dst-type", "LOCAL"),)),)
+        self.rule(ns, "nat", "PREROUTING", Target("DOCKER-INGRESS"), obj, matches=local_dst)
+        self.rule(ns, "nat", "OUTPUT", Target("DOCKER-INGRESS"), obj, matches=local_dst)
+        self.rule(ns, "nat", "POSTROUTING", Target("MASQUERADE"), f"node/{node}:gwbridge",
+                  out_iface=names.GWBRIDGE,
+                  matches=(Match("addrtype", (("src-type", "LOCAL"),)),))
+        self.rule(ns, "filter", "FORWARD", Target("DOCKER-INGRESS"), obj)
+        # Docker inserts each port's rules at the top: the last published is first.
+        for service, port in reversed(self.published()):
+            pobj = f"svc/{service.name}:{_publish_tag(port)}"
+            p = port.protocol
+            self.rule(ns, "nat", "DOCKER-INGRESS",
+                      Target("DNAT", (("to-destination", f"{sbox_gw}:{port.published}"),)),
+                      pobj, proto=p, matches=(_port_match(p, "dport", port.published),))
+            self.rule(ns, "filter", "DOCKER-INGRESS", Target("ACCEPT"), pobj, proto=p,
+                      matches=(_port_match(p, "dport", port.published),))
+            self.rule(ns, "filter", "DOCKER-INGRESS", Target("ACCEPT"), pobj, proto=p,
+                      matches=(_port_match(p, "sport", port.published),
+                               Match("conntrack", (("ctstate", "RELATED,ESTABLISHED"),))))
+        self.rule(ns, "nat", "DOCKER-INGRESS", Target("RETURN"), obj)
+        self.rule(ns, "filter", "DOCKER-INGRESS", Target("RETURN"), obj)
+
+    def published(self) -> list[tuple[Service, PublishedPort]]:
+        return [(s, p) for s in self.lab.services for p in s.ingress_ports]
+
+    # -- the ingress sandbox ------------------------------------------------
+    def sandbox(self, node: str) -> None:
+        lab, a = self.lab.name, self.addr.nodes[node]
+        ns, host = names.sandbox_ns(lab, node), names.node_ns(lab, node)
+        ov = names.overlay_ns(lab, node)
+        ing = self.lab.ingress
+        self.add("netns", Netns(ns, f"{node}/{names.SANDBOX}", "sandbox", node))
+        self.add("veths",
+                 Veth(VethEnd(ov, names.veth_for(a.sandbox_ip), master="br0"),
+                      VethEnd(ns, "eth0", ipam.mac_for(a.sandbox_ip)), ing.mtu),
+                 Veth(VethEnd(host, names.veth_for(a.sandbox_gw_ip), master=names.GWBRIDGE),
+                      VethEnd(ns, "eth1", ipam.mac_for(a.sandbox_gw_ip))))
+        self.add("addresses", Address(ns, "eth0", f"{a.sandbox_ip}/{ing.subnet.prefixlen}"))
+        for service in self.lab.services:
+            if service.name in self.addr.services:
+                self.add("addresses", Address(ns, "eth0", f"{self.addr.services[service.name].vip}/32"))
+        self.add("addresses",
+                 Address(ns, "eth1", f"{a.sandbox_gw_ip}/{self.lab.underlay.gwbridge.prefixlen}"),)
+        self.add("routes", Route(ns, "default", str(a.gateway_ip), "eth1"))
+        self.add("sysctls", *(Sysctl(ns, k, v) for k, v in LB_SYSCTLS))
+        obj = f"node/{node}:{names.SANDBOX}"
+        for service in self.lab.services:
+            if service.name not in self.addr.services:
+                continue
+            sa = self.addr.services[service.name]
+            for port in service.ingress_ports:
+                self.rule(ns, "mangle", "PREROUTING", _mark(sa.fwmark),
+                          f"svc/{service.name}:{_publish_tag(port)}", proto=port.protocol,
+                          matches=(_port_match(port.protocol, "dport", port.published),))
+            self.rule(ns, "mangle", "INPUT", _mark(sa.fwmark), f"svc/{service.name}:vip",
+                      dst=f"{sa.vip}/32")
+            dests = tuple(IpvsDest(str(self.addr.tasks[t.name].ingress_ip))
+                          for t in self.lab.tasks_of(service.name))
+            self.add("ipvs", IpvsService(ns, sa.fwmark, "rr", dests, service.name))
+        self.rule(ns, "nat", "POSTROUTING",
+                  Target("SNAT", (("to-source", str(a.sandbox_ip)),)), obj,
+                  dst=str(ing.subnet), matches=(Match("ipvs", (("ipvs", ""),)),))
+
+    # -- the ingress overlay ------------------------------------------------
+    def endpoints(self) -> list[tuple[str, str]]:
+        """(node, ingress IP) of every endpoint on the overlay: sandboxes, then tasks."""
+        eps = [(n.name, str(self.addr.nodes[n.name].sandbox_ip)) for n in self.lab.nodes]
+        eps += [(t.node, str(self.addr.tasks[t.name].ingress_ip)) for t in self.lab.tasks]
+        return eps
+
+    def overlay(self, node: str) -> None:
+        lab, ing = self.lab.name, self.lab.ingress
+        ov, host = names.overlay_ns(lab, node), names.node_ns(lab, node)
+        self.add("netns", Netns(ov, f"{node}/ov-{ing.name}", "overlay", node))
+        self.add("bridges", Bridge(ov, "br0", ing.mtu))
+        self.add("addresses", Address(ov, "br0", f"{ing.gateway}/{ing.subnet.prefixlen}"))
+        self.add("vxlans", Vxlan(ov, host, "vxlan0", ing.vni,
+                                 self.lab.underlay.data_path_port, ing.mtu, "br0"))
+        for peer_node, ip in self.endpoints():
+            if peer_node == node:
+                continue
+            mac = ipam.mac_for(ipam.IPv4(ip))
+            vtep = str(self.addr.nodes[peer_node].lan_ip)
+            self.add("neighbours", Neighbour(ov, "vxlan0", ip, mac))
+            self.add("fdb", FdbEntry(ov, "vxlan0", mac, vtep))
+
+    # -- tasks --------------------------------------------------------------
+    def task(self, task: Task) -> None:
+        lab, ing = self.lab.name, self.lab.ingress
+        ta, na = self.addr.tasks[task.name], self.addr.nodes[task.node]
+        ns = names.task_ns(lab, task.name)
+        self.add("netns", Netns(ns, task.name, "task", task.node))
+        self.add("veths",
+                 Veth(VethEnd(names.overlay_ns(lab, task.node), names.veth_for(ta.ingress_ip),
+                              master="br0"),
+                      VethEnd(ns, "eth0", ipam.mac_for(ta.ingress_ip)), ing.mtu),
+                 Veth(VethEnd(names.node_ns(lab, task.node), names.veth_for(ta.gw_ip),
+                              master=names.GWBRIDGE),
+                      VethEnd(ns, "eth1", ipam.mac_for(ta.gw_ip))))
+        self.add("addresses",
+                 Address(ns, "eth0", f"{ta.ingress_ip}/{ing.subnet.prefixlen}"),
+                 Address(ns, "eth1", f"{ta.gw_ip}/{self.lab.underlay.gwbridge.prefixlen}"))
+        self.add("routes", Route(ns, "default", str(na.gateway_ip), "eth1"))
+        self.redirect_rules(task, ns, f"{ta.ingress_ip}/32")
+
+    def redirect_rules(self, task: Task, ns: str, ip: str) -> None:
+        """``addRedirectRules``: REDIRECT published→target, accept target, drop the rest."""
+        service = self.lab.service(task.service)
+        accept_in, accept_out = [], []
+        for port in service.ingress_ports:
+            p, obj = port.protocol, f"task/{task.name}:{_publish_tag(port)}"
+            self.rule(ns, "nat", "PREROUTING", Target("REDIRECT", (("to-ports", str(port.target)),)),
+                      obj, dst=ip, proto=p, matches=(_port_match(p, "dport", port.published),))
+            accept_in.append((p, port.target, obj))
+            accept_out.append((p, port.target, obj))
+        # Docker inserts the accepts (-I), so the last port's rule ends up first.
+        for p, target, obj in reversed(accept_in):
+            self.rule(ns, "filter", "INPUT", Target("ACCEPT"), obj, dst=ip, proto=p,
+                      matches=(_port_match(p, "dport", target),
+                               Match("conntrack", (("ctstate", "NEW,ESTABLISHED"),))))
+        for p, target, obj in reversed(accept_out):
+            self.rule(ns, "filter", "OUTPUT", Target("ACCEPT"), obj, src=ip, proto=p,
+                      matches=(_port_match(p, "sport", target),
+                               Match("conntrack", (("ctstate", "ESTABLISHED"),))))
+        obj = f"task/{task.name}:ingress"
+        for proto in ("sctp", "udp", "tcp"):
+            self.rule(ns, "filter", "INPUT", Target("DROP"), obj, dst=ip, proto=proto)
+            self.rule(ns, "filter", "OUTPUT", Target("DROP"), obj, src=ip, proto=proto)
+
+    def build(self) -> Plan:
+        self.lan()
+        for node in self.lab.nodes:
+            self.node(node.name)
+        for task in self.lab.tasks:
+            self.task(task)
+        rules = sorted(self.items["rules"], key=_chain_order_key(self.items["rules"]))
+        self.items["rules"] = rules
+        return Plan(lab=self.lab.name, **{k: tuple(v) for k, v in self.items.items()},
+                    meta={"addressing": self.addr})
+
+
+def _chain_order_key(rules: list[Rule]):
+    """Stable sort key that keeps each chain's rules in order but groups by chain."""
+    first_seen: dict[tuple[str, str, str], int] = {}
+    for r in rules:
+        first_seen.setdefault((r.netns, r.table, r.chain), len(first_seen))
+    index = {id(r): i for i, r in enumerate(rules)}
+    return lambda r: (first_seen[(r.netns, r.table, r.chain)], index[id(r)])
+
+
+def build_plan(lab: Lab) -> Plan:
+    """The desired state of ``lab``; raises ipam.AddressSpaceExhausted when it does not fit."""
+    return _Builder(lab, ipam.allocate(lab)).build()

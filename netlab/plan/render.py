@@ -1,0 +1,165 @@
+"""Plan → text: ``iptables-save`` per table, ``ipvsadm -Ln``, links and addresses, JSON.
+
+The iptables text is exactly what ``iptables-legacy-save`` prints for the
+same rules, minus counters and the ``#`` header lines, so a test can compare
+the kernel with the plan line by line (see :func:`normalize_save`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+from netlab.plan.types import BUILTIN_CHAINS, IpvsService, Plan, Rule
+
+IPVS_HEADER = (
+    "IP Virtual Server version 1.2.1 (size=4096)\n"
+    "Prot LocalAddress:Port Scheduler Flags\n"
+    "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn"
+)
+
+
+def _quote(value: str) -> str:
+    """Quote like iptables-save: only values with spaces or quotes."""
+    if value == "" or re.search(r"[\s\"']", value):
+        return '"' + value.replace('"', '\\"') + '"'
+    return value
+
+
+def _cidr(addr: str) -> str:
+    return addr if "/" in addr else f"{addr}/32"
+
+
+def rule_spec(rule: Rule) -> str:
+    """The rule as ``iptables-save`` prints it after ``-A CHAIN``."""
+    parts: list[str] = []
+    if rule.src:
+        parts += ["-s", _cidr(rule.src)]
+    if rule.dst:
+        parts += ["-d", _cidr(rule.dst)]
+    if rule.in_iface:
+        parts += ["-i", rule.in_iface]
+    if rule.out_iface:
+        parts += ["-o", rule.out_iface]
+    if rule.proto:
+        parts += ["-p", rule.proto]
+    for match in rule.matches:
+        parts += ["-m", match.name]
+        for key, value in match.options:
+            parts.append(f"--{key}")
+            if value:
+                parts.append(_quote(value))
+    # libxt_comment always quotes its value in iptables-save output.
+    parts += ["-m", "comment", "--comment", '"' + rule.comment.replace('"', '\\"') + '"']
+    parts += ["-j", rule.target.name]
+    for key, value in rule.target.options:
+        parts.append(f"--{key}")
+        if value:
+            parts.append(_quote(value))
+    return " ".join(parts)
+
+
+def iptables_save(plan: Plan, netns: str, table: str) -> str:
+    """One table of one namespace, as ``iptables-legacy-save -t TABLE`` prints it
+    (without counters and ``#`` lines)."""
+    builtin = BUILTIN_CHAINS[table]
+    policies = {p.chain: p.policy for p in plan.policies if p.netns == netns and p.table == table}
+    user = sorted(c for n, t, c in plan.user_chains if n == netns and t == table)
+    lines = [f"*{table}"]
+    lines += [f":{c} {policies.get(c, 'ACCEPT')}" for c in builtin]
+    lines += [f":{c} -" for c in user]
+    rules = plan.rules_in(netns, table)
+    for chain in (*builtin, *user):
+        lines += [f"-A {chain} {rule_spec(r)}" for r in rules if r.chain == chain]
+    lines.append("COMMIT")
+    return "\n".join(lines)
+
+
+def normalize_save(text: str) -> str:
+    """Strip what varies from real ``iptables-save`` output: ``#`` lines and counters."""
+    out = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        out.append(re.sub(r" \[\d+:\d+\]$", "", line))
+    return "\n".join(out)
+
+
+def ipvsadm(services: list[IpvsService] | tuple[IpvsService, ...]) -> str:
+    """The services as ``ipvsadm -Ln`` prints them (connection counts 0)."""
+    lines = [IPVS_HEADER]
+    for svc in sorted(services, key=lambda s: s.fwmark):
+        lines.append(f"FWM  {svc.fwmark} {svc.scheduler}")
+        for d in sorted(svc.dests, key=lambda d: tuple(int(x) for x in d.addr.split("."))):
+            lines.append(f"  -> {d.addr + ':' + str(d.port):<28} {d.forward:<7} {d.weight:<6} "
+                         f"{0:<10} {0:<10}".rstrip())
+    return "\n".join(lines)
+
+
+def normalize_ipvsadm(text: str) -> str:
+    """Drop the connection counters and trailing blanks of ``ipvsadm -Ln`` output."""
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"^(\s+-> \S+)\s+(\S+)\s+(\d+)\s+\d+\s+\d+\s*$", line)
+        out.append(f"{m.group(1)} {m.group(2)} {m.group(3)}" if m else " ".join(line.split()))
+    return "\n".join(out)
+
+
+def namespace_text(plan: Plan, netns: str) -> str:
+    """Links, addresses, routes, neighbours, FDB and sysctls of one namespace."""
+    out: list[str] = []
+    for b in plan.bridges:
+        if b.netns == netns:
+            out.append(f"link {b.name} type bridge mtu {b.mtu}")
+    for v in plan.vxlans:
+        if v.netns == netns:
+            out.append(f"link {v.name} type vxlan id {v.vni} dstport {v.port} mtu {v.mtu} "
+                       f"master {v.master} (created in {v.underlay_netns})"
+                       + (" learning" if v.learning else " nolearning")
+                       + (" proxy" if v.proxy else "")
+                       + (" l2miss" if v.l2miss else "") + (" l3miss" if v.l3miss else ""))
+    for veth in plan.veths:
+        for end, peer in ((veth.a, veth.b), (veth.b, veth.a)):
+            if end.netns == netns:
+                out.append(f"link {end.name} type veth peer {peer.netns}/{peer.name} mtu {veth.mtu}"
+                           + (f" address {end.mac}" if end.mac else "")
+                           + (f" master {end.master}" if end.master else ""))
+    out += [f"addr {a.cidr} dev {a.ifname}" for a in plan.addresses if a.netns == netns]
+    out += [f"route {r.dst}" + (f" via {r.gateway}" if r.gateway else "") + f" dev {r.ifname}"
+            for r in plan.routes if r.netns == netns]
+    out += [f"neigh {n.ip} lladdr {n.mac} dev {n.ifname} nud permanent"
+            for n in plan.neighbours if n.netns == netns]
+    out += [f"fdb {f.mac} dev {f.ifname} dst {f.dst} self permanent"
+            for f in plan.fdb if f.netns == netns]
+    out += [f"sysctl {s.key}={s.value}" for s in plan.sysctls if s.netns == netns]
+    return "\n".join(out)
+
+
+def plan_text(plan: Plan) -> str:
+    """The whole plan, namespace by namespace, as ``netlab plan`` prints it."""
+    blocks: list[str] = []
+    for ns in plan.netns:
+        block = [f"## {ns.name}  ({ns.target}, {ns.role})", namespace_text(plan, ns.name)]
+        for table in plan.tables_in(ns.name):
+            block.append(iptables_save(plan, ns.name, table))
+        services = [s for s in plan.ipvs if s.netns == ns.name]
+        if services:
+            block.append(ipvsadm(services))
+        blocks.append("\n".join(b for b in block if b))
+    return "\n\n".join(blocks) + "\n"
+
+
+def plan_json(plan: Plan) -> str:
+    """The plan as one JSON document, with the rendered iptables/ipvsadm text per netns."""
+    doc = dataclasses.asdict(dataclasses.replace(plan, meta={}))
+    doc.pop("meta")
+    doc["rendered"] = {
+        ns.name: {
+            "iptables": {t: iptables_save(plan, ns.name, t) for t in plan.tables_in(ns.name)},
+            "ipvsadm": ipvsadm([s for s in plan.ipvs if s.netns == ns.name]) if any(
+                s.netns == ns.name for s in plan.ipvs) else None,
+        }
+        for ns in plan.netns
+    }
+    return json.dumps(doc, indent=2)

@@ -1,0 +1,225 @@
+"""The desired kernel state of a lab, as plain frozen data.
+
+A :class:`Plan` is the single source of truth: ``netlab plan`` prints it, the
+golden tests compare it, :mod:`netlab.kernel` applies it and reads the kernel
+back into the same shapes to find drift. Everything is keyed by the network
+namespace it lives in; nothing here touches the kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+NetnsRole = Literal["lan", "client", "host", "sandbox", "overlay", "task"]
+Table = Literal["filter", "nat", "mangle"]
+
+BUILTIN_CHAINS: dict[str, tuple[str, ...]] = {
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+}
+TABLE_ORDER: tuple[str, ...] = ("mangle", "nat", "filter")
+
+
+@dataclass(frozen=True)
+class Netns:
+    """A network namespace the lab owns.
+
+    ``target`` is how users name it on the command line (``node1``,
+    ``node1/ingress_sbox``, ``node1/ov-ingress``, ``hello-a.1``, ``client``,
+    ``lan``); ``name`` is what ``ip netns list`` shows.
+    """
+
+    name: str
+    target: str
+    role: NetnsRole
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class Bridge:
+    netns: str
+    name: str
+    mtu: int = 1500
+
+
+@dataclass(frozen=True)
+class VethEnd:
+    netns: str
+    name: str
+    mac: str | None = None
+    master: str | None = None
+
+
+@dataclass(frozen=True)
+class Veth:
+    """A veth pair; ``a`` is created first and ``b`` moved to its netns."""
+
+    a: VethEnd
+    b: VethEnd
+    mtu: int = 1500
+
+
+@dataclass(frozen=True)
+class Vxlan:
+    """A VXLAN device made in ``underlay_netns`` (so its UDP socket lives on
+    the node's underlay, as Docker does) and moved into ``netns``."""
+
+    netns: str
+    underlay_netns: str
+    name: str
+    vni: int
+    port: int
+    mtu: int
+    master: str
+    learning: bool = True
+    proxy: bool = True
+    l2miss: bool = True
+    l3miss: bool = True
+
+
+@dataclass(frozen=True)
+class Address:
+    netns: str
+    ifname: str
+    cidr: str
+
+
+@dataclass(frozen=True)
+class Route:
+    netns: str
+    dst: str            # "default" or a CIDR
+    gateway: str | None
+    ifname: str
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A permanent ARP entry (``ip neigh add IP lladdr MAC dev IF nud permanent``)."""
+
+    netns: str
+    ifname: str
+    ip: str
+    mac: str
+
+
+@dataclass(frozen=True)
+class FdbEntry:
+    """A permanent FDB entry (``bridge fdb add MAC dev IF dst IP self permanent``)."""
+
+    netns: str
+    ifname: str
+    mac: str
+    dst: str
+
+
+@dataclass(frozen=True)
+class Sysctl:
+    netns: str
+    key: str            # dotted, e.g. net.ipv4.vs.conntrack
+    value: str
+
+
+@dataclass(frozen=True)
+class Match:
+    """An iptables match and its options, named as ``iptables-save`` prints them."""
+
+    name: str
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    options: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One iptables rule, in the position it holds in its chain.
+
+    ``comment`` names the scenario object behind the rule (``netlab:…``); it is
+    rendered as the last match, as ``-m comment --comment``.
+    """
+
+    netns: str
+    table: Table
+    chain: str
+    target: Target
+    comment: str
+    src: str | None = None
+    dst: str | None = None
+    in_iface: str | None = None
+    out_iface: str | None = None
+    proto: str | None = None
+    matches: tuple[Match, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChainPolicy:
+    netns: str
+    table: Table
+    chain: str
+    policy: Literal["ACCEPT", "DROP"]
+
+
+@dataclass(frozen=True)
+class IpvsDest:
+    addr: str
+    port: int = 0
+    weight: int = 1
+    forward: Literal["Masq", "Route", "Tunnel"] = "Masq"
+
+
+@dataclass(frozen=True)
+class IpvsService:
+    """A firewall-mark virtual service, as libnetwork's ``addLBBackend`` makes."""
+
+    netns: str
+    fwmark: int
+    scheduler: str
+    dests: tuple[IpvsDest, ...]
+    service: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the kernel must hold for one lab."""
+
+    lab: str
+    netns: tuple[Netns, ...] = ()
+    bridges: tuple[Bridge, ...] = ()
+    veths: tuple[Veth, ...] = ()
+    vxlans: tuple[Vxlan, ...] = ()
+    addresses: tuple[Address, ...] = ()
+    routes: tuple[Route, ...] = ()
+    neighbours: tuple[Neighbour, ...] = ()
+    fdb: tuple[FdbEntry, ...] = ()
+    sysctls: tuple[Sysctl, ...] = ()
+    user_chains: tuple[tuple[str, str, str], ...] = ()   # (netns, table, chain)
+    policies: tuple[ChainPolicy, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    ipvs: tuple[IpvsService, ...] = ()
+    meta: dict[str, object] = field(default_factory=dict, compare=False)
+
+    def namespace(self, target_or_name: str) -> Netns:
+        """The namespace a user names by target (``node1/ingress_sbox``) or netns name.
+
+        Raises KeyError when there is none.
+        """
+        for ns in self.netns:
+            if target_or_name in (ns.target, ns.name):
+                return ns
+        raise KeyError(target_or_name)
+
+    def rules_in(self, netns: str, table: str | None = None) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules
+                     if r.netns == netns and (table is None or r.table == table))
+
+    def tables_in(self, netns: str) -> tuple[str, ...]:
+        """The iptables tables this plan programs in ``netns``, in save order."""
+        used = {r.table for r in self.rules if r.netns == netns}
+        used |= {t for n, t, _ in self.user_chains if n == netns}
+        used |= {p.table for p in self.policies if p.netns == netns}
+        return tuple(t for t in TABLE_ORDER if t in used)
