@@ -62,7 +62,8 @@ class StateStore:
     def labs(self) -> list[str]:
         if not self.root.exists():
             return []
-        return sorted(p.stem for p in self.root.glob("*.json"))
+        # Lab names are DNS labels (no dots): other files (x.endpoints.json) are not labs.
+        return sorted(p.stem for p in self.root.glob("*.json") if p.name.count(".") == 1)
 
     def log_path(self, lab: str) -> Path:
         return self.root / f"{lab}.log"

@@ -27,8 +27,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from netlab.cli import vm
-    cli.add_command(vm.vm)
+    from netlab.cli import curl, lab, status, validate, vm
+    for command in (validate.validate, lab.plan, lab.up, lab.down, status.status,
+                    lab.exec_, curl.curl, vm.vm):
+        cli.add_command(command)
 
 
 _register()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from netlab.kernel import ipvs, netns
-from netlab.kernel.iptables import TableSpec, configure
+from netlab.kernel.iptables import TableSpec, configure, preload
 from netlab.kernel.links import Netlink, apply_links
 from netlab.plan.types import Plan
 
@@ -68,6 +68,7 @@ def apply(plan: Plan, stale: list[str] | None = None,
         if ns.role == "sandbox":
             stats.netlink_requests += ipvs.sync(ns.name, [s for s in plan.ipvs if s.netns == ns.name])
     progress("sysctls and iptables")
+    preload()
     for ns in plan.netns:
         sysctls = tuple((s.key, s.value) for s in plan.sysctls if s.netns == ns.name)
         specs = table_specs(plan, ns.name)

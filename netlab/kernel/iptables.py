@@ -8,6 +8,9 @@ commit, which is atomic like ``iptables-restore``.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sysconfig
 from dataclasses import dataclass
 
 from netlab.plan.render import rule_spec
@@ -37,8 +40,30 @@ class TableSpec:
         return "\n".join(lines)
 
 
+def preload() -> None:
+    """Import python-iptables once, in the parent, before forking per-namespace children.
+
+    Left to itself, its import probes for libraries with ``gcc -Wl,-t`` and
+    ``ldconfig -N -v``: under a second natively, minutes in an emulated VM
+    over 9p, and it would repeat in every child. Pointing it at the library
+    directories skips the probes; importing here lets the children inherit
+    the loaded module. No table is opened here, so no namespace is read.
+    """
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    for libdir in (f"/usr/lib/{multiarch}", "/usr/lib64", "/usr/lib"):
+        if os.path.isdir(os.path.join(libdir, "xtables")):
+            os.environ.setdefault("XTABLES_LIBDIR", os.path.join(libdir, "xtables"))
+            spec = importlib.util.find_spec("iptc")
+            if spec and spec.origin:
+                site = os.path.dirname(os.path.dirname(spec.origin))
+                os.environ.setdefault("IPTABLES_LIBDIR", f"{libdir}:{site}")
+            break
+    import iptc  # noqa: F401
+
+
 def _iptc():
-    import iptc  # imported in the child only: it binds libiptc to this process
+    preload()
+    import iptc
     return iptc
 
 

@@ -67,13 +67,22 @@ def remove(name: str) -> bool:
     return True
 
 
+def _libc_setns() -> Callable[[int, int], int]:
+    """libc's setns, resolved in the caller (never in a forked child: dlopen
+    there can deadlock on a loader lock another thread held at fork time)."""
+    return ctypes.CDLL(None, use_errno=True).setns
+
+
+def _enter(fd: int, setns: Callable[[int, int], int], name: str) -> None:
+    if setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns({name}): {os.strerror(err)}")
+
+
 def _setns(name: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(path(name), os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns({name}): {os.strerror(err)}")
+        _enter(fd, _libc_setns(), name)
     finally:
         os.close(fd)
 
@@ -86,13 +95,15 @@ def run_in(name: str, func: Callable[..., T], *args, **kwargs) -> T:
     """
     if not exists(name):
         raise NetnsError(f"network namespace {name} does not exist")
+    setns = _libc_setns()
+    nsfd = os.open(path(name), os.O_RDONLY | os.O_CLOEXEC)
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
         os.close(rfd)
         code = 0
         try:
-            _setns(name)
+            _enter(nsfd, setns, name)
             payload = ("ok", func(*args, **kwargs))
         except BaseException as exc:  # noqa: BLE001 - shipped to the parent
             payload = ("err", f"{type(exc).__name__}: {exc}", traceback.format_exc())
@@ -103,6 +114,7 @@ def run_in(name: str, func: Callable[..., T], *args, **kwargs) -> T:
         finally:
             os._exit(code)
     os.close(wfd)
+    os.close(nsfd)
     with os.fdopen(rfd, "rb") as inp:
         data = inp.read()
     os.waitpid(pid, 0)

@@ -1,0 +1,50 @@
+"""``netlab curl LAB NODE:PORT``: requests from the client to a node's published port."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import click
+
+from netlab.cli import common
+from netlab.client import curl as do_curl
+from netlab.errors import BadInput
+from netlab.state import LabState
+
+
+def parse_target(state: LabState, target: str) -> tuple[str, str, int]:
+    """``node2:5000`` → (node, LAN IP, port); raises BadInput naming the problem."""
+    node, sep, port_s = target.rpartition(":")
+    if not sep or not port_s.isdigit() or not 1 <= int(port_s) <= 65535:
+        raise BadInput(f"NODE:PORT: {target!r} is not NODE:PORT (hint: node2:5000)")
+    if node not in state.lan:
+        raise BadInput(f"NODE:PORT: no node {node!r} in lab {state.lab} "
+                       f"(hint: one of {', '.join(state.lan)})")
+    return node, state.lan[node], int(port_s)
+
+
+@click.command()
+@click.argument("lab")
+@click.argument("target", metavar="NODE:PORT")
+@click.option("--count", "-n", default=1, show_default=True, type=click.IntRange(1, 1000),
+              help="How many requests, one connection each.")
+@click.option("--timeout", default=3.0, show_default=True, type=click.FloatRange(0.1, 60))
+@click.option("--json", "as_json", is_flag=True, help="A JSON array, one object per reply.")
+def curl(lab: str, target: str, count: int, timeout: float, as_json: bool) -> None:
+    """HTTP requests from the client namespace to NODE's published PORT; one line per reply."""
+    state = common.lab_state(common.store(), lab)
+    node, ip, port = parse_target(state, target)
+    replies = do_curl(state.targets["client"], ip, port, target, count, timeout)
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(r) for r in replies], indent=2))
+    else:
+        for r in replies:
+            if r.ok:
+                click.echo(f"{r.seq:>3}  {target} -> {r.task} on {r.node} (task {r.task_ip}) "
+                           f"saw client {r.client}:{r.client_port}  {r.elapsed_ms} ms")
+            else:
+                click.echo(f"{r.seq:>3}  {target} -> failed: {r.error}")
+    if not all(r.ok for r in replies):
+        sys.exit(1)

@@ -1,0 +1,104 @@
+"""``netlab plan | up | down | exec``: a lab's desired state and its life."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import click
+
+from netlab import lifecycle
+from netlab.cli import common
+from netlab.errors import BadInput, MissingFeature
+from netlab.plan import names
+from netlab.plan.build import build_plan
+from netlab.plan.render import plan_json, plan_text
+
+
+@click.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--name", help="Lab name (default: the scenario's name).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+def plan(scenario: str, name: str | None, as_json: bool) -> None:
+    """Print the desired kernel state of SCENARIO, per namespace (no root needed)."""
+    p = build_plan(common.load(scenario, name))
+    click.echo(plan_json(p) if as_json else plan_text(p), nl=not as_json or True)
+
+
+@click.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.option("--name", help="Lab name (default: the scenario's name).")
+def up(scenario: str, name: str | None) -> None:
+    """Build the lab of SCENARIO, or converge it if it is up."""
+    lab = common.load(scenario, name)
+    click.echo(f"netlab up: {lab.name} from {scenario}", err=True)
+    result = lifecycle.up(lab, os.path.abspath(scenario), common.store(), common.progress)
+    st, a = result.stats, result.plan.meta["addressing"]
+    click.echo(f"lab {lab.name} is up: {len(lab.nodes)} nodes, {len(lab.services)} services, "
+               f"{len(lab.tasks)} tasks, {len(result.plan.netns)} namespaces "
+               f"({st.seconds:.2f} s, {st.netlink_requests} netlink requests, "
+               f"{st.iptables_commits} iptables commits)")
+    for node in lab.nodes:
+        click.echo(f"  node {node.name:<10} {node.role:<8} lan {a.nodes[node.name].lan_ip:<15} "
+                   f"ingress_sbox {a.nodes[node.name].sandbox_ip}")
+    for svc in lab.services:
+        sa = a.services.get(svc.name)
+        ports = ", ".join(f"{p.published}:{p.target}/{p.protocol}" for p in svc.ingress_ports)
+        tasks = ", ".join(f"{t.name}@{t.node} {a.tasks[t.name].ingress_ip}" for t in lab.tasks_of(svc.name))
+        mark = f"FWM {sa.fwmark} ({sa.fwmark:#x}) VIP {sa.vip}" if sa else ""
+        click.echo(f"  service {svc.name}: {ports}  {mark}  tasks: {tasks or 'none'}")
+    if lab.services and lab.services[0].ingress_ports:
+        port = lab.services[0].ingress_ports[0].published
+        click.echo(f"try: netlab curl {lab.name} {lab.nodes[-1].name}:{port} --count 4")
+
+
+@click.command()
+@click.argument("lab", required=False)
+@click.option("--all", "all_labs", is_flag=True, help="Every lab with a state file or nl- namespaces.")
+def down(lab: str | None, all_labs: bool) -> None:
+    """Remove everything LAB owns (namespaces, processes, state); always succeeds on leftovers."""
+    st = common.store()
+    if all_labs:
+        labs = set(st.labs())
+        from netlab.kernel import netns
+        if not labs and netns.listed(names.PREFIX):
+            labs |= {n[len(names.PREFIX):].split("-")[0] for n in netns.listed(names.PREFIX)}
+    elif lab:
+        labs = {lab}
+    else:
+        raise BadInput("LAB: name the lab to remove, or pass --all")
+    for name in sorted(labs):
+        r = lifecycle.down(name, st)
+        click.echo(f"lab {name} is down: {r.netns_removed} namespaces removed"
+                   + (", task apps stopped" if r.supervisor_stopped else "")
+                   + (", state removed" if r.state_removed else ""))
+    if all_labs:
+        from netlab.kernel import netns
+        left = netns.listed(names.PREFIX)
+        for n in left:
+            netns.remove(n)
+        if left:
+            click.echo(f"removed {len(left)} more nl- namespaces with no lab state")
+
+
+def resolve_netns(lab: str, target: str, targets: dict[str, str]) -> str:
+    """The netns of a target (``node1``, ``node1/ingress_sbox``, ``hello-a.1`` …)."""
+    if target in targets:
+        return targets[target]
+    raise BadInput(f"TARGET: {target!r} is not part of lab {lab} "
+                   f"(hint: one of {', '.join(sorted(targets))})")
+
+
+@click.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("lab")
+@click.argument("target")
+@click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(lab: str, target: str, cmd: tuple[str, ...]) -> None:
+    """Run CMD inside TARGET's namespace: node1, node1/ingress_sbox, node1/ov-ingress,
+    hello-a.1, client or lan."""
+    state = common.lab_state(common.store(), lab)
+    ns = resolve_netns(lab, target, state.targets)
+    ip = shutil.which("ip")
+    if ip is None:
+        raise MissingFeature("the ip command is missing (hint: apt-get install iproute2)")
+    os.execv(ip, [ip, "netns", "exec", ns, *cmd])

@@ -1,0 +1,78 @@
+"""``netlab status [LAB] [--json]``: nodes, services, tasks, namespaces, drift."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import click
+
+from netlab.cli import common
+from netlab.kernel import netns
+from netlab.kernel.iptables import BACKEND
+from netlab.kernel.observe import drift
+from netlab.plan.build import build_plan
+from netlab.workload import supervisor
+
+
+def status_doc(lab_name: str | None) -> dict:
+    """The status of a lab as one JSON-able document."""
+    state = common.lab_state(common.store(), lab_name)
+    lab = common.lab_from_state(state)
+    plan = build_plan(lab)
+    a = plan.meta["addressing"]
+    diffs = drift(plan)
+    return {
+        "lab": lab.name,
+        "scenario": state.scenario,
+        "complete": state.complete,
+        "iptables_backend": BACKEND,
+        "supervisor": {"pid": state.supervisor_pid,
+                       "running": bool(state.supervisor_pid and supervisor.is_running(state.supervisor_pid))},
+        "nodes": [{"name": n.name, "role": n.role, "availability": n.availability,
+                   "lan_ip": str(a.nodes[n.name].lan_ip),
+                   "ingress_sbox_ip": str(a.nodes[n.name].sandbox_ip),
+                   "netns": state.targets.get(n.name)} for n in lab.nodes],
+        "services": [{"name": s.name, "replicas": s.replicas,
+                      "ports": [dataclasses.asdict(p) for p in s.ports],
+                      "fwmark": a.services[s.name].fwmark if s.name in a.services else None,
+                      "vip": str(a.services[s.name].vip) if s.name in a.services else None}
+                     for s in lab.services],
+        "tasks": [{"name": t.name, "service": t.service, "node": t.node,
+                   "ip": str(a.tasks[t.name].ingress_ip), "netns": state.targets.get(t.name)}
+                  for t in lab.tasks],
+        "namespaces": [{"target": ns.target, "netns": ns.name, "role": ns.role,
+                        "exists": netns.exists(ns.name)} for ns in plan.netns],
+        "drift": [dataclasses.asdict(d) for d in diffs],
+    }
+
+
+@click.command()
+@click.argument("lab", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+def status(lab: str | None, as_json: bool) -> None:
+    """Nodes, services, tasks, the netns of each target, and drift against the plan."""
+    doc = status_doc(lab)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    sup = doc["supervisor"]
+    click.echo(f"lab {doc['lab']}  ({doc['scenario']})  iptables: {doc['iptables_backend']}")
+    click.echo(f"task apps: pid {sup['pid']} " + ("running" if sup["running"] else "NOT running"))
+    for n in doc["nodes"]:
+        click.echo(f"  node {n['name']:<10} {n['role']:<8} lan {n['lan_ip']:<15} "
+                   f"ingress_sbox {n['ingress_sbox_ip']}")
+    for s in doc["services"]:
+        ports = ", ".join(f"{p['published']}:{p['target']}/{p['protocol']}" for p in s["ports"])
+        click.echo(f"  service {s['name']} x{s['replicas']}  {ports}  FWM {s['fwmark']}  VIP {s['vip']}")
+    for t in doc["tasks"]:
+        click.echo(f"  task {t['name']:<14} on {t['node']:<10} {t['ip']}")
+    click.echo("namespaces:")
+    for ns in doc["namespaces"]:
+        click.echo(f"  {ns['target']:<24} {ns['netns']}" + ("" if ns["exists"] else "  MISSING"))
+    if doc["drift"]:
+        click.echo(f"drift: {len(doc['drift'])} difference(s) from the plan")
+        for d in doc["drift"]:
+            click.echo(f"  {d['netns']} {d['kind']}: {d['detail']}")
+    else:
+        click.echo("drift: none (the kernel matches the plan)")

@@ -1,0 +1,78 @@
+"""HTTP requests from the lab's ``client`` namespace to a node's published port.
+
+Each request is a new TCP connection made by a socket opened inside the
+client namespace, so it takes exactly the path an outside client would.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from dataclasses import dataclass
+
+from netlab.kernel.netns import socket_in
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer of a task app, or the error that stood in for it."""
+
+    seq: int
+    target: str
+    ok: bool
+    service: str | None = None
+    task: str | None = None
+    node: str | None = None
+    task_ip: str | None = None
+    client: str | None = None
+    client_port: int | None = None
+    local_port: int | None = None
+    elapsed_ms: float = 0.0
+    error: str | None = None
+
+
+def http_get(netns: str, ip: str, port: int, host: str, timeout: float = 3.0) -> tuple[dict, int]:
+    """GET / from inside ``netns``; returns the JSON body and the local port used.
+
+    Raises OSError (refused, timed out) or ValueError (not a netlab app's answer).
+    """
+    sock = socket_in(netns)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((ip, port))
+        local_port = sock.getsockname()[1]
+        sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: netlab-curl\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        chunks = []
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        sock.close()
+    raw = b"".join(chunks)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1."):
+        raise ValueError(f"not an HTTP answer: {raw[:60]!r}")
+    return json.loads(body), local_port
+
+
+def curl(netns: str, ip: str, port: int, target: str, count: int = 1,
+         timeout: float = 3.0) -> list[Reply]:
+    """``count`` sequential requests; a failed one becomes a Reply with ``ok=False``."""
+    replies = []
+    for seq in range(1, count + 1):
+        started = time.monotonic()
+        try:
+            body, local_port = http_get(netns, ip, port, target, timeout)
+            replies.append(Reply(
+                seq, target, True, body.get("service"), body.get("task"), body.get("node"),
+                body.get("task_ip"), body.get("client"), body.get("client_port"), local_port,
+                round((time.monotonic() - started) * 1000, 2)))
+        except (OSError, ValueError) as exc:
+            err = "timed out" if isinstance(exc, socket.timeout) else str(exc)
+            replies.append(Reply(seq, target, False, elapsed_ms=round(
+                (time.monotonic() - started) * 1000, 2), error=err))
+    return replies

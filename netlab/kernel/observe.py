@@ -1,0 +1,96 @@
+"""Read the kernel back and compare it with the plan: what ``status`` calls drift.
+
+Each difference is one :class:`Drift` naming the namespace, the kind of
+object and what differs. iptables tables are compared as save text (counters
+aside), IPVS as ``ipvsadm -Ln`` text, FDB and neighbour entries as sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netlab.kernel import ipvs, netns
+from netlab.kernel.apply import table_specs
+from netlab.kernel.iptables import preload, read_tables
+from netlab.kernel.links import NUD_PERMANENT, Netlink
+from netlab.plan.render import ipvsadm
+from netlab.plan.types import IpvsService, Plan
+
+
+@dataclass(frozen=True)
+class Drift:
+    netns: str
+    kind: str        # netns, link, iptables, ipvs, fdb, neigh
+    detail: str
+
+
+def _links(nl: Netlink, plan: Plan, present: set[str]) -> list[Drift]:
+    wanted: list[tuple[str, str]] = [(b.netns, b.name) for b in plan.bridges]
+    wanted += [(v.netns, v.name) for v in plan.vxlans]
+    for veth in plan.veths:
+        wanted += [(veth.a.netns, veth.a.name), (veth.b.netns, veth.b.name)]
+    return [Drift(ns, "link", f"{name} is missing") for ns, name in wanted
+            if ns in present and nl.index(ns, name) is None]
+
+
+def _peers(nl: Netlink, plan: Plan, present: set[str]) -> list[Drift]:
+    out = []
+    for vx in plan.vxlans:
+        if vx.netns not in present:
+            continue
+        idx = nl.index(vx.netns, vx.name)
+        if idx is None:
+            continue
+        want_fdb = {(f.mac, f.dst) for f in plan.fdb if f.netns == vx.netns}
+        have_fdb = {(f.get_attr("NDA_LLADDR"), f.get_attr("NDA_DST"))
+                    for f in nl(vx.netns).fdb("dump", ifindex=idx)
+                    if f["ifindex"] == idx and f.get_attr("NDA_DST")}
+        out += [Drift(vx.netns, "fdb", f"missing {m} dst {d}") for m, d in sorted(want_fdb - have_fdb)]
+        out += [Drift(vx.netns, "fdb", f"unexpected {m} dst {d}") for m, d in sorted(have_fdb - want_fdb)]
+        want_n = {(n.ip, n.mac) for n in plan.neighbours if n.netns == vx.netns}
+        have_n = {(n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR"))
+                  for n in nl(vx.netns).get_neighbours(ifindex=idx, family=2)
+                  if n["state"] & NUD_PERMANENT}
+        out += [Drift(vx.netns, "neigh", f"missing {i} lladdr {m}") for i, m in sorted(want_n - have_n)]
+        out += [Drift(vx.netns, "neigh", f"unexpected {i} lladdr {m}") for i, m in sorted(have_n - want_n)]
+    return out
+
+
+def _ipvs_text(services) -> str:
+    return ipvsadm([IpvsService("", s.fwmark, s.scheduler, s.dests, "") for s in services])
+
+
+def drift(plan: Plan) -> list[Drift]:
+    """Every difference between ``plan`` and the kernel; empty when they agree."""
+    out: list[Drift] = []
+    present = {ns.name for ns in plan.netns if netns.exists(ns.name)}
+    out += [Drift(ns.name, "netns", "namespace is missing") for ns in plan.netns
+            if ns.name not in present]
+    nl = Netlink()
+    try:
+        out += _links(nl, plan, present)
+        out += _peers(nl, plan, present)
+    finally:
+        nl.close()
+    preload()
+    for ns in plan.netns:
+        if ns.name not in present:
+            continue
+        specs = table_specs(plan, ns.name)
+        if specs:
+            have = netns.run_in(ns.name, read_tables, tuple(s.table for s in specs))
+            for spec in specs:
+                want_lines, have_lines = spec.save_text().splitlines(), have[spec.table].splitlines()
+                for line in want_lines:
+                    if line not in have_lines:
+                        out.append(Drift(ns.name, "iptables", f"{spec.table}: missing {line}"))
+                for line in have_lines:
+                    if line not in want_lines:
+                        out.append(Drift(ns.name, "iptables", f"{spec.table}: unexpected {line}"))
+        if ns.role == "sandbox":
+            want = _ipvs_text([s for s in plan.ipvs if s.netns == ns.name])
+            have_text = _ipvs_text(ipvs.read(ns.name))
+            if want != have_text:
+                out.append(Drift(ns.name, "ipvs", "IPVS services differ:\nwant:\n" + want
+                                 + "\nhave:\n" + have_text))
+    return out

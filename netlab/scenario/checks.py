@@ -1,0 +1,191 @@
+"""Checks that span sections: port clashes, placement, subnets, sizes, MTU.
+
+Each check reads already-typed parts (with their positions) and records one
+issue per problem. Sizes follow :mod:`netlab.ipam` exactly, so a scenario
+that passes here is one ``ipam.allocate`` can address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+from netlab.ipam import LAN_NODE_OFFSET
+from netlab.model import Node, Task
+from netlab.scenario.issues import IssueLog, field
+from netlab.scenario.networks import NetworksRead, SubnetSpec
+from netlab.scenario.ports import PortSpec
+from netlab.scenario.services import ServiceSpec
+from netlab.scenario.yamltree import Pos
+
+VXLAN_OVERHEAD = 50
+RESERVED_RANGES = (
+    (ipaddress.IPv4Network("0.0.0.0/8"), "'this network' (0.0.0.0/8)"),
+    (ipaddress.IPv4Network("127.0.0.0/8"), "loopback (127.0.0.0/8)"),
+    (ipaddress.IPv4Network("224.0.0.0/4"), "multicast (224.0.0.0/4)"),
+    (ipaddress.IPv4Network("240.0.0.0/4"), "reserved space (240.0.0.0/4)"),
+)
+_DISJOINT_HINT = ("ingress.subnet, underlay.lan and underlay.gwbridge must not overlap "
+                  "(defaults 10.0.0.0/24, 192.168.56.0/24, 172.18.0.0/16)")
+
+
+def check_published_ports(ports: Sequence[PortSpec], data_path_port: int, log: IssueLog) -> None:
+    """Each published port/protocol once in the lab, and never the VXLAN UDP port."""
+    first: dict[tuple[int, str], PortSpec] = {}
+    used = {(p.port.published, p.port.protocol) for p in ports}
+    for spec in ports:
+        port = spec.port
+        key = (port.published, port.protocol)
+        path = field(spec.path, "published")
+        if port.protocol == "udp" and port.published == data_path_port:
+            log.add(path, f"published port {port.published}/udp is the VXLAN data path port",
+                    "the nodes' VXLAN traffic would be caught by the routing mesh; publish "
+                    "another port or change underlay.data_path_port", spec.pos)
+        if key not in first:
+            first[key] = spec
+            continue
+        other = first[key]
+        free = next((n for n in range(port.published + 1, 65536)
+                     if (n, port.protocol) not in used), None)
+        free_hint = f", e.g. {free}" if free else ""
+        log.add(path,
+                f"published port {port.published}/{port.protocol} is already published by "
+                f"{other.path} (line {other.pos.line})",
+                f"a published port serves one service on the routing mesh; pick another{free_hint}",
+                spec.pos)
+
+
+def check_placement(nodes: Sequence[Node], services: Sequence[ServiceSpec], log: IssueLog) -> bool:
+    """Every service with replicas has an active node meeting its constraints.
+
+    Returns True when all services can be placed.
+    """
+    ok = True
+    roster = ", ".join(f"{n.name} ({n.role}, {n.availability})" for n in nodes)
+    for spec in services:
+        service = spec.service
+        if service.replicas == 0:
+            continue
+        matching = [n for n in nodes if all(c.matches(n) for c in service.constraints)]
+        if any(n.availability == "active" for n in matching):
+            continue
+        ok = False
+        listed = ", ".join(str(c) for c in service.constraints)
+        if service.constraints:
+            path = field(field(field(spec.path, "deploy"), "placement"), "constraints")
+            pos: Pos | None = spec.constraints_pos
+        elif spec.replicas_pos:
+            path, pos = field(field(spec.path, "deploy"), "replicas"), spec.replicas_pos
+        else:
+            path, pos = spec.path, spec.pos
+        if not matching:
+            message = f"no node can run this service: no node matches {listed}"
+            hint = f"the nodes are {roster}; Docker would leave the tasks pending (no suitable node)"
+        elif service.constraints:
+            names = ", ".join(n.name for n in matching)
+            message = (f"no node can run this service: the nodes matching {listed} "
+                       f"({names}) are drained or paused")
+            hint = "set availability: active on one of them, or change the constraints"
+        else:
+            message = "no node can run this service: every node is drained or paused"
+            hint = "set availability: active on a node, or set replicas: 0"
+        log.add(path, message, hint, pos)
+    return ok
+
+
+def check_subnets(subnets: Sequence[SubnetSpec], log: IssueLog) -> None:
+    """The ingress, lan and gwbridge subnets are disjoint and not special ranges."""
+    for spec in subnets:
+        if spec.pos is None:
+            continue
+        for reserved, name in RESERVED_RANGES:
+            if spec.network.overlaps(reserved):
+                log.add(spec.path, f"{spec.label} {spec.network} overlaps {name}",
+                        "use private space such as 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
+                        spec.pos)
+    for i, a in enumerate(subnets):
+        for b in subnets[i + 1:]:
+            if not a.network.overlaps(b.network) or (a.pos is None and b.pos is None):
+                continue
+            here, other = _blame(a, b)
+            default = " (the default)" if other.pos is None else ""
+            log.add(here.path,
+                    f"{here.label} {here.network} overlaps the {other.label} {other.network}{default}",
+                    _DISJOINT_HINT, here.pos)
+
+
+def _blame(a: SubnetSpec, b: SubnetSpec) -> tuple[SubnetSpec, SubnetSpec]:
+    """(the one to report at, the other): the one the user wrote, the later if both."""
+    if a.pos is None:
+        return b, a
+    if b.pos is None:
+        return a, b
+    return (b, a) if (b.pos.line, b.pos.column) > (a.pos.line, a.pos.column) else (a, b)
+
+
+def _hosts(network: ipaddress.IPv4Network) -> int:
+    return max(network.num_addresses - 2, 0)
+
+
+def _fits(network: ipaddress.IPv4Network, need: int) -> ipaddress.IPv4Network:
+    prefix = network.prefixlen
+    while prefix > 0 and (1 << (32 - prefix)) - 2 < need:
+        prefix -= 1
+    return ipaddress.IPv4Network((network.network_address, prefix), strict=False)
+
+
+def _too_small(log: IssueLog, spec: SubnetSpec, need: int, why: str) -> None:
+    default = " (the default)" if spec.pos is None else ""
+    log.add(spec.path,
+            f"{spec.label} {spec.network}{default} has {_hosts(spec.network)} usable addresses "
+            f"but this scenario needs {need}: {why}",
+            f"use a larger subnet, e.g. {_fits(spec.network, need)}", spec.pos)
+
+
+def check_sizes(net: NetworksRead, nodes: int, services: Sequence[ServiceSpec],
+                tasks: Sequence[Task] | None, log: IssueLog) -> None:
+    """Each subnet holds what :func:`netlab.ipam.allocate` will take from it.
+
+    ingress: 1 gateway + 1 sandbox per node + 1 VIP per service + 1 per task;
+    lan: nodes from host ``LAN_NODE_OFFSET`` on; gwbridge: 2 + the most tasks
+    on one node (checked only when ``tasks`` is known).
+    """
+    by_path = {s.path: s for s in net.subnets}
+    vips = sum(1 for s in services if s.service.ingress_ports)
+    replicas = sum(s.service.replicas for s in services)
+    if (spec := by_path.get("ingress.subnet")) is not None:
+        need = 1 + nodes + vips + replicas
+        if _hosts(spec.network) < need:
+            _too_small(log, spec, need,
+                       f"1 gateway + {nodes} ingress sandboxes + {vips} service VIPs + {replicas} tasks")
+    if (spec := by_path.get("underlay.lan")) is not None:
+        need = LAN_NODE_OFFSET + nodes
+        if _hosts(spec.network) < need:
+            _too_small(log, spec, need,
+                       f"node addresses start at host {LAN_NODE_OFFSET} (the client is host 2) "
+                       f"and there are {nodes} nodes")
+    if (spec := by_path.get("underlay.gwbridge")) is not None and tasks:
+        per_node: dict[str, int] = {}
+        for task in tasks:
+            per_node[task.node] = per_node.get(task.node, 0) + 1
+        node, most = max(per_node.items(), key=lambda kv: kv[1])
+        need = 2 + most
+        if _hosts(spec.network) < need:
+            _too_small(log, spec, need,
+                       f"{node} holds 1 bridge address + 1 ingress sandbox + {most} tasks")
+
+
+def check_mtu(net: NetworksRead, log: IssueLog) -> None:
+    """The ingress MTU plus VXLAN's 50 bytes fits in the LAN's MTU."""
+    mtu, lan_mtu = net.ingress.mtu, net.underlay.lan_mtu
+    if mtu <= lan_mtu - VXLAN_OVERHEAD:
+        return
+    if net.mtu_pos is not None or net.lan_mtu_pos is None:
+        path, pos = "ingress.mtu", net.mtu_pos
+    else:
+        path, pos = "underlay.lan_mtu", net.lan_mtu_pos
+    log.add(path,
+            f"ingress mtu {mtu} does not fit the lan MTU {lan_mtu} once VXLAN adds its "
+            f"{VXLAN_OVERHEAD} bytes",
+            f"set ingress.mtu to at most {lan_mtu - VXLAN_OVERHEAD} (VXLAN wraps each frame in "
+            "inner Ethernet 14 + VXLAN 8 + UDP 8 + outer IPv4 20 bytes)", pos)

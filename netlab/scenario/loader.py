@@ -1,0 +1,130 @@
+"""Scenario file -> validated, placed :class:`netlab.model.Lab`, or every problem.
+
+The whole file is read before anything is reported: each section is checked,
+then the checks that span sections, and if any issue was recorded a
+:class:`ScenarioError` carries all of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+
+from netlab.model import Lab, place_tasks
+from netlab.scenario.checks import (
+    check_mtu, check_placement, check_published_ports, check_sizes, check_subnets,
+)
+from netlab.scenario.fields import check_keys, kind_of, read_str
+from netlab.scenario.issues import Issue, IssueLog, ScenarioError
+from netlab.scenario.names import LAB, name_problem, suggest
+from netlab.scenario.networks import read_networks
+from netlab.scenario.nodes import read_nodes
+from netlab.scenario.services import read_services
+from netlab.scenario.yamltree import Entry, Mapping, YamlProblem, parse_document
+
+TOP_KEYS = ("name", "nodes", "services", "ingress", "underlay")
+_NOT_MODELLED = "this lab does not model it; remove it"
+TOP_NOT_MODELLED = MappingProxyType({
+    "version": "the version key is obsolete in Compose too; remove it",
+    "networks": "configure the ingress overlay under ingress: and the machine side under underlay:",
+    "volumes": _NOT_MODELLED, "configs": _NOT_MODELLED, "secrets": _NOT_MODELLED,
+})
+
+MINIMAL_EXAMPLE = ('start from: {name: demo, nodes: {node1: {role: manager}}, '
+                   'services: {web: {ports: ["8080:80"]}}}')
+
+
+def _lab_name(entry: Entry | None, source_name: str, override: str | None, log: IssueLog) -> str:
+    """The lab name: ``--name``, else the ``name:`` key, else the file's stem."""
+    name = None
+    if entry is not None:
+        raw = getattr(entry.value, "raw", "my-lab")
+        name = read_str(entry.value, "name", log, "the lab name", f'"{raw}"')
+        if name is not None and (problem := name_problem(name, LAB)):
+            log.add("name", problem[0], problem[1], entry.value.pos)
+    if override is not None:
+        if problem := name_problem(override, LAB):
+            log.add("--name", problem[0], problem[1], None)
+        return override
+    if entry is not None:
+        return name or ""  # an invalid name was reported above
+    stem = Path(source_name).stem
+    if problem := name_problem(stem, LAB):
+        fixed = suggest(stem, LAB.max_len) or "my-lab"
+        log.add("name", f"{problem[0]} (it comes from the file name)",
+                f"add name: {fixed} to the file, or pass --name", None)
+    return stem
+
+
+def _build(text: str, source_name: str, name_override: str | None, log: IssueLog) -> Lab | None:
+    """Every section, then the cross-section checks; the Lab when ``log`` stayed empty."""
+    try:
+        root = parse_document(text)
+    except YamlProblem as problem:
+        log.add("", problem.message, problem.hint, problem.pos)
+        return None
+    if root is None:
+        log.add("", "the scenario is empty", MINIMAL_EXAMPLE, None)
+        return None
+    if not isinstance(root, Mapping):
+        log.add("", f"the top level must be a mapping (name:, nodes:, services:), not {kind_of(root)}",
+                MINIMAL_EXAMPLE, root.pos)
+        return None
+    check_keys(root, "", log, TOP_KEYS, known_elsewhere=TOP_NOT_MODELLED, extensions=True)
+    name = _lab_name(root.get("name"), source_name, name_override, log)
+    nodes = read_nodes(root.get("nodes"), root.pos, log)
+    services = read_services(root.get("services"), log)
+    net = read_networks(root.get("ingress"), root.get("underlay"), log)
+    check_published_ports(services.ports, net.underlay.data_path_port, log)
+    check_subnets(net.subnets, log)
+    check_mtu(net, log)
+    placeable = nodes.clean and check_placement(nodes.nodes, services.services, log)
+    tasks = None
+    if placeable and services.clean:
+        tasks = place_tasks(nodes.nodes, tuple(s.service for s in services.services))
+    check_sizes(net, len(nodes.nodes), services.services, tasks, log)
+    if log.count() or tasks is None:
+        return None
+    return Lab(
+        name=name, nodes=nodes.nodes, services=tuple(s.service for s in services.services),
+        ingress=net.ingress, underlay=net.underlay, tasks=tasks,
+    )
+
+
+def load_lab_from_text(text: str, source_name: str, name_override: str | None = None) -> Lab:
+    """Validate scenario ``text`` (named ``source_name`` in messages) into a placed Lab.
+
+    The lab name is ``name_override``, else the ``name:`` key, else the stem
+    of ``source_name``. Raises ScenarioError listing every problem found.
+    """
+    log = IssueLog()
+    lab = _build(text, source_name, name_override, log)
+    if lab is None:
+        issues = log.issues or [Issue("", "the scenario could not be read", "", None, None)]
+        raise ScenarioError(source_name, issues)
+    return lab
+
+
+def load_lab(path: str | Path, name_override: str | None = None) -> Lab:
+    """Read the scenario file at ``path`` and return its validated, placed Lab.
+
+    Raises ScenarioError (a BadInput, exit 2) listing every problem, including
+    a file that is missing, unreadable or not UTF-8 text.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(source, [Issue("", "no such file", "check the path", None, None)]) from None
+    except IsADirectoryError:
+        raise ScenarioError(source, [Issue("", "is a directory, not a scenario file",
+                                           "pass a .yaml file, e.g. scenarios/hello-a.yaml",
+                                           None, None)]) from None
+    except UnicodeDecodeError as err:
+        raise ScenarioError(source, [Issue("", f"is not UTF-8 text (byte {err.start})",
+                                           "save the scenario as UTF-8", None, None)]) from None
+    except OSError as err:
+        raise ScenarioError(source, [Issue("", f"cannot be read: {err.strerror}",
+                                           "check the path and its permissions",
+                                           None, None)]) from None
+    return load_lab_from_text(text, source, name_override)

@@ -1,0 +1,157 @@
+"""The ``services:`` section, shaped like a Compose/stack file's services.
+
+``deploy.replicas`` (default 1), ``deploy.placement.constraints`` and
+``ports`` (see :mod:`netlab.scenario.ports`). Every service must publish at
+least one port through the ingress routing mesh: that is what the lab models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from netlab.model import Constraint, Service
+from netlab.scenario.constraints import read_constraints
+from netlab.scenario.fields import check_keys, check_repeated, expect_mapping, read_int
+from netlab.scenario.issues import IssueLog, field
+from netlab.scenario.names import SERVICE, name_problem
+from netlab.scenario.ports import PortSpec, read_ports
+from netlab.scenario.yamltree import Entry, Pos
+
+SERVICE_KEYS = ("deploy", "ports")
+DEPLOY_KEYS = ("replicas", "placement")
+PLACEMENT_KEYS = ("constraints",)
+REPLICAS_MAX = 10_000
+_APP = "netlab runs its own HTTP echo app in every task; remove it"
+SERVICE_NOT_MODELLED = MappingProxyType({
+    "replicas": "replicas goes under deploy: (deploy: {replicas: 2}), as in a stack file",
+    "placement": "placement goes under deploy: (deploy: {placement: {constraints: [...]}})",
+    "constraints": "constraints go under deploy.placement (deploy: {placement: {constraints: [...]}})",
+    "image": _APP, "command": _APP, "entrypoint": _APP, "environment": _APP,
+    "networks": "every service is attached to the ingress network; remove it",
+})
+
+DEPLOY_NOT_MODELLED = MappingProxyType({
+    "constraints": "constraints go under placement: (placement: {constraints: [...]})",
+    "mode": "only replicated services are modelled; remove mode and set replicas",
+})
+
+PLACEMENT_NOT_MODELLED = MappingProxyType({
+    "preferences": "placement preferences are not modelled; use constraints",
+    "max_replicas_per_node": "max_replicas_per_node is not modelled; remove it",
+})
+
+EXAMPLE = 'services: {web: {deploy: {replicas: 2}, ports: ["8080:80"]}}'
+_NO_PORT_HINT = 'this lab models the routing mesh; add ports: ["8080:80"]'
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A valid service and where its parts were written (for cross-checks)."""
+
+    service: Service
+    path: str                       # services.<name>
+    pos: Pos                        # the service's name
+    replicas_pos: Pos | None        # None when replicas is the default
+    constraints_pos: Pos | None     # None when there are no constraints
+
+
+@dataclass(frozen=True)
+class ServicesRead:
+    """Valid services, every valid published port, and whether all was clean."""
+
+    services: tuple[ServiceSpec, ...]
+    ports: tuple[PortSpec, ...]
+    clean: bool
+
+
+@dataclass
+class _Deploy:
+    replicas: int | None = 1
+    replicas_pos: Pos | None = None
+    constraints: tuple[Constraint, ...] | None = ()
+    constraints_pos: Pos | None = None
+
+
+def _read_deploy(entry: Entry, path: str, log: IssueLog) -> _Deploy:
+    """``deploy:`` (replicas, placement.constraints); a None field means it was bad."""
+    deploy = _Deploy()
+    body = expect_mapping(entry.value, path, log, "deploy: {replicas: 2}")
+    if body is None:
+        return deploy
+    check_keys(body, path, log, DEPLOY_KEYS, known_elsewhere=DEPLOY_NOT_MODELLED)
+    if (e := body.get("replicas")) is not None:
+        deploy.replicas_pos = e.value.pos
+        deploy.replicas = read_int(
+            e.value, field(path, "replicas"), log, "replicas", 0, REPLICAS_MAX,
+            f"replicas is a whole number from 0 to {REPLICAS_MAX}, as in docker service scale",
+        )
+    if (e := body.get("placement")) is not None:
+        placement_path = field(path, "placement")
+        placement = expect_mapping(e.value, placement_path, log,
+                                   'placement: {constraints: ["node.role==manager"]}')
+        if placement is not None:
+            check_keys(placement, placement_path, log, PLACEMENT_KEYS,
+                       known_elsewhere=PLACEMENT_NOT_MODELLED)
+            if (c := placement.get("constraints")) is not None:
+                deploy.constraints_pos = c.value.pos
+                deploy.constraints = read_constraints(
+                    c.value, field(placement_path, "constraints"), log)
+    return deploy
+
+
+def _read_service(entry: Entry, log: IssueLog) -> tuple[ServiceSpec | None, list[PortSpec]]:
+    """One service (None if anything in it is wrong) and its usable ports."""
+    name = entry.key
+    assert name is not None
+    path = field("services", name)
+    before = log.count()
+    problem = name_problem(name, SERVICE)
+    if problem:
+        log.add(path, problem[0], problem[1], entry.key_pos)
+    body = expect_mapping(entry.value, path, log, f'{name}: {{ports: ["8080:80"]}}')
+    if body is None:
+        return None, []
+    check_keys(body, path, log, SERVICE_KEYS, known_elsewhere=SERVICE_NOT_MODELLED)
+    deploy = _Deploy()
+    if (e := body.get("deploy")) is not None:
+        deploy = _read_deploy(e, field(path, "deploy"), log)
+    ports: list[PortSpec] = []
+    written = 0
+    if (e := body.get("ports")) is not None:
+        ports, written = read_ports(e.value, field(path, "ports"), name, log)
+    if written == 0:
+        where = e.value.pos if e is not None else entry.key_pos
+        log.add(field(path, "ports") if e is not None else path,
+                "the service publishes no port through the ingress routing mesh",
+                _NO_PORT_HINT, where)
+    if log.count() != before or deploy.replicas is None or deploy.constraints is None:
+        return None, ports
+    service = Service(name, deploy.replicas, tuple(p.port for p in ports), deploy.constraints)
+    return ServiceSpec(service, path, entry.key_pos, deploy.replicas_pos, deploy.constraints_pos), ports
+
+
+def read_services(entry: Entry | None, log: IssueLog) -> ServicesRead:
+    """Every valid service of the ``services:`` entry (None or empty: no services).
+
+    Records an issue for each bad or repeated name and each bad field.
+    """
+    if entry is None:
+        return ServicesRead((), (), True)
+    section = expect_mapping(entry.value, "services", log, EXAMPLE)
+    if section is None:
+        return ServicesRead((), (), False)
+    before = log.count()
+    check_repeated(section, "services", log, "service name")
+    services: list[ServiceSpec] = []
+    ports: list[PortSpec] = []
+    for service_entry in section.entries:
+        if service_entry.key is None:
+            log.add("services", "a service name must be a plain name, not a list or mapping",
+                    EXAMPLE, service_entry.key_pos)
+            continue
+        spec, its_ports = _read_service(service_entry, log)
+        ports.extend(its_ports)
+        if spec is not None:
+            services.append(spec)
+    return ServicesRead(tuple(services), tuple(ports), log.count() == before)

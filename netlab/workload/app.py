@@ -1,0 +1,470 @@
+"""The backend app that plays every task of a lab: ``python -m netlab.workload.app``.
+
+One process serves every endpoint of a lab. For each endpoint it opens a
+socket *inside* the task's network namespace: a short-lived helper thread
+joins the namespace with ``setns(2)`` (which moves only the calling thread),
+creates and binds the socket there and hands it back; sockets stay in the
+namespace they were created in. One ``selectors`` loop then serves them all:
+
+* TCP: read the request (at most 64 KiB, at most 5 s), answer ``200 OK`` with a
+  JSON body naming service, task, node, task IP, port, the client address and
+  port the socket saw (how a user sees the ingress SNAT hide the client) and
+  the request path, then close. Anything that is not HTTP gets the same answer.
+* UDP: answer each datagram with the same JSON, from the address it was sent to.
+
+SIGTERM/SIGINT close every socket and exit 0. SIGHUP re-reads the endpoints
+file and opens/closes sockets for added/removed endpoints. After every
+(re)load the app writes a status file (see :func:`status_path_for`) that the
+supervisor waits on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import re
+import selectors
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from netlab.errors import NetlabError
+from netlab.workload.endpoints import AppEndpoint, EndpointKey, endpoints_from_json
+
+CLONE_NEWNET = 0x40000000
+IP_PKTINFO = 8  # linux/in.h; the socket module of Python 3.11 lacks it
+MAX_REQUEST = 64 * 1024
+REQUEST_TIMEOUT = 5.0  # seconds to read a request before answering anyway
+LINGER = 1.0  # seconds to drain the client after answering, so close() sends FIN, not RST
+MAX_CONNECTIONS = 512
+BATCH = 64  # accepts/datagrams handled per readiness event, so no socket starves the rest
+
+log = logging.getLogger("netlab.workload")
+T = TypeVar("T")
+_REQUEST_LINE = re.compile(rb"([A-Z][A-Z-]{0,19}) (\S+)(?: (HTTP/\d\.\d))?")
+
+
+# ---- the reply (pure; unit-tested) ------------------------------------------------
+
+def reply_fields(ep: AppEndpoint, client: str, client_port: int, path: str | None) -> dict[str, Any]:
+    """The JSON object the app answers with."""
+    return {
+        "service": ep.service, "task": ep.task, "node": ep.node, "task_ip": ep.task_ip,
+        "port": ep.port, "client": client, "client_port": client_port, "path": path,
+    }
+
+
+def reply_body(ep: AppEndpoint, client: str, client_port: int, path: str | None) -> bytes:
+    """The reply body: one JSON object and a newline."""
+    return (json.dumps(reply_fields(ep, client, client_port, path)) + "\n").encode()
+
+
+def parse_request_line(request: bytes) -> tuple[str | None, str | None, bool]:
+    """(method, path, is_http1) from the first line; (None, None, False) when it is not HTTP."""
+    line = request.split(b"\n", 1)[0].rstrip(b"\r")
+    m = _REQUEST_LINE.fullmatch(line)
+    if not m:
+        return None, None, False
+    return m.group(1).decode(), m.group(2).decode("latin-1"), m.group(3) is not None
+
+
+def request_complete(request: bytes) -> bool:
+    """True when there is enough of the request to answer it.
+
+    That is: the HTTP/1.x header block has ended, or the first line is complete
+    and is not an HTTP/1.x request line (answer non-HTTP clients at once), or
+    the 64 KiB bound is reached.
+    """
+    if len(request) >= MAX_REQUEST:
+        return True
+    if b"\n" not in request:
+        return False
+    if not parse_request_line(request)[2]:
+        return True
+    return b"\r\n\r\n" in request or b"\n\n" in request
+
+
+def http_response(body: bytes, head_only: bool = False) -> bytes:
+    """A complete ``HTTP/1.1 200 OK`` JSON response that closes the connection."""
+    head = (
+        "HTTP/1.1 200 OK\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+    ).encode()
+    return head if head_only else head + body
+
+
+def status_path_for(endpoints_path: Path) -> Path:
+    """Where the app reports each (re)load: ``<endpoints file>.status``."""
+    return Path(endpoints_path).with_name(Path(endpoints_path).name + ".status")
+
+
+# ---- sockets inside a namespace ------------------------------------------------------
+
+def run_in_netns(netns_fd: int, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a helper thread that has joined the network namespace ``netns_fd``.
+
+    The thread exits afterwards, so the caller's namespace never changes; what
+    ``fn`` creates (sockets) stays in the joined namespace. Raises OSError when
+    setns fails (not root, not a namespace file) and whatever ``fn`` raises.
+    """
+    result: dict[str, Any] = {}
+
+    def helper() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.setns(netns_fd, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns: {os.strerror(err)}")
+            result["value"] = fn()
+        except BaseException as exc:  # handed to the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=helper, name="netlab-setns", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def open_socket(ep: AppEndpoint) -> socket.socket:
+    """A non-blocking socket bound to ``0.0.0.0:port`` (listening for TCP) in the current netns.
+
+    Bound to the wildcard because the task's REDIRECT rewrites the destination
+    to the primary address of the interface the packet came in on.
+    """
+    kind = socket.SOCK_STREAM if ep.protocol == "tcp" else socket.SOCK_DGRAM
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if ep.protocol == "udp":
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        sock.bind(("0.0.0.0", ep.port))
+        if ep.protocol == "tcp":
+            sock.listen(socket.SOMAXCONN)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+# ---- the server loop ----------------------------------------------------------------
+
+@dataclass
+class _Listener:
+    endpoint: AppEndpoint
+    sock: socket.socket
+    netns_id: tuple[int, int]  # (st_dev, st_ino) of the namespace: a recreated netns differs
+
+
+@dataclass(eq=False)  # hashed by identity: kept in a set
+class _Conn:
+    sock: socket.socket
+    endpoint: AppEndpoint
+    peer: tuple[str, int]
+    deadline: float
+    request: bytearray = field(default_factory=bytearray)
+    out: bytes = b""
+    state: str = "read"  # read -> write -> drain -> closed
+    peer_closed: bool = False
+
+
+class Server:
+    """Every socket of a lab and the one loop that serves them."""
+
+    def __init__(self, endpoints_path: Path, status_path: Path) -> None:
+        self.endpoints_path = endpoints_path
+        self.status_path = status_path
+        self.sel = selectors.DefaultSelector()
+        self.listeners: dict[EndpointKey, _Listener] = {}
+        self.conns: set[_Conn] = set()
+        self.generation = 0
+        self.running = True
+        self._wake_r, self._wake_w = socket.socketpair()
+        for s in (self._wake_r, self._wake_w):
+            s.setblocking(False)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, ("signal", None))
+
+    # -- signals
+    def install_signals(self) -> None:
+        """Route SIGTERM, SIGINT and SIGHUP into the loop through a wakeup socket."""
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda *_: None)
+
+    def _on_signal(self) -> None:
+        try:
+            signums = self._wake_r.recv(256)
+        except BlockingIOError:
+            return
+        if signal.SIGTERM in signums or signal.SIGINT in signums:
+            log.info("stopping on signal")
+            self.running = False
+        elif signal.SIGHUP in signums:
+            log.info("SIGHUP: reloading %s", self.endpoints_path)
+            self.load_and_report()
+
+    # -- (re)load
+    def load(self) -> tuple[list[str], str]:
+        """Converge the open sockets on the endpoints file; returns (errors, file digest)."""
+        try:
+            text = self.endpoints_path.read_text()
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            wanted = {ep.key: ep for ep in endpoints_from_json(text)}
+        except (OSError, NetlabError) as exc:
+            return [f"cannot load {self.endpoints_path}: {exc}"], ""
+        for key in [k for k in self.listeners if k not in wanted]:
+            self._close_listener(key, "removed")
+        by_netns: dict[str, list[AppEndpoint]] = {}
+        for ep in wanted.values():
+            by_netns.setdefault(ep.netns_path, []).append(ep)
+        errors: list[str] = []
+        for path, eps in by_netns.items():
+            errors += self._load_netns(path, eps)
+        return errors, digest
+
+    def _load_netns(self, path: str, eps: list[AppEndpoint]) -> list[str]:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            for ep in eps:
+                if ep.key in self.listeners:
+                    self._close_listener(ep.key, "its namespace is gone")
+            return [f"{ep}: cannot open netns {path}: {exc.strerror}" for ep in eps]
+        try:
+            st = os.fstat(fd)
+            netns_id = (st.st_dev, st.st_ino)
+            to_open = []
+            for ep in eps:
+                current = self.listeners.get(ep.key)
+                if current is not None and current.netns_id == netns_id:
+                    current.endpoint = ep  # same socket; the names may have changed
+                    continue
+                if current is not None:
+                    self._close_listener(ep.key, "its namespace was recreated")
+                to_open.append(ep)
+            if not to_open:
+                return []
+
+            def open_all() -> list[socket.socket | OSError]:
+                out: list[socket.socket | OSError] = []
+                for ep in to_open:
+                    try:
+                        out.append(open_socket(ep))
+                    except OSError as exc:
+                        out.append(exc)
+                return out
+
+            try:
+                results = run_in_netns(fd, open_all)
+            except OSError as exc:
+                return [f"{ep}: cannot enter netns {path}: {exc.strerror or exc}" for ep in to_open]
+        finally:
+            os.close(fd)
+        errors = []
+        for ep, res in zip(to_open, results):
+            if isinstance(res, OSError):
+                errors.append(f"{ep}: cannot listen: {res.strerror or res}")
+                continue
+            listener = _Listener(ep, res, netns_id)
+            self.listeners[ep.key] = listener
+            self.sel.register(res, selectors.EVENT_READ, ("listener", listener))
+            log.info("listening: %s", ep)
+        return errors
+
+    def _close_listener(self, key: EndpointKey, why: str) -> None:
+        listener = self.listeners.pop(key)
+        self.sel.unregister(listener.sock)
+        listener.sock.close()
+        log.info("closed: %s (%s)", listener.endpoint, why)
+
+    def load_and_report(self) -> list[str]:
+        """(Re)load, log errors and write the status file; returns the errors."""
+        errors, digest = self.load()
+        for err in errors:
+            log.error("%s", err)
+        self.generation += 1
+        status = {
+            "pid": os.getpid(), "generation": self.generation, "digest": digest,
+            "listening": [lst.endpoint.to_dict() for lst in self.listeners.values()],
+            "errors": errors,
+        }
+        tmp = self.status_path.with_name(self.status_path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(status, indent=2) + "\n")
+        os.replace(tmp, self.status_path)
+        log.info("ready %d (generation %d, %d error(s))", len(self.listeners), self.generation, len(errors))
+        return errors
+
+    # -- serving
+    def serve(self) -> None:
+        """Serve until SIGTERM/SIGINT."""
+        while self.running:
+            now = time.monotonic()
+            timeout = min((c.deadline for c in self.conns), default=now + 60.0) - now
+            for key, _ in self.sel.select(max(timeout, 0.0)):
+                kind, obj = key.data
+                if kind == "signal":
+                    self._on_signal()
+                    break  # a reload may have closed sockets with pending events; select again
+                if kind == "conn":
+                    self._on_conn(obj)
+                elif obj.endpoint.protocol == "tcp":
+                    self._accept(obj)
+                else:
+                    self._answer_datagrams(obj)
+            self._expire(time.monotonic())
+
+    def _accept(self, listener: _Listener) -> None:
+        for _ in range(BATCH):
+            try:
+                sock, peer = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE, ECONNABORTED...
+                log.warning("accept on %s: %s", listener.endpoint, exc)
+                return
+            if len(self.conns) >= MAX_CONNECTIONS:
+                sock.close()
+                continue
+            sock.setblocking(False)
+            conn = _Conn(sock, listener.endpoint, peer, time.monotonic() + REQUEST_TIMEOUT)
+            self.conns.add(conn)
+            self.sel.register(sock, selectors.EVENT_READ, ("conn", conn))
+
+    def _on_conn(self, conn: _Conn) -> None:
+        if conn.state == "write":
+            self._flush(conn)
+            return
+        try:
+            data = conn.sock.recv(MAX_REQUEST - len(conn.request) if conn.state == "read" else 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if conn.state == "drain":
+            if not data:
+                self._close(conn)
+            return
+        conn.request += data
+        conn.peer_closed = not data
+        if conn.peer_closed or request_complete(bytes(conn.request)):
+            self._respond(conn)
+
+    def _respond(self, conn: _Conn) -> None:
+        method, path, _ = parse_request_line(bytes(conn.request))
+        body = reply_body(conn.endpoint, conn.peer[0], conn.peer[1], path)
+        conn.out = http_response(body, head_only=method == "HEAD")
+        conn.state = "write"
+        conn.deadline = time.monotonic() + LINGER
+        self.sel.modify(conn.sock, selectors.EVENT_WRITE, ("conn", conn))
+        self._flush(conn)
+
+    def _flush(self, conn: _Conn) -> None:
+        try:
+            sent = conn.sock.send(conn.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(conn)
+            return
+        conn.out = conn.out[sent:]
+        if conn.out:
+            return
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        if conn.peer_closed:
+            self._close(conn)
+        else:
+            conn.state = "drain"
+            self.sel.modify(conn.sock, selectors.EVENT_READ, ("conn", conn))
+
+    def _expire(self, now: float) -> None:
+        for conn in [c for c in self.conns if c.deadline <= now]:
+            if conn.state == "read":
+                self._respond(conn)  # a slow or silent client still gets its JSON
+            else:
+                self._close(conn)
+
+    def _close(self, conn: _Conn) -> None:
+        if conn in self.conns:
+            self.conns.discard(conn)
+            self.sel.unregister(conn.sock)
+            conn.sock.close()
+
+    def _answer_datagrams(self, listener: _Listener) -> None:
+        for _ in range(BATCH):
+            try:
+                data, ancdata, _, peer = listener.sock.recvmsg(65535, socket.CMSG_SPACE(12))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("recv on %s: %s", listener.endpoint, exc)
+                return
+            body = reply_body(listener.endpoint, peer[0], peer[1], None)
+            # Answer from the address the datagram was sent to, so conntrack
+            # matches the reply to the REDIRECTed flow even on a multi-homed task.
+            anc = [
+                (socket.IPPROTO_IP, IP_PKTINFO, struct.pack("=i4s4s", 0, cdata[8:12], bytes(4)))
+                for level, kind, cdata in ancdata
+                if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(cdata) >= 12
+            ]
+            try:
+                listener.sock.sendmsg([body], anc, 0, peer)
+            except OSError:
+                try:  # e.g. a datagram sent to a broadcast address
+                    listener.sock.sendto(body, peer)
+                except OSError as exc:
+                    log.warning("reply on %s to %s: %s", listener.endpoint, peer, exc)
+
+    def close(self) -> None:
+        """Close every connection and socket."""
+        for conn in list(self.conns):
+            self._close(conn)
+        for key in list(self.listeners):
+            self._close_listener(key, "stopping")
+        self.sel.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: load, report ready (or the errors, exit 1), serve until SIGTERM (exit 0)."""
+    parser = argparse.ArgumentParser(prog="python -m netlab.workload.app", description=__doc__.split("\n")[0])
+    parser.add_argument("--endpoints", required=True, type=Path, help="the endpoints JSON file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO,
+        format="%(asctime)s netlab-workload[%(process)d] %(levelname)s %(message)s",
+    )
+    server = Server(args.endpoints, status_path_for(args.endpoints))
+    server.install_signals()
+    try:
+        if server.load_and_report():
+            log.error("not all endpoints could listen; exiting")
+            return 1
+        server.serve()
+    finally:
+        server.close()
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

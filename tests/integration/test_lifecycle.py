@@ -1,0 +1,100 @@
+"""``down`` leaves nothing, the root namespace is untouched, and a killed ``up`` is cleaned up."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.integration.conftest import SCENARIOS, lab_netns, netlab
+
+STATE = Path(os.environ.get("NETLAB_STATE_DIR", "/run/netlab"))
+VOLATILE_SYSCTLS = ("net.netfilter.nf_conntrack_count", "stable_secret", "net.core.netdev_rss_key")
+
+
+def root_snapshot() -> dict[str, str]:
+    """The root namespace as the standard tools print it."""
+    def run(*cmd: str) -> str:
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        return p.stdout + p.stderr
+
+    def no_counters(text: str) -> str:
+        return "\n".join(l.split(" [")[0] if l.startswith(":") else l
+                         for l in text.splitlines() if not l.startswith("#"))
+
+    sysctls = "\n".join(l for l in run("sysctl", "-a").splitlines()
+                        if l.startswith("net.") and not any(v in l for v in VOLATILE_SYSCTLS))
+    return {
+        "links": run("ip", "-d", "link", "show"),
+        "addresses": run("ip", "addr", "show"),
+        "routes": run("ip", "route", "show", "table", "all"),
+        "rules": run("ip", "rule", "show"),
+        "iptables-legacy": no_counters(run("iptables-legacy-save")),
+        "iptables-nft": no_counters(run("iptables-nft-save")),
+        "sysctl": sysctls,
+    }
+
+
+def supervisor_pid(lab: str) -> int | None:
+    try:
+        return json.loads((STATE / f"{lab}.json").read_text())["supervisor_pid"]
+    except FileNotFoundError:
+        return None
+
+
+def test_down_leaves_nothing_and_root_namespace_is_unchanged():
+    before = root_snapshot()
+    name = "t" + secrets.token_hex(3)
+    try:
+        netlab("up", str(SCENARIOS / "hello-a.yaml"), "--name", name)
+        pid = supervisor_pid(name)
+        assert pid and Path(f"/proc/{pid}").exists()
+        assert len(lab_netns(name)) == 10
+    finally:
+        netlab("down", name)
+    assert lab_netns(name) == []
+    assert not Path(f"/proc/{pid}").exists(), "the task apps' supervisor is still running"
+    assert not (STATE / f"{name}.json").exists()
+    assert not list(STATE.glob(f"{name}.*"))
+    after = root_snapshot()
+    for key in before:
+        assert after[key] == before[key], f"root namespace {key} changed"
+
+
+def test_down_after_up_killed_halfway_leaves_nothing():
+    name = "t" + secrets.token_hex(3)
+    proc = subprocess.Popen([sys.executable, "-m", "netlab", "up",
+                             str(SCENARIOS / "three-nodes.yaml"), "--name", name],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 900
+        while len(lab_netns(name)) < 4 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, "up finished before it could be killed; kill earlier"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert lab_netns(name), "nothing to clean up: the test did not test anything"
+    finally:
+        down = netlab("down", name)
+    assert "down" in down.stdout
+    assert lab_netns(name) == []
+    assert not (STATE / f"{name}.json").exists()
+
+
+def test_down_without_state_file_uses_the_prefix():
+    name = "t" + secrets.token_hex(3)
+    netlab("up", str(SCENARIOS / "hello-a.yaml"), "--name", name)
+    pid = supervisor_pid(name)
+    (STATE / f"{name}.json").unlink()
+    netlab("down", name)
+    assert lab_netns(name) == []
+    assert pid and not Path(f"/proc/{pid}").exists()
+
+
+def test_down_of_unknown_lab_succeeds():
+    assert netlab("down", "t" + secrets.token_hex(3)).returncode == 0

@@ -1,0 +1,70 @@
+"""The CLI through Click's CliRunner: exit codes and messages, no root needed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from netlab.cli.main import cli
+from netlab.kernel import features, netns
+
+REPO = Path(__file__).resolve().parents[2]
+SEED = str(REPO / "scenarios" / "hello-a.yaml")
+
+
+def test_plan_prints_iptables_and_ipvsadm_text():
+    r = CliRunner().invoke(cli, ["plan", SEED])
+    assert r.exit_code == 0, r.output
+    assert "## nl-hello-a-node1-ingress_sbox" in r.output
+    assert "FWM  256 rr" in r.output
+
+
+def test_plan_json_is_one_document():
+    r = CliRunner().invoke(cli, ["plan", SEED, "--json", "--name", "other"])
+    assert r.exit_code == 0
+    doc = json.loads(r.output)
+    assert doc["lab"] == "other"
+    assert "nl-other-node1-ingress_sbox" in doc["rendered"]
+
+
+def test_plan_of_missing_file_is_bad_input(tmp_path):
+    r = CliRunner().invoke(cli, ["plan", str(tmp_path / "nope.yaml")])
+    assert r.exit_code == 2
+
+
+def test_up_without_ipvs_exits_3_names_netlab_vm_and_changes_nothing(monkeypatch):
+    monkeypatch.setattr(features.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(features, "has_ipvs", lambda: False)
+
+    def forbidden(*_a, **_k):
+        raise AssertionError("up changed the kernel before checking for IPVS")
+
+    monkeypatch.setattr(netns, "create", forbidden)
+    r = CliRunner().invoke(cli, ["up", SEED])
+    assert r.exit_code == 3, r.output
+    assert "IPVS" in r.output and "netlab vm" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_up_without_root_exits_3(monkeypatch):
+    monkeypatch.setattr(features.os, "geteuid", lambda: 1000)
+    r = CliRunner().invoke(cli, ["up", SEED])
+    assert r.exit_code == 3 and "root" in r.output
+
+
+def test_curl_of_unknown_lab_is_bad_input(tmp_path, monkeypatch):
+    monkeypatch.setenv("NETLAB_STATE_DIR", str(tmp_path))
+    from netlab import state
+    monkeypatch.setattr(state, "DEFAULT_ROOT", tmp_path)
+    from netlab.cli import common
+    monkeypatch.setattr(common, "store", lambda: state.StateStore(tmp_path))
+    r = CliRunner().invoke(cli, ["curl", "nolab", "node2:5000"])
+    assert r.exit_code == 2 and "LAB" in r.output
+
+
+def test_every_command_is_documented_in_the_readme():
+    readme = (REPO / "README.md").read_text()
+    for name in cli.commands:
+        assert f"netlab {name}" in readme, name
