@@ -110,9 +110,11 @@ def _claimed_by_others(lab: str, store: StateStore) -> set[str]:
     return claimed
 
 
-def _orphan_supervisors(lab: str, store: StateStore) -> list[int]:
-    """Supervisor pids of ``lab`` found by their endpoints file in /proc (state file lost)."""
-    marker = str(supervisor.endpoints_path_for(store.log_path(lab)))
+def _orphan_supervisors(lab: str | None, store: StateStore) -> list[int]:
+    """Supervisor pids of ``lab`` (of any lab when None) found by their endpoints
+    file in /proc, for when the state file is lost."""
+    marker = (str(supervisor.endpoints_path_for(store.log_path(lab))) if lab
+              else str(store.root) + "/")
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -148,3 +150,14 @@ def down(lab: str, store: StateStore) -> DownResult:
         if leftover.suffix != ".json":
             leftover.unlink(missing_ok=True)
     return DownResult(removed, stopped, store.remove(lab))
+
+
+def down_all(store: StateStore) -> tuple[list[tuple[str, DownResult]], int]:
+    """``down`` every lab with a state file, then sweep every other ``nl-``
+    namespace and task-app supervisor of this store; returns the per-lab
+    results and how many stray namespaces were removed."""
+    results = [(lab, down(lab, store)) for lab in store.labs()]
+    for pid in _orphan_supervisors(None, store):
+        if supervisor.is_running(pid):
+            supervisor.stop(pid)
+    return results, kernel_apply.teardown(netns.listed(names.PREFIX))

@@ -12,7 +12,10 @@ from netlab.cli import common
 from netlab.errors import BadInput, MissingFeature
 from netlab.plan import names
 from netlab.plan.build import build_plan
+from netlab.kernel.apply import ApplyStats
+from netlab.model import Lab
 from netlab.plan.render import plan_json, plan_text
+from netlab.plan.types import Plan
 
 
 @click.command()
@@ -33,23 +36,31 @@ def up(scenario: str, name: str | None) -> None:
     lab = common.load(scenario, name)
     click.echo(f"netlab up: {lab.name} from {scenario}", err=True)
     result = lifecycle.up(lab, os.path.abspath(scenario), common.store(), common.progress)
-    st, a = result.stats, result.plan.meta["addressing"]
-    click.echo(f"lab {lab.name} is up: {len(lab.nodes)} nodes, {len(lab.services)} services, "
-               f"{len(lab.tasks)} tasks, {len(result.plan.netns)} namespaces "
-               f"({st.seconds:.2f} s, {st.netlink_requests} netlink requests, "
-               f"{st.iptables_commits} iptables commits)")
+    click.echo("\n".join(summary_lines(lab, result.plan, result.stats)))
+
+
+def summary_lines(lab: Lab, plan: Plan, stats: ApplyStats) -> list[str]:
+    """What ``up`` prints: the lab, each node's addresses, each service's mark, VIP and tasks."""
+    a = plan.meta["addressing"]
+    lines = [f"lab {lab.name} is up: {len(lab.nodes)} nodes, {len(lab.services)} services, "
+             f"{len(lab.tasks)} tasks, {len(plan.netns)} namespaces "
+             f"({stats.seconds:.2f} s, {stats.netlink_requests} netlink requests, "
+             f"{stats.iptables_commits} iptables commits)"]
     for node in lab.nodes:
-        click.echo(f"  node {node.name:<10} {node.role:<8} lan {a.nodes[node.name].lan_ip:<15} "
-                   f"ingress_sbox {a.nodes[node.name].sandbox_ip}")
+        na = a.nodes[node.name]
+        lines.append(f"  node {node.name:<10} {node.role:<8} lan {str(na.lan_ip):<15} "
+                     f"ingress_sbox {na.sandbox_ip}")
     for svc in lab.services:
         sa = a.services.get(svc.name)
         ports = ", ".join(f"{p.published}:{p.target}/{p.protocol}" for p in svc.ingress_ports)
-        tasks = ", ".join(f"{t.name}@{t.node} {a.tasks[t.name].ingress_ip}" for t in lab.tasks_of(svc.name))
+        tasks = ", ".join(f"{t.name}@{t.node} {a.tasks[t.name].ingress_ip}"
+                          for t in lab.tasks_of(svc.name))
         mark = f"FWM {sa.fwmark} ({sa.fwmark:#x}) VIP {sa.vip}" if sa else ""
-        click.echo(f"  service {svc.name}: {ports}  {mark}  tasks: {tasks or 'none'}")
+        lines.append(f"  service {svc.name}: {ports}  {mark}  tasks: {tasks or 'none'}")
     if lab.services and lab.services[0].ingress_ports:
         port = lab.services[0].ingress_ports[0].published
-        click.echo(f"try: netlab curl {lab.name} {lab.nodes[-1].name}:{port} --count 4")
+        lines.append(f"try: netlab curl {lab.name} {lab.nodes[-1].name}:{port} --count 4")
+    return lines
 
 
 @click.command()
@@ -59,26 +70,17 @@ def down(lab: str | None, all_labs: bool) -> None:
     """Remove everything LAB owns (namespaces, processes, state); always succeeds on leftovers."""
     st = common.store()
     if all_labs:
-        labs = set(st.labs())
-        from netlab.kernel import netns
-        if not labs and netns.listed(names.PREFIX):
-            labs |= {n[len(names.PREFIX):].split("-")[0] for n in netns.listed(names.PREFIX)}
+        results, strays = lifecycle.down_all(st)
     elif lab:
-        labs = {lab}
+        results, strays = [(lab, lifecycle.down(lab, st))], 0
     else:
         raise BadInput("LAB: name the lab to remove, or pass --all")
-    for name in sorted(labs):
-        r = lifecycle.down(name, st)
+    for name, r in results:
         click.echo(f"lab {name} is down: {r.netns_removed} namespaces removed"
                    + (", task apps stopped" if r.supervisor_stopped else "")
                    + (", state removed" if r.state_removed else ""))
-    if all_labs:
-        from netlab.kernel import netns
-        left = netns.listed(names.PREFIX)
-        for n in left:
-            netns.remove(n)
-        if left:
-            click.echo(f"removed {len(left)} more nl- namespaces with no lab state")
+    if strays:
+        click.echo(f"removed {strays} more nl- namespaces that no lab state claimed")
 
 
 def resolve_netns(lab: str, target: str, targets: dict[str, str]) -> str:

@@ -68,3 +68,17 @@ def test_every_command_is_documented_in_the_readme():
     readme = (REPO / "README.md").read_text()
     for name in cli.commands:
         assert f"netlab {name}" in readme, name
+
+
+def test_up_summary_names_nodes_marks_vips_and_tasks():
+    from netlab.cli.lab import summary_lines
+    from netlab.kernel.apply import ApplyStats
+    from netlab.plan.build import build_plan
+    from netlab.scenario import load_lab
+    lab = load_lab(SEED)
+    lines = summary_lines(lab, build_plan(lab), ApplyStats(seconds=1.5, netlink_requests=7))
+    text = "\n".join(lines)
+    assert lines[0].startswith("lab hello-a is up: 2 nodes, 1 services, 2 tasks, 10 namespaces")
+    assert "lan 192.168.56.11" in text and "ingress_sbox 10.0.0.3" in text
+    assert "FWM 256 (0x100) VIP 10.0.0.4" in text
+    assert "hello-a.1@node1 10.0.0.5, hello-a.2@node2 10.0.0.6" in text
