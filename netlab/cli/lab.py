@@ -10,7 +10,6 @@ import click
 from netlab import lifecycle
 from netlab.cli import common
 from netlab.errors import BadInput, MissingFeature
-from netlab.plan import names
 from netlab.plan.build import build_plan
 from netlab.kernel.apply import ApplyStats
 from netlab.model import Lab

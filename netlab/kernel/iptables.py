@@ -58,7 +58,7 @@ def preload() -> None:
                 site = os.path.dirname(os.path.dirname(spec.origin))
                 os.environ.setdefault("IPTABLES_LIBDIR", f"{libdir}:{site}")
             break
-    import iptc  # noqa: F401
+    import iptc  # noqa: F401  (imported for its side effect: loaded once, inherited by children)
 
 
 def _iptc():

@@ -10,21 +10,19 @@ calling thread.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pickle
 import socket
-import threading
 import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
 from pyroute2 import netns as pr_netns
 
+from netlab import nsenter
 from netlab.errors import NetlabError
 
 NETNS_DIR = "/var/run/netns"
-CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
 
 
@@ -67,22 +65,10 @@ def remove(name: str) -> bool:
     return True
 
 
-def _libc_setns() -> Callable[[int, int], int]:
-    """libc's setns, resolved in the caller (never in a forked child: dlopen
-    there can deadlock on a loader lock another thread held at fork time)."""
-    return ctypes.CDLL(None, use_errno=True).setns
-
-
-def _enter(fd: int, setns: Callable[[int, int], int], name: str) -> None:
-    if setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns({name}): {os.strerror(err)}")
-
-
 def _setns(name: str) -> None:
     fd = os.open(path(name), os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _enter(fd, _libc_setns(), name)
+        nsenter.enter(fd, nsenter.libc_setns(), name)
     finally:
         os.close(fd)
 
@@ -95,7 +81,7 @@ def run_in(name: str, func: Callable[..., T], *args, **kwargs) -> T:
     """
     if not exists(name):
         raise NetnsError(f"network namespace {name} does not exist")
-    setns = _libc_setns()
+    setns = nsenter.libc_setns()
     nsfd = os.open(path(name), os.O_RDONLY | os.O_CLOEXEC)
     rfd, wfd = os.pipe()
     pid = os.fork()
@@ -103,7 +89,7 @@ def run_in(name: str, func: Callable[..., T], *args, **kwargs) -> T:
         os.close(rfd)
         code = 0
         try:
-            _enter(nsfd, setns, name)
+            nsenter.enter(nsfd, setns, name)
             payload = ("ok", func(*args, **kwargs))
         except BaseException as exc:  # noqa: BLE001 - shipped to the parent
             payload = ("err", f"{type(exc).__name__}: {exc}", traceback.format_exc())
@@ -128,21 +114,16 @@ def run_in(name: str, func: Callable[..., T], *args, **kwargs) -> T:
 
 def socket_in(name: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM,
               proto: int = 0) -> socket.socket:
-    """A socket created inside netns ``name`` (via a thread that enters it)."""
-    result: dict[str, object] = {}
+    """A socket created inside netns ``name`` (by a thread that enters it).
 
-    def opener() -> None:
-        try:
-            _setns(name)
-            result["sock"] = socket.socket(family, kind, proto)
-        except BaseException as exc:  # noqa: BLE001
-            result["err"] = exc
-
+    Raises NetnsError when the namespace is missing or cannot be entered.
+    """
     if not exists(name):
         raise NetnsError(f"network namespace {name} does not exist")
-    thread = threading.Thread(target=opener, name=f"netns-{name}")
-    thread.start()
-    thread.join()
-    if "err" in result:
-        raise NetnsError(f"cannot open a socket in {name}: {result['err']}")
-    return result["sock"]  # type: ignore[return-value]
+    fd = os.open(path(name), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return nsenter.in_thread(fd, lambda: socket.socket(family, kind, proto), name)
+    except OSError as exc:
+        raise NetnsError(f"cannot open a socket in {name}: {exc}") from exc
+    finally:
+        os.close(fd)

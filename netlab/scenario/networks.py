@@ -10,6 +10,7 @@ between nodes, each node's ``docker_gwbridge`` and Swarm's
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -98,7 +99,7 @@ class _Fields:
 
 
 def _read_section(entry: Entry | None, name: str, keys: tuple[str, ...], log: IssueLog,
-                  not_modelled: MappingABC[str, str] | None = None) -> _Fields:
+                  not_modelled: Mapping[str, str] | None = None) -> _Fields:
     fields = _Fields({}, {}, [])
     if entry is None:
         return fields

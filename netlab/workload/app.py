@@ -21,7 +21,6 @@ supervisor waits on.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import hashlib
 import json
 import logging
@@ -32,16 +31,15 @@ import signal
 import socket
 import struct
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from netlab.errors import NetlabError
+from netlab.nsenter import in_thread
 from netlab.workload.endpoints import AppEndpoint, EndpointKey, endpoints_from_json
 
-CLONE_NEWNET = 0x40000000
 IP_PKTINFO = 8  # linux/in.h; the socket module of Python 3.11 lacks it
 MAX_REQUEST = 64 * 1024
 REQUEST_TIMEOUT = 5.0  # seconds to read a request before answering anyway
@@ -114,30 +112,8 @@ def status_path_for(endpoints_path: Path) -> Path:
 # ---- sockets inside a namespace ------------------------------------------------------
 
 def run_in_netns(netns_fd: int, fn: Callable[[], T]) -> T:
-    """Run ``fn`` in a helper thread that has joined the network namespace ``netns_fd``.
-
-    The thread exits afterwards, so the caller's namespace never changes; what
-    ``fn`` creates (sockets) stays in the joined namespace. Raises OSError when
-    setns fails (not root, not a namespace file) and whatever ``fn`` raises.
-    """
-    result: dict[str, Any] = {}
-
-    def helper() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.setns(netns_fd, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns: {os.strerror(err)}")
-            result["value"] = fn()
-        except BaseException as exc:  # handed to the caller's thread
-            result["error"] = exc
-
-    thread = threading.Thread(target=helper, name="netlab-setns", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+    """Run ``fn`` in a thread inside the namespace ``netns_fd`` (see :func:`netlab.nsenter.in_thread`)."""
+    return in_thread(netns_fd, fn)
 
 
 def open_socket(ep: AppEndpoint) -> socket.socket:
