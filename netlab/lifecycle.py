@@ -144,10 +144,10 @@ def down(lab: str, store: StateStore) -> DownResult:
     owned |= set(netns.listed(names.lab_prefix(lab))) - _claimed_by_others(lab, store)
     # Tasks first, the LAN last: fewer links die with a still-used peer.
     removed = kernel_apply.teardown(sorted(owned, key=lambda n: (n.endswith("-lan"), n)))
-    for extra in (store.log_path(lab),):
-        extra.unlink(missing_ok=True)
+    # The log, the apps' endpoints and status files: everything named <lab>.*
+    # but the state file, which goes last.
     for leftover in store.root.glob(f"{lab}.*") if store.root.exists() else []:
-        if leftover.suffix != ".json":
+        if leftover != store.path(lab):
             leftover.unlink(missing_ok=True)
     return DownResult(removed, stopped, store.remove(lab))
 

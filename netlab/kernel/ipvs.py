@@ -15,6 +15,7 @@ from netlab.plan.types import IpvsDest, IpvsService
 
 FWD = {"Masq": 0, "Local": 1, "Tunnel": 2, "Route": 3}
 FWD_NAMES = {v: k for k, v in FWD.items()}
+FWD_MASK = 0x0007   # IP_VS_CONN_F_FWD_MASK
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,11 @@ def read(netns: str) -> list[ObservedService]:
             dests = []
             for dmsg in ipvs.dest("dump", service=_svc(fwmark)):
                 d = IPVSDest.from_message(dmsg)
+                # pyroute2 0.9.7 does not map the kernel's FWD_METHOD attribute back
+                # to "fwd_method" (which keeps its default, 3): read it raw.
+                fwd = d.get("IPVS_DEST_ATTR_FWD_METHOD", d.get("fwd_method")) & FWD_MASK
                 dests.append(IpvsDest(d.get("addr"), d.get("port") or 0, d.get("weight"),
-                                      FWD_NAMES.get(d.get("fwd_method"), "Masq")))
+                                      FWD_NAMES.get(fwd, f"fwd{fwd}")))
             out.append(ObservedService(fwmark, svc.get("sched_name"),
                                        tuple(sorted(dests, key=lambda x: x.addr))))
     return out
