@@ -88,11 +88,13 @@ def guest_script(
     env: Mapping[str, str],
     status_file: Path,
     modules: Sequence[str] = GUEST_MODULES,
+    prelude: Sequence[str] = (),
 ) -> str:
-    """Write the ``/bin/sh`` script the guest runs: env, modules, cd, the command, its status.
+    """Write the ``/bin/sh`` script the guest runs: env, modules, ``prelude``, cd, the command.
 
     The script exits with the command's status and also writes it to
-    ``status_file`` (a path the guest can write). Raises ValueError for an
+    ``status_file`` (a path the guest can write). ``prelude`` lines (such as
+    the cached view's mounts) run before the ``cd``. Raises ValueError for an
     empty argv.
     """
     q = shlex.quote
@@ -107,6 +109,7 @@ def guest_script(
             f"for m in {' '.join(q(m) for m in modules)}; do "
             'modprobe -q "$m" >/dev/null 2>&1 || :; done'
         )
+    lines += list(prelude)
     lines += [
         f"cd {q(cwd)} || {{ echo {q(f'netlab vm: cannot enter {cwd} in the guest')} >&2;"
         f" echo 1 > {status}; exit 1; }}",

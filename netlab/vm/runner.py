@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from netlab.errors import BadInput, MissingFeature, NetlabError
+from netlab.vm import hostcache
 from netlab.vm.detect import KvmDecision, KvmMode, decide_kvm, kvm_device_openable
 from netlab.vm.guest import guest_env, guest_script
 from netlab.vm.kernels import Kernel, find_kernel, kernel_from_path
@@ -50,6 +51,8 @@ class VmSpec:
     timeout: float = 5400.0
     #: Host directories the guest may write to (the rest of the host is read-only there).
     rw_dirs: tuple[Path, ...] = field(default_factory=tuple)
+    #: Serve Python's and the checkout's files from a cached 9p view (see hostcache).
+    host_cache: bool = True
 
     def check(self) -> None:
         """Raise BadInput (exit 2) naming the first field that is out of range."""
@@ -150,6 +153,10 @@ def vng_argv(launch: VmLaunch, script: Path, shared_dir: Path) -> list[str]:
     if not launch.kvm.use_kvm:
         argv.append("--disable-kvm")
     argv += ["--exec", f"/bin/sh {shlex.quote(str(script))}"]
+    if spec.host_cache:
+        # One "=" argument: vng's parser would take a leading "-" for an option.
+        # vng wants --qemu-opts last.
+        argv.append(f"--qemu-opts={hostcache.qemu_opts()}")
     return argv
 
 
@@ -219,8 +226,16 @@ def run_in_vm(
         status_file = shared / "status"
         script = shared / "run.sh"
         venv_bin = Path(sys.executable).parent
+        prelude: list[str] = []
+        if spec.host_cache:
+            dirs = hostcache.choose_dirs(
+                [*hostcache.python_dirs(), Path(cwd)], [shared, *spec.rw_dirs]
+            )
+            prelude = hostcache.mount_lines(dirs)
         script.write_text(
-            guest_script(argv, cwd, guest_env(os.environ, venv_bin), status_file),
+            guest_script(
+                argv, cwd, guest_env(os.environ, venv_bin), status_file, prelude=prelude
+            ),
             encoding="utf-8",
             errors="surrogateescape",
         )

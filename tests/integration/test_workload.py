@@ -24,6 +24,9 @@ from netlab.errors import NetlabError
 from netlab.workload import supervisor
 from netlab.workload.endpoints import AppEndpoint, dump_endpoints
 
+# A cold Python start takes far longer than 10 s under emulation in netlab vm.
+READY = 300.0
+
 pytestmark = pytest.mark.integration
 
 
@@ -137,7 +140,7 @@ def pair() -> Iterator[Pair]:
 @pytest.fixture
 def app(pair: Pair, tmp_path: Path) -> Iterator[int]:
     """A supervisor serving tcp/3000 and udp/3001 in the task namespace."""
-    pid = supervisor.start([endpoint(pair, 3000), endpoint(pair, 3001, "udp")], tmp_path / "wl.log")
+    pid = supervisor.start([endpoint(pair, 3000), endpoint(pair, 3001, "udp")], tmp_path / "wl.log", ready_timeout=READY)
     try:
         yield pid
     finally:
@@ -240,7 +243,7 @@ def test_reload_reopens_sockets_in_a_recreated_namespace(pair: Pair, app: int, t
 
 
 def test_stop_leaves_no_process(pair: Pair, tmp_path: Path) -> None:
-    pid = supervisor.start([endpoint(pair, 3000)], tmp_path / "wl.log")
+    pid = supervisor.start([endpoint(pair, 3000)], tmp_path / "wl.log", ready_timeout=READY)
     assert supervisor.is_running(pid)
     supervisor.stop(pid)
     assert not supervisor.is_running(pid)
@@ -255,7 +258,7 @@ def test_start_fails_clearly_and_leaves_nothing(pair: Pair, tmp_path: Path) -> N
     ghost = AppEndpoint(pair.task + "-gone", "hello-a", "hello-a.9", "node1", TASK_IP, 3000)
     before = set(os.listdir("/proc"))
     with pytest.raises(NetlabError, match="could not open every endpoint.*cannot open netns") as err:
-        supervisor.start([endpoint(pair, 3000), ghost], tmp_path / "wl.log")
+        supervisor.start([endpoint(pair, 3000), ghost], tmp_path / "wl.log", ready_timeout=READY)
     assert str(tmp_path / "wl.log") in str(err.value)  # the log tail comes along
     started = [p for p in set(os.listdir("/proc")) - before if p.isdigit()]
     assert not [p for p in started if supervisor.is_running(int(p))]

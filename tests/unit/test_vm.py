@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from netlab.cli.main import cli
 from netlab.errors import BadInput, MissingFeature
-from netlab.vm import guest, process, runner
+from netlab.vm import guest, hostcache, process, runner
 from netlab.vm.detect import KvmDecision, decide_kvm, has_module, host_has_ipvs
 from netlab.vm.kernels import Kernel, find_kernel, kernel_from_path
 
@@ -246,7 +246,28 @@ def test_vng_argv_emulation(tmp_path):
     assert argv[argv.index("--user") + 1] == "root"
     rw = [argv[i + 1] for i, a in enumerate(argv) if a == "--rwdir"]
     assert rw == ["/t", str(tmp_path)]
-    assert argv[-2:] == ["--exec", "/bin/sh /t/run.sh"]
+    assert argv[argv.index("--exec") + 1] == "/bin/sh /t/run.sh"
+
+
+def test_vng_argv_adds_cached_view_last_unless_off():
+    on = runner.vng_argv(_launch(False), Path("/t/r.sh"), Path("/t"))
+    assert on[-1].startswith("--qemu-opts=-fsdev local,") and hostcache.MOUNT_TAG in on[-1]
+    off = runner.vng_argv(_launch(False, host_cache=False), Path("/t/r.sh"), Path("/t"))
+    assert not any(a.startswith("--qemu-opts") for a in off)
+
+
+def test_cached_view_covers_python_and_checkout_but_not_writable_shares(tmp_path):
+    repo, venv, rw = tmp_path / "repo", tmp_path / "repo/.venv", tmp_path / "out"
+    stdlib, shared = tmp_path / "py/lib/python3.11", tmp_path / "tmp/netlab-vm-x"
+    for d in (venv, rw, stdlib, shared):
+        d.mkdir(parents=True)
+    chosen = hostcache.choose_dirs([venv, stdlib, repo, Path("/")], [shared, rw])
+    assert chosen == [str(repo), str(stdlib)]  # .venv is inside repo; / never
+    # a candidate holding a writable share, or inside one, is left alone
+    assert hostcache.choose_dirs([tmp_path, rw / "sub"], [rw]) == []
+    lines = "\n".join(hostcache.mount_lines(chosen))
+    assert "cache=loose" in lines and "findmnt -n -o TARGET --target" in lines
+    assert hostcache.mount_lines([]) == []
 
 
 def test_vng_argv_kvm_and_env():
