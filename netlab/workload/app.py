@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import selectors
 import signal
 import socket
@@ -34,14 +33,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
 from netlab.errors import NetlabError
 from netlab.nsenter import in_thread
+from netlab.workload.http import (  # noqa: F401 - re-exported for callers and tests
+    MAX_REQUEST, http_response, parse_request_line, reply_body, reply_fields, request_complete,
+)
 from netlab.workload.endpoints import AppEndpoint, EndpointKey, endpoints_from_json
 
 IP_PKTINFO = 8  # linux/in.h; the socket module of Python 3.11 lacks it
-MAX_REQUEST = 64 * 1024
 REQUEST_TIMEOUT = 5.0  # seconds to read a request before answering anyway
 LINGER = 1.0  # seconds to drain the client after answering, so close() sends FIN, not RST
 MAX_CONNECTIONS = 512
@@ -49,59 +50,6 @@ BATCH = 64  # accepts/datagrams handled per readiness event, so no socket starve
 
 log = logging.getLogger("netlab.workload")
 T = TypeVar("T")
-_REQUEST_LINE = re.compile(rb"([A-Z][A-Z-]{0,19}) (\S+)(?: (HTTP/\d\.\d))?")
-
-
-# ---- the reply (pure; unit-tested) ------------------------------------------------
-
-def reply_fields(ep: AppEndpoint, client: str, client_port: int, path: str | None) -> dict[str, Any]:
-    """The JSON object the app answers with."""
-    return {
-        "service": ep.service, "task": ep.task, "node": ep.node, "task_ip": ep.task_ip,
-        "port": ep.port, "client": client, "client_port": client_port, "path": path,
-    }
-
-
-def reply_body(ep: AppEndpoint, client: str, client_port: int, path: str | None) -> bytes:
-    """The reply body: one JSON object and a newline."""
-    return (json.dumps(reply_fields(ep, client, client_port, path)) + "\n").encode()
-
-
-def parse_request_line(request: bytes) -> tuple[str | None, str | None, bool]:
-    """(method, path, is_http1) from the first line; (None, None, False) when it is not HTTP."""
-    line = request.split(b"\n", 1)[0].rstrip(b"\r")
-    m = _REQUEST_LINE.fullmatch(line)
-    if not m:
-        return None, None, False
-    return m.group(1).decode(), m.group(2).decode("latin-1"), m.group(3) is not None
-
-
-def request_complete(request: bytes) -> bool:
-    """True when there is enough of the request to answer it.
-
-    That is: the HTTP/1.x header block has ended, or the first line is complete
-    and is not an HTTP/1.x request line (answer non-HTTP clients at once), or
-    the 64 KiB bound is reached.
-    """
-    if len(request) >= MAX_REQUEST:
-        return True
-    if b"\n" not in request:
-        return False
-    if not parse_request_line(request)[2]:
-        return True
-    return b"\r\n\r\n" in request or b"\n\n" in request
-
-
-def http_response(body: bytes, head_only: bool = False) -> bytes:
-    """A complete ``HTTP/1.1 200 OK`` JSON response that closes the connection."""
-    head = (
-        "HTTP/1.1 200 OK\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n"
-        "\r\n"
-    ).encode()
-    return head if head_only else head + body
 
 
 def status_path_for(endpoints_path: Path) -> Path:

@@ -1,0 +1,66 @@
+"""What a task app says: the JSON reply and its HTTP framing (pure, unit-tested).
+
+The reply names the service, task, node and task IP, and the client address
+the socket saw: that is how a user sees Swarm's ingress SNAT hide the client.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from netlab.workload.endpoints import AppEndpoint
+
+MAX_REQUEST = 64 * 1024
+_REQUEST_LINE = re.compile(rb"([A-Z][A-Z-]{0,19}) (\S+)(?: (HTTP/\d\.\d))?")
+
+
+def reply_fields(ep: AppEndpoint, client: str, client_port: int, path: str | None) -> dict[str, Any]:
+    """The JSON object the app answers with."""
+    return {
+        "service": ep.service, "task": ep.task, "node": ep.node, "task_ip": ep.task_ip,
+        "port": ep.port, "client": client, "client_port": client_port, "path": path,
+    }
+
+
+def reply_body(ep: AppEndpoint, client: str, client_port: int, path: str | None) -> bytes:
+    """The reply body: one JSON object and a newline."""
+    return (json.dumps(reply_fields(ep, client, client_port, path)) + "\n").encode()
+
+
+def parse_request_line(request: bytes) -> tuple[str | None, str | None, bool]:
+    """(method, path, is_http1) from the first line; (None, None, False) when it is not HTTP."""
+    line = request.split(b"\n", 1)[0].rstrip(b"\r")
+    m = _REQUEST_LINE.fullmatch(line)
+    if not m:
+        return None, None, False
+    return m.group(1).decode(), m.group(2).decode("latin-1"), m.group(3) is not None
+
+
+def request_complete(request: bytes) -> bool:
+    """True when there is enough of the request to answer it.
+
+    That is: the HTTP/1.x header block has ended, or the first line is complete
+    and is not an HTTP/1.x request line (answer non-HTTP clients at once), or
+    the 64 KiB bound is reached.
+    """
+    if len(request) >= MAX_REQUEST:
+        return True
+    if b"\n" not in request:
+        return False
+    if not parse_request_line(request)[2]:
+        return True
+    return b"\r\n\r\n" in request or b"\n\n" in request
+
+
+def http_response(body: bytes, head_only: bool = False) -> bytes:
+    """A complete ``HTTP/1.1 200 OK`` JSON response that closes the connection."""
+    head = (
+        "HTTP/1.1 200 OK\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+    ).encode()
+    return head if head_only else head + body
