@@ -86,7 +86,8 @@ class ScenarioError(BadInput):
     """A scenario file is unusable; ``issues`` lists every problem found.
 
     ``str()`` of the error is the first issue on one line (as the CLI prints
-    for commands other than ``validate``); :meth:`format` gives them all.
+    for commands other than ``validate``), saying how many more there are;
+    :meth:`format` gives them all.
     """
 
     def __init__(self, source: str, issues: Sequence[Issue]) -> None:
@@ -94,7 +95,11 @@ class ScenarioError(BadInput):
             raise ValueError("a ScenarioError needs at least one issue")
         self.source = source
         self.issues: list[Issue] = list(issues)
-        super().__init__(format_issue(self.issues[0], source))
+        line = format_issue(self.issues[0], source)
+        more = len(self.issues) - 1
+        if more:
+            line += f" [+{more} more: netlab validate {source}]"
+        super().__init__(line)
 
     def format(self) -> str:
         """All issues, one per line."""

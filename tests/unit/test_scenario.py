@@ -664,9 +664,11 @@ def test_error_string_is_the_first_issue_and_format_lists_all():
         load_lab_from_text(FIVE_ERRORS, "five.yaml")
     err = info.value
     assert isinstance(err, BadInput) and err.exit_code == 2
-    assert str(err) == format_issue(err.issues[0], "five.yaml")
+    assert str(err).startswith(format_issue(err.issues[0], "five.yaml"))
     assert str(err) == ("five.yaml:3:17: nodes.node1.role: unknown role 'manger' "
-                        "(hint: did you mean 'manager'? use one of: manager, worker)")
+                        "(hint: did you mean 'manager'? use one of: manager, worker)"
+                        " [+4 more: netlab validate five.yaml]")
+    assert "\n" not in str(err)
     lines = format_issues(err.issues, "five.yaml").splitlines()
     assert len(lines) == 5 and lines == err.format().splitlines()
     assert lines[2].startswith("five.yaml:7:14: services.web.ports[0].published: published port 70000")
