@@ -24,7 +24,10 @@ from netlab.plan.types import Plan
 def plan(scenario: str, name: str | None, as_json: bool) -> None:
     """Print the desired kernel state of SCENARIO, per namespace (no root needed)."""
     p = build_plan(common.load(scenario, name))
-    click.echo(plan_json(p) if as_json else plan_text(p), nl=not as_json or True)
+    if as_json:
+        click.echo(plan_json(p))
+    else:
+        click.echo(plan_text(p), nl=False)  # plan_text ends with a newline
 
 
 @click.command()
