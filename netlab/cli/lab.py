@@ -106,3 +106,17 @@ def exec_(lab: str, target: str, cmd: tuple[str, ...]) -> None:
     if ip is None:
         raise MissingFeature("the ip command is missing (hint: apt-get install iproute2)")
     os.execv(ip, [ip, "netns", "exec", ns, *cmd])
+
+
+@click.command()
+@click.argument("lab_or_scenario", metavar="LAB|SCENARIO")
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
+              show_default=True)
+def graph(lab_or_scenario: str, fmt: str) -> None:
+    """Draw the plumbing of a lab (or of a scenario file): namespaces, bridges, veths, VXLAN."""
+    from netlab.plan.graph import render
+    if os.path.isfile(lab_or_scenario):
+        model = common.load(lab_or_scenario)
+    else:
+        model = common.lab_from_state(common.lab_state(common.store(), lab_or_scenario))
+    click.echo(render(build_plan(model), fmt), nl=False)

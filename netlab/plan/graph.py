@@ -1,0 +1,105 @@
+"""Plan → diagram: the lab's plumbing as Mermaid or Graphviz dot.
+
+Each namespace is a box (subgraph/cluster) holding its interfaces and
+bridges; veth pairs are edges between their two ends; each node's ``vxlan0``
+is joined to every other node's over the LAN by a dashed edge naming the VNI
+and UDP port. Drawn from the plan, so it needs no root and no running lab.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from netlab.plan.types import Plan
+
+FORMATS = ("mermaid", "dot")
+
+
+@dataclass(frozen=True)
+class _Graph:
+    boxes: dict[str, tuple[str, list[tuple[str, str]]]]   # netns -> (title, [(id, label)])
+    edges: list[tuple[str, str, str, bool]]              # (from id, to id, label, dashed)
+
+
+def _id(netns: str, ifname: str) -> str:
+    return "n_" + re.sub(r"[^A-Za-z0-9]", "_", f"{netns}__{ifname}")
+
+
+def _collect(plan: Plan) -> _Graph:
+    boxes: dict[str, tuple[str, list[tuple[str, str]]]] = {
+        ns.name: (f"{ns.target} ({ns.name})", []) for ns in plan.netns}
+    seen: set[str] = set()
+
+    def node(netns: str, ifname: str, label: str | None = None) -> str:
+        nid = _id(netns, ifname)
+        if nid not in seen:
+            seen.add(nid)
+            boxes[netns][1].append((nid, label or ifname))
+        return nid
+
+    edges: list[tuple[str, str, str, bool]] = []
+    addrs: dict[tuple[str, str], list[str]] = {}
+    for a in plan.addresses:
+        addrs.setdefault((a.netns, a.ifname), []).append(a.cidr)
+
+    def label(netns: str, ifname: str) -> str:
+        return " ".join([ifname, *addrs.get((netns, ifname), [])])
+
+    for b in plan.bridges:
+        node(b.netns, b.name, f"{label(b.netns, b.name)} [bridge]")
+    for v in plan.vxlans:
+        vx = node(v.netns, v.name, f"{v.name} VNI {v.vni}")
+        edges.append((vx, _id(v.netns, v.master), "", False))
+    for veth in plan.veths:
+        a = node(veth.a.netns, veth.a.name, label(veth.a.netns, veth.a.name))
+        b = node(veth.b.netns, veth.b.name, label(veth.b.netns, veth.b.name))
+        if veth.a.master:
+            edges.append((a, _id(veth.a.netns, veth.a.master), "", False))
+        edges.append((a, b, "veth", False))
+    vxlans = list(plan.vxlans)
+    for i, v in enumerate(vxlans):
+        for w in vxlans[i + 1:]:
+            edges.append((_id(v.netns, v.name), _id(w.netns, w.name),
+                          f"VXLAN {v.vni} udp/{v.port} over the LAN", True))
+    return _Graph(boxes, edges)
+
+
+def mermaid(plan: Plan) -> str:
+    """A Mermaid ``flowchart`` of the plan's plumbing."""
+    g = _collect(plan)
+    lines = ["flowchart LR"]
+    for i, (title, nodes) in enumerate(g.boxes.values()):
+        lines.append(f'  subgraph box{i}["{title}"]')
+        lines += [f'    {nid}["{label}"]' for nid, label in nodes]
+        lines.append("  end")
+    for a, b, label, dashed in g.edges:
+        arrow = "-.-" if dashed else "---"
+        lines.append(f"  {a} {arrow}|{label}| {b}" if label else f"  {a} {arrow} {b}")
+    return "\n".join(lines) + "\n"
+
+
+def dot(plan: Plan) -> str:
+    """A Graphviz ``graph`` of the plan's plumbing (one cluster per namespace)."""
+    g = _collect(plan)
+    lines = [f'graph "{plan.lab}" {{', "  rankdir=LR;", "  node [shape=box, fontsize=10];"]
+    for i, (title, nodes) in enumerate(g.boxes.values()):
+        lines.append(f'  subgraph cluster_{i} {{ label="{title}";')
+        lines += [f'    {nid} [label="{label}"];' for nid, label in nodes]
+        lines.append("  }")
+    for a, b, label, dashed in g.edges:
+        attrs = [f'label="{label}"'] if label else []
+        if dashed:
+            attrs.append("style=dashed")
+        lines.append(f"  {a} -- {b}" + (f" [{', '.join(attrs)}]" if attrs else "") + ";")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render(plan: Plan, fmt: str) -> str:
+    """The diagram in ``fmt`` (one of FORMATS); raises ValueError otherwise."""
+    if fmt == "mermaid":
+        return mermaid(plan)
+    if fmt == "dot":
+        return dot(plan)
+    raise ValueError(f"unknown format {fmt!r}")

@@ -1,0 +1,53 @@
+"""``netlab graph``: the plumbing of a plan as Mermaid or dot (no root)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from netlab.cli.main import cli
+from netlab.plan.build import build_plan
+from netlab.plan.graph import dot, mermaid
+from netlab.scenario import load_lab
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+def _plan(name: str):
+    return build_plan(load_lab(SCENARIOS / f"{name}.yaml"))
+
+
+def test_mermaid_has_a_box_per_namespace_and_every_veth():
+    plan = _plan("hello-a")
+    text = mermaid(plan)
+    assert text.startswith("flowchart LR\n")
+    assert text.count("  subgraph ") == len(plan.netns) == 10
+    assert text.count("|veth|") == len(plan.veths)
+    assert '["node2/ingress_sbox (nl-hello-a-node2-ingress_sbox)"]' in text
+    assert '["eth0 10.0.0.3/24 10.0.0.4/32"]' in text
+
+
+def test_vxlan_joins_every_pair_of_nodes_over_the_lan():
+    text = mermaid(_plan("three-nodes"))
+    assert text.count("-.-|VXLAN 4096 udp/4789 over the LAN|") == 3   # 3 nodes: 3 pairs
+
+
+def test_dot_is_one_graph_with_a_cluster_per_namespace():
+    plan = _plan("three-nodes")
+    text = dot(plan)
+    assert text.startswith('graph "three-nodes" {') and text.rstrip().endswith("}")
+    assert len(re.findall(r"subgraph cluster_\d+ ", text)) == len(plan.netns)
+    assert text.count("style=dashed") == 3
+    assert text.count("{") == text.count("}")
+
+
+def test_graph_cli_of_a_scenario_and_of_an_unknown_lab(tmp_path, monkeypatch):
+    r = CliRunner().invoke(cli, ["graph", str(SCENARIOS / "hello-a.yaml"), "--format", "dot"])
+    assert r.exit_code == 0 and r.output.startswith('graph "hello-a"')
+    from netlab import state
+    from netlab.cli import common
+    monkeypatch.setattr(common, "store", lambda: state.StateStore(tmp_path))
+    r = CliRunner().invoke(cli, ["graph", "nolab"])
+    assert r.exit_code == 2 and "LAB" in r.output
