@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from collections.abc import Callable
 
 from netlab.errors import BadInput
@@ -111,21 +110,10 @@ def _claimed_by_others(lab: str, store: StateStore) -> set[str]:
 
 
 def _orphan_supervisors(lab: str | None, store: StateStore) -> list[int]:
-    """Supervisor pids of ``lab`` (of any lab when None) found by their endpoints
-    file in /proc, for when the state file is lost."""
-    marker = (str(supervisor.endpoints_path_for(store.log_path(lab))) if lab
-              else str(store.root) + "/")
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if "netlab.workload.app" in cmd and marker in cmd:
-            pids.append(int(entry.name))
-    return pids
+    """Supervisor pids of ``lab`` (of any lab of this store when None), for
+    when the state file is lost."""
+    return supervisor.find(str(supervisor.endpoints_path_for(store.log_path(lab))) if lab
+                           else str(store.root) + "/")
 
 
 def down(lab: str, store: StateStore) -> DownResult:

@@ -13,7 +13,7 @@ import os
 import sysconfig
 from dataclasses import dataclass
 
-from netlab.plan.render import rule_spec
+from netlab.plan.render import save_table
 from netlab.plan.types import BUILTIN_CHAINS, ChainPolicy, Rule
 
 BACKEND = "iptables-legacy (python-iptables/libiptc)"
@@ -29,15 +29,9 @@ class TableSpec:
     rules: tuple[Rule, ...]
 
     def save_text(self) -> str:
-        """The table as netlab's renderer prints it (no counters)."""
-        pol = {p.chain: p.policy for p in self.policies}
-        lines = [f"*{self.table}"]
-        lines += [f":{c} {pol.get(c, 'ACCEPT')}" for c in BUILTIN_CHAINS[self.table]]
-        lines += [f":{c} -" for c in sorted(self.user_chains)]
-        for chain in (*BUILTIN_CHAINS[self.table], *sorted(self.user_chains)):
-            lines += [f"-A {chain} {rule_spec(r)}" for r in self.rules if r.chain == chain]
-        lines.append("COMMIT")
-        return "\n".join(lines)
+        """The table as ``iptables-legacy-save`` prints it (no counters)."""
+        return save_table(self.table, {p.chain: p.policy for p in self.policies},
+                          self.user_chains, self.rules)
 
 
 def preload() -> None:

@@ -14,7 +14,7 @@ from netlab.kernel.apply import table_specs
 from netlab.kernel.iptables import preload, read_tables
 from netlab.kernel.links import NUD_PERMANENT, Netlink
 from netlab.plan.render import ipvsadm
-from netlab.plan.types import IpvsService, Plan
+from netlab.plan.types import Plan
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,6 @@ def _peers(nl: Netlink, plan: Plan, present: set[str]) -> list[Drift]:
     return out
 
 
-def _ipvs_text(services) -> str:
-    return ipvsadm([IpvsService("", s.fwmark, s.scheduler, s.dests, "") for s in services])
-
-
 def drift(plan: Plan) -> list[Drift]:
     """Every difference between ``plan`` and the kernel; empty when they agree."""
     out: list[Drift] = []
@@ -88,8 +84,8 @@ def drift(plan: Plan) -> list[Drift]:
                     if line not in want_lines:
                         out.append(Drift(ns.name, "iptables", f"{spec.table}: unexpected {line}"))
         if ns.role == "sandbox":
-            want = _ipvs_text([s for s in plan.ipvs if s.netns == ns.name])
-            have_text = _ipvs_text(ipvs.read(ns.name))
+            want = ipvsadm(s for s in plan.ipvs if s.netns == ns.name)
+            have_text = ipvsadm(ipvs.read(ns.name))
             if want != have_text:
                 out.append(Drift(ns.name, "ipvs", "IPVS services differ:\nwant:\n" + want
                                  + "\nhave:\n" + have_text))

@@ -11,7 +11,10 @@ import dataclasses
 import json
 import re
 
-from netlab.plan.types import BUILTIN_CHAINS, IpvsService, Plan, Rule
+from collections.abc import Iterable
+from typing import Protocol
+
+from netlab.plan.types import BUILTIN_CHAINS, IpvsDest, Plan, Rule
 
 IPVS_HEADER = (
     "IP Virtual Server version 1.2.1 (size=4096)\n"
@@ -60,20 +63,28 @@ def rule_spec(rule: Rule) -> str:
     return " ".join(parts)
 
 
-def iptables_save(plan: Plan, netns: str, table: str) -> str:
-    """One table of one namespace, as ``iptables-legacy-save -t TABLE`` prints it
-    (without counters and ``#`` lines)."""
-    builtin = BUILTIN_CHAINS[table]
-    policies = {p.chain: p.policy for p in plan.policies if p.netns == netns and p.table == table}
-    user = sorted(c for n, t, c in plan.user_chains if n == netns and t == table)
+def save_table(table: str, policies: dict[str, str], user_chains: Iterable[str],
+               rules: Iterable[Rule]) -> str:
+    """One table as ``iptables-legacy-save -t TABLE`` prints it (without counters
+    and ``#`` lines): built-in chains with their policies, user chains sorted,
+    then each chain's rules in order."""
+    builtin, user, rules = BUILTIN_CHAINS[table], sorted(user_chains), list(rules)
     lines = [f"*{table}"]
     lines += [f":{c} {policies.get(c, 'ACCEPT')}" for c in builtin]
     lines += [f":{c} -" for c in user]
-    rules = plan.rules_in(netns, table)
     for chain in (*builtin, *user):
         lines += [f"-A {chain} {rule_spec(r)}" for r in rules if r.chain == chain]
     lines.append("COMMIT")
     return "\n".join(lines)
+
+
+def iptables_save(plan: Plan, netns: str, table: str) -> str:
+    """One table of one namespace of ``plan``, as :func:`save_table` prints it."""
+    return save_table(
+        table,
+        {p.chain: p.policy for p in plan.policies if p.netns == netns and p.table == table},
+        (c for n, t, c in plan.user_chains if n == netns and t == table),
+        plan.rules_in(netns, table))
 
 
 def normalize_save(text: str) -> str:
@@ -86,7 +97,15 @@ def normalize_save(text: str) -> str:
     return "\n".join(out)
 
 
-def ipvsadm(services: list[IpvsService] | tuple[IpvsService, ...]) -> str:
+class FwmarkService(Protocol):
+    """What :func:`ipvsadm` needs of a service: planned or read from the kernel."""
+
+    fwmark: int
+    scheduler: str
+    dests: tuple[IpvsDest, ...]
+
+
+def ipvsadm(services: Iterable[FwmarkService]) -> str:
     """The services as ``ipvsadm -Ln`` prints them (connection counts 0)."""
     lines = [IPVS_HEADER]
     for svc in sorted(services, key=lambda s: s.fwmark):

@@ -188,7 +188,31 @@ def is_running(pid: int) -> bool:
     return _is_supervisor(_cmdline(pid))
 
 
+def find(endpoints_prefix: str) -> list[int]:
+    """Pids of running supervisors whose endpoints file starts with ``endpoints_prefix``.
+
+    For cleaning up after a lost state file: one lab's exact endpoints path,
+    or a directory (ending in ``/``) for every supervisor started there.
+    """
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        args = _cmdline(int(entry.name))
+        if _is_supervisor(args) and _endpoints_arg(args).startswith(endpoints_prefix):
+            pids.append(int(entry.name))
+    return pids
+
+
 # ---- helpers ------------------------------------------------------------------------
+
+def _endpoints_arg(args: list[str]) -> str:
+    """The value given to ``--endpoints`` in a supervisor's argv ("" if none)."""
+    for flag, value in zip(args, args[1:]):
+        if flag == "--endpoints":
+            return value
+    return ""
+
 
 def _cmdline(pid: int) -> list[str]:
     """The argv of ``pid``; empty when it is gone or a zombie."""
