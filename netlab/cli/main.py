@@ -27,9 +27,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from netlab.cli import curl, lab, status, validate, vm
+    from netlab.cli import curl, lab, status, trace, validate, vm
     for command in (validate.validate, lab.plan, lab.up, lab.down, status.status,
-                    lab.exec_, curl.curl, lab.graph, vm.vm):
+                    lab.exec_, curl.curl, trace.trace, lab.graph, vm.vm):
         cli.add_command(command)
 
 

@@ -195,6 +195,39 @@ def configure(sysctls: tuple[tuple[str, str], ...], tables: tuple[TableSpec, ...
     return sum(1 for spec in tables if write_table(spec))
 
 
+@dataclass(frozen=True)
+class RuleCounter:
+    """One rule (or a built-in chain's policy, ``index`` 0) and its packet/byte counters."""
+
+    table: str
+    chain: str
+    index: int            # 1-based position in the chain; 0 for the policy
+    text: str             # "-A CHAIN ..." as iptables-save prints it; "-P CHAIN DROP" for a policy
+    target: str
+    packets: int
+    bytes: int
+
+
+def read_counters(tables: tuple[str, ...] = ("mangle", "nat", "filter")) -> list[RuleCounter]:
+    """Every rule's counters in this process's namespace (and built-in chain policies)."""
+    iptc = _iptc()
+    out: list[RuleCounter] = []
+    for name in tables:
+        tbl = _table(iptc, name)
+        tbl.refresh()
+        for chain in tbl.chains:
+            if tbl.builtin_chain(chain.name):
+                policy = chain.get_policy().name
+                pk, by = chain.get_counters()
+                out.append(RuleCounter(name, chain.name, 0, f"-P {chain.name} {policy}",
+                                       policy, pk, by))
+            for i, rule in enumerate(chain.rules, 1):
+                pk, by = rule.get_counters()
+                out.append(RuleCounter(name, chain.name, i, f"-A {chain.name} {_save_rule(rule)}",
+                                       rule.target.name, pk, by))
+    return out
+
+
 def read_tables(tables: tuple[str, ...]) -> dict[str, str]:
     """Save text of several tables of this process's namespace."""
     return {t: read_table(t) for t in tables}

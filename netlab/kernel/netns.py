@@ -83,14 +83,55 @@ def run_in(name: str, func: Callable[..., T], *args, **kwargs) -> T:
         raise NetnsError(f"network namespace {name} does not exist")
     setns = nsenter.libc_setns()
     nsfd = os.open(path(name), os.O_RDONLY | os.O_CLOEXEC)
+
+    def inside() -> T:
+        nsenter.enter(nsfd, setns, name)
+        return func(*args, **kwargs)
+    try:
+        return run_in_current(inside)
+    except NetnsError as exc:
+        raise NetnsError(f"in {name}: {exc}") from None
+    finally:
+        os.close(nsfd)
+
+
+def run_in_each(names: list[str], func: Callable[[str], T]) -> dict[str, T]:
+    """``func(name)`` inside each namespace of ``names``, all in one forked child.
+
+    One fork for many namespaces: the child enters them in turn (setns may be
+    repeated by a single-threaded process). Returns {name: result}. Raises
+    NetnsError when a namespace is missing or ``func`` fails in one.
+    """
+    missing = [n for n in names if not exists(n)]
+    if missing:
+        raise NetnsError(f"network namespace {missing[0]} does not exist")
+    fds = [os.open(path(n), os.O_RDONLY | os.O_CLOEXEC) for n in names]
+    setns = nsenter.libc_setns()
+    try:
+        def visit() -> dict[str, T]:
+            out = {}
+            for name, fd in zip(names, fds):
+                nsenter.enter(fd, setns, name)
+                out[name] = func(name)
+            return out
+        return run_in_current(visit)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def run_in_current(func: Callable[[], T]) -> T:
+    """``func()`` in a forked child of this process; the result comes back pickled.
+
+    Raises NetnsError when the child fails or dies without answering.
+    """
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
         os.close(rfd)
         code = 0
         try:
-            nsenter.enter(nsfd, setns, name)
-            payload = ("ok", func(*args, **kwargs))
+            payload = ("ok", func())
         except BaseException as exc:  # noqa: BLE001 - shipped to the parent
             payload = ("err", f"{type(exc).__name__}: {exc}", traceback.format_exc())
             code = 1
@@ -100,15 +141,14 @@ def run_in(name: str, func: Callable[..., T], *args, **kwargs) -> T:
         finally:
             os._exit(code)
     os.close(wfd)
-    os.close(nsfd)
     with os.fdopen(rfd, "rb") as inp:
         data = inp.read()
     os.waitpid(pid, 0)
     if not data:
-        raise NetnsError(f"the helper in {name} died without answering")
+        raise NetnsError("the helper process died without answering")
     payload = pickle.loads(data)
     if payload[0] == "err":
-        raise NetnsError(f"in {name}: {payload[1]}")
+        raise NetnsError(payload[1])
     return payload[1]
 
 

@@ -1,0 +1,288 @@
+"""Turn what was captured and read into hops: the path there and back, and a verdict.
+
+Pure: no kernel access. The input is an :class:`Observation` (the frames, the
+snapshots before and after, the probe's outcome); the output a
+:class:`~netlab.trace.model.Trace`. The request's first packet (the SYN) and
+the reply's first packet (SYN-ACK, RST or ICMP error) are followed point by
+point in kernel-timestamp order. Between two sightings in one namespace
+whose tuples differ, the translations are named from the evidence of that
+namespace, in netfilter hook order: mangle MARK, nat DNAT/REDIRECT, IPVS,
+filter, nat SNAT. A hop without evidence is not printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from netlab.kernel.iptables import RuleCounter
+from netlab.trace import rules
+from netlab.trace.capture import Frame
+from netlab.trace.diagnose import diagnose
+from netlab.trace.evidence import Flow, NsSnapshot, counter_deltas
+from netlab.trace.facts import LabFacts
+from netlab.trace.flows import FlowChain, Seen, decode, first_packet, follow
+from netlab.trace.model import Backend, Hop, Request, Trace
+from netlab.trace.probe import ProbeResult
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything collected around one traced request."""
+
+    request: Request
+    orig: Flow
+    probe: ProbeResult
+    frames: tuple[Frame, ...]
+    before: dict[str, NsSnapshot]
+    after: dict[str, NsSnapshot]
+    capture_points: tuple[str, ...]
+
+
+def ep(ip: str, port: int) -> str:
+    return f"{ip}:{port}"
+
+
+def _change(a: Flow, b: Flow) -> str:
+    """What a translation changed, in words: "source X → Y, destination Z → W"."""
+    parts = []
+    if (a.src, a.sport) != (b.src, b.sport):
+        parts.append(f"source {a.src}:{a.sport} → {b.src}:{b.sport}")
+    if (a.dst, a.dport) != (b.dst, b.dport):
+        parts.append(f"destination {a.dst}:{a.dport} → {b.dst}:{b.dport}")
+    return ", ".join(parts) or "no change"
+
+
+class _Builder:
+    """Accumulates hops for one trace; knows the facts, the deltas and the flow chain."""
+
+    def __init__(self, obs: Observation, facts: LabFacts, chain: FlowChain, t0: float):
+        self.obs, self.facts, self.chain, self.t0 = obs, facts, chain, t0
+        self.hops: list[Hop] = []
+        self.mark: int | None = None      # the fwmark set on the request, once seen
+        self.deltas = {ns: counter_deltas(obs.before.get(ns, NsSnapshot(())), snap)
+                       for ns, snap in obs.after.items()}
+
+    # -- helpers -------------------------------------------------------------
+    def add(self, ns: str, leg: str, event: str, flow: Flow, detail: str, *,
+            iface: str | None = None, dir: str | None = None, rule: RuleCounter | None = None,
+            evidence: tuple[str, ...] = (), observed: tuple[str, ...] = (),
+            t: float | None = None, src: str | None = None, dst: str | None = None,
+            proto: str | None = None) -> None:
+        target = self.facts.target.get(ns, ns)
+        node = target.split("/")[0]
+        if self.facts.role.get(ns) == "task":
+            node = next((n for t_, n in self.facts.tasks_by_ip.values() if t_ == target), node)
+        self.hops.append(Hop(
+            seq=len(self.hops) + 1, node=node, netns=target, iface=iface, dir=dir,
+            src=src or ep(flow.src, flow.sport), dst=dst or ep(flow.dst, flow.dport),
+            proto=proto or flow.proto, event=event, detail=detail,
+            rule=rule.text if rule else None, evidence=evidence, leg=leg,
+            t_ms=None if t is None else round((t - self.t0) * 1000, 3),
+            observed=observed, object=rules.obj(rule.text) if rule else None))
+
+    def counted(self, ns: str, pred) -> list[tuple[RuleCounter, int]]:
+        return [(c, n) for c, n in self.deltas.get(ns, []) if pred(c)]
+
+    def counter_note(self, c: RuleCounter, n: int) -> str:
+        where = f"{c.table} {c.chain} " + ("policy" if c.index == 0 else f"rule {c.index}")
+        return f"counter +{n} packet{'s' if n > 1 else ''}: {where}"
+
+    def ct_note(self, ns: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        entry = self.chain.conntrack.get(ns)
+        return (("conntrack",), (entry.text,)) if entry else ((), ())
+
+    # -- sightings -----------------------------------------------------------
+    def sighting(self, s: Seen, prev: Seen | None) -> None:
+        p = s.point
+        d = "out" if s.frame.outgoing else "in"
+        obs = (f"capture {p.label} {d} +{(s.frame.time - self.t0) * 1000:.3f} ms: {s.summary}",)
+        peer = self.facts.peer.get((p.netns, p.iface))
+        if s.outer is not None and (prev is None or prev.outer is None):
+            o = s.outer
+            self.add(p.netns, s.leg, "encap", s.flow,
+                     f"VXLAN encap VNI {s.vni} {o.src} → {o.dst} udp/{o.dport}",
+                     iface=p.iface, dir=d, evidence=("capture",), observed=obs, t=s.frame.time,
+                     src=ep(o.src, o.sport), dst=ep(o.dst, o.dport), proto="udp")
+            return
+        if s.outer is None and prev is not None and prev.outer is not None:
+            self.add(p.netns, s.leg, "decap", s.flow,
+                     f"VXLAN decap VNI {prev.vni} from {prev.outer.src} → {p.iface}",
+                     iface=p.iface, dir=d, evidence=("capture",), observed=obs, t=s.frame.time)
+            return
+        if s.outer is not None:
+            o = s.outer
+            where = f"{'out' if d == 'out' else 'in'} on {p.iface}" + (f" ({'to' if d == 'out' else 'from'} {peer})" if peer else "")
+            self.add(p.netns, s.leg, "tx" if d == "out" else "rx", s.flow,
+                     f"{where}: VXLAN VNI {s.vni} carrying {s.flow.text}",
+                     iface=p.iface, dir=d, evidence=("capture",), observed=obs, t=s.frame.time,
+                     src=ep(o.src, o.sport), dst=ep(o.dst, o.dport), proto="udp")
+            return
+        what = f"{'out' if d == 'out' else 'in'} on {p.iface}"
+        if peer:
+            what += f" ({'to' if d == 'out' else 'from'} {peer})"
+        if s.flags:
+            what += f" [{s.flags}]"
+        rule, note, ev = self.accepting_rule(p.netns, s) if d == "out" else (None, (), ())
+        self.add(p.netns, s.leg, "tx" if d == "out" else "rx", s.flow, what,
+                 iface=p.iface, dir=d, rule=rule, evidence=("capture", *ev),
+                 observed=obs + note, t=s.frame.time)
+
+    def accepting_rule(self, ns: str, s: Seen):
+        """A filter ACCEPT rule that counted this packet's direction (e.g. DOCKER-INGRESS)."""
+        for c, n in self.counted(ns, lambda c: c.table == "filter" and c.target == "ACCEPT"
+                                 and c.index > 0 and rules.option(c.text, "-p")):
+            if rules.fits(c.text, s.flow):
+                return c, (self.counter_note(c, n),), ("counter",)
+        return None, (), ()
+
+    # -- translations inside one namespace ----------------------------------
+    def translations(self, ns: str, a: Flow, b: Flow, iface_in: str | None,
+                     iface_out: str | None, leg: str) -> None:
+        if leg == "reply":
+            if a != b:
+                ev, ob = self.ct_note(ns)
+                conn = self.chain.ipvs.get(ns)
+                if conn:
+                    ev, ob = ev + ("ipvs-conn",), ob + (conn.text,)
+                what = ("IPVS and SNAT" if conn else "the REDIRECT" if self.facts.role.get(ns) == "task"
+                        else "the DNAT")
+                by = "conntrack reverses" if ev else ("reversed (the kernel already deleted the conntrack "
+                                                      "entry, as it does when an RST answers a SYN)")
+                self.add(ns, leg, "un-nat", b, f"{what} {by}: {_change(a, b)}",
+                         iface=iface_out, evidence=("capture", *ev), observed=ob)
+            return
+        fit = lambda c: rules.fits(c.text, a) or rules.fits(c.text, b)  # noqa: E731
+        after_dst = a
+        for c, n in self.counted(ns, lambda c: c.table == "mangle" and c.target == "MARK"):
+            if fit(c):
+                mark = int((rules.option(c.text, "--set-xmark") or rules.option(c.text, "--set-mark")
+                            or "0").split("/")[0], 16)
+                self.mark = mark
+                self.add(ns, leg, "mark", a, f"mangle {rules.jump_path(c, self.deltas[ns])}: "
+                         f"MARK {mark:#x} ({mark})", iface=iface_in, rule=c, evidence=("counter",),
+                         observed=(self.counter_note(c, n),))
+        for c, n in self.counted(ns, lambda c: c.table == "nat" and c.target in ("DNAT", "REDIRECT")):
+            if not fit(c):
+                continue
+            ev, ob = self.ct_note(ns)
+            if c.target == "DNAT":
+                to = rules.option(c.text, "--to-destination") or "?"
+                detail = f"nat {rules.jump_path(c, self.deltas[ns])}: DNAT → {to}"
+                event = "dnat"
+            else:
+                to = rules.option(c.text, "--to-ports") or "?"
+                detail = f"nat {rules.jump_path(c, self.deltas[ns])}: REDIRECT {a.dport} → {to}"
+                event = "redirect"
+            after_dst = Flow(a.proto, a.src, a.sport, b.dst, b.dport)
+            self.add(ns, leg, event, after_dst, detail, iface=iface_in, rule=c,
+                     evidence=("counter", *ev), observed=(self.counter_note(c, n), *ob))
+        conn = self.chain.ipvs.get(ns)
+        if conn:
+            mark = self.mark
+            sched = self.facts.scheduler.get((ns, mark), "?") if mark else "?"
+            dest_ip = conn.dest.rsplit(":", 1)[0]
+            task = self.facts.tasks_by_ip.get(dest_ip)
+            who = f" ({task[0]} on {task[1]})" if task else ""
+            svc = f"FWM {mark} {sched}" if mark else "service"
+            after_dst = Flow(a.proto, a.src, a.sport, b.dst, b.dport)
+            ev, ob = self.ct_note(ns)
+            self.add(ns, leg, "ipvs", after_dst, f"IPVS {svc} → {conn.dest}{who}",
+                     evidence=("ipvs-conn", *ev), observed=(conn.text, *ob))
+        elif a.dst != b.dst or a.dport != b.dport:
+            if not any(h.event in ("dnat", "redirect") and h.netns == self.facts.target.get(ns)
+                       for h in self.hops[-3:]):
+                ev, ob = self.ct_note(ns)
+                if ev:
+                    self.add(ns, leg, "dnat", b, f"destination rewritten {a.dst}:{a.dport} → "
+                             f"{b.dst}:{b.dport}", evidence=ev, observed=ob)
+        snat = self.counted(ns, lambda c: c.table == "nat" and c.target in ("SNAT", "MASQUERADE"))
+        if a.src != b.src or a.sport != b.sport:
+            ev, ob = self.ct_note(ns)
+            c, n = next(((c, n) for c, n in snat if rules.fits(c.text, after_dst) or
+                         rules.fits(c.text, b)), (None, 0))
+            if c is not None:
+                to = rules.option(c.text, "--to-source") or b.src
+                lost = " (client IP lost here)" if a.src == self.obs.orig.src else ""
+                self.add(ns, leg, "snat", b, f"nat {rules.jump_path(c, self.deltas[ns])}: "
+                         f"{c.target} → {to}{lost}", iface=iface_out, rule=c,
+                         evidence=("counter", *ev), observed=(self.counter_note(c, n), *ob))
+            elif ev:
+                self.add(ns, leg, "snat", b, f"source rewritten {a.src}:{a.sport} → {b.src}:{b.sport}",
+                         iface=iface_out, evidence=ev, observed=ob)
+
+    # -- the end of the request leg in a task --------------------------------
+    def arrival(self, last: Seen, answered: bool) -> None:
+        """Where the request leg ends: what that namespace did to it, and delivery in a task."""
+        ns = last.point.netns
+        if self.facts.role.get(ns) != "task":
+            if not last.frame.outgoing:
+                self.translations(ns, last.flow, last.flow, last.point.iface, None, "request")
+            return
+        entry = self.chain.conntrack.get(ns)
+        after = entry.reply.reversed() if entry else last.flow
+        if entry and after != last.flow:
+            self.translations(ns, last.flow, after, last.point.iface, None, "request")
+        if answered:
+            target = self.facts.target[ns]
+            ev, ob = self.ct_note(ns)
+            self.add(ns, "request", "deliver", after,
+                     f"delivered to {target}: its app on :{after.dport} accepted it",
+                     iface=last.point.iface, evidence=("capture", *ev), observed=ob)
+
+    def departure(self, first: Seen) -> None:
+        """Before the reply's first sighting in a task: conntrack undoes the REDIRECT."""
+        ns = first.point.netns
+        entry = self.chain.conntrack.get(ns)
+        if self.facts.role.get(ns) == "task" and entry and entry.reply != first.flow:
+            self.translations(ns, entry.reply, first.flow, None, first.point.iface, "reply")
+
+
+def _walk(b: _Builder, sights: list[Seen], leg: str) -> None:
+    prev: Seen | None = None
+    last_in: dict[str, Seen] = {}
+    for s in sights:
+        ns = s.point.netns
+        entered = last_in.get(ns)
+        if s.frame.outgoing and entered is not None and entered.outer is None and s.outer is None \
+                and entered.flow != s.flow:
+            b.translations(ns, entered.flow, s.flow, entered.point.iface, s.point.iface, leg)
+        b.sighting(s, prev)
+        if not s.frame.outgoing:
+            last_in[ns] = s
+        prev = s
+
+
+def correlate(obs: Observation, facts: LabFacts) -> Trace:
+    """The trace of ``obs``: hops of the request and its reply, the backend and a verdict."""
+    deltas = {ns: [c for c, _n in counter_deltas(obs.before.get(ns, NsSnapshot(())), snap)]
+              for ns, snap in obs.after.items()}
+    chain = follow(obs.orig, obs.after, deltas)
+    seen = [x for f in obs.frames if (x := decode(f, chain, facts.vxlan_port)) is not None]
+    t0 = seen[0].frame.time if seen else 0.0
+    b = _Builder(obs, facts, chain, t0)
+    request = first_packet(seen, "request")
+    reply = first_packet(seen, "reply")
+    answered = obs.probe.outcome == "answered"
+    _walk(b, request, "request")
+    if request:
+        b.arrival(request[-1], answered or bool(reply))
+    if reply:
+        b.departure(reply[0])
+        _walk(b, reply, "reply")
+    backend = _backend(obs, chain, facts)
+    verdict, reason = diagnose(b, request, reply, backend)
+    hops = tuple(replace(h, seq=i) for i, h in enumerate(b.hops, 1))
+    return Trace(obs.request, backend, verdict, reason, hops, obs.probe.body,
+                 obs.capture_points, len(seen), obs.probe.elapsed_ms)
+
+
+def _backend(obs: Observation, chain: FlowChain, facts: LabFacts) -> Backend | None:
+    body = obs.probe.body or {}
+    if body.get("task"):
+        return Backend(body["task"], body.get("node", "?"), body.get("task_ip", "?"))
+    for conn in chain.ipvs.values():
+        ip = conn.dest.rsplit(":", 1)[0]
+        if ip in facts.tasks_by_ip:
+            task, node = facts.tasks_by_ip[ip]
+            return Backend(task, node, ip)
+    return None

@@ -1,0 +1,161 @@
+"""Kernel evidence read around a traced request: rule counters, conntrack, IPVS connections.
+
+One forked child visits every namespace of the path in turn
+(:func:`netlab.kernel.netns.run_in_each`), so a snapshot costs one fork, not
+one per namespace. Counters are read before and after the request; their
+deltas name the rules that matched. Conntrack entries (pyroute2's conntrack
+socket) and the IPVS connection table (``/proc/thread-self/net/ip_vs_conn``,
+the namespace's own) are read after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netlab.kernel import netns
+from netlab.kernel.iptables import RuleCounter, preload, read_counters
+
+PROTOS = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp"}
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One direction of a connection: ``src:sport → dst:dport``."""
+
+    proto: str
+    src: str
+    sport: int
+    dst: str
+    dport: int
+
+    @property
+    def text(self) -> str:
+        return f"{self.src}:{self.sport} → {self.dst}:{self.dport}"
+
+    def reversed(self) -> Flow:
+        return Flow(self.proto, self.dst, self.dport, self.src, self.sport)
+
+
+@dataclass(frozen=True)
+class CtEntry:
+    """A conntrack entry: the original direction and the reply it expects."""
+
+    orig: Flow
+    reply: Flow
+    mark: int = 0
+
+    @property
+    def nat(self) -> bool:
+        """True when the reply is not the mirror of the original (a translation)."""
+        return self.reply != self.orig.reversed()
+
+    @property
+    def text(self) -> str:
+        return f"conntrack {self.orig.text} reply {self.reply.text}" + (
+            f" mark {self.mark:#x}" if self.mark else "")
+
+
+@dataclass(frozen=True)
+class IpvsConn:
+    """A line of the IPVS connection table: client, virtual address, chosen destination."""
+
+    proto: str
+    client: str       # ip:port
+    virtual: str      # ip:port the packet was addressed to
+    dest: str         # ip:port IPVS sent it to
+    state: str
+
+    @property
+    def text(self) -> str:
+        return f"ip_vs_conn {self.proto.upper()} {self.client} → {self.virtual} dest {self.dest} {self.state}"
+
+
+@dataclass(frozen=True)
+class NsSnapshot:
+    """What one namespace holds at one moment."""
+
+    counters: tuple[RuleCounter, ...]
+    conntrack: tuple[CtEntry, ...] = ()
+    ipvs: tuple[IpvsConn, ...] = ()
+    fdb: tuple[tuple[str, str, str], ...] = ()     # (device, mac, dst) with a remote dst
+    notes: tuple[str, ...] = ()
+
+
+def _hex_addr(ip_hex: str, port_hex: str) -> str:
+    ip = ".".join(str(int(ip_hex[i:i + 2], 16)) for i in range(0, 8, 2))
+    return f"{ip}:{int(port_hex, 16)}"
+
+
+def parse_ip_vs_conn(text: str) -> tuple[IpvsConn, ...]:
+    """``/proc/net/ip_vs_conn`` as records (IPv4 lines; the header is skipped)."""
+    out = []
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) < 8 or len(f[1]) != 8:
+            continue
+        out.append(IpvsConn(f[0].lower(), _hex_addr(f[1], f[2]), _hex_addr(f[3], f[4]),
+                            _hex_addr(f[5], f[6]), f[7]))
+    return tuple(out)
+
+
+def _flow(t) -> Flow:
+    return Flow(PROTOS.get(t.proto, str(t.proto)), t.saddr, t.sport or 0, t.daddr, t.dport or 0)
+
+
+def _conntrack() -> tuple[tuple[CtEntry, ...], tuple[str, ...]]:
+    try:
+        from pyroute2 import Conntrack
+        ct = Conntrack()
+        try:
+            entries = tuple(CtEntry(_flow(e.tuple_orig), _flow(e.tuple_reply), e.mark or 0)
+                            for e in ct.dump_entries())
+        finally:
+            ct.close()
+        return entries, ()
+    except Exception as exc:  # noqa: BLE001 - evidence that cannot be read is said, not fatal
+        return (), (f"conntrack unreadable: {exc}",)
+
+
+def _ipvs_conns() -> tuple[IpvsConn, ...]:
+    try:
+        with open("/proc/thread-self/net/ip_vs_conn") as f:
+            return parse_ip_vs_conn(f.read())
+    except FileNotFoundError:
+        return ()
+
+
+def _fdb() -> tuple[tuple[str, str, str], ...]:
+    """Forwarding entries with a remote destination (a VXLAN device's peers)."""
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        return tuple((names.get(e["ifindex"], "?"), e.get_attr("NDA_LLADDR"), e.get_attr("NDA_DST"))
+                     for e in ipr.fdb("dump") if e.get_attr("NDA_DST"))
+
+
+def _read(with_flows: bool) -> NsSnapshot:
+    counters = tuple(read_counters())
+    if not with_flows:
+        return NsSnapshot(counters)
+    entries, notes = _conntrack()
+    return NsSnapshot(counters, entries, _ipvs_conns(), _fdb(), notes)
+
+
+def snapshot(names: list[str], with_flows: bool) -> dict[str, NsSnapshot]:
+    """Counters (and, with ``with_flows``, conntrack and IPVS connections) of each namespace.
+
+    Raises NetnsError when a namespace is missing or cannot be read.
+    """
+    preload()
+    return netns.run_in_each(names, lambda _name: _read(with_flows))
+
+
+def counter_deltas(before: NsSnapshot, after: NsSnapshot) -> list[tuple[RuleCounter, int]]:
+    """Rules (and policies) whose packet counter grew, with by how much, in table order."""
+    old = {(c.table, c.chain, c.index, c.text): c.packets for c in before.counters}
+    out = []
+    for c in after.counters:
+        grew = c.packets - old.get((c.table, c.chain, c.index, c.text), 0)
+        if grew > 0:
+            out.append((c, grew))
+    return out

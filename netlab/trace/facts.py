@@ -1,0 +1,53 @@
+"""What the plan says about a lab, indexed for naming things in a trace.
+
+The correlator sees addresses, MACs, marks and interfaces; these tables turn
+them into the scenario's words ("hello-a.1 on node1", "node2/ingress_sbox/eth1").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from netlab.ipam import mac_for
+from netlab.model import Lab
+from netlab.plan.types import Plan
+
+
+@dataclass(frozen=True)
+class LabFacts:
+    """Lookup tables built from a lab's plan; no kernel access."""
+
+    tasks_by_ip: dict[str, tuple[str, str]] = field(default_factory=dict)   # ip -> (task, node)
+    owner_of_mac: dict[str, str] = field(default_factory=dict)              # mac -> "hello-a.1 on node1"
+    scheduler: dict[tuple[str, int], str] = field(default_factory=dict)     # (netns, fwmark) -> "rr"
+    planned_fdb: dict[tuple[str, str], str] = field(default_factory=dict)   # (netns, mac) -> dst
+    peer: dict[tuple[str, str], str] = field(default_factory=dict)          # (netns, iface) -> label
+    target: dict[str, str] = field(default_factory=dict)                    # netns -> target
+    role: dict[str, str] = field(default_factory=dict)                      # netns -> role
+    node_of_lan_ip: dict[str, str] = field(default_factory=dict)
+    vxlan_port: int = 4789
+
+
+def lab_facts(lab: Lab, plan: Plan) -> LabFacts:
+    """Index ``plan`` (built from ``lab``) for the correlator."""
+    addr = plan.meta["addressing"]
+    node_of = {t.name: t.node for t in lab.tasks}
+    tasks_by_ip = {str(a.ingress_ip): (name, node_of[name]) for name, a in addr.tasks.items()}
+    owner = {mac_for(a.ingress_ip): f"{name} on {node_of[name]}" for name, a in addr.tasks.items()}
+    owner.update({mac_for(n.sandbox_ip): f"{node}/ingress_sbox" for node, n in addr.nodes.items()})
+    target = {ns.name: ns.target for ns in plan.netns}
+    peer: dict[tuple[str, str], str] = {}
+    for v in plan.veths:
+        peer[(v.a.netns, v.a.name)] = f"{target[v.b.netns]}/{v.b.name}"
+        peer[(v.b.netns, v.b.name)] = f"{target[v.a.netns]}/{v.a.name}"
+    return LabFacts(
+        tasks_by_ip=tasks_by_ip,
+        owner_of_mac=owner,
+        scheduler={(s.netns, s.fwmark): s.scheduler for s in plan.ipvs},
+        planned_fdb={(f.netns, f.mac): f.dst for f in plan.fdb},
+        peer=peer,
+        target=target,
+        role={ns.name: ns.role for ns in plan.netns},
+        node_of_lan_ip={str(n.lan_ip): node for node, n in addr.nodes.items()},
+        vxlan_port=lab.underlay.data_path_port,
+    )

@@ -1,0 +1,113 @@
+"""What a trace is: typed records, shared by the collector, the correlator and the renderers.
+
+A :class:`Trace` is the contract of ``netlab trace --json`` (ARCHITECTURE.md):
+``{request, backend, verdict, hops: [...]}``. Field names are part of that
+contract; add fields, never rename them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+Event = Literal["rx", "tx", "dnat", "mark", "ipvs", "snat", "encap", "decap", "redirect",
+                "deliver", "un-nat", "drop", "reject", "rst"]
+Verdict = Literal["delivered", "dropped", "refused"]
+Evidence = Literal["capture", "counter", "conntrack", "ipvs-conn", "fdb"]
+
+EVENTS: tuple[str, ...] = ("rx", "tx", "dnat", "mark", "ipvs", "snat", "encap", "decap",
+                           "redirect", "deliver", "un-nat", "drop", "reject", "rst")
+# "fdb" (a forwarding table read back) extends the issue's four kinds, for drops at VXLAN.
+EVIDENCE_KINDS: tuple[str, ...] = ("capture", "counter", "conntrack", "ipvs-conn", "fdb")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What was sent: from which namespace, to which node's published port."""
+
+    lab: str
+    target: str            # "node2:5000" as the user wrote it
+    node: str
+    dst: str               # "192.168.56.12:5000"
+    proto: str             # "tcp" | "udp"
+    src: str               # "192.168.56.2:40123" (the source port is chosen, so it is known)
+    from_: str             # the sending target, e.g. "client"
+    service: str | None    # the service publishing the port, or None when nothing does
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The task that answered (or that IPVS chose, when the answer never came)."""
+
+    task: str
+    node: str
+    ip: str
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One step of the packet: seen on an interface, or changed by the kernel.
+
+    ``src``/``dst`` are ``ip:port`` as the packet is at this point (the outer
+    addresses for an ``encap`` hop). ``evidence`` names what the hop rests on;
+    ``observed`` says it in words (the captured packet, the counter delta,
+    the conntrack entry) for a human reading the JSON.
+    """
+
+    seq: int
+    node: str
+    netns: str             # the target name: "node2/ingress_sbox", "hello-a.1", "client", "lan"
+    iface: str | None
+    dir: Literal["in", "out"] | None
+    src: str
+    dst: str
+    proto: str
+    event: Event
+    detail: str
+    rule: str | None
+    evidence: tuple[Evidence, ...]
+    leg: Literal["request", "reply"] = "request"
+    t_ms: float | None = None          # time since the first captured packet
+    observed: tuple[str, ...] = ()
+    object: str | None = None          # the scenario object behind the rule (its netlab: comment)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One traced request: the path there and back, and how it ended."""
+
+    request: Request
+    backend: Backend | None
+    verdict: Verdict
+    reason: str                        # one line: why the verdict (the last hop's story)
+    hops: tuple[Hop, ...]
+    reply: dict | None = None          # the task app's JSON answer, when there was one
+    capture_points: tuple[str, ...] = ()   # "node2/ingress_sbox/eth1", ...
+    packets: int = 0                   # packets of this flow captured, all points together
+    elapsed_ms: float = 0.0
+
+    def to_json(self) -> dict:
+        """The ``--json`` document (``from_`` is spelled ``from``)."""
+        doc = asdict(self)
+        doc["request"]["from"] = doc["request"].pop("from_")
+        for hop in doc["hops"]:
+            hop["evidence"] = list(hop["evidence"])
+            hop["observed"] = list(hop["observed"])
+        doc["capture_points"] = list(doc["capture_points"])
+        return doc
+
+
+@dataclass(frozen=True)
+class RepeatSummary:
+    """``--repeat N``: which backend IPVS picked for each request, in order."""
+
+    target: str
+    picks: tuple[str | None, ...]      # task name per request (None: no backend reached)
+    verdicts: tuple[str, ...]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for task in self.picks:
+            key = task or "(none)"
+            out[key] = out.get(key, 0) + 1
+        return out

@@ -1,0 +1,118 @@
+"""Run one trace against a lab that is up: capture, snapshot, send, snapshot, correlate.
+
+Order matters and is the point: the capture sockets are open and the rule
+counters read *before* the request leaves; conntrack, the IPVS connection
+table and the counters are read again after the answer (or the timeout).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from netlab.errors import BadInput
+from netlab.model import Lab
+from netlab.plan.types import Plan
+from netlab.state import LabState
+from netlab.trace import probe
+from netlab.trace.capture import Capture, Frame
+from netlab.trace.correlate import Observation, correlate
+from netlab.trace.evidence import Flow, snapshot
+from netlab.trace.facts import LabFacts, lab_facts
+from netlab.trace.model import Request, Trace
+from netlab.trace.points import TracePath, trace_path
+
+SETTLE_S = 0.02   # after the answer: let the last frames of the exchange reach the sockets
+
+
+@dataclass(frozen=True)
+class TraceTarget:
+    """A parsed ``NODE:PORT[/PROTO]`` plus the sender."""
+
+    node: str
+    node_ip: str
+    port: int
+    proto: str
+    sender: str
+    sender_ns: str
+    sender_ip: str
+    text: str
+
+
+def sender_address(lab: Lab, plan: Plan, state: LabState, sender: str) -> tuple[str, str]:
+    """(netns, source IP) of a sender: ``client``, a node, or a task; raises BadInput."""
+    addr = plan.meta["addressing"]
+    if sender == "client":
+        ip = str(addr.client_ip)
+    elif sender in addr.nodes:
+        ip = str(addr.nodes[sender].lan_ip)
+    elif sender in addr.tasks:
+        ip = str(addr.tasks[sender].gw_ip)
+    else:
+        choices = ["client", *addr.nodes, *addr.tasks]
+        raise BadInput(f"--from: {sender!r} cannot send a trace (hint: one of {', '.join(choices)})")
+    if sender not in state.targets:
+        raise BadInput(f"--from: {sender!r} is not in lab {state.lab}'s state (hint: netlab up again)")
+    return state.targets[sender], ip
+
+
+def parse(lab: Lab, plan: Plan, state: LabState, text: str, sender: str) -> TraceTarget:
+    """``node2:5000`` or ``node2:5000/udp``; raises BadInput naming the problem."""
+    spec, _, proto = text.partition("/")
+    proto = proto or "tcp"
+    node, sep, port_s = spec.rpartition(":")
+    if not sep or not port_s.isdigit() or not 1 <= int(port_s) <= 65535 or proto not in ("tcp", "udp"):
+        raise BadInput(f"NODE:PORT: {text!r} is not NODE:PORT[/tcp|udp] (hint: node2:5000)")
+    if node not in state.lan:
+        raise BadInput(f"NODE:PORT: no node {node!r} in lab {state.lab} "
+                       f"(hint: one of {', '.join(state.lan)})")
+    ns, ip = sender_address(lab, plan, state, sender)
+    return TraceTarget(node, state.lan[node], int(port_s), proto, sender, ns, ip, text)
+
+
+class Tracer:
+    """Traces requests into one lab; holds what does not change between requests."""
+
+    def __init__(self, lab: Lab, plan: Plan, state: LabState, target: TraceTarget):
+        self.lab, self.plan, self.state, self.target = lab, plan, state, target
+        self.path: TracePath = trace_path(lab, plan, target.node, target.port, target.proto,
+                                          target.sender)
+        self.facts: LabFacts = lab_facts(lab, plan)
+        names = list(self.path.namespaces)
+        self.snap_ns = [n for n in names if self.facts.role.get(n) != "lan"]
+
+    def once(self, timeout: float) -> tuple[Trace, list[Frame]]:
+        """One request, traced; returns the trace and every frame captured."""
+        t = self.target
+        before = snapshot(self.snap_ns, with_flows=False)
+        with Capture(self.path.points) as cap:
+            result = probe.send(t.sender_ns, t.sender_ip, t.node_ip, t.port, t.proto,
+                                t.text, timeout)
+            time.sleep(SETTLE_S)
+            frames = cap.stop()
+        after = snapshot(self.snap_ns, with_flows=True)
+        orig = Flow(t.proto, t.sender_ip, result.src[1], t.node_ip, t.port)
+        request = Request(self.lab.name, t.text, t.node, f"{t.node_ip}:{t.port}", t.proto,
+                          f"{t.sender_ip}:{result.src[1]}", t.sender,
+                          self.path.service.name if self.path.service else None)
+        obs = Observation(request, orig, result, tuple(frames), before, after,
+                          tuple(p.label for p in self.path.points))
+        return correlate(obs, self.facts), frames
+
+
+def write_pcapng(path: str, frames: list[Frame]) -> int:
+    """Every frame in one pcapng, one interface per capture point; returns the count.
+
+    Raises OSError when the file cannot be written.
+    """
+    from scapy.layers.l2 import Ether
+    from scapy.utils import PcapNgWriter
+
+    with PcapNgWriter(path) as out:
+        for f in frames:
+            pkt = Ether(f.data)
+            pkt.time = f.time
+            pkt.sniffed_on = f.point.label
+            pkt.direction = 2 if f.outgoing else 1
+            out.write(pkt)
+    return len(frames)
