@@ -22,4 +22,4 @@ trap teardown EXIT
 step up scenarios/hello-a.yaml
 step status "$LAB"
 step curl "$LAB" node2:5000 --count 6
-# netlab trace (issue 3) joins the demo when it lands.
+step trace "$LAB" node2:5000

@@ -53,9 +53,14 @@ def _refused(b: _Builder, reply: list[Seen]) -> tuple[str, str]:
         why += f", so {target}'s kernel answered {what}: nothing listens on {origin.flow.src}:{origin.flow.sport}"
     else:
         why = f"{target} answered {what}: nothing listens on {origin.flow.src}:{origin.flow.sport}"
-    b.hops[idx] = replace(b.hops[idx], event="rst" if what == "RST" else "reject", detail=why,
-                          rule=rule.text if rule else b.hops[idx].rule, evidence=ev, observed=obs,
-                          object=rules.obj(rule.text) if rule else b.hops[idx].object)
+    back = [h for h in b.hops[idx + 1:] if h.iface]
+    if back:
+        obs += (f"the {what} was captured on its way back at "
+                + ", ".join(f"{h.netns}/{h.iface}" for h in back),)
+    # The refusal is the last hop: the way back is evidence, listed in its observations.
+    b.hops[idx:] = [replace(b.hops[idx], event="rst" if what == "RST" else "reject", detail=why,
+                            rule=rule.text if rule else None, evidence=ev, observed=obs,
+                            object=rules.obj(rule.text) if rule else None)]
     return "refused", why
 
 

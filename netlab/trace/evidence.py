@@ -147,6 +147,7 @@ def snapshot(names: list[str], with_flows: bool) -> dict[str, NsSnapshot]:
     Raises NetnsError when a namespace is missing or cannot be read.
     """
     preload()
+    from pyroute2 import Conntrack, IPRoute  # noqa: F401  (imported once here, inherited by the child)
     return netns.run_in_each(names, lambda _name: _read(with_flows))
 
 

@@ -127,6 +127,20 @@ def _l4(ip) -> tuple[str, int, int, str, int] | None:
     return None
 
 
+def _icmp_error(ip) -> tuple[Flow, str] | None:
+    """An ICMP error about one of our packets: (the mirror of the quoted tuple, "ICMP t/c")."""
+    from scapy.layers.inet import ICMP, IPerror, TCPerror, UDPerror
+    if not ip.haslayer(ICMP) or ip[ICMP].type not in (3, 11) or not ip.haslayer(IPerror):
+        return None
+    quoted = ip[IPerror]
+    inner = quoted.getlayer(TCPerror) or quoted.getlayer(UDPerror)
+    if inner is None:
+        return None
+    proto = "tcp" if quoted.haslayer(TCPerror) else "udp"
+    sent = Flow(proto, quoted.src, inner.sport, quoted.dst, inner.dport)
+    return sent.reversed(), f"ICMP {ip[ICMP].type}/{ip[ICMP].code}"
+
+
 def decode(frame: Frame, chain: FlowChain, vxlan_port: int) -> Seen | None:
     """The frame as a :class:`Seen` when it belongs to the request (or its reply), else None."""
     from scapy.layers.inet import IP, UDP
@@ -141,22 +155,31 @@ def decode(frame: Frame, chain: FlowChain, vxlan_port: int) -> Seen | None:
     inner_eth = pkt
     ip = pkt[IP]
     if ip.haslayer(UDP) and ip[UDP].dport == vxlan_port:
-        if not ip.haslayer(VXLAN):
-            return None
-        vni = ip[VXLAN].vni
+        # Decoded by hand: scapy binds VXLAN to 4789 and a few others, while
+        # the scenario's data_path_port may be any port.
+        vx = VXLAN(bytes(ip[UDP].payload))
+        vni = vx.vni
         outer = Flow("udp", ip.src, ip[UDP].sport, ip.dst, ip[UDP].dport)
-        inner_eth = ip[VXLAN].payload
+        inner_eth = vx.payload
         if not inner_eth.haslayer(IP):
             return None
         ip = inner_eth[IP]
-    l4 = _l4(ip)
-    if l4 is None:
-        return None
-    proto, sport, dport, flags, seq = l4
-    flow = Flow(proto, ip.src, sport, ip.dst, dport)
-    leg = chain.leg(flow)
-    if leg is None:
-        return None
+    icmp = _icmp_error(ip)
+    if icmp is not None:
+        flow, flags = icmp
+        if chain.leg(flow) != "reply":
+            return None
+        seq, leg = 0, "reply"
+        proto, sport, dport = flow.proto, flow.sport, flow.dport
+    else:
+        l4 = _l4(ip)
+        if l4 is None:
+            return None
+        proto, sport, dport, flags, seq = l4
+        flow = Flow(proto, ip.src, sport, ip.dst, dport)
+        leg = chain.leg(flow)
+        if leg is None:
+            return None
     summary = f"{proto.upper()} {flags + ' ' if flags else ''}{flow.src}:{sport} > {flow.dst}:{dport} id={ip.id}"
     if outer is not None:
         summary = f"VXLAN vni {vni} {outer.src}:{outer.sport} > {outer.dst}:{outer.dport} [{summary}]"

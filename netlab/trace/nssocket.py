@@ -21,7 +21,10 @@ class NsSocket(SuperSocket):
     """Read-only SuperSocket for one capture point; appends each frame to ``sink``."""
 
     desc = "AF_PACKET socket bound inside a network namespace"
-    nonblocking_socket = True
+    # Blocking from scapy's point of view: its sniffer then adds a control
+    # pipe to select() on, so stop() wakes it at once instead of waiting for
+    # the next packet.
+    nonblocking_socket = False
 
     def __init__(self, point: CapturePoint, sock: socket.socket, sink: list[Frame]):
         self.ins = sock

@@ -52,9 +52,29 @@ def _iface_cell(hop: Hop) -> str:
     return f"{hop.iface} {hop.dir}" if hop.dir else hop.iface
 
 
-def _what_cell(hop: Hop) -> str:
-    """The hop's story, with the rule that made it on a second line."""
-    return f"{hop.detail}\n{hop.rule}" if hop.rule else hop.detail
+def _rule_refs(hops: tuple[Hop, ...]) -> dict[tuple[str, str], str]:
+    """A short reference (``r1``, ``r2``…) per distinct (namespace, rule text), in hop order."""
+    refs: dict[tuple[str, str], str] = {}
+    for hop in hops:
+        if hop.rule and (hop.netns, hop.rule) not in refs:
+            refs[(hop.netns, hop.rule)] = f"r{len(refs) + 1}"
+    return refs
+
+
+def _what_cell(hop: Hop, refs: dict[tuple[str, str], str]) -> str:
+    """The hop's story, with a reference to the kernel rule behind it (listed under the table)."""
+    if not hop.rule:
+        return hop.detail
+    return f"{hop.detail} [{refs[(hop.netns, hop.rule)]}]"
+
+
+def _rules_list(hops: tuple[Hop, ...]) -> list[str]:
+    """The rules referenced in the table, as the kernel holds them, one per line."""
+    refs = _rule_refs(hops)
+    if not refs:
+        return []
+    return ["rules (kernel text; the comment names the scenario object):"] + [
+        f"  [{ref}] {netns}: {rule}" for (netns, rule), ref in refs.items()]
 
 
 def _hop_table(hops: tuple[Hop, ...]) -> Table:
@@ -64,12 +84,13 @@ def _hop_table(hops: tuple[Hop, ...]) -> Table:
         table.add_column(name, no_wrap=True)
     table.add_column("what happened", overflow="fold")
     table.add_column("evidence", no_wrap=True)
+    refs = _rule_refs(hops)
     for i, hop in enumerate(hops):
         if i and hop.leg == "reply" and hops[i - 1].leg != "reply":
             table.add_section()
             table.add_row("", "", "", "", "", "", REPLY_SEPARATOR, "", end_section=True)
         table.add_row(str(hop.seq), hop.netns, _iface_cell(hop), hop.src, hop.dst,
-                      hop.event, _what_cell(hop), ", ".join(hop.evidence))
+                      hop.event, _what_cell(hop, refs), ", ".join(hop.evidence))
     return table
 
 
@@ -79,8 +100,6 @@ def _footer(trace: Trace) -> list[str]:
     if trace.backend is not None:
         b = trace.backend
         lines.append(f"backend: {b.task} on {b.node} ({b.ip})")
-    if trace.reply and "client" in trace.reply:
-        lines.append(f"the task saw the client as {trace.reply['client']}")
     lines.append(f"{trace.packets} packets captured at {len(trace.capture_points)} points "
                  f"in {trace.elapsed_ms:g} ms")
     return lines
@@ -100,6 +119,8 @@ def text(trace: Trace, width: int | None = None) -> str:
         console.print(line)
     if trace.hops:
         console.print(_hop_table(trace.hops))
+        for line in _rules_list(trace.hops):
+            console.print(line, overflow="fold")
     else:
         console.print("(no hops observed)")
     for line in _footer(trace):

@@ -80,24 +80,50 @@ class Tracer:
         self.facts: LabFacts = lab_facts(lab, plan)
         names = list(self.path.namespaces)
         self.snap_ns = [n for n in names if self.facts.role.get(n) != "lan"]
+        self.phases: dict[str, float] = {}
 
     def once(self, timeout: float) -> tuple[Trace, list[Frame]]:
-        """One request, traced; returns the trace and every frame captured."""
+        """One request, traced; returns the trace and every frame captured.
+
+        ``self.phases`` then holds the seconds each phase took (for the benchmark).
+        """
         t = self.target
+        clock = _Clock()
         before = snapshot(self.snap_ns, with_flows=False)
+        clock.lap("counters before")
         with Capture(self.path.points) as cap:
+            clock.lap("open capture")
             result = probe.send(t.sender_ns, t.sender_ip, t.node_ip, t.port, t.proto,
                                 t.text, timeout)
+            clock.lap("request")
             time.sleep(SETTLE_S)
             frames = cap.stop()
+            clock.lap("stop capture")
         after = snapshot(self.snap_ns, with_flows=True)
+        clock.lap("counters, conntrack, IPVS after")
         orig = Flow(t.proto, t.sender_ip, result.src[1], t.node_ip, t.port)
         request = Request(self.lab.name, t.text, t.node, f"{t.node_ip}:{t.port}", t.proto,
                           f"{t.sender_ip}:{result.src[1]}", t.sender,
                           self.path.service.name if self.path.service else None)
         obs = Observation(request, orig, result, tuple(frames), before, after,
                           tuple(p.label for p in self.path.points))
-        return correlate(obs, self.facts), frames
+        trace = correlate(obs, self.facts)
+        clock.lap("correlate")
+        self.phases = clock.laps
+        return trace, frames
+
+
+class _Clock:
+    """Seconds per named phase."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._last
+        self._last = now
 
 
 def write_pcapng(path: str, frames: list[Frame]) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from netlab.cli.main import cli
@@ -82,3 +83,30 @@ def test_up_summary_names_nodes_marks_vips_and_tasks():
     assert "lan 192.168.56.11" in text and "ingress_sbox 10.0.0.3" in text
     assert "FWM 256 (0x100) VIP 10.0.0.4" in text
     assert "hello-a.1@node1 10.0.0.5, hello-a.2@node2 10.0.0.6" in text
+
+
+def _fake_lab_store(tmp_path, monkeypatch):
+    """A state file for a lab named ``x`` made from the seed scenario (no kernel involved)."""
+    from netlab import lifecycle, state
+    from netlab.cli import common
+    from netlab.plan.build import build_plan
+    from netlab.scenario import load_lab
+    lab = load_lab(SEED, name_override="x")
+    st = state.StateStore(tmp_path)
+    st.save(lifecycle.state_for(lab, build_plan(lab), str(SEED)))
+    monkeypatch.setattr(common, "store", lambda: st)
+
+
+@pytest.mark.parametrize("args, field", [
+    (["trace", "nolab", "node2:5000"], "LAB"),
+    (["trace", "x", "node9:5000"], "NODE:PORT"),
+    (["trace", "x", "node2:http"], "NODE:PORT"),
+    (["trace", "x", "node2:5000/sctp"], "NODE:PORT"),
+    (["trace", "x", "node2:5000", "--from", "nobody"], "--from"),
+    (["trace", "x", "node2:5000", "--json", "--format", "mermaid"], "--format"),
+])
+def test_trace_bad_input_exits_2_naming_the_field(tmp_path, monkeypatch, args, field):
+    _fake_lab_store(tmp_path, monkeypatch)
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2, r.output
+    assert field in r.output and "hint" in r.output
