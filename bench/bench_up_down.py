@@ -57,6 +57,15 @@ def strip_ipvs() -> None:
     lifecycle.build_plan = build_plan
 
 
+def where_and_setup(native_without_ipvs: bool, consequence: str = "") -> str:
+    """Where the benchmark runs, said in its output; strips IPVS for ``--native-without-ipvs``."""
+    where = "in netlab vm (emulated)" if os.environ.get("NETLAB_IN_VM") else "natively"
+    if native_without_ipvs:
+        strip_ipvs()
+        where += ", IPVS NOT programmed (--native-without-ipvs)" + consequence
+    return where
+
+
 def measure(lab: Lab, store: StateStore) -> dict[str, float]:
     t0 = time.monotonic()
     result = lifecycle.up(lab, "(generated)", store)
@@ -72,10 +81,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--native-without-ipvs", action="store_true")
     args = parser.parse_args()
-    where = "in netlab vm (emulated)" if os.environ.get("NETLAB_IN_VM") else "natively"
-    if args.native_without_ipvs:
-        strip_ipvs()
-        where += ", IPVS NOT programmed (--native-without-ipvs)"
+    where = where_and_setup(args.native_without_ipvs)
     store = StateStore(Path(tempfile.mkdtemp(prefix="netlab-bench-")))
     tag = secrets.token_hex(2)
     seed = load_lab(REPO / "scenarios" / "hello-a.yaml", name_override=f"bs{tag}")

@@ -32,6 +32,16 @@ class Reply:
     error: str | None = None
 
 
+def exchange(sock: socket.socket, host: str, agent: str) -> bytes:
+    """Send ``GET /`` on a connected socket and read the answer until the server closes."""
+    sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {agent}\r\n"
+                 "Connection: close\r\n\r\n".encode())
+    chunks = []
+    while data := sock.recv(65536):
+        chunks.append(data)
+    return b"".join(chunks)
+
+
 def http_get(netns: str, ip: str, port: int, host: str, timeout: float = 3.0) -> tuple[dict, int]:
     """GET / from inside ``netns``; returns the JSON body and the local port used.
 
@@ -42,17 +52,9 @@ def http_get(netns: str, ip: str, port: int, host: str, timeout: float = 3.0) ->
         sock.settimeout(timeout)
         sock.connect((ip, port))
         local_port = sock.getsockname()[1]
-        sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: netlab-curl\r\n"
-                     "Connection: close\r\n\r\n".encode())
-        chunks = []
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            chunks.append(data)
+        raw = exchange(sock, host, "netlab-curl")
     finally:
         sock.close()
-    raw = b"".join(chunks)
     head, _, body = raw.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1."):
         raise ValueError(f"not an HTTP answer: {raw[:60]!r}")

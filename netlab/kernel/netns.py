@@ -65,14 +65,6 @@ def remove(name: str) -> bool:
     return True
 
 
-def _setns(name: str) -> None:
-    fd = os.open(path(name), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        nsenter.enter(fd, nsenter.libc_setns(), name)
-    finally:
-        os.close(fd)
-
-
 def run_in(name: str, func: Callable[..., T], *args, **kwargs) -> T:
     """Run ``func(*args, **kwargs)`` in a forked child inside netns ``name``.
 

@@ -1,10 +1,10 @@
 """Packet capture in many namespaces at once, with one scapy sniffer.
 
 scapy reads interfaces at import and does not follow ``setns``, so the
-``AF_PACKET`` sockets are opened by a thread that enters each namespace (one
-thread per namespace, all its interfaces), bound by interface name there, and
+``AF_PACKET`` sockets are opened by a thread that enters each namespace, and
 handed to one :class:`scapy.sendrecv.AsyncSniffer` through thin
-:class:`NsSocket` wrappers. Each packet keeps the kernel's receive timestamp
+:class:`NsSocket` wrappers. One socket per namespace hears all its
+interfaces; frames on interfaces that are not capture points are dropped. Each packet keeps the kernel's receive timestamp
 (``SO_TIMESTAMPNS``: one clock for every namespace of the kernel, so packets
 order across namespaces) and its direction (``PACKET_OUTGOING`` or not).
 """
@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -38,64 +40,82 @@ class Frame:
     data: bytes
 
 
-def _open(point_ifaces: list[str]) -> list[socket.socket]:
-    """Runs inside the namespace: one bound, timestamping AF_PACKET socket per interface."""
-    out = []
+def _open() -> socket.socket:
+    """Runs inside the namespace: one timestamping AF_PACKET socket for all its interfaces.
+
+    Unbound on purpose: binding re-registers the socket's packet hook, and
+    each (un)registration waits for an RCU grace period (~10 ms). The
+    receive address names the interface, so one socket serves them all.
+    """
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     try:
-        for iface in point_ifaces:
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-            out.append(s)
-            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-            s.bind((iface, ETH_P_ALL))
-            s.setblocking(False)
+        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        s.setblocking(False)
     except OSError:
-        for s in out:
-            s.close()
+        s.close()
         raise
-    return out
+    return s
 
 
-def open_sockets(points: Iterable[CapturePoint]) -> list[tuple[CapturePoint, socket.socket]]:
-    """A capturing socket per point; raises NetnsError when a namespace or interface is missing."""
-    by_ns: dict[str, list[CapturePoint]] = {}
+@dataclass(frozen=True)
+class NsCapture:
+    """The capture socket of one namespace and its capture points by interface name."""
+
+    netns: str
+    sock: socket.socket
+    points: dict[str, CapturePoint]
+
+
+def open_sockets(points: Iterable[CapturePoint]) -> list[NsCapture]:
+    """A capturing socket per namespace of ``points``; raises NetnsError when one is missing."""
+    by_ns: dict[str, dict[str, CapturePoint]] = {}
     for p in points:
-        by_ns.setdefault(p.netns, []).append(p)
-    opened: list[tuple[CapturePoint, socket.socket]] = []
+        by_ns.setdefault(p.netns, {})[p.iface] = p
+    opened: list[NsCapture] = []
     try:
         for name, pts in by_ns.items():
             if not netns.exists(name):
                 raise netns.NetnsError(f"network namespace {name} does not exist (is the lab up?)")
             fd = os.open(netns.path(name), os.O_RDONLY | os.O_CLOEXEC)
             try:
-                socks = nsenter.in_thread(fd, lambda pts=pts: _open([p.iface for p in pts]), name)
+                sock = nsenter.in_thread(fd, _open, name)
             except OSError as exc:
                 raise netns.NetnsError(f"cannot capture in {name}: {exc}") from exc
             finally:
                 os.close(fd)
-            opened += list(zip(pts, socks))
+            opened.append(NsCapture(name, sock, pts))
     except BaseException:
-        for _p, s in opened:
-            s.close()
+        close_all([c.sock for c in opened])
         raise
     return opened
 
 
-def read_frame(point: CapturePoint, sock: socket.socket) -> Frame | None:
-    """The next frame waiting on ``sock``, or None when none is."""
+def close_all(socks: list[socket.socket]) -> None:
+    """Close sockets side by side: each close waits for a grace period, so overlap them."""
+    threads = [threading.Thread(target=s.close, daemon=True) for s in socks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def read_frame(cap: NsCapture) -> Frame | bool | None:
+    """The next frame waiting on the namespace's socket: a Frame, False for a frame on an
+    interface that is not a capture point (a bridge, lo), None when nothing is waiting."""
     try:
-        data, anc, _flags, addr = sock.recvmsg(SNAPLEN, socket.CMSG_SPACE(16))
+        data, anc, _flags, addr = cap.sock.recvmsg(SNAPLEN, socket.CMSG_SPACE(16))
     except (BlockingIOError, InterruptedError):
         return None
+    point = cap.points.get(addr[0])
+    if point is None:
+        return False
     ts = None
     for level, kind, value in anc:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
             sec, nsec = struct.unpack("qq", value[:16])
             ts = sec + nsec / 1e9
-    if ts is None:
-        import time
-        ts = time.time()
-    return Frame(point, ts, addr[2] == PACKET_OUTGOING, data)
+    return Frame(point, ts if ts is not None else time.time(), addr[2] == PACKET_OUTGOING, data)
 
 
 class Capture:
@@ -108,7 +128,7 @@ class Capture:
 
     def __init__(self, points: Iterable[CapturePoint]):
         self.points = tuple(points)
-        self._opened: list[tuple[CapturePoint, socket.socket]] = []
+        self._opened: list[NsCapture] = []
         self._sniffer = None
         self._frames: list[Frame] = []
 
@@ -118,7 +138,7 @@ class Capture:
         from netlab.trace.nssocket import NsSocket
 
         self._opened = open_sockets(self.points)
-        self._wrapped = {NsSocket(p, s, self._frames): p.label for p, s in self._opened}
+        self._wrapped = {NsSocket(c, self._frames): c.netns for c in self._opened}
         self._sniffer = AsyncSniffer(opened_socket=self._wrapped, store=False)
         self._sniffer.start()
         return self
@@ -131,17 +151,14 @@ class Capture:
             except Exception:  # noqa: BLE001 - a sniffer that already ended is fine
                 pass
             self._sniffer = None
-        for point, sock in self._opened:
-            while True:
-                frame = read_frame(point, sock)
-                if frame is None:
-                    break
-                self._frames.append(frame)
+        for cap in self._opened:
+            while (frame := read_frame(cap)) is not None:
+                if frame:
+                    self._frames.append(frame)
         return sorted(self._frames, key=lambda f: f.time)
 
     def __exit__(self, *exc) -> None:
         if self._sniffer is not None:
             self.stop()
-        for _p, s in self._opened:
-            s.close()
+        close_all([c.sock for c in self._opened])
         self._opened = []

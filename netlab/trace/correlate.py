@@ -220,8 +220,8 @@ class _Builder:
             return
         entry = self.chain.conntrack.get(ns)
         after = entry.reply.reversed() if entry else last.flow
-        if entry and after != last.flow:
-            self.translations(ns, last.flow, after, last.point.iface, None, "request")
+        # Always: Docker's REDIRECT counts even when published and target ports are equal.
+        self.translations(ns, last.flow, after, last.point.iface, None, "request")
         if answered:
             target = self.facts.target[ns]
             ev, ob = self.ct_note(ns)

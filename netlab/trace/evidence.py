@@ -133,22 +133,34 @@ def _fdb() -> tuple[tuple[str, str, str], ...]:
                      for e in ipr.fdb("dump") if e.get_attr("NDA_DST"))
 
 
-def _read(with_flows: bool) -> NsSnapshot:
+# Which namespaces hold which evidence: NAT happens in node hosts, sandboxes and
+# tasks; IPVS in sandboxes; remote forwarding entries on overlay VXLAN devices.
+CONNTRACK_ROLES = frozenset({"host", "sandbox", "task"})
+
+
+def _read(with_flows: bool, role: str) -> NsSnapshot:
     counters = tuple(read_counters())
     if not with_flows:
         return NsSnapshot(counters)
-    entries, notes = _conntrack()
-    return NsSnapshot(counters, entries, _ipvs_conns(), _fdb(), notes)
+    every = role == "any"
+    entries, notes = _conntrack() if every or role in CONNTRACK_ROLES else ((), ())
+    return NsSnapshot(counters, entries,
+                      _ipvs_conns() if every or role == "sandbox" else (),
+                      _fdb() if every or role == "overlay" else (), notes)
 
 
-def snapshot(names: list[str], with_flows: bool) -> dict[str, NsSnapshot]:
-    """Counters (and, with ``with_flows``, conntrack and IPVS connections) of each namespace.
+def snapshot(names: list[str], with_flows: bool,
+             roles: dict[str, str] | None = None) -> dict[str, NsSnapshot]:
+    """Counters of each namespace and, with ``with_flows``, what its role holds:
+    conntrack (host, sandbox, task), IPVS connections (sandbox), FDB (overlay).
+    Without ``roles`` every namespace is read for everything.
 
     Raises NetnsError when a namespace is missing or cannot be read.
     """
+    roles = roles or {}
     preload()
     from pyroute2 import Conntrack, IPRoute  # noqa: F401  (imported once here, inherited by the child)
-    return netns.run_in_each(names, lambda _name: _read(with_flows))
+    return netns.run_in_each(names, lambda name: _read(with_flows, roles.get(name, "any")))
 
 
 def counter_deltas(before: NsSnapshot, after: NsSnapshot) -> list[tuple[RuleCounter, int]]:

@@ -8,17 +8,14 @@ timestamp, direction) for the correlator.
 
 from __future__ import annotations
 
-import socket
-
 from scapy.config import conf
 from scapy.supersocket import SuperSocket
 
-from netlab.trace.capture import Frame, read_frame
-from netlab.trace.points import CapturePoint
+from netlab.trace.capture import Frame, NsCapture, read_frame
 
 
 class NsSocket(SuperSocket):
-    """Read-only SuperSocket for one capture point; appends each frame to ``sink``."""
+    """Read-only SuperSocket for one namespace's capture; appends each frame to ``sink``."""
 
     desc = "AF_PACKET socket bound inside a network namespace"
     # Blocking from scapy's point of view: its sniffer then adds a control
@@ -26,16 +23,16 @@ class NsSocket(SuperSocket):
     # the next packet.
     nonblocking_socket = False
 
-    def __init__(self, point: CapturePoint, sock: socket.socket, sink: list[Frame]):
-        self.ins = sock
+    def __init__(self, cap: NsCapture, sink: list[Frame]):
+        self.ins = cap.sock
         self.outs = None
-        self.point = point
-        self.iface = point.label
+        self.cap = cap
+        self.iface = cap.netns
         self.sink = sink
 
     def recv_raw(self, x: int = 65535):
-        frame = read_frame(self.point, self.ins)
-        if frame is None:
+        frame = read_frame(self.cap)
+        if not frame:
             return None, None, None
         self.sink.append(frame)
         return conf.raw_layer, frame.data, frame.time

@@ -14,6 +14,7 @@ import socket
 import time
 from dataclasses import dataclass
 
+from netlab.client import exchange
 from netlab.kernel.netns import socket_in
 
 PORT_RANGE = (32768, 60999)
@@ -75,15 +76,7 @@ def send(netns: str, src_ip: str, ip: str, port: int, proto: str, host: str,
         sock.settimeout(timeout)
         if proto == "tcp":
             sock.connect((ip, port))
-            sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: netlab-trace\r\n"
-                         "Connection: close\r\n\r\n".encode())
-            chunks = []
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                chunks.append(data)
-            raw = b"".join(chunks)
+            raw = exchange(sock, host, "netlab-trace")
         else:
             sock.connect((ip, port))
             sock.send(b"netlab-trace")

@@ -99,7 +99,7 @@ class Tracer:
             time.sleep(SETTLE_S)
             frames = cap.stop()
             clock.lap("stop capture")
-        after = snapshot(self.snap_ns, with_flows=True)
+        after = snapshot(self.snap_ns, with_flows=True, roles=self.facts.role)
         clock.lap("counters, conntrack, IPVS after")
         orig = Flow(t.proto, t.sender_ip, result.src[1], t.node_ip, t.port)
         request = Request(self.lab.name, t.text, t.node, f"{t.node_ip}:{t.port}", t.proto,

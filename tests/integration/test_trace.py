@@ -161,3 +161,22 @@ def test_broken_mesh_is_diagnosed(lab_up):
     assert (drop_last["event"], drop_last["netns"]) == ("drop", "hello-a.2")
     assert drop_last["rule"] == "-A INPUT -p tcp -m tcp --dport 3000 -j DROP"
     assert "counter" in drop_last["evidence"]
+
+
+def test_three_nodes_tcp_and_udp_cross_the_mesh_from_a_node_without_the_task(lab_up):
+    """api.1 runs on node1 only: node3 answers 9000/tcp and 9053/udp over the overlay."""
+    lab = lab_up("three-nodes.yaml")
+    for target, proto, task_port in (("node3:9000", "tcp", "9000"), ("node3:9053/udp", "udp", "53")):
+        trace = json.loads(netlab("trace", lab.name, target, "--json").stdout)
+        assert trace["verdict"] == "delivered", trace["reason"]
+        assert trace["backend"]["task"] == "api.1" and trace["backend"]["node"] == "node1"
+        assert trace["request"]["proto"] == proto
+        assert _events(trace, "request") == ["dnat", "mark", "ipvs", "snat", "encap", "decap",
+                                             "redirect", "deliver"]
+        mark = _hop(trace, "mark")
+        assert mark["netns"] == "node3/ingress_sbox"
+        assert ("MARK 0x101 (257)" if proto == "udp" else "MARK 0x100 (256)") in mark["detail"]
+        encap = _hop(trace, "encap")
+        assert encap["detail"].startswith("VXLAN encap VNI 4096 192.168.56.13 → 192.168.56.11")
+        assert _hop(trace, "deliver")["dst"].endswith(f":{task_port}")
+        assert "encap" in _events(trace, "reply") and trace["hops"][-1]["netns"] == "client"

@@ -60,7 +60,7 @@ def test_three_nodes_every_node_publishes_every_port():
     for node in ("node1", "node2", "node3"):
         host = plan.namespace(node).name
         dnat = [r for r in plan.rules_in(host, "nat") if r.target.name == "DNAT"]
-        assert sorted(r.matches[0].options[0][1] for r in dnat) == ["8080", "9000"]
+        assert sorted(r.matches[0].options[0][1] for r in dnat) == ["8080", "9000", "9053"]
         sbox = plan.namespace(f"{node}/ingress_sbox").name
         marks = {s.fwmark: len(s.dests) for s in plan.ipvs if s.netns == sbox}
         assert marks == {0x100: 3, 0x101: 1}

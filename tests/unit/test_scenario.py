@@ -90,7 +90,7 @@ def test_three_nodes_places_api_on_node1_only():
     assert [(t.name, t.node) for t in lab.tasks_of("web")] == [
         ("web.1", "node1"), ("web.2", "node2"), ("web.3", "node3")]
     assert [(t.name, t.node) for t in lab.tasks_of("api")] == [("api.1", "node1")]
-    assert lab.service("api").ports == (PublishedPort(9000, 9000),)
+    assert lab.service("api").ports == (PublishedPort(9000, 9000), PublishedPort(9053, 53, "udp"))
 
 
 def test_lab_is_frozen_and_addressable():
