@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import click
@@ -60,8 +61,10 @@ def trace(lab: str, target: str, sender: str, as_json: bool, pcap: str | None, f
     elif fmt == "mermaid":
         click.echo("\n".join(render.mermaid(t) for t in traces))
     else:
+        width = shutil.get_terminal_size((render.DEFAULT_WIDTH, 24)).columns \
+            if sys.stdout.isatty() else None
         for t in traces:
-            click.echo(render.text(t))
+            click.echo(render.text(t, width=width))
         if repeat > 1:
             click.echo(render.repeat_text(summary))
     if pcap:

@@ -175,7 +175,8 @@ def test_three_nodes_tcp_and_udp_cross_the_mesh_from_a_node_without_the_task(lab
                                              "redirect", "deliver"]
         mark = _hop(trace, "mark")
         assert mark["netns"] == "node3/ingress_sbox"
-        assert ("MARK 0x101 (257)" if proto == "udp" else "MARK 0x100 (256)") in mark["detail"]
+        assert "MARK 0x101 (257)" in mark["detail"]      # api is the second service: one mark for both ports
+        assert "IPVS FWM 257 rr → 10.0.0.10:" in _hop(trace, "ipvs")["detail"]
         encap = _hop(trace, "encap")
         assert encap["detail"].startswith("VXLAN encap VNI 4096 192.168.56.13 → 192.168.56.11")
         assert _hop(trace, "deliver")["dst"].endswith(f":{task_port}")
