@@ -20,7 +20,7 @@ from netlab.trace.run import Tracer, parse, write_pcapng
 @click.argument("lab")
 @click.argument("target", metavar="NODE:PORT[/PROTO]")
 @click.option("--from", "sender", default="client", show_default=True,
-              help="Who sends: client, a node (node1) or a task (hello-a.2).")
+              help="Who sends: client, or a node (node1).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document (the trace contract).")
 @click.option("--pcap", type=click.Path(dir_okay=False, writable=True),
               help="Write every captured packet to this pcapng, one interface per capture point.")

@@ -54,9 +54,6 @@ def _namespaces(lab: Lab, plan: Plan, node: str, sender: str,
                 service: Service | None) -> list[str]:
     """Targets the request may cross, as plan targets, without duplicates."""
     targets = [sender, "lan", node, f"{node}/ingress_sbox", f"{node}/ov-ingress"]
-    sender_ns = next((ns for ns in plan.netns if ns.target == sender), None)
-    if sender_ns is not None and sender_ns.role == "task" and sender_ns.node:
-        targets += [sender_ns.node]
     if service is not None:
         for task in lab.tasks:
             if task.service == service.name:

@@ -40,16 +40,18 @@ class TraceTarget:
 
 
 def sender_address(lab: Lab, plan: Plan, state: LabState, sender: str) -> tuple[str, str]:
-    """(netns, source IP) of a sender: ``client``, a node, or a task; raises BadInput."""
+    """(netns, source IP) of a sender: ``client`` or a node; raises BadInput.
+
+    Tasks are refused: reaching another node's published port from a task
+    needs Docker's docker_gwbridge MASQUERADE, which labs do not program yet.
+    """
     addr = plan.meta["addressing"]
     if sender == "client":
         ip = str(addr.client_ip)
     elif sender in addr.nodes:
         ip = str(addr.nodes[sender].lan_ip)
-    elif sender in addr.tasks:
-        ip = str(addr.tasks[sender].gw_ip)
     else:
-        choices = ["client", *addr.nodes, *addr.tasks]
+        choices = ["client", *addr.nodes]
         raise BadInput(f"--from: {sender!r} cannot send a trace (hint: one of {', '.join(choices)})")
     if sender not in state.targets:
         raise BadInput(f"--from: {sender!r} is not in lab {state.lab}'s state (hint: netlab up again)")

@@ -103,6 +103,7 @@ def _fake_lab_store(tmp_path, monkeypatch):
     (["trace", "x", "node2:http"], "NODE:PORT"),
     (["trace", "x", "node2:5000/sctp"], "NODE:PORT"),
     (["trace", "x", "node2:5000", "--from", "nobody"], "--from"),
+    (["trace", "x", "node2:5000", "--from", "hello-a.1"], "--from"),
     (["trace", "x", "node2:5000", "--json", "--format", "mermaid"], "--format"),
 ])
 def test_trace_bad_input_exits_2_naming_the_field(tmp_path, monkeypatch, args, field):
