@@ -351,3 +351,27 @@ def test_dropped_by_rule(seed):
     assert "filter INPUT rule 4 (DROP)" in last.detail and last.evidence == ("counter",)
     assert last.object == "task/hello-a.1:ingress"
     assert "deliver" not in [h.event for h in trace.hops]
+
+
+def test_icmp_error_quoting_the_request_is_its_reply():
+    from scapy.layers.inet import ICMP, IP, UDP, UDPerror, IPerror
+    from scapy.layers.l2 import Ether
+
+    from netlab.trace.capture import Frame
+    from netlab.trace.evidence import Flow
+    from netlab.trace.flows import FlowChain, decode
+    from netlab.trace.points import CapturePoint
+
+    sent = Flow("udp", "192.168.56.2", 40000, "192.168.56.12", 5999)
+    chain = FlowChain((sent,), {}, {})
+    err = (Ether() / IP(src="192.168.56.12", dst="192.168.56.2") / ICMP(type=3, code=3)
+           / IPerror(src="192.168.56.2", dst="192.168.56.12") / UDPerror(sport=40000, dport=5999))
+    point = CapturePoint("nl-x-node2", "node2", "node2", "host", "eth0")
+    seen = decode(Frame(point, 1.0, True, bytes(err)), chain, 4789)
+    assert seen is not None and seen.leg == "reply" and seen.flags == "ICMP 3/3"
+    assert seen.flow == sent.reversed()
+    other = (Ether() / IP(src="192.168.56.12", dst="192.168.56.2") / ICMP(type=3, code=3)
+             / IPerror(src="192.168.56.2", dst="192.168.56.12") / UDPerror(sport=40001, dport=5999))
+    assert decode(Frame(point, 1.0, True, bytes(other)), chain, 4789) is None
+    plain = Ether() / IP(src="192.168.56.2", dst="192.168.56.12") / UDP(sport=40000, dport=5999)
+    assert decode(Frame(point, 1.0, False, bytes(plain)), chain, 4789).leg == "request"
