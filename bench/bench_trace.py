@@ -50,11 +50,11 @@ def main() -> None:
     result = lifecycle.up(lab, str(scenario), store)
     try:
         state = store.load(name)
-        target = parse(lab, result.plan, state, "node2:5000", "client")
+        target = parse(result.plan, state, "node2:5000", "client")
         t0 = time.perf_counter()
         curl(state.targets["client"], target.node_ip, 5000, "node2:5000", count=1, timeout=2)
         bare = time.perf_counter() - t0
-        tracer = Tracer(lab, result.plan, state, target)
+        tracer = Tracer(lab, result.plan, target)
         t0 = time.perf_counter()
         tracer.once(2.0)                       # cold: imports (scapy, conntrack) happen once per process
         cold = time.perf_counter() - t0

@@ -11,7 +11,9 @@ import socket
 import time
 from dataclasses import dataclass
 
+from netlab.errors import BadInput
 from netlab.kernel.netns import socket_in
+from netlab.state import LabState
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,17 @@ class Reply:
     local_port: int | None = None
     elapsed_ms: float = 0.0
     error: str | None = None
+
+
+def parse_target(state: LabState, target: str) -> tuple[str, str, int]:
+    """``node2:5000`` → (node, LAN IP, port); raises BadInput naming the problem."""
+    node, sep, port_s = target.rpartition(":")
+    if not sep or not port_s.isdigit() or not 1 <= int(port_s) <= 65535:
+        raise BadInput(f"NODE:PORT: {target!r} is not NODE:PORT (hint: node2:5000)")
+    if node not in state.lan:
+        raise BadInput(f"NODE:PORT: no node {node!r} in lab {state.lab} "
+                       f"(hint: one of {', '.join(state.lan)})")
+    return node, state.lan[node], int(port_s)
 
 
 def exchange(sock: socket.socket, host: str, agent: str) -> bytes:
@@ -55,10 +68,15 @@ def http_get(netns: str, ip: str, port: int, host: str, timeout: float = 3.0) ->
         raw = exchange(sock, host, "netlab-curl")
     finally:
         sock.close()
+    return json.loads(http_body(raw)), local_port
+
+
+def http_body(raw: bytes) -> bytes:
+    """The body of an HTTP answer; raises ValueError when ``raw`` is not one."""
     head, _, body = raw.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1."):
         raise ValueError(f"not an HTTP answer: {raw[:60]!r}")
-    return json.loads(body), local_port
+    return body
 
 
 def curl(netns: str, ip: str, port: int, target: str, count: int = 1,

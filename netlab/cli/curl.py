@@ -10,19 +10,7 @@ import click
 
 from netlab.cli import common
 from netlab.client import curl as do_curl
-from netlab.errors import BadInput
-from netlab.state import LabState
-
-
-def parse_target(state: LabState, target: str) -> tuple[str, str, int]:
-    """``node2:5000`` → (node, LAN IP, port); raises BadInput naming the problem."""
-    node, sep, port_s = target.rpartition(":")
-    if not sep or not port_s.isdigit() or not 1 <= int(port_s) <= 65535:
-        raise BadInput(f"NODE:PORT: {target!r} is not NODE:PORT (hint: node2:5000)")
-    if node not in state.lan:
-        raise BadInput(f"NODE:PORT: no node {node!r} in lab {state.lab} "
-                       f"(hint: one of {', '.join(state.lan)})")
-    return node, state.lan[node], int(port_s)
+from netlab.client import parse_target
 
 
 @click.command()

@@ -42,7 +42,7 @@ def trace(lab: str, target: str, sender: str, as_json: bool, pcap: str | None, f
     state = common.lab_state(common.store(), lab)
     model = common.lab_from_state(state)
     plan = build_plan(model)
-    tracer = Tracer(model, plan, state, parse(model, plan, state, target, sender))
+    tracer = Tracer(model, plan, parse(plan, state, target, sender))
     traces, frames = [], []
     for _ in range(repeat):
         t, f = tracer.once(timeout)

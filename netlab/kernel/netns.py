@@ -144,18 +144,27 @@ def run_in_current(func: Callable[[], T]) -> T:
     return payload[1]
 
 
+def in_thread(name: str, fn: Callable[[], T]) -> T:
+    """``fn()`` in a short-lived thread inside netns ``name``; what it opens stays there.
+
+    Raises NetnsError when the namespace is missing or cannot be entered, or
+    when ``fn`` raises OSError.
+    """
+    if not exists(name):
+        raise NetnsError(f"network namespace {name} does not exist")
+    fd = os.open(path(name), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return nsenter.in_thread(fd, fn, name)
+    except OSError as exc:
+        raise NetnsError(f"in {name}: {exc}") from exc
+    finally:
+        os.close(fd)
+
+
 def socket_in(name: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM,
               proto: int = 0) -> socket.socket:
     """A socket created inside netns ``name`` (by a thread that enters it).
 
     Raises NetnsError when the namespace is missing or cannot be entered.
     """
-    if not exists(name):
-        raise NetnsError(f"network namespace {name} does not exist")
-    fd = os.open(path(name), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return nsenter.in_thread(fd, lambda: socket.socket(family, kind, proto), name)
-    except OSError as exc:
-        raise NetnsError(f"cannot open a socket in {name}: {exc}") from exc
-    finally:
-        os.close(fd)
+    return in_thread(name, lambda: socket.socket(family, kind, proto))

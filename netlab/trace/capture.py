@@ -11,7 +11,6 @@ order across namespaces) and its direction (``PACKET_OUTGOING`` or not).
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import threading
@@ -19,7 +18,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from netlab import nsenter
 from netlab.kernel import netns
 from netlab.trace.points import CapturePoint
 
@@ -75,16 +73,7 @@ def open_sockets(points: Iterable[CapturePoint]) -> list[NsCapture]:
     opened: list[NsCapture] = []
     try:
         for name, pts in by_ns.items():
-            if not netns.exists(name):
-                raise netns.NetnsError(f"network namespace {name} does not exist (is the lab up?)")
-            fd = os.open(netns.path(name), os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                sock = nsenter.in_thread(fd, _open, name)
-            except OSError as exc:
-                raise netns.NetnsError(f"cannot capture in {name}: {exc}") from exc
-            finally:
-                os.close(fd)
-            opened.append(NsCapture(name, sock, pts))
+            opened.append(NsCapture(name, netns.in_thread(name, _open), pts))
     except BaseException:
         close_all([c.sock for c in opened])
         raise

@@ -55,12 +55,10 @@ def _change(a: Flow, b: Flow) -> str:
 class _Builder:
     """Accumulates hops for one trace; knows the facts, the deltas and the flow chain."""
 
-    def __init__(self, obs: Observation, facts: LabFacts, chain: FlowChain, t0: float):
-        self.obs, self.facts, self.chain, self.t0 = obs, facts, chain, t0
+    def __init__(self, obs: Observation, facts: LabFacts, chain: FlowChain, t0: float,
+                 deltas: dict[str, list[tuple[RuleCounter, int]]]):
+        self.obs, self.facts, self.chain, self.t0, self.deltas = obs, facts, chain, t0, deltas
         self.hops: list[Hop] = []
-        self.mark: int | None = None      # the fwmark set on the request, once seen
-        self.deltas = {ns: counter_deltas(obs.before.get(ns, NsSnapshot(())), snap)
-                       for ns, snap in obs.after.items()}
 
     # -- helpers -------------------------------------------------------------
     def add(self, ns: str, leg: str, event: str, flow: Flow, detail: str, *,
@@ -68,12 +66,9 @@ class _Builder:
             evidence: tuple[str, ...] = (), observed: tuple[str, ...] = (),
             t: float | None = None, src: str | None = None, dst: str | None = None,
             proto: str | None = None) -> None:
-        target = self.facts.target.get(ns, ns)
-        node = target.split("/")[0]
-        if self.facts.role.get(ns) == "task":
-            node = next((n for t_, n in self.facts.tasks_by_ip.values() if t_ == target), node)
         self.hops.append(Hop(
-            seq=len(self.hops) + 1, node=node, netns=target, iface=iface, dir=dir,
+            seq=len(self.hops) + 1, node=self.facts.node.get(ns, ns),
+            netns=self.facts.target.get(ns, ns), iface=iface, dir=dir,
             src=src or ep(flow.src, flow.sport), dst=dst or ep(flow.dst, flow.dport),
             proto=proto or flow.proto, event=event, detail=detail,
             rule=rule.text if rule else None, evidence=evidence, leg=leg,
@@ -96,36 +91,29 @@ class _Builder:
         p = s.point
         d = "out" if s.frame.outgoing else "in"
         obs = (f"capture {p.label} {d} +{(s.frame.time - self.t0) * 1000:.3f} ms: {s.summary}",)
-        peer = self.facts.peer.get((p.netns, p.iface))
-        if s.outer is not None and (prev is None or prev.outer is None):
-            o = s.outer
+        common = dict(iface=p.iface, dir=d, observed=obs, t=s.frame.time)
+        o = s.outer
+        outer = dict(src=ep(o.src, o.sport), dst=ep(o.dst, o.dport), proto="udp") if o else {}
+        if o is not None and (prev is None or prev.outer is None):
             self.add(p.netns, s.leg, "encap", s.flow,
                      f"VXLAN encap VNI {s.vni} {o.src} → {o.dst} udp/{o.dport}",
-                     iface=p.iface, dir=d, evidence=("capture",), observed=obs, t=s.frame.time,
-                     src=ep(o.src, o.sport), dst=ep(o.dst, o.dport), proto="udp")
+                     evidence=("capture",), **common, **outer)
             return
-        if s.outer is None and prev is not None and prev.outer is not None:
+        if o is None and prev is not None and prev.outer is not None:
             self.add(p.netns, s.leg, "decap", s.flow,
                      f"VXLAN decap VNI {prev.vni} from {prev.outer.src} → {p.iface}",
-                     iface=p.iface, dir=d, evidence=("capture",), observed=obs, t=s.frame.time)
+                     evidence=("capture",), **common)
             return
-        if s.outer is not None:
-            o = s.outer
-            where = f"{'out' if d == 'out' else 'in'} on {p.iface}" + (f" ({'to' if d == 'out' else 'from'} {peer})" if peer else "")
-            self.add(p.netns, s.leg, "tx" if d == "out" else "rx", s.flow,
-                     f"{where}: VXLAN VNI {s.vni} carrying {s.flow.text}",
-                     iface=p.iface, dir=d, evidence=("capture",), observed=obs, t=s.frame.time,
-                     src=ep(o.src, o.sport), dst=ep(o.dst, o.dport), proto="udp")
-            return
-        what = f"{'out' if d == 'out' else 'in'} on {p.iface}"
-        if peer:
-            what += f" ({'to' if d == 'out' else 'from'} {peer})"
-        if s.flags:
+        peer = self.facts.peer.get((p.netns, p.iface))
+        what = f"{d} on {p.iface}" + (f" ({'to' if d == 'out' else 'from'} {peer})" if peer else "")
+        if o is not None:
+            what += f": VXLAN VNI {s.vni} carrying {s.flow.text}"
+        elif s.flags:
             what += f" [{s.flags}]"
-        rule, note, ev = self.accepting_rule(p.netns, s) if d == "out" else (None, (), ())
-        self.add(p.netns, s.leg, "tx" if d == "out" else "rx", s.flow, what,
-                 iface=p.iface, dir=d, rule=rule, evidence=("capture", *ev),
-                 observed=obs + note, t=s.frame.time)
+        rule, note, ev = self.accepting_rule(p.netns, s) if d == "out" and o is None else (None, (), ())
+        common["observed"] = obs + note
+        self.add(p.netns, s.leg, "tx" if d == "out" else "rx", s.flow, what, rule=rule,
+                 evidence=("capture", *ev), **common, **outer)
 
     def accepting_rule(self, ns: str, s: Seen):
         """A filter ACCEPT rule that counted this packet's direction (e.g. DOCKER-INGRESS)."""
@@ -136,79 +124,78 @@ class _Builder:
         return None, (), ()
 
     # -- translations inside one namespace ----------------------------------
-    def translations(self, ns: str, a: Flow, b: Flow, iface_in: str | None,
-                     iface_out: str | None, leg: str) -> None:
-        if leg == "reply":
-            if a != b:
-                ev, ob = self.ct_note(ns)
-                conn = self.chain.ipvs.get(ns)
-                if conn:
-                    ev, ob = ev + ("ipvs-conn",), ob + (conn.text,)
-                what = ("IPVS and SNAT" if conn else "the REDIRECT" if self.facts.role.get(ns) == "task"
-                        else "the DNAT")
-                by = "conntrack reverses" if ev else ("reversed (the kernel already deleted the conntrack "
-                                                      "entry, as it does when an RST answers a SYN)")
-                self.add(ns, leg, "un-nat", b, f"{what} {by}: {_change(a, b)}",
-                         iface=iface_out, evidence=("capture", *ev), observed=ob)
+    def un_nat(self, ns: str, a: Flow, b: Flow, iface_out: str | None) -> None:
+        """On the reply: conntrack undoing the request's translations in ``ns``."""
+        if a == b:
             return
+        ev, ob = self.ct_note(ns)
+        conn = self.chain.ipvs.get(ns)
+        if conn:
+            ev, ob = ev + ("ipvs-conn",), ob + (conn.text,)
+        what = ("IPVS and SNAT" if conn else "the REDIRECT" if self.facts.role.get(ns) == "task"
+                else "the DNAT")
+        by = "conntrack reverses" if ev else ("reversed (the kernel already deleted the conntrack "
+                                              "entry, as it does when an RST answers a SYN)")
+        self.add(ns, "reply", "un-nat", b, f"{what} {by}: {_change(a, b)}",
+                 iface=iface_out, evidence=("capture", *ev), observed=ob)
+
+    def translations(self, ns: str, a: Flow, b: Flow, iface_in: str | None,
+                     iface_out: str | None) -> None:
+        """On the request, from ``a`` (in) to ``b`` (out): MARK, DNAT/REDIRECT, IPVS, SNAT."""
+        leg = "request"
+        jump = lambda c: rules.jump_path(c, self.deltas[ns])  # noqa: E731
         fit = lambda c: rules.fits(c.text, a) or rules.fits(c.text, b)  # noqa: E731
-        after_dst = a
+        routed = Flow(a.proto, a.src, a.sport, b.dst, b.dport)   # after DNAT/IPVS, before SNAT
+        mark = None
         for c, n in self.counted(ns, lambda c: c.table == "mangle" and c.target == "MARK"):
             if fit(c):
                 mark = int((rules.option(c.text, "--set-xmark") or rules.option(c.text, "--set-mark")
                             or "0").split("/")[0], 16)
-                self.mark = mark
-                self.add(ns, leg, "mark", a, f"mangle {rules.jump_path(c, self.deltas[ns])}: "
-                         f"MARK {mark:#x} ({mark})", iface=iface_in, rule=c, evidence=("counter",),
+                self.add(ns, leg, "mark", a, f"mangle {jump(c)}: MARK {mark:#x} ({mark})",
+                         iface=iface_in, rule=c, evidence=("counter",),
                          observed=(self.counter_note(c, n),))
+        rewritten = False
         for c, n in self.counted(ns, lambda c: c.table == "nat" and c.target in ("DNAT", "REDIRECT")):
             if not fit(c):
                 continue
             ev, ob = self.ct_note(ns)
             if c.target == "DNAT":
-                to = rules.option(c.text, "--to-destination") or "?"
-                detail = f"nat {rules.jump_path(c, self.deltas[ns])}: DNAT → {to}"
-                event = "dnat"
+                event, detail = "dnat", f"nat {jump(c)}: DNAT → {rules.option(c.text, '--to-destination')}"
             else:
-                to = rules.option(c.text, "--to-ports") or "?"
-                detail = f"nat {rules.jump_path(c, self.deltas[ns])}: REDIRECT {a.dport} → {to}"
-                event = "redirect"
-            after_dst = Flow(a.proto, a.src, a.sport, b.dst, b.dport)
-            self.add(ns, leg, event, after_dst, detail, iface=iface_in, rule=c,
+                event, detail = "redirect", (f"nat {jump(c)}: REDIRECT {a.dport} → "
+                                             f"{rules.option(c.text, '--to-ports')}")
+            rewritten = True
+            self.add(ns, leg, event, routed, detail, iface=iface_in, rule=c,
                      evidence=("counter", *ev), observed=(self.counter_note(c, n), *ob))
         conn = self.chain.ipvs.get(ns)
         if conn:
-            mark = self.mark
-            sched = self.facts.scheduler.get((ns, mark), "?") if mark else "?"
-            dest_ip = conn.dest.rsplit(":", 1)[0]
-            task = self.facts.tasks_by_ip.get(dest_ip)
+            sched = self.facts.scheduler.get((ns, mark), "?")
+            task = self.facts.tasks_by_ip.get(conn.dest.rsplit(":", 1)[0])
             who = f" ({task[0]} on {task[1]})" if task else ""
             svc = f"FWM {mark} {sched}" if mark else "service"
-            after_dst = Flow(a.proto, a.src, a.sport, b.dst, b.dport)
             ev, ob = self.ct_note(ns)
-            self.add(ns, leg, "ipvs", after_dst, f"IPVS {svc} → {conn.dest}{who}",
+            self.add(ns, leg, "ipvs", routed, f"IPVS {svc} → {conn.dest}{who}",
                      evidence=("ipvs-conn", *ev), observed=(conn.text, *ob))
-        elif a.dst != b.dst or a.dport != b.dport:
-            if not any(h.event in ("dnat", "redirect") and h.netns == self.facts.target.get(ns)
-                       for h in self.hops[-3:]):
-                ev, ob = self.ct_note(ns)
-                if ev:
-                    self.add(ns, leg, "dnat", b, f"destination rewritten {a.dst}:{a.dport} → "
-                             f"{b.dst}:{b.dport}", evidence=ev, observed=ob)
-        snat = self.counted(ns, lambda c: c.table == "nat" and c.target in ("SNAT", "MASQUERADE"))
-        if a.src != b.src or a.sport != b.sport:
+        elif (a.dst, a.dport) != (b.dst, b.dport) and not rewritten:
             ev, ob = self.ct_note(ns)
-            c, n = next(((c, n) for c, n in snat if rules.fits(c.text, after_dst) or
-                         rules.fits(c.text, b)), (None, 0))
-            if c is not None:
-                to = rules.option(c.text, "--to-source") or b.src
-                lost = " (client IP lost here)" if a.src == self.obs.orig.src else ""
-                self.add(ns, leg, "snat", b, f"nat {rules.jump_path(c, self.deltas[ns])}: "
-                         f"{c.target} → {to}{lost}", iface=iface_out, rule=c,
-                         evidence=("counter", *ev), observed=(self.counter_note(c, n), *ob))
-            elif ev:
-                self.add(ns, leg, "snat", b, f"source rewritten {a.src}:{a.sport} → {b.src}:{b.sport}",
-                         iface=iface_out, evidence=ev, observed=ob)
+            if ev:
+                self.add(ns, leg, "dnat", b, f"destination rewritten {a.dst}:{a.dport} → "
+                         f"{b.dst}:{b.dport}", evidence=ev, observed=ob)
+        if (a.src, a.sport) == (b.src, b.sport):
+            return
+        ev, ob = self.ct_note(ns)
+        snat = self.counted(ns, lambda c: c.table == "nat" and c.target in ("SNAT", "MASQUERADE"))
+        c, n = next(((c, n) for c, n in snat if rules.fits(c.text, routed) or rules.fits(c.text, b)),
+                    (None, 0))
+        if c is not None:
+            to = rules.option(c.text, "--to-source") or b.src
+            lost = " (client IP lost here)" if a.src == self.obs.orig.src else ""
+            self.add(ns, leg, "snat", b, f"nat {jump(c)}: {c.target} → {to}{lost}",
+                     iface=iface_out, rule=c, evidence=("counter", *ev),
+                     observed=(self.counter_note(c, n), *ob))
+        elif ev:
+            self.add(ns, leg, "snat", b, f"source rewritten {a.src}:{a.sport} → {b.src}:{b.sport}",
+                     iface=iface_out, evidence=ev, observed=ob)
 
     # -- the end of the request leg in a task --------------------------------
     def arrival(self, last: Seen, answered: bool) -> None:
@@ -216,12 +203,12 @@ class _Builder:
         ns = last.point.netns
         if self.facts.role.get(ns) != "task":
             if not last.frame.outgoing:
-                self.translations(ns, last.flow, last.flow, last.point.iface, None, "request")
+                self.translations(ns, last.flow, last.flow, last.point.iface, None)
             return
         entry = self.chain.conntrack.get(ns)
         after = entry.reply.reversed() if entry else last.flow
         # Always: Docker's REDIRECT counts even when published and target ports are equal.
-        self.translations(ns, last.flow, after, last.point.iface, None, "request")
+        self.translations(ns, last.flow, after, last.point.iface, None)
         if answered:
             target = self.facts.target[ns]
             ev, ob = self.ct_note(ns)
@@ -234,7 +221,7 @@ class _Builder:
         ns = first.point.netns
         entry = self.chain.conntrack.get(ns)
         if self.facts.role.get(ns) == "task" and entry and entry.reply != first.flow:
-            self.translations(ns, entry.reply, first.flow, None, first.point.iface, "reply")
+            self.un_nat(ns, entry.reply, first.flow, first.point.iface)
 
 
 def _walk(b: _Builder, sights: list[Seen], leg: str) -> None:
@@ -245,7 +232,10 @@ def _walk(b: _Builder, sights: list[Seen], leg: str) -> None:
         entered = last_in.get(ns)
         if s.frame.outgoing and entered is not None and entered.outer is None and s.outer is None \
                 and entered.flow != s.flow:
-            b.translations(ns, entered.flow, s.flow, entered.point.iface, s.point.iface, leg)
+            if leg == "request":
+                b.translations(ns, entered.flow, s.flow, entered.point.iface, s.point.iface)
+            else:
+                b.un_nat(ns, entered.flow, s.flow, s.point.iface)
         b.sighting(s, prev)
         if not s.frame.outgoing:
             last_in[ns] = s
@@ -254,12 +244,12 @@ def _walk(b: _Builder, sights: list[Seen], leg: str) -> None:
 
 def correlate(obs: Observation, facts: LabFacts) -> Trace:
     """The trace of ``obs``: hops of the request and its reply, the backend and a verdict."""
-    deltas = {ns: [c for c, _n in counter_deltas(obs.before.get(ns, NsSnapshot(())), snap)]
+    deltas = {ns: counter_deltas(obs.before.get(ns, NsSnapshot(())), snap)
               for ns, snap in obs.after.items()}
-    chain = follow(obs.orig, obs.after, deltas)
+    chain = follow(obs.orig, obs.after, {ns: [c for c, _n in d] for ns, d in deltas.items()})
     seen = [x for f in obs.frames if (x := decode(f, chain, facts.vxlan_port)) is not None]
     t0 = seen[0].frame.time if seen else 0.0
-    b = _Builder(obs, facts, chain, t0)
+    b = _Builder(obs, facts, chain, t0, deltas)
     request = first_packet(seen, "request")
     reply = first_packet(seen, "reply")
     answered = obs.probe.outcome == "answered"

@@ -86,8 +86,8 @@ def _dropped(b: _Builder, request: list[Seen]) -> tuple[str, str]:
         return "dropped", detail
     p = last.point
     if last.frame.outgoing and p.iface.startswith("vxlan"):
-        fdb = {(dev, mac) for dev, mac, _dst in b.obs.after.get(p.netns).fdb} \
-            if b.obs.after.get(p.netns) else set()
+        snap = b.obs.after.get(p.netns)
+        fdb = {(dev, mac) for dev, mac, _dst in snap.fdb} if snap else set()
         mac = last.dst_mac
         if (p.iface, mac) not in fdb:
             owner = b.facts.owner_of_mac.get(mac, "an unknown endpoint")

@@ -142,25 +142,22 @@ def _read(with_flows: bool, role: str) -> NsSnapshot:
     counters = tuple(read_counters())
     if not with_flows:
         return NsSnapshot(counters)
-    every = role == "any"
-    entries, notes = _conntrack() if every or role in CONNTRACK_ROLES else ((), ())
+    entries, notes = _conntrack() if role in CONNTRACK_ROLES else ((), ())
     return NsSnapshot(counters, entries,
-                      _ipvs_conns() if every or role == "sandbox" else (),
-                      _fdb() if every or role == "overlay" else (), notes)
+                      _ipvs_conns() if role == "sandbox" else (),
+                      _fdb() if role == "overlay" else (), notes)
 
 
-def snapshot(names: list[str], with_flows: bool,
-             roles: dict[str, str] | None = None) -> dict[str, NsSnapshot]:
-    """Counters of each namespace and, with ``with_flows``, what its role holds:
-    conntrack (host, sandbox, task), IPVS connections (sandbox), FDB (overlay).
-    Without ``roles`` every namespace is read for everything.
+def snapshot(roles: dict[str, str], with_flows: bool) -> dict[str, NsSnapshot]:
+    """Counters of each namespace of ``roles`` (netns -> role) and, with
+    ``with_flows``, what its role holds: conntrack (host, sandbox, task), IPVS
+    connections (sandbox), FDB (overlay).
 
     Raises NetnsError when a namespace is missing or cannot be read.
     """
-    roles = roles or {}
     preload()
     from pyroute2 import Conntrack, IPRoute  # noqa: F401  (imported once here, inherited by the child)
-    return netns.run_in_each(names, lambda name: _read(with_flows, roles.get(name, "any")))
+    return netns.run_in_each(list(roles), lambda name: _read(with_flows, roles[name]))
 
 
 def counter_deltas(before: NsSnapshot, after: NsSnapshot) -> list[tuple[RuleCounter, int]]:

@@ -24,6 +24,7 @@ class LabFacts:
     peer: dict[tuple[str, str], str] = field(default_factory=dict)          # (netns, iface) -> label
     target: dict[str, str] = field(default_factory=dict)                    # netns -> target
     role: dict[str, str] = field(default_factory=dict)                      # netns -> role
+    node: dict[str, str] = field(default_factory=dict)                      # netns -> node it is on
     node_of_lan_ip: dict[str, str] = field(default_factory=dict)
     vxlan_port: int = 4789
 
@@ -48,6 +49,7 @@ def lab_facts(lab: Lab, plan: Plan) -> LabFacts:
         peer=peer,
         target=target,
         role={ns.name: ns.role for ns in plan.netns},
+        node={ns.name: ns.node or ns.target for ns in plan.netns},
         node_of_lan_ip={str(n.lan_ip): node for node, n in addr.nodes.items()},
         vxlan_port=lab.underlay.data_path_port,
     )

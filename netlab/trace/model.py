@@ -8,17 +8,15 @@ contract; add fields, never rename them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 Event = Literal["rx", "tx", "dnat", "mark", "ipvs", "snat", "encap", "decap", "redirect",
                 "deliver", "un-nat", "drop", "reject", "rst"]
 Verdict = Literal["delivered", "dropped", "refused"]
+# "fdb" (a forwarding table read back, for drops at VXLAN) extends the four kinds.
 Evidence = Literal["capture", "counter", "conntrack", "ipvs-conn", "fdb"]
 
-EVENTS: tuple[str, ...] = ("rx", "tx", "dnat", "mark", "ipvs", "snat", "encap", "decap",
-                           "redirect", "deliver", "un-nat", "drop", "reject", "rst")
-# "fdb" (a forwarding table read back) extends the four kinds, for drops at VXLAN.
-EVIDENCE_KINDS: tuple[str, ...] = ("capture", "counter", "conntrack", "ipvs-conn", "fdb")
+EVIDENCE_KINDS: tuple[str, ...] = get_args(Evidence)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from netlab.client import exchange
+from netlab.client import exchange, http_body
 from netlab.kernel.netns import socket_in
 
 PORT_RANGE = (32768, 60999)
@@ -47,12 +47,10 @@ def _bound(netns: str, src_ip: str, kind: int) -> tuple[socket.socket, int]:
     raise OSError(errno.EADDRINUSE, "no free source port found")
 
 
-def _decode(raw: bytes) -> dict | None:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1."):
-        body = raw
+def _decode(raw: bytes, proto: str) -> dict | None:
+    """The task app's JSON answer (an HTTP body over TCP, a bare datagram over UDP), or None."""
     try:
-        doc = json.loads(body)
+        doc = json.loads(http_body(raw) if proto == "tcp" else raw)
     except ValueError:
         return None
     return doc if isinstance(doc, dict) else None
@@ -81,7 +79,7 @@ def send(netns: str, src_ip: str, ip: str, port: int, proto: str, host: str,
             sock.connect((ip, port))
             sock.send(b"netlab-trace")
             raw = sock.recv(65536)
-        return result("answered", _decode(raw))
+        return result("answered", _decode(raw, proto))
     except socket.timeout:
         return result("timeout", error=f"no answer within {timeout} s")
     except ConnectionRefusedError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from netlab.client import parse_target
 from netlab.errors import BadInput
 from netlab.model import Lab
 from netlab.plan.types import Plan
@@ -39,7 +40,7 @@ class TraceTarget:
     text: str
 
 
-def sender_address(lab: Lab, plan: Plan, state: LabState, sender: str) -> tuple[str, str]:
+def sender_address(plan: Plan, state: LabState, sender: str) -> tuple[str, str]:
     """(netns, source IP) of a sender: ``client`` or a node; raises BadInput.
 
     Tasks are refused: reaching another node's published port from a task
@@ -58,30 +59,28 @@ def sender_address(lab: Lab, plan: Plan, state: LabState, sender: str) -> tuple[
     return state.targets[sender], ip
 
 
-def parse(lab: Lab, plan: Plan, state: LabState, text: str, sender: str) -> TraceTarget:
+def parse(plan: Plan, state: LabState, text: str, sender: str) -> TraceTarget:
     """``node2:5000`` or ``node2:5000/udp``; raises BadInput naming the problem."""
     spec, _, proto = text.partition("/")
     proto = proto or "tcp"
-    node, sep, port_s = spec.rpartition(":")
-    if not sep or not port_s.isdigit() or not 1 <= int(port_s) <= 65535 or proto not in ("tcp", "udp"):
-        raise BadInput(f"NODE:PORT: {text!r} is not NODE:PORT[/tcp|udp] (hint: node2:5000)")
-    if node not in state.lan:
-        raise BadInput(f"NODE:PORT: no node {node!r} in lab {state.lab} "
-                       f"(hint: one of {', '.join(state.lan)})")
-    ns, ip = sender_address(lab, plan, state, sender)
-    return TraceTarget(node, state.lan[node], int(port_s), proto, sender, ns, ip, text)
+    if proto not in ("tcp", "udp"):
+        raise BadInput(f"NODE:PORT: {text!r} is not NODE:PORT[/tcp|udp] (hint: node2:5000/udp)")
+    node, node_ip, port = parse_target(state, spec)
+    ns, ip = sender_address(plan, state, sender)
+    return TraceTarget(node, node_ip, port, proto, sender, ns, ip, text)
 
 
 class Tracer:
     """Traces requests into one lab; holds what does not change between requests."""
 
-    def __init__(self, lab: Lab, plan: Plan, state: LabState, target: TraceTarget):
-        self.lab, self.plan, self.state, self.target = lab, plan, state, target
+    def __init__(self, lab: Lab, plan: Plan, target: TraceTarget):
+        self.lab, self.target = lab, target
         self.path: TracePath = trace_path(lab, plan, target.node, target.port, target.proto,
                                           target.sender)
         self.facts: LabFacts = lab_facts(lab, plan)
-        names = list(self.path.namespaces)
-        self.snap_ns = [n for n in names if self.facts.role.get(n) != "lan"]
+        # The LAN only bridges: it has no rules or NAT worth reading.
+        self.snap_roles = {n: self.facts.role[n] for n in self.path.namespaces
+                           if self.facts.role[n] != "lan"}
         self.phases: dict[str, float] = {}
 
     def once(self, timeout: float) -> tuple[Trace, list[Frame]]:
@@ -91,7 +90,7 @@ class Tracer:
         """
         t = self.target
         clock = _Clock()
-        before = snapshot(self.snap_ns, with_flows=False)
+        before = snapshot(self.snap_roles, with_flows=False)
         clock.lap("counters before")
         with Capture(self.path.points) as cap:
             clock.lap("open capture")
@@ -101,7 +100,7 @@ class Tracer:
             time.sleep(SETTLE_S)
             frames = cap.stop()
             clock.lap("stop capture")
-        after = snapshot(self.snap_ns, with_flows=True, roles=self.facts.role)
+        after = snapshot(self.snap_roles, with_flows=True)
         clock.lap("counters, conntrack, IPVS after")
         orig = Flow(t.proto, t.sender_ip, result.src[1], t.node_ip, t.port)
         request = Request(self.lab.name, t.text, t.node, f"{t.node_ip}:{t.port}", t.proto,
