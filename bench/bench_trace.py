@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_up_down import REPO, where_and_setup  # noqa: E402
 
 from netlab import lifecycle  # noqa: E402
+from netlab.kernel import xtables  # noqa: E402
 from netlab.client import curl  # noqa: E402
 from netlab.scenario import load_lab  # noqa: E402
 from netlab.state import StateStore  # noqa: E402
@@ -41,20 +42,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--native-without-ipvs", action="store_true")
+    parser.add_argument("--iptables", choices=xtables.CHOICES, default=None)
     args = parser.parse_args()
     where = where_and_setup(args.native_without_ipvs, ": requests end refused in ingress_sbox")
+    backend = xtables.choose(args.iptables)
     store = StateStore(Path(tempfile.mkdtemp(prefix="netlab-bench-")))
     name = f"bt{secrets.token_hex(2)}"
     scenario = REPO / "scenarios" / "hello-a.yaml"
     lab = load_lab(scenario, name_override=name)
-    result = lifecycle.up(lab, str(scenario), store)
+    result = lifecycle.up(lab, str(scenario), store, backend)
     try:
         state = store.load(name)
         target = parse(result.plan, state, "node2:5000", "client")
         t0 = time.perf_counter()
         curl(state.targets["client"], target.node_ip, 5000, "node2:5000", count=1, timeout=2)
         bare = time.perf_counter() - t0
-        tracer = Tracer(lab, result.plan, target)
+        tracer = Tracer(lab, result.plan, target, backend)
         t0 = time.perf_counter()
         tracer.once(2.0)                       # cold: imports (scapy, conntrack) happen once per process
         cold = time.perf_counter() - t0
@@ -69,7 +72,7 @@ def main() -> None:
     finally:
         lifecycle.down(name, store)
     med = statistics.median(times)
-    print(f"netlab bench trace: kernel {platform.release()}, {where}")
+    print(f"netlab bench trace: kernel {platform.release()}, {where}, iptables {backend}")
     print(f"  seed lab, node2:5000, {args.runs} traces: median {med:.3f} s "
           f"(min {min(times):.3f}, max {max(times):.3f}); {statistics.median(hops):.0f} hops; "
           f"verdicts {sorted(set(verdicts))}")

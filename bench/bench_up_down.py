@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from netlab import lifecycle
+from netlab.kernel import xtables
 from netlab.model import Lab, Node, PublishedPort, Service, place_tasks
 from netlab.scenario import load_lab
 from netlab.state import StateStore
@@ -39,11 +40,12 @@ def generated_lab(name: str, nodes: int = 16, tasks: int = 200, services: int = 
 
 
 def strip_ipvs() -> None:
-    """For --native-without-ipvs: no IPVS calls, no -m ipvs rule, no vs.* sysctls."""
+    """For --native-without-ipvs: no IPVS calls, no -m ipvs rule, no vs.* sysctls, and
+    no bridge-nf-call-iptables (netlab loads br_netfilter only in its VM)."""
     from netlab.kernel import apply as kernel_apply, features
     from netlab.plan import build
 
-    features.require_lab_features = lambda: None
+    features.require_lab_features = lambda _backend: None
     kernel_apply.ipvs.sync = lambda _ns, _wanted: 0
     original = build.build_plan
 
@@ -52,7 +54,8 @@ def strip_ipvs() -> None:
         return dataclasses.replace(
             plan, ipvs=(),
             rules=tuple(r for r in plan.rules if not any(m.name == "ipvs" for m in r.matches)),
-            sysctls=tuple(s for s in plan.sysctls if ".vs." not in s.key))
+            sysctls=tuple(s for s in plan.sysctls
+                          if ".vs." not in s.key and not s.key.startswith("net.bridge.")))
 
     lifecycle.build_plan = build_plan
 
@@ -66,9 +69,9 @@ def where_and_setup(native_without_ipvs: bool, consequence: str = "") -> str:
     return where
 
 
-def measure(lab: Lab, store: StateStore) -> dict[str, float]:
+def measure(lab: Lab, store: StateStore, backend: str) -> dict[str, float]:
     t0 = time.monotonic()
-    result = lifecycle.up(lab, "(generated)", store)
+    result = lifecycle.up(lab, "(generated)", store, backend)
     t1 = time.monotonic()
     lifecycle.down(lab.name, store)
     t2 = time.monotonic()
@@ -80,15 +83,17 @@ def measure(lab: Lab, store: StateStore) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--native-without-ipvs", action="store_true")
+    parser.add_argument("--iptables", choices=xtables.CHOICES, default=None)
     args = parser.parse_args()
     where = where_and_setup(args.native_without_ipvs)
+    backend = xtables.choose(args.iptables)
     store = StateStore(Path(tempfile.mkdtemp(prefix="netlab-bench-")))
     tag = secrets.token_hex(2)
     seed = load_lab(REPO / "scenarios" / "hello-a.yaml", name_override=f"bs{tag}")
     big = generated_lab(f"bb{tag}")
-    print(f"netlab bench up/down: kernel {platform.release()}, {where}")
-    rows = {"seed (2 nodes, 2 tasks)": measure(seed, store),
-            "generated (16 nodes, 200 tasks)": measure(big, store)}
+    print(f"netlab bench up/down: kernel {platform.release()}, {where}, iptables {backend}")
+    rows = {"seed (2 nodes, 2 tasks)": measure(seed, store, backend),
+            "generated (16 nodes, 200 tasks)": measure(big, store, backend)}
     for label, r in rows.items():
         print(f"  {label:<34} up {r['up_s']:7.2f} s (apply {r['apply_s']:6.2f} s)  "
               f"down {r['down_s']:6.2f} s  {r['netns']:>4} netns  "

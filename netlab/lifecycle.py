@@ -15,6 +15,7 @@ from collections.abc import Callable
 from netlab.errors import BadInput
 from netlab.kernel import apply as kernel_apply
 from netlab.kernel import features, netns
+from netlab.kernel.xtables import Backend
 from netlab.model import Lab
 from netlab.plan import names
 from netlab.plan.build import build_plan
@@ -67,23 +68,29 @@ def state_for(lab: Lab, plan: Plan, scenario: str) -> LabState:
     )
 
 
-def up(lab: Lab, scenario: str, store: StateStore, progress: Progress = lambda _m: None) -> UpResult:
-    """Build ``lab`` or converge it to its scenario.
+def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
+       progress: Progress = lambda _m: None) -> UpResult:
+    """Build ``lab`` or converge it to its scenario, its rules in ``backend``.
 
     Raises MissingFeature (exit 3) before changing anything when the kernel
-    lacks IPVS, VXLAN or a needed match; kernel refusals propagate.
+    lacks IPVS, VXLAN, the backend or a needed match; BadInput (exit 2) when
+    the lab is up with another backend; kernel refusals propagate.
     """
-    features.require_lab_features()
+    features.require_lab_features(backend)
     plan = build_plan(lab)
     previous = store.load(lab.name)
+    if previous and previous.iptables != backend:
+        raise BadInput(f"--iptables: lab {lab.name} is up with the {previous.iptables} backend "
+                       f"(hint: netlab down {lab.name} first, or pass --iptables {previous.iptables})")
     state = state_for(lab, plan, scenario)
+    state.iptables = backend
     owned_before = previous.netns if previous else []
     # Record every namespace we may own before creating any.
     state.netns = sorted(set(owned_before) | set(state.netns))
     state.supervisor_pid = previous.supervisor_pid if previous else None
     store.save(state)
     stale = [n for n in owned_before if n not in {ns.name for ns in plan.netns}]
-    stats = kernel_apply.apply(plan, stale=stale, progress=progress)
+    stats = kernel_apply.apply(plan, backend, stale=stale, progress=progress)
     apps = endpoints(lab, plan)
     pid = state.supervisor_pid
     if pid and supervisor.is_running(pid):

@@ -25,6 +25,7 @@ class LabState:
     complete: bool = False
     lan: dict[str, str] = field(default_factory=dict)      # node -> LAN IP
     client_ip: str | None = None
+    iptables: str = "legacy"   # the backend the rules are in (labs before nft support: legacy)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from netlab import lifecycle
 from netlab.cli import common
 from netlab.errors import BadInput, MissingFeature
 from netlab.plan.build import build_plan
+from netlab.kernel import xtables
 from netlab.kernel.apply import ApplyStats
 from netlab.model import Lab
 from netlab.plan.render import plan_json, plan_text
@@ -33,21 +34,26 @@ def plan(scenario: str, name: str | None, as_json: bool) -> None:
 @click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @click.option("--name", help="Lab name (default: the scenario's name).")
-def up(scenario: str, name: str | None) -> None:
+@click.option("--iptables", "iptables", type=click.Choice(xtables.CHOICES), default=None,
+              help="The iptables backend for the rules (default: $NETLAB_IPTABLES, else the "
+                   "scenario's iptables:, else auto: the one the machine's iptables uses).")
+def up(scenario: str, name: str | None, iptables: str | None) -> None:
     """Build the lab of SCENARIO, or converge it if it is up."""
     lab = common.load(scenario, name)
-    click.echo(f"netlab up: {lab.name} from {scenario}", err=True)
-    result = lifecycle.up(lab, os.path.abspath(scenario), common.store(), common.progress)
-    click.echo("\n".join(summary_lines(lab, result.plan, result.stats)))
+    backend = xtables.choose(iptables)
+    click.echo(f"netlab up: {lab.name} from {scenario} (iptables: {backend})", err=True)
+    result = lifecycle.up(lab, os.path.abspath(scenario), common.store(), backend,
+                          common.progress)
+    click.echo("\n".join(summary_lines(lab, result.plan, result.stats, backend)))
 
 
-def summary_lines(lab: Lab, plan: Plan, stats: ApplyStats) -> list[str]:
+def summary_lines(lab: Lab, plan: Plan, stats: ApplyStats, backend: str) -> list[str]:
     """What ``up`` prints: the lab, each node's addresses, each service's mark, VIP and tasks."""
     a = plan.meta["addressing"]
     lines = [f"lab {lab.name} is up: {len(lab.nodes)} nodes, {len(lab.services)} services, "
              f"{len(lab.tasks)} tasks, {len(plan.netns)} namespaces "
              f"({stats.seconds:.2f} s, {stats.netlink_requests} netlink requests, "
-             f"{stats.iptables_commits} iptables commits)"]
+             f"{stats.iptables_commits} iptables commits, iptables {backend})"]
     for node in lab.nodes:
         na = a.nodes[node.name]
         lines.append(f"  node {node.name:<10} {node.role:<8} lan {str(na.lan_ip):<15} "

@@ -9,7 +9,7 @@ import click
 
 from netlab.cli import common
 from netlab.kernel import netns
-from netlab.kernel.iptables import BACKEND
+from netlab.kernel.xtables import DESCRIPTION
 from netlab.kernel.observe import drift
 from netlab.plan.build import build_plan
 from netlab.workload import supervisor
@@ -21,12 +21,13 @@ def status_doc(lab_name: str | None) -> dict:
     lab = common.lab_from_state(state)
     plan = build_plan(lab)
     a = plan.meta["addressing"]
-    diffs = drift(plan)
+    diffs = drift(plan, state.iptables)
     return {
         "lab": lab.name,
         "scenario": state.scenario,
         "complete": state.complete,
-        "iptables_backend": BACKEND,
+        "iptables": state.iptables,
+        "iptables_backend": DESCRIPTION.get(state.iptables, state.iptables),
         "supervisor": {"pid": state.supervisor_pid,
                        "running": bool(state.supervisor_pid and supervisor.is_running(state.supervisor_pid))},
         "nodes": [{"name": n.name, "role": n.role, "availability": n.availability,

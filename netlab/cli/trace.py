@@ -20,7 +20,7 @@ from netlab.trace.run import Tracer, parse, write_pcapng
 @click.argument("lab")
 @click.argument("target", metavar="NODE:PORT[/PROTO]")
 @click.option("--from", "sender", default="client", show_default=True,
-              help="Who sends: client, or a node (node1).")
+              help="Who sends: client, a node (node1) or a task (hello-a.1).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document (the trace contract).")
 @click.option("--pcap", type=click.Path(dir_okay=False, writable=True),
               help="Write every captured packet to this pcapng, one interface per capture point.")
@@ -42,7 +42,7 @@ def trace(lab: str, target: str, sender: str, as_json: bool, pcap: str | None, f
     state = common.lab_state(common.store(), lab)
     model = common.lab_from_state(state)
     plan = build_plan(model)
-    tracer = Tracer(model, plan, parse(plan, state, target, sender))
+    tracer = Tracer(model, plan, parse(plan, state, target, sender), state.iptables)
     traces, frames = [], []
     for _ in range(repeat):
         t, f = tracer.once(timeout)

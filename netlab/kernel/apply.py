@@ -4,7 +4,9 @@
 removes namespaces the plan no longer has. Order: namespaces, links and
 addresses (IPVS refuses destinations it has no route to), IPVS services
 (loading ip_vs makes ``net.ipv4.vs.*`` appear), then sysctls and one
-iptables commit per table that differs, per namespace.
+iptables commit per table that differs, per namespace, with the lab's
+backend. ``net.ipv6.conf.default.*`` sysctls are written first, right after
+the namespaces are made, so that every interface made there inherits them.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from netlab.kernel import ipvs, netns
-from netlab.kernel.iptables import TableSpec, configure, preload
+from netlab.kernel.iptables import TableSpec, configure, preload, write_sysctls
 from netlab.kernel.links import Netlink, apply_links
+from netlab.kernel.xtables import Backend
 from netlab.plan.types import Plan
 
 
@@ -42,11 +45,14 @@ def table_specs(plan: Plan, ns: str) -> tuple[TableSpec, ...]:
     )
 
 
-def apply(plan: Plan, stale: list[str] | None = None,
+EARLY_SYSCTLS = "net.ipv6.conf.default."
+
+
+def apply(plan: Plan, backend: Backend, stale: list[str] | None = None,
           progress: Callable[[str], None] = lambda _m: None) -> ApplyStats:
-    """Make the kernel hold ``plan``; ``stale`` namespaces (owned before, not
-    planned now) are removed. Raises NetnsError / NetlinkError / IPTCError on
-    kernel refusals."""
+    """Make the kernel hold ``plan``, its rules in ``backend``; ``stale``
+    namespaces (owned before, not planned now) are removed. Raises NetnsError /
+    NetlinkError / IptablesError / IPTCError on kernel refusals."""
     stats = ApplyStats()
     started = time.monotonic()
     planned = {ns.name for ns in plan.netns}
@@ -56,6 +62,12 @@ def apply(plan: Plan, stale: list[str] | None = None,
     progress(f"namespaces: {len(plan.netns)}")
     for ns in plan.netns:
         stats.netns_created += netns.create(ns.name)
+    early: dict[str, tuple[tuple[str, str], ...]] = {}
+    for s in plan.sysctls:
+        if s.key.startswith(EARLY_SYSCTLS):
+            early[s.netns] = early.get(s.netns, ()) + ((s.key, s.value),)
+    if early:
+        netns.run_in_each(list(early), lambda name: write_sysctls(early[name]))
     nl = Netlink()
     try:
         progress("links, addresses, routes, FDB")
@@ -68,12 +80,14 @@ def apply(plan: Plan, stale: list[str] | None = None,
         if ns.role == "sandbox":
             stats.netlink_requests += ipvs.sync(ns.name, [s for s in plan.ipvs if s.netns == ns.name])
     progress("sysctls and iptables")
-    preload()
+    if backend == "legacy":
+        preload()
     for ns in plan.netns:
-        sysctls = tuple((s.key, s.value) for s in plan.sysctls if s.netns == ns.name)
+        sysctls = tuple((s.key, s.value) for s in plan.sysctls
+                        if s.netns == ns.name and not s.key.startswith(EARLY_SYSCTLS))
         specs = table_specs(plan, ns.name)
         if sysctls or specs:
-            stats.iptables_commits += netns.run_in(ns.name, configure, sysctls, specs)
+            stats.iptables_commits += netns.run_in(ns.name, configure, backend, sysctls, specs)
     stats.seconds = time.monotonic() - started
     return stats
 

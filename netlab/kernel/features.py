@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 from pathlib import Path
 
 from netlab.errors import MissingFeature
@@ -48,8 +50,9 @@ def has_xt_match(name: str) -> bool:
     return _module_available(f"xt_{name}")
 
 
-def require_lab_features() -> None:
-    """Raise MissingFeature naming the first thing the kernel lacks for a lab."""
+def require_lab_features(backend: str) -> None:
+    """Raise MissingFeature naming the first thing the kernel lacks for a lab
+    whose rules are in ``backend`` (``nft`` or ``legacy``)."""
     if os.geteuid() != 0:
         raise MissingFeature("netlab must run as root to create network namespaces "
                              "(hint: sudo netlab …)")
@@ -57,10 +60,38 @@ def require_lab_features() -> None:
         raise MissingFeature(f"this kernel ({platform.release()}) has no IPVS (ip_vs); {VM_HINT}")
     if not (Path("/sys/module/vxlan").exists() or _module_available("vxlan")):
         raise MissingFeature(f"this kernel ({platform.release()}) has no VXLAN; {VM_HINT}")
-    if not (Path("/proc/net/ip_tables_names").exists() or _module_available("ip_tables")):
+    if backend == "legacy" and not (Path("/proc/net/ip_tables_names").exists()
+                                    or _module_available("ip_tables")):
         raise MissingFeature("this kernel has no legacy iptables (ip_tables), which "
-                             f"python-iptables needs; {VM_HINT}")
-    for match in ("ipvs", "addrtype", "conntrack", "comment"):
+                             f"python-iptables needs (hint: --iptables nft); {VM_HINT}")
+    if backend == "nft" and not (Path("/sys/module/nf_tables").exists()
+                                 or _module_available("nf_tables")):
+        raise MissingFeature("this kernel has no nf_tables, which iptables-nft needs "
+                             f"(hint: --iptables legacy); {VM_HINT}")
+    for match in ("ipvs", "addrtype", "conntrack", "state", "comment"):
         if not has_xt_match(match):
             raise MissingFeature(f"this kernel lacks the iptables match '{match}' "
                                  f"(xt_{match}); {VM_HINT}")
+    require_bridge_netfilter()
+
+
+def require_bridge_netfilter() -> None:
+    """Make sure ``net.bridge.bridge-nf-call-iptables`` exists, as on a Docker node.
+
+    Docker's bridge driver loads ``br_netfilter`` so that enable_icc=false
+    can drop bridged traffic. Loading it makes bridged frames in every
+    namespace, the machine's own included, pass through iptables, so netlab
+    loads it only inside ``netlab vm`` (a machine of its own). Raises
+    MissingFeature (exit 3) elsewhere when it is not loaded.
+    """
+    if Path("/proc/sys/net/bridge").exists():
+        return
+    if os.environ.get("NETLAB_IN_VM") == "1" and _module_available("br_netfilter"):
+        modprobe = shutil.which("modprobe") or "/sbin/modprobe"
+        subprocess.run([modprobe, "br_netfilter"], capture_output=True, timeout=60, check=False)
+        if Path("/proc/sys/net/bridge").exists():
+            return
+    raise MissingFeature(
+        "br_netfilter is not loaded, so bridged traffic skips iptables as it does not on a "
+        "Docker node (hint: modprobe br_netfilter, as dockerd does; it affects every bridge "
+        f"on this machine; or {VM_HINT})")

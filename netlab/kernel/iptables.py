@@ -1,22 +1,40 @@
-"""iptables through python-iptables (libiptc, the legacy backend), one namespace at a time.
+"""iptables in one namespace, with the backend the machine's ``iptables`` uses.
 
-These functions run *inside* the target namespace, in a child made by
-:func:`netlab.kernel.netns.run_in`: libiptc caches tables per process and
-reads whichever namespace the process is in. Each table is written with one
-commit, which is atomic like ``iptables-restore``.
+Docker writes its rules with whatever ``iptables`` is on the machine:
+iptables-nft on Debian 12 and Ubuntu 22.04+, iptables-legacy elsewhere. A
+user who reads or changes the replica with their own ``iptables`` must find
+the rules there, so netlab does the same (:mod:`netlab.kernel.xtables` picks
+the backend). Writing, per backend:
+
+- ``nft``: the plan's tables as ``iptables-save`` text fed to
+  ``iptables-nft-restore``, one call per namespace, each table one atomic
+  commit (as kube-proxy and Docker feed ``iptables-restore``);
+- ``legacy``: python-iptables (libiptc), one atomic commit per table.
+
+Reading, for both: the backend's ``iptables-*-save -c``, parsed into save
+text and per-rule counters, so what netlab reads is what a user's
+``iptables-save`` prints. The functions run *inside* the target namespace,
+in a child made by :func:`netlab.kernel.netns.run_in`.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import subprocess
 import sysconfig
 from dataclasses import dataclass
 
-from netlab.plan.render import save_table
+from netlab.kernel.xtables import Backend, find_tool, restore_tool, save_tool
+from netlab.plan.render import normalize_save, save_table
 from netlab.plan.types import BUILTIN_CHAINS, ChainPolicy, Rule
 
-BACKEND = "iptables-legacy (python-iptables/libiptc)"
+TOOL_TIMEOUT = 120.0   # seconds; an emulated VM is slow, a hung tool is a bug
+
+
+class IptablesError(RuntimeError):
+    """The backend's tool refused or failed; the message carries its stderr."""
 
 
 @dataclass(frozen=True)
@@ -29,10 +47,99 @@ class TableSpec:
     rules: tuple[Rule, ...]
 
     def save_text(self) -> str:
-        """The table as ``iptables-legacy-save`` prints it (no counters)."""
+        """The table as ``iptables-save`` prints it (no counters, no ``#`` lines)."""
         return save_table(self.table, {p.chain: p.policy for p in self.policies},
                           self.user_chains, self.rules)
 
+
+@dataclass(frozen=True)
+class RuleCounter:
+    """One rule (or a built-in chain's policy, ``index`` 0) and its packet/byte counters."""
+
+    table: str
+    chain: str
+    index: int            # 1-based position in the chain; 0 for the policy
+    text: str             # "-A CHAIN ..." as iptables-save prints it; "-P CHAIN DROP" for a policy
+    target: str
+    packets: int
+    bytes: int
+
+
+# -- reading ---------------------------------------------------------------
+
+def _run(argv: list[str], stdin: str | None = None) -> str:
+    exe = find_tool(argv[0])
+    if exe is None:
+        raise IptablesError(f"{argv[0]} is missing (hint: apt-get install iptables)")
+    try:
+        proc = subprocess.run([exe, *argv[1:]], input=stdin, capture_output=True, text=True,
+                              timeout=TOOL_TIMEOUT, check=False)
+    except FileNotFoundError as exc:
+        raise IptablesError(f"{argv[0]} is missing (hint: apt-get install iptables)") from exc
+    if proc.returncode != 0:
+        raise IptablesError(f"{' '.join(argv[:2])} failed (exit {proc.returncode}): "
+                            f"{proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout
+
+
+def save_output(backend: Backend, counters: bool = False) -> str:
+    """What ``iptables-<backend>-save [-c]`` prints in this process's namespace."""
+    return _run([save_tool(backend), *(["-c"] if counters else [])])
+
+
+def split_tables(text: str) -> dict[str, str]:
+    """Save text → {table: its block from ``*table`` to ``COMMIT``}, ``#`` lines dropped."""
+    out: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("*"):
+            current = out.setdefault(line[1:].strip(), [])
+        if current is not None and line and not line.startswith("#"):
+            current.append(line)
+        if line == "COMMIT":
+            current = None
+    return {t: "\n".join(lines) for t, lines in out.items()}
+
+
+def read_tables(backend: Backend, tables: tuple[str, ...]) -> dict[str, str]:
+    """Save text (no counters) of each of ``tables`` in this namespace; "" for a table
+    the backend does not hold."""
+    have = split_tables(save_output(backend))
+    return {t: normalize_save(have.get(t, "")) for t in tables}
+
+
+_COUNTED = re.compile(r"^\[(\d+):(\d+)\] (-A (\S+) .*)$")
+_POLICY = re.compile(r"^:(\S+) (\S+) \[(\d+):(\d+)\]$")
+
+
+def parse_counters(text: str) -> list[RuleCounter]:
+    """Rules and built-in policies with their counters, from ``iptables-save -c`` text."""
+    out: list[RuleCounter] = []
+    for table, block in split_tables(text).items():
+        position: dict[str, int] = {}
+        for line in block.splitlines():
+            if m := _POLICY.match(line):
+                chain, policy = m.group(1), m.group(2)
+                if policy != "-":
+                    out.append(RuleCounter(table, chain, 0, f"-P {chain} {policy}", policy,
+                                           int(m.group(3)), int(m.group(4))))
+            elif m := _COUNTED.match(line):
+                chain = m.group(4)
+                position[chain] = position.get(chain, 0) + 1
+                words = m.group(3).split()
+                target = words[words.index("-j") + 1] if "-j" in words else (
+                    words[words.index("-g") + 1] if "-g" in words else "")
+                out.append(RuleCounter(table, chain, position[chain], m.group(3), target,
+                                       int(m.group(1)), int(m.group(2))))
+    return out
+
+
+def read_counters(backend: Backend) -> list[RuleCounter]:
+    """Every rule's counters in this process's namespace (and built-in chain policies)."""
+    return parse_counters(save_output(backend, counters=True))
+
+
+# -- writing ---------------------------------------------------------------
 
 def preload() -> None:
     """Import python-iptables once, in the parent, before forking per-namespace children.
@@ -55,18 +162,13 @@ def preload() -> None:
     import iptc  # noqa: F401  (imported for its side effect: loaded once, inherited by children)
 
 
-def _iptc():
-    preload()
-    import iptc
-    return iptc
-
-
 def _table(iptc, name: str):
     return iptc.Table({"filter": iptc.Table.FILTER, "nat": iptc.Table.NAT,
                        "mangle": iptc.Table.MANGLE}[name])
 
 
 def _to_iptc(iptc, rule: Rule):
+    """A planned rule as a python-iptables rule (a leading ``!`` negates, as libiptc reads it)."""
     r = iptc.Rule()
     if rule.src:
         r.src = rule.src
@@ -90,71 +192,10 @@ def _to_iptc(iptc, rule: Rule):
     return r
 
 
-def _mask_to_prefix(addr: str) -> str:
-    """libiptc gives ``10.0.0.0/255.255.255.0``; iptables-save prints ``10.0.0.0/24``."""
-    ip, _, mask = addr.partition("/")
-    if not mask:
-        return f"{ip}/32"
-    if "." in mask:
-        bits = sum(bin(int(o)).count("1") for o in mask.split("."))
-        return f"{ip}/{bits}"
-    return addr
-
-
-def _save_rule(rule) -> str:
-    """A libiptc rule as ``iptables-save`` prints it after ``-A CHAIN``."""
-    parts: list[str] = []
-    for flag, value in (("-s", rule.src), ("-d", rule.dst)):
-        if value and not value.startswith("0.0.0.0"):
-            parts += [flag, _mask_to_prefix(value)]
-    if rule.in_interface:
-        parts += ["-i", rule.in_interface]
-    if rule.out_interface:
-        parts += ["-o", rule.out_interface]
-    if rule.protocol and rule.protocol != "ip":
-        parts += ["-p", rule.protocol]
-    for m in rule.matches:
-        parts += ["-m", m.name]
-        for key, values in m.get_all_parameters().items():
-            parts.append(f"--{key}")
-            for v in values:
-                parts.append('"' + v + '"' if m.name == "comment" else v)
-    t = rule.target
-    parts += ["-j", t.name]
-    for key, values in t.get_all_parameters().items():
-        parts.append(f"--{key}")
-        parts += list(values)
-    return " ".join(parts)
-
-
-def read_table(table: str) -> str:
-    """The current content of ``table`` in this process's namespace, as save text."""
-    iptc = _iptc()
-    tbl = _table(iptc, table)
-    tbl.refresh()
-    builtin = BUILTIN_CHAINS[table]
-    chains = {c.name: c for c in tbl.chains}
-    user = sorted(n for n in chains if n not in builtin)
-    lines = [f"*{table}"]
-    lines += [f":{c} {chains[c].get_policy().name if c in chains else 'ACCEPT'}" for c in builtin]
-    lines += [f":{c} -" for c in user]
-    for name in (*builtin, *user):
-        if name in chains:
-            lines += [f"-A {name} {_save_rule(r)}" for r in chains[name].rules]
-    lines.append("COMMIT")
-    return "\n".join(lines)
-
-
-def write_table(spec: TableSpec) -> bool:
-    """Make ``spec.table`` hold exactly ``spec`` (one atomic commit).
-
-    Returns False when the table already matched and nothing was written.
-    Raises whatever libiptc raises (``iptc.IPTCError``) when the kernel refuses
-    a rule, e.g. for a match it does not have.
-    """
-    if read_table(spec.table) == spec.save_text():
-        return False
-    iptc = _iptc()
+def _write_legacy(spec: TableSpec) -> None:
+    """Replace ``spec.table`` with python-iptables, in one libiptc commit."""
+    preload()
+    import iptc
     tbl = _table(iptc, spec.table)
     tbl.autocommit = False
     try:
@@ -174,60 +215,48 @@ def write_table(spec: TableSpec) -> bool:
         tbl.commit()
     finally:
         tbl.autocommit = True
-    return True
+
+
+def write_tables(backend: Backend, specs: tuple[TableSpec, ...]) -> int:
+    """Make each table of ``specs`` hold exactly its spec; returns the commits made.
+
+    A table that already matches is not written. Raises IptablesError (nft) or
+    ``iptc.IPTCError`` (legacy) when the kernel refuses a rule, e.g. for a
+    match it does not have.
+    """
+    if not specs:
+        return 0
+    have = read_tables(backend, tuple(s.table for s in specs))
+    stale = [s for s in specs if have[s.table] != s.save_text()]
+    if not stale:
+        return 0
+    if backend == "nft":
+        _run([restore_tool(backend)], stdin="\n".join(s.save_text() for s in stale) + "\n")
+    else:
+        for spec in stale:
+            _write_legacy(spec)
+    return len(stale)
 
 
 def write_sysctls(pairs: tuple[tuple[str, str], ...]) -> int:
     """Write ``net.*`` sysctls of this process's namespace; returns how many were written.
 
-    Raises FileNotFoundError naming the key when the kernel lacks it (e.g.
-    ``net.ipv4.vs.*`` without IPVS).
+    Keys under ``net.ipv6`` are skipped where the kernel has no IPv6 at all
+    (what they would switch off is absent). Raises FileNotFoundError naming
+    the key when the kernel lacks it (e.g. ``net.ipv4.vs.*`` without IPVS).
     """
+    written = 0
     for key, value in pairs:
+        if key.startswith("net.ipv6.") and not os.path.isdir("/proc/sys/net/ipv6"):
+            continue
         with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
             f.write(value)
-    return len(pairs)
+        written += 1
+    return written
 
 
-def configure(sysctls: tuple[tuple[str, str], ...], tables: tuple[TableSpec, ...]) -> int:
+def configure(backend: Backend, sysctls: tuple[tuple[str, str], ...],
+              tables: tuple[TableSpec, ...]) -> int:
     """Sysctls then tables, inside one namespace; returns the number of commits made."""
     write_sysctls(sysctls)
-    return sum(1 for spec in tables if write_table(spec))
-
-
-@dataclass(frozen=True)
-class RuleCounter:
-    """One rule (or a built-in chain's policy, ``index`` 0) and its packet/byte counters."""
-
-    table: str
-    chain: str
-    index: int            # 1-based position in the chain; 0 for the policy
-    text: str             # "-A CHAIN ..." as iptables-save prints it; "-P CHAIN DROP" for a policy
-    target: str
-    packets: int
-    bytes: int
-
-
-def read_counters(tables: tuple[str, ...] = ("mangle", "nat", "filter")) -> list[RuleCounter]:
-    """Every rule's counters in this process's namespace (and built-in chain policies)."""
-    iptc = _iptc()
-    out: list[RuleCounter] = []
-    for name in tables:
-        tbl = _table(iptc, name)
-        tbl.refresh()
-        for chain in tbl.chains:
-            if tbl.builtin_chain(chain.name):
-                policy = chain.get_policy().name
-                pk, by = chain.get_counters()
-                out.append(RuleCounter(name, chain.name, 0, f"-P {chain.name} {policy}",
-                                       policy, pk, by))
-            for i, rule in enumerate(chain.rules, 1):
-                pk, by = rule.get_counters()
-                out.append(RuleCounter(name, chain.name, i, f"-A {chain.name} {_save_rule(rule)}",
-                                       rule.target.name, pk, by))
-    return out
-
-
-def read_tables(tables: tuple[str, ...]) -> dict[str, str]:
-    """Save text of several tables of this process's namespace."""
-    return {t: read_table(t) for t in tables}
+    return write_tables(backend, tables)

@@ -109,22 +109,24 @@ def ensure_vxlan(nl: Netlink, vx: Vxlan) -> None:
     _bring_up(nl, vx.netns, vx.name, mtu=vx.mtu, master=nl.index(vx.netns, vx.master))
 
 
-def sync_addresses(nl: Netlink, netns: str, wanted: list[tuple[str, str]]) -> None:
-    """Make the IPv4 addresses on the named interfaces exactly ``wanted`` (ifname, cidr)."""
-    by_if: dict[str, set[str]] = defaultdict(set)
-    for ifname, cidr in wanted:
-        by_if[ifname].add(cidr)
+def sync_addresses(nl: Netlink, netns: str, wanted: list[tuple[str, str, str | None]]) -> None:
+    """Make the IPv4 addresses on the named interfaces exactly ``wanted``
+    (ifname, cidr, broadcast); one with another broadcast is replaced."""
+    by_if: dict[str, dict[str, str | None]] = defaultdict(dict)
+    for ifname, cidr, brd in wanted:
+        by_if[ifname][cidr] = brd
     for ifname, cidrs in by_if.items():
         idx = nl.index(netns, ifname)
         nl.requests += 1
-        have = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
+        have = {f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}": a.get_attr("IFA_BROADCAST")
                 for a in nl(netns).get_addr(index=idx, family=2)}
-        for cidr in sorted(cidrs - have):
-            ip, plen = cidr.split("/")
-            nl.do(netns, "addr", "add", index=idx, address=ip, prefixlen=int(plen))
-        for cidr in sorted(have - cidrs):
+        for cidr in sorted(cidr for cidr in have if cidrs.get(cidr, "-") != have[cidr]):
             ip, plen = cidr.split("/")
             nl.do(netns, "addr", "del", index=idx, address=ip, prefixlen=int(plen))
+        for cidr in sorted(cidr for cidr in cidrs if have.get(cidr, "-") != cidrs[cidr]):
+            ip, plen = cidr.split("/")
+            extra = {"broadcast": cidrs[cidr]} if cidrs[cidr] else {}
+            nl.do(netns, "addr", "add", index=idx, address=ip, prefixlen=int(plen), **extra)
 
 
 def ensure_route(nl: Netlink, netns: str, dst: str, gateway: str | None, ifname: str) -> None:
@@ -174,9 +176,9 @@ def apply_links(nl: Netlink, plan: Plan) -> None:
         ensure_veth(nl, veth)
     for vx in plan.vxlans:
         ensure_vxlan(nl, vx)
-    by_ns: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    by_ns: dict[str, list[tuple[str, str, str | None]]] = defaultdict(list)
     for a in plan.addresses:
-        by_ns[a.netns].append((a.ifname, a.cidr))
+        by_ns[a.netns].append((a.ifname, a.cidr, a.broadcast))
     for netns, wanted in by_ns.items():
         sync_addresses(nl, netns, wanted)
     for r in plan.routes:

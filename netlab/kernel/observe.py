@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from netlab.kernel import ipvs, netns
 from netlab.kernel.apply import table_specs
-from netlab.kernel.iptables import preload, read_tables
+from netlab.kernel.iptables import read_tables
+from netlab.kernel.xtables import Backend
 from netlab.kernel.links import NUD_PERMANENT, Netlink
 from netlab.plan.render import ipvsadm
 from netlab.plan.types import Plan
@@ -56,8 +57,9 @@ def _peers(nl: Netlink, plan: Plan, present: set[str]) -> list[Drift]:
     return out
 
 
-def drift(plan: Plan) -> list[Drift]:
-    """Every difference between ``plan`` and the kernel; empty when they agree."""
+def drift(plan: Plan, backend: Backend) -> list[Drift]:
+    """Every difference between ``plan`` and the kernel (rules read from
+    ``backend``); empty when they agree."""
     out: list[Drift] = []
     present = {ns.name for ns in plan.netns if netns.exists(ns.name)}
     out += [Drift(ns.name, "netns", "namespace is missing") for ns in plan.netns
@@ -68,13 +70,12 @@ def drift(plan: Plan) -> list[Drift]:
         out += _peers(nl, plan, present)
     finally:
         nl.close()
-    preload()
     for ns in plan.netns:
         if ns.name not in present:
             continue
         specs = table_specs(plan, ns.name)
         if specs:
-            have = netns.run_in(ns.name, read_tables, tuple(s.table for s in specs))
+            have = netns.run_in(ns.name, read_tables, backend, tuple(s.table for s in specs))
             for spec in specs:
                 want_lines, have_lines = spec.save_text().splitlines(), have[spec.table].splitlines()
                 for line in want_lines:
@@ -83,6 +84,8 @@ def drift(plan: Plan) -> list[Drift]:
                 for line in have_lines:
                     if line not in want_lines:
                         out.append(Drift(ns.name, "iptables", f"{spec.table}: unexpected {line}"))
+                if sorted(want_lines) == sorted(have_lines) and want_lines != have_lines:
+                    out.append(Drift(ns.name, "iptables", f"{spec.table}: rules are out of order"))
         if ns.role == "sandbox":
             want = ipvsadm(s for s in plan.ipvs if s.netns == ns.name)
             have_text = ipvsadm(ipvs.read(ns.name))

@@ -21,6 +21,19 @@ from netlab.plan.types import (
     Netns, Plan, Route, Rule, Sysctl, Target, Veth, VethEnd, Vxlan,
 )
 
+# A node's host namespace: forwarding, what the ingress setup and the bridge
+# driver write (route_localnet on docker_gwbridge; bridged frames through
+# iptables, which enforces enable_icc=false).
+HOST_SYSCTLS = (
+    ("net.ipv4.ip_forward", "1"),
+    (f"net.ipv4.conf.{names.GWBRIDGE}.route_localnet", "1"),
+    ("net.bridge.bridge-nf-call-iptables", "1"),
+)
+# Namespaces whose networks have no IPv6 (sandboxes, overlays, tasks): every
+# interface made or moved in after this is written gets no IPv6 (no fe80::).
+NO_IPV6 = (("net.ipv6.conf.default.disable_ipv6", "1"),)
+# ApplyOSTweaks for LB and ingress sandboxes, the SNAT's vs.conntrack, and
+# forwarding for the un-SNATed replies.
 LB_SYSCTLS = (
     ("net.ipv4.ip_forward", "1"),
     ("net.ipv4.vs.conntrack", "1"),
@@ -67,46 +80,75 @@ class _Builder:
     def lan(self) -> None:
         lab = self.lab.name
         lan, client = names.lan_ns(lab), names.client_ns(lab)
-        prefix = self.lab.underlay.lan.prefixlen
         self.add("netns", Netns(lan, "lan", "lan"), Netns(client, "client", "client"))
         self.add("bridges", Bridge(lan, names.LAN_BRIDGE, self.lab.underlay.lan_mtu))
         self.add("veths", Veth(VethEnd(lan, names.lan_port("client"), master=names.LAN_BRIDGE),
                                VethEnd(client, "eth0", ipam.mac_for(self.addr.client_ip)),
                                self.lab.underlay.lan_mtu))
-        self.add("addresses", Address(client, "eth0", f"{self.addr.client_ip}/{prefix}"))
+        self.address(client, "eth0", self.addr.client_ip, self.lab.underlay.lan)
 
     def node(self, node: str) -> None:
         lab, a = self.lab.name, self.addr.nodes[node]
         host, lan = names.node_ns(lab, node), names.lan_ns(lab)
-        gw_prefix = self.lab.underlay.gwbridge.prefixlen
         self.add("netns", Netns(host, node, "host", node))
         self.add("veths", Veth(VethEnd(lan, names.lan_port(node), master=names.LAN_BRIDGE),
                                VethEnd(host, "eth0", ipam.mac_for(a.lan_ip)),
                                self.lab.underlay.lan_mtu))
-        self.add("addresses",
-                 Address(host, "eth0", f"{a.lan_ip}/{self.lab.underlay.lan.prefixlen}"),
-                 Address(host, names.GWBRIDGE, f"{a.gateway_ip}/{gw_prefix}"))
+        self.address(host, "eth0", a.lan_ip, self.lab.underlay.lan)
+        self.address(host, names.GWBRIDGE, a.gateway_ip, self.lab.underlay.gwbridge)
         self.add("bridges", Bridge(host, names.GWBRIDGE))
-        self.add("sysctls", Sysctl(host, "net.ipv4.ip_forward", "1"),
-                 Sysctl(host, f"net.ipv4.conf.{names.GWBRIDGE}.route_localnet", "1"))
+        self.add("sysctls", *(Sysctl(host, k, v) for k, v in HOST_SYSCTLS))
         self.host_rules(node)
         self.sandbox(node)
         self.overlay(node)
 
+    def address(self, ns: str, ifname: str, ip, subnet) -> None:
+        """An address with its broadcast, as netlink's AddrAdd gives Docker's."""
+        plen = subnet.prefixlen
+        brd = str(subnet.broadcast_address) if plen < 31 else None
+        self.add("addresses", Address(ns, ifname, f"{ip}/{plen}", brd))
+
     def host_rules(self, node: str) -> None:
-        """``initIngressConfiguration`` + ``generateIngressRules`` on one node."""
+        """What a Docker 20.10 node holds after ``swarm init`` and the services.
+
+        The bridge driver's chains for docker_gwbridge (``enable_icc=false``,
+        masquerade on), ``DOCKER-USER``, and ``initIngressConfiguration`` +
+        ``generateIngressRules``, in the order the kernel ends up holding
+        them. docker0 and its rules are left out: no task uses it.
+        """
         ns = names.node_ns(self.lab.name, node)
+        gw, subnet = names.GWBRIDGE, str(self.lab.underlay.gwbridge)
         sbox_gw = self.addr.nodes[node].sandbox_gw_ip
-        obj = f"node/{node}:ingress"
-        self.add("user_chains", (ns, "nat", "DOCKER-INGRESS"), (ns, "filter", "DOCKER-INGRESS"))
+        ingress, docker, bridge = (f"node/{node}:ingress", f"node/{node}:docker",
+                                   f"node/{node}:gwbridge")
+        user = f"node/{node}:docker-user"
+        self.add("user_chains", *((ns, "nat", c) for c in ("DOCKER", "DOCKER-INGRESS")),
+                 *((ns, "filter", c) for c in ("DOCKER", "DOCKER-INGRESS", "DOCKER-ISOLATION-STAGE-1",
+                                               "DOCKER-ISOLATION-STAGE-2", "DOCKER-USER")))
         self.add("policies", ChainPolicy(ns, "filter", "FORWARD", "DROP"))
         local_dst = (Match("addrtype", (("dst-type", "LOCAL"),)),)
-        self.rule(ns, "nat", "PREROUTING", Target("DOCKER-INGRESS"), obj, matches=local_dst)
-        self.rule(ns, "nat", "OUTPUT", Target("DOCKER-INGRESS"), obj, matches=local_dst)
-        self.rule(ns, "nat", "POSTROUTING", Target("MASQUERADE"), f"node/{node}:gwbridge",
-                  out_iface=names.GWBRIDGE,
+        jump = Target
+        # nat
+        self.rule(ns, "nat", "PREROUTING", jump("DOCKER-INGRESS"), ingress, matches=local_dst)
+        self.rule(ns, "nat", "PREROUTING", jump("DOCKER"), docker, matches=local_dst)
+        self.rule(ns, "nat", "OUTPUT", jump("DOCKER-INGRESS"), ingress, matches=local_dst)
+        self.rule(ns, "nat", "OUTPUT", jump("DOCKER"), docker, dst="!127.0.0.0/8",
+                  matches=local_dst)
+        self.rule(ns, "nat", "POSTROUTING", Target("MASQUERADE"), ingress, out_iface=gw,
                   matches=(Match("addrtype", (("src-type", "LOCAL"),)),))
-        self.rule(ns, "filter", "FORWARD", Target("DOCKER-INGRESS"), obj)
+        self.rule(ns, "nat", "POSTROUTING", Target("MASQUERADE"), bridge, src=subnet,
+                  out_iface=f"!{gw}")
+        self.rule(ns, "nat", "DOCKER", Target("RETURN"), bridge, in_iface=gw)
+        # filter: FORWARD's jumps, then docker_gwbridge's own rules (icc=false last)
+        self.rule(ns, "filter", "FORWARD", jump("DOCKER-USER"), user)
+        self.rule(ns, "filter", "FORWARD", jump("DOCKER-INGRESS"), ingress)
+        self.rule(ns, "filter", "FORWARD", jump("DOCKER-ISOLATION-STAGE-1"), docker)
+        self.rule(ns, "filter", "FORWARD", Target("ACCEPT"), bridge, out_iface=gw,
+                  matches=(Match("conntrack", (("ctstate", "RELATED,ESTABLISHED"),)),))
+        self.rule(ns, "filter", "FORWARD", jump("DOCKER"), bridge, out_iface=gw)
+        self.rule(ns, "filter", "FORWARD", Target("ACCEPT"), bridge, in_iface=gw,
+                  out_iface=f"!{gw}")
+        self.rule(ns, "filter", "FORWARD", Target("DROP"), bridge, in_iface=gw, out_iface=gw)
         # Docker inserts each port's rules at the top: the last published is first.
         for service, port in reversed(self.published()):
             pobj = f"svc/{service.name}:{_publish_tag(port)}"
@@ -116,11 +158,18 @@ class _Builder:
                       pobj, proto=p, matches=(_port_match(p, "dport", port.published),))
             self.rule(ns, "filter", "DOCKER-INGRESS", Target("ACCEPT"), pobj, proto=p,
                       matches=(_port_match(p, "dport", port.published),))
+            # "-m state -p P --sport N --state ESTABLISHED,RELATED", as 20.10 writes it
             self.rule(ns, "filter", "DOCKER-INGRESS", Target("ACCEPT"), pobj, proto=p,
-                      matches=(_port_match(p, "sport", port.published),
-                               Match("conntrack", (("ctstate", "RELATED,ESTABLISHED"),))))
-        self.rule(ns, "nat", "DOCKER-INGRESS", Target("RETURN"), obj)
-        self.rule(ns, "filter", "DOCKER-INGRESS", Target("RETURN"), obj)
+                      matches=(Match("state", (("state", "RELATED,ESTABLISHED"),)),
+                               _port_match(p, "sport", port.published)))
+        self.rule(ns, "nat", "DOCKER-INGRESS", Target("RETURN"), ingress)
+        self.rule(ns, "filter", "DOCKER-INGRESS", Target("RETURN"), ingress)
+        self.rule(ns, "filter", "DOCKER-ISOLATION-STAGE-1", jump("DOCKER-ISOLATION-STAGE-2"),
+                  bridge, in_iface=gw, out_iface=f"!{gw}")
+        self.rule(ns, "filter", "DOCKER-ISOLATION-STAGE-1", Target("RETURN"), docker)
+        self.rule(ns, "filter", "DOCKER-ISOLATION-STAGE-2", Target("DROP"), bridge, out_iface=gw)
+        self.rule(ns, "filter", "DOCKER-ISOLATION-STAGE-2", Target("RETURN"), docker)
+        self.rule(ns, "filter", "DOCKER-USER", Target("RETURN"), user)
 
     def published(self) -> list[tuple[Service, PublishedPort]]:
         return [(s, p) for s in self.lab.services for p in s.ingress_ports]
@@ -137,14 +186,13 @@ class _Builder:
                       VethEnd(ns, "eth0", ipam.mac_for(a.sandbox_ip)), ing.mtu),
                  Veth(VethEnd(host, names.veth_for(a.sandbox_gw_ip), master=names.GWBRIDGE),
                       VethEnd(ns, "eth1", ipam.mac_for(a.sandbox_gw_ip))))
-        self.add("addresses", Address(ns, "eth0", f"{a.sandbox_ip}/{ing.subnet.prefixlen}"))
+        self.address(ns, "eth0", a.sandbox_ip, ing.subnet)
         for service in self.lab.services:
             if service.name in self.addr.services:
                 self.add("addresses", Address(ns, "eth0", f"{self.addr.services[service.name].vip}/32"))
-        self.add("addresses",
-                 Address(ns, "eth1", f"{a.sandbox_gw_ip}/{self.lab.underlay.gwbridge.prefixlen}"),)
+        self.address(ns, "eth1", a.sandbox_gw_ip, self.lab.underlay.gwbridge)
         self.add("routes", Route(ns, "default", str(a.gateway_ip), "eth1"))
-        self.add("sysctls", *(Sysctl(ns, k, v) for k, v in LB_SYSCTLS))
+        self.add("sysctls", *(Sysctl(ns, k, v) for k, v in NO_IPV6 + LB_SYSCTLS))
         obj = f"node/{node}:{names.SANDBOX}"
         for service in self.lab.services:
             if service.name not in self.addr.services:
@@ -175,7 +223,8 @@ class _Builder:
         ov, host = names.overlay_ns(lab, node), names.node_ns(lab, node)
         self.add("netns", Netns(ov, f"{node}/ov-{ing.name}", "overlay", node))
         self.add("bridges", Bridge(ov, "br0", ing.mtu))
-        self.add("addresses", Address(ov, "br0", f"{ing.gateway}/{ing.subnet.prefixlen}"))
+        self.address(ov, "br0", ing.gateway, ing.subnet)
+        self.add("sysctls", *(Sysctl(ov, k, v) for k, v in NO_IPV6))
         self.add("vxlans", Vxlan(ov, host, "vxlan0", ing.vni,
                                  self.lab.underlay.data_path_port, ing.mtu, "br0"))
         for peer_node, ip in self.endpoints():
@@ -199,9 +248,9 @@ class _Builder:
                  Veth(VethEnd(names.node_ns(lab, task.node), names.veth_for(ta.gw_ip),
                               master=names.GWBRIDGE),
                       VethEnd(ns, "eth1", ipam.mac_for(ta.gw_ip))))
-        self.add("addresses",
-                 Address(ns, "eth0", f"{ta.ingress_ip}/{ing.subnet.prefixlen}"),
-                 Address(ns, "eth1", f"{ta.gw_ip}/{self.lab.underlay.gwbridge.prefixlen}"))
+        self.address(ns, "eth0", ta.ingress_ip, ing.subnet)
+        self.address(ns, "eth1", ta.gw_ip, self.lab.underlay.gwbridge)
+        self.add("sysctls", *(Sysctl(ns, k, v) for k, v in NO_IPV6))
         self.add("routes", Route(ns, "default", str(na.gateway_ip), "eth1"))
         self.redirect_rules(task, ns, f"{ta.ingress_ip}/32")
 

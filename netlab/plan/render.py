@@ -1,6 +1,6 @@
 """Plan → text: ``iptables-save`` per table, ``ipvsadm -Ln``, links and addresses, JSON.
 
-The iptables text is exactly what ``iptables-legacy-save`` prints for the
+The iptables text is exactly what ``iptables-save`` (either backend) prints for the
 same rules, minus counters and the ``#`` header lines, so a test can compare
 the kernel with the plan line by line (see :func:`normalize_save`).
 """
@@ -37,16 +37,15 @@ def _cidr(addr: str) -> str:
 def rule_spec(rule: Rule) -> str:
     """The rule as ``iptables-save`` prints it after ``-A CHAIN``."""
     parts: list[str] = []
-    if rule.src:
-        parts += ["-s", _cidr(rule.src)]
-    if rule.dst:
-        parts += ["-d", _cidr(rule.dst)]
-    if rule.in_iface:
-        parts += ["-i", rule.in_iface]
-    if rule.out_iface:
-        parts += ["-o", rule.out_iface]
-    if rule.proto:
-        parts += ["-p", rule.proto]
+    for flag, value, is_addr in (("-s", rule.src, True), ("-d", rule.dst, True),
+                                 ("-i", rule.in_iface, False), ("-o", rule.out_iface, False),
+                                 ("-p", rule.proto, False)):
+        if not value:
+            continue
+        if value.startswith("!"):  # negated, printed as iptables-save does: "! -o IF"
+            parts.append("!")
+            value = value[1:]
+        parts += [flag, _cidr(value) if is_addr else value]
     for match in rule.matches:
         parts += ["-m", match.name]
         for key, value in match.options:
@@ -144,7 +143,8 @@ def namespace_text(plan: Plan, netns: str) -> str:
                 out.append(f"link {end.name} type veth peer {peer.netns}/{peer.name} mtu {veth.mtu}"
                            + (f" address {end.mac}" if end.mac else "")
                            + (f" master {end.master}" if end.master else ""))
-    out += [f"addr {a.cidr} dev {a.ifname}" for a in plan.addresses if a.netns == netns]
+    out += [f"addr {a.cidr}" + (f" brd {a.broadcast}" if a.broadcast else "") + f" dev {a.ifname}"
+            for a in plan.addresses if a.netns == netns]
     out += [f"route {r.dst}" + (f" via {r.gateway}" if r.gateway else "") + f" dev {r.ifname}"
             for r in plan.routes if r.netns == netns]
     out += [f"neigh {n.ip} lladdr {n.mac} dev {n.ifname} nud permanent"

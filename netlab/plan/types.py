@@ -81,9 +81,12 @@ class Vxlan:
 
 @dataclass(frozen=True)
 class Address:
+    """An IPv4 address on an interface; ``broadcast`` as ``ip addr`` shows it (``brd``)."""
+
     netns: str
     ifname: str
     cidr: str
+    broadcast: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,8 @@ class Rule:
     """One iptables rule, in the position it holds in its chain.
 
     ``comment`` names the scenario object behind the rule (``netlab:…``); it is
-    rendered as the last match, as ``-m comment --comment``.
+    rendered as the last match, as ``-m comment --comment``. A leading ``!`` on
+    ``src``, ``dst``, ``in_iface`` or ``out_iface`` negates it (``! -o docker_gwbridge``).
     """
 
     netns: str

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netlab.kernel import netns
-from netlab.kernel.iptables import RuleCounter, preload, read_counters
+from netlab.kernel.iptables import RuleCounter, read_counters
+from netlab.kernel.xtables import Backend
 
 PROTOS = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp"}
 
@@ -138,8 +139,8 @@ def _fdb() -> tuple[tuple[str, str, str], ...]:
 CONNTRACK_ROLES = frozenset({"host", "sandbox", "task"})
 
 
-def _read(with_flows: bool, role: str) -> NsSnapshot:
-    counters = tuple(read_counters())
+def _read(backend: Backend, with_flows: bool, role: str) -> NsSnapshot:
+    counters = tuple(read_counters(backend))
     if not with_flows:
         return NsSnapshot(counters)
     entries, notes = _conntrack() if role in CONNTRACK_ROLES else ((), ())
@@ -148,16 +149,15 @@ def _read(with_flows: bool, role: str) -> NsSnapshot:
                       _fdb() if role == "overlay" else (), notes)
 
 
-def snapshot(roles: dict[str, str], with_flows: bool) -> dict[str, NsSnapshot]:
-    """Counters of each namespace of ``roles`` (netns -> role) and, with
+def snapshot(roles: dict[str, str], with_flows: bool, backend: Backend) -> dict[str, NsSnapshot]:
+    """Counters (read from ``backend``) of each namespace of ``roles`` (netns -> role) and, with
     ``with_flows``, what its role holds: conntrack (host, sandbox, task), IPVS
     connections (sandbox), FDB (overlay).
 
     Raises NetnsError when a namespace is missing or cannot be read.
     """
-    preload()
     from pyroute2 import Conntrack, IPRoute  # noqa: F401  (imported once here, inherited by the child)
-    return netns.run_in_each(list(roles), lambda name: _read(with_flows, roles[name]))
+    return netns.run_in_each(list(roles), lambda name: _read(backend, with_flows, roles[name]))
 
 
 def counter_deltas(before: NsSnapshot, after: NsSnapshot) -> list[tuple[RuleCounter, int]]:

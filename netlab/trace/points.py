@@ -53,7 +53,9 @@ def publisher(lab: Lab, port: int, proto: str) -> tuple[Service, PublishedPort] 
 def _namespaces(lab: Lab, plan: Plan, node: str, sender: str,
                 service: Service | None) -> list[str]:
     """Targets the request may cross, as plan targets, without duplicates."""
-    targets = [sender, "lan", node, f"{node}/ingress_sbox", f"{node}/ov-ingress"]
+    targets = [sender]
+    targets += [t.node for t in lab.tasks if t.name == sender]   # a task sends via its node
+    targets += ["lan", node, f"{node}/ingress_sbox", f"{node}/ov-ingress"]
     if service is not None:
         for task in lab.tasks:
             if task.service == service.name:

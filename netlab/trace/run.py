@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from netlab.client import parse_target
 from netlab.errors import BadInput
+from netlab.kernel.xtables import Backend
 from netlab.model import Lab
 from netlab.plan.types import Plan
 from netlab.state import LabState
@@ -41,18 +42,20 @@ class TraceTarget:
 
 
 def sender_address(plan: Plan, state: LabState, sender: str) -> tuple[str, str]:
-    """(netns, source IP) of a sender: ``client`` or a node; raises BadInput.
+    """(netns, source IP) of a sender: ``client``, a node, or a task; raises BadInput.
 
-    Tasks are refused: reaching another node's published port from a task
-    needs Docker's docker_gwbridge MASQUERADE, which labs do not program yet.
+    A task sends from its docker_gwbridge address (its default route), as a
+    container calling a published port does; its node masquerades it.
     """
     addr = plan.meta["addressing"]
     if sender == "client":
         ip = str(addr.client_ip)
     elif sender in addr.nodes:
         ip = str(addr.nodes[sender].lan_ip)
+    elif sender in addr.tasks:
+        ip = str(addr.tasks[sender].gw_ip)
     else:
-        choices = ["client", *addr.nodes]
+        choices = ["client", *addr.nodes, *addr.tasks]
         raise BadInput(f"--from: {sender!r} cannot send a trace (hint: one of {', '.join(choices)})")
     if sender not in state.targets:
         raise BadInput(f"--from: {sender!r} is not in lab {state.lab}'s state (hint: netlab up again)")
@@ -73,8 +76,8 @@ def parse(plan: Plan, state: LabState, text: str, sender: str) -> TraceTarget:
 class Tracer:
     """Traces requests into one lab; holds what does not change between requests."""
 
-    def __init__(self, lab: Lab, plan: Plan, target: TraceTarget):
-        self.lab, self.target = lab, target
+    def __init__(self, lab: Lab, plan: Plan, target: TraceTarget, backend: Backend):
+        self.lab, self.target, self.backend = lab, target, backend
         self.path: TracePath = trace_path(lab, plan, target.node, target.port, target.proto,
                                           target.sender)
         self.facts: LabFacts = lab_facts(lab, plan)
@@ -90,7 +93,7 @@ class Tracer:
         """
         t = self.target
         clock = _Clock()
-        before = snapshot(self.snap_roles, with_flows=False)
+        before = snapshot(self.snap_roles, with_flows=False, backend=self.backend)
         clock.lap("counters before")
         with Capture(self.path.points) as cap:
             clock.lap("open capture")
@@ -100,7 +103,7 @@ class Tracer:
             time.sleep(SETTLE_S)
             frames = cap.stop()
             clock.lap("stop capture")
-        after = snapshot(self.snap_roles, with_flows=True)
+        after = snapshot(self.snap_roles, with_flows=True, backend=self.backend)
         clock.lap("counters, conntrack, IPVS after")
         orig = Flow(t.proto, t.sender_ip, result.src[1], t.node_ip, t.port)
         request = Request(self.lab.name, t.text, t.node, f"{t.node_ip}:{t.port}", t.proto,

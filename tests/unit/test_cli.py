@@ -77,8 +77,9 @@ def test_up_summary_names_nodes_marks_vips_and_tasks():
     from netlab.plan.build import build_plan
     from netlab.scenario import load_lab
     lab = load_lab(SEED)
-    lines = summary_lines(lab, build_plan(lab), ApplyStats(seconds=1.5, netlink_requests=7))
+    lines = summary_lines(lab, build_plan(lab), ApplyStats(seconds=1.5, netlink_requests=7), "nft")
     text = "\n".join(lines)
+    assert "iptables nft" in lines[0]
     assert lines[0].startswith("lab hello-a is up: 2 nodes, 1 services, 2 tasks, 10 namespaces")
     assert "lan 192.168.56.11" in text and "ingress_sbox 10.0.0.3" in text
     assert "FWM 256 (0x100) VIP 10.0.0.4" in text
@@ -103,7 +104,7 @@ def _fake_lab_store(tmp_path, monkeypatch):
     (["trace", "x", "node2:http"], "NODE:PORT"),
     (["trace", "x", "node2:5000/sctp"], "NODE:PORT"),
     (["trace", "x", "node2:5000", "--from", "nobody"], "--from"),
-    (["trace", "x", "node2:5000", "--from", "hello-a.1"], "--from"),
+    (["trace", "x", "node2:5000", "--from", "hello-a.9"], "--from"),
     (["trace", "x", "node2:5000", "--json", "--format", "mermaid"], "--format"),
 ])
 def test_trace_bad_input_exits_2_naming_the_field(tmp_path, monkeypatch, args, field):

@@ -34,7 +34,7 @@ def test_seed_plan_holds_swarms_rules():
     for line in (
         "-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment \"netlab:hello-a:node/node2:ingress\" -j DOCKER-INGRESS",
         "-A DOCKER-INGRESS -p tcp -m tcp --dport 5000 -m comment --comment \"netlab:hello-a:svc/hello-a:publish/5000\" -j DNAT --to-destination 172.18.0.2:5000",
-        "-A POSTROUTING -o docker_gwbridge -m addrtype --src-type LOCAL -m comment --comment \"netlab:hello-a:node/node1:gwbridge\" -j MASQUERADE",
+        "-A POSTROUTING -o docker_gwbridge -m addrtype --src-type LOCAL -m comment --comment \"netlab:hello-a:node/node1:ingress\" -j MASQUERADE",
         "-A PREROUTING -p tcp -m tcp --dport 5000 -m comment --comment \"netlab:hello-a:svc/hello-a:publish/5000\" -j MARK --set-xmark 0x100/0xffffffff",
         "-A INPUT -d 10.0.0.4/32 -m comment --comment \"netlab:hello-a:svc/hello-a:vip\" -j MARK --set-xmark 0x100/0xffffffff",
         "-A POSTROUTING -d 10.0.0.0/24 -m ipvs --ipvs -m comment --comment \"netlab:hello-a:node/node2:ingress_sbox\" -j SNAT --to-source 10.0.0.3",
@@ -64,3 +64,91 @@ def test_three_nodes_every_node_publishes_every_port():
         sbox = plan.namespace(f"{node}/ingress_sbox").name
         marks = {s.fwmark: len(s.dests) for s in plan.ipvs if s.netns == sbox}
         assert marks == {0x100: 3, 0x101: 1}
+
+
+# A Docker 20.10 node after `docker swarm init` and
+# `docker service create --replicas 2 -p 5000:3000 …`, as `iptables-save`
+# prints it there, with docker0's lines left out (netlab has no docker0).
+# Written by hand from moby's bridge driver and service_linux.go (see
+# shared/reference/swarm-ingress-and-kube-proxy.md §1.1), not from netlab.
+DOCKER_20_10_NODE = {
+    "nat": """*nat
+:PREROUTING ACCEPT
+:INPUT ACCEPT
+:OUTPUT ACCEPT
+:POSTROUTING ACCEPT
+:DOCKER -
+:DOCKER-INGRESS -
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER-INGRESS
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT -m addrtype --dst-type LOCAL -j DOCKER-INGRESS
+-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -o docker_gwbridge -m addrtype --src-type LOCAL -j MASQUERADE
+-A POSTROUTING -s 172.18.0.0/16 ! -o docker_gwbridge -j MASQUERADE
+-A DOCKER -i docker_gwbridge -j RETURN
+-A DOCKER-INGRESS -p tcp -m tcp --dport 5000 -j DNAT --to-destination 172.18.0.2:5000
+-A DOCKER-INGRESS -j RETURN
+COMMIT""",
+    "filter": """*filter
+:INPUT ACCEPT
+:FORWARD DROP
+:OUTPUT ACCEPT
+:DOCKER -
+:DOCKER-INGRESS -
+:DOCKER-ISOLATION-STAGE-1 -
+:DOCKER-ISOLATION-STAGE-2 -
+:DOCKER-USER -
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-INGRESS
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o docker_gwbridge -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker_gwbridge -j DOCKER
+-A FORWARD -i docker_gwbridge ! -o docker_gwbridge -j ACCEPT
+-A FORWARD -i docker_gwbridge -o docker_gwbridge -j DROP
+-A DOCKER-INGRESS -p tcp -m tcp --dport 5000 -j ACCEPT
+-A DOCKER-INGRESS -p tcp -m state --state RELATED,ESTABLISHED -m tcp --sport 5000 -j ACCEPT
+-A DOCKER-INGRESS -j RETURN
+-A DOCKER-ISOLATION-STAGE-1 -i docker_gwbridge ! -o docker_gwbridge -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -o docker_gwbridge -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -j RETURN
+COMMIT""",
+}
+
+
+def without_comments(save_text: str) -> str:
+    """Save text with netlab's ``-m comment --comment "…"`` taken out, as a comparison
+    with a real Swarm does."""
+    import re
+    return re.sub(r' -m comment --comment "(?:[^"\\]|\\.)*"', "", save_text)
+
+
+@pytest.mark.parametrize("node", ["node1", "node2"])
+def test_seed_node_holds_what_docker_20_10_holds_in_its_order(node):
+    from netlab.plan.render import iptables_save
+    plan = build_plan(load_lab(REPO / "scenarios" / "hello-a.yaml"))
+    host = plan.namespace(node).name
+    assert plan.tables_in(host) == ("nat", "filter")
+    for table, expected in DOCKER_20_10_NODE.items():
+        assert without_comments(iptables_save(plan, host, table)) == expected, table
+
+
+def test_seed_sysctls_and_addresses_are_dockers():
+    plan = build_plan(load_lab(REPO / "scenarios" / "hello-a.yaml"))
+    by_target = {ns.target: ns.name for ns in plan.netns}
+    sysctls = {(s.netns, s.key): s.value for s in plan.sysctls}
+    for target in ("node1/ingress_sbox", "node1/ov-ingress", "hello-a.1"):
+        assert sysctls[(by_target[target], "net.ipv6.conf.default.disable_ipv6")] == "1", target
+    host = by_target["node1"]
+    assert sysctls[(host, "net.bridge.bridge-nf-call-iptables")] == "1"
+    assert sysctls[(host, "net.ipv4.conf.docker_gwbridge.route_localnet")] == "1"
+    sbox = by_target["node1/ingress_sbox"]
+    for key, value in (("net.ipv4.vs.conntrack", "1"), ("net.ipv4.vs.conn_reuse_mode", "0"),
+                       ("net.ipv4.vs.expire_nodest_conn", "1"),
+                       ("net.ipv4.vs.expire_quiescent_template", "1")):
+        assert sysctls[(sbox, key)] == value, key
+    brd = {(a.netns, a.cidr): a.broadcast for a in plan.addresses}
+    assert brd[(sbox, "10.0.0.2/24")] == "10.0.0.255"
+    assert brd[(sbox, "172.18.0.2/16")] == "172.18.255.255"
+    assert brd[(sbox, "10.0.0.4/32")] is None      # the VIP, a /32 alias
