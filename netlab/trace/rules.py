@@ -25,11 +25,12 @@ def words(text: str) -> list[str]:
 
 
 def option(text: str, flag: str) -> str | None:
-    """The value after ``flag`` in the rule text, or None."""
+    """The value after ``flag`` in the rule text, or None; ``!VALUE`` when the rule
+    negates it (iptables-save prints ``! -d 127.0.0.0/8``)."""
     w = words(text)
     for i, word in enumerate(w[:-1]):
         if word == flag:
-            return w[i + 1]
+            return ("!" if i and w[i - 1] == "!" else "") + w[i + 1]
     return None
 
 
@@ -61,7 +62,7 @@ def fits(text: str, flow: Flow) -> bool:
     if not _addr_fits(option(text, "-s"), flow.src) or not _addr_fits(option(text, "-d"), flow.dst):
         return False
     proto = option(text, "-p")
-    if proto and proto != flow.proto:
+    if proto and (proto[1:] == flow.proto if proto.startswith("!") else proto != flow.proto):
         return False
     for flag, port in (("--dport", flow.dport), ("--sport", flow.sport)):
         want = option(text, flag)

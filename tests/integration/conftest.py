@@ -1,8 +1,10 @@
 """Fixtures for integration tests: root, a real kernel with IPVS (the VM here).
 
 Each test makes its own uniquely named lab and always tears it down. The
-kernel is observed with the standard tools (iptables-legacy-save, ipvsadm,
-ip, bridge), independent of netlab's own code.
+kernel is observed with the standard tools (the machine's own
+``iptables-save``, which is iptables-nft in netlab vm as on Debian 12;
+``iptables-legacy-save`` for a lab brought up with ``--iptables legacy``;
+ipvsadm, ip, bridge), independent of netlab's own code.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO / "scenarios"
+#: The save command of each backend, as a user types it: the machine's default
+#: ``iptables-save`` for labs brought up with the default (auto) backend.
+SAVE = {"auto": "iptables-save", "legacy": "iptables-legacy-save", "nft": "iptables-nft-save"}
 
 
 def pytest_collection_modifyitems(items):
@@ -77,6 +82,17 @@ class RunningLab:
     name: str
     scenario: Path
     up_output: str
+    iptables: str = "auto"
+
+    @property
+    def save(self) -> str:
+        """The iptables-save command that shows this lab's rules."""
+        return SAVE[self.iptables]
+
+    def netns(self, target: str) -> str:
+        """The kernel name of a target's namespace, from the lab's state file."""
+        from netlab.state import StateStore
+        return StateStore().load(self.name).targets[target]
 
     def curl(self, target: str, count: int) -> list[dict]:
         return json.loads(netlab("curl", self.name, target, "--count", str(count), "--json").stdout)
@@ -85,15 +101,15 @@ class RunningLab:
         return json.loads(netlab("status", self.name, "--json").stdout)
 
 
-def _bring_up(scenario: str):
+def _bring_up(scenario: str, iptables: str = "auto"):
     name = "t" + secrets.token_hex(3)
     path = SCENARIOS / scenario
     try:
-        out = netlab("up", str(path), "--name", name)
+        out = netlab("up", str(path), "--name", name, "--iptables", iptables)
     except BaseException:
         netlab("down", name, check=False)
         raise
-    return RunningLab(name, path, out.stdout)
+    return RunningLab(name, path, out.stdout, iptables)
 
 
 def _tear_down(lab: RunningLab) -> None:
@@ -107,6 +123,20 @@ def seed_lab():
     lab = _bring_up("hello-a.yaml")
     yield lab
     _tear_down(lab)
+
+
+@pytest.fixture(scope="module")
+def legacy_seed_lab():
+    """The seed scenario with its rules in the legacy backend (``--iptables legacy``)."""
+    lab = _bring_up("hello-a.yaml", "legacy")
+    yield lab
+    _tear_down(lab)
+
+
+@pytest.fixture(params=["auto", "legacy"])
+def any_seed_lab(request):
+    """The seed lab of each backend: the machine's default (nft here), then legacy."""
+    return request.getfixturevalue("seed_lab" if request.param == "auto" else "legacy_seed_lab")
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -49,13 +50,18 @@ def test_mesh_answers_on_nodes_that_run_no_task(lab_up):
     assert sorted(set(web)) == ["web.1", "web.2", "web.3"], web
 
 
-def test_kernel_read_back_with_standard_tools_matches_the_plan(seed_lab):
-    lab = seed_lab
+def test_kernel_read_back_with_standard_tools_matches_the_plan(any_seed_lab):
+    lab = any_seed_lab
     _, plan = _plan(lab)
+    other = "iptables-legacy-save" if lab.iptables == "auto" else "iptables-nft-save"
     for ns in plan.netns:
         for table in plan.tables_in(ns.name):
-            real = normalize_save(sh(ns.name, "iptables-legacy-save", "-t", table))
+            real = normalize_save(sh(ns.name, lab.save, "-t", table))
             assert real == iptables_save(plan, ns.name, table), f"{ns.target} {table}"
+        # and nothing of netlab's in the other backend
+        leaked = subprocess.run(["ip", "netns", "exec", ns.name, other], capture_output=True,
+                                text=True, timeout=60).stdout
+        assert "netlab:" not in leaked, f"{ns.target}: rules in {other} too"
         services = [s for s in plan.ipvs if s.netns == ns.name]
         if services:
             real = normalize_ipvsadm(sh(ns.name, "ipvsadm", "-Ln"))

@@ -3,7 +3,7 @@ packet level, the pcapng, and broken meshes diagnosed (unpublished port, a
 deleted FDB entry, a DROP in a task's filter).
 
 Rule texts and the IPVS choice are cross-checked with the standard tools
-(``iptables-legacy-save``, ``ipvsadm -Lnc``), independent of netlab's code.
+(the machine's ``iptables-save``, ``ipvsadm -Lnc``), independent of netlab's code.
 """
 
 from __future__ import annotations
@@ -64,10 +64,10 @@ def test_remote_backend_path_there_and_back(seed_lab, four):
     dnat = _hop(trace, "dnat")
     assert dnat["netns"] == "node2" and "DNAT → 172.18.0.2:5000" in dnat["detail"]
     assert dnat["object"] == "svc/hello-a:publish/5000"
-    assert dnat["rule"] in sh(f"nl-{seed_lab.name}-node2", "iptables-legacy-save", "-t", "nat")
+    assert dnat["rule"] in sh(f"nl-{seed_lab.name}-node2", seed_lab.save, "-t", "nat")
     mark = _hop(trace, "mark")
     assert mark["netns"] == "node2/ingress_sbox" and "MARK 0x100 (256)" in mark["detail"]
-    assert mark["rule"] in sh(f"nl-{seed_lab.name}-node2-ingress_sbox", "iptables-legacy-save",
+    assert mark["rule"] in sh(f"nl-{seed_lab.name}-node2-ingress_sbox", seed_lab.save,
                               "-t", "mangle")
     ipvs = _hop(trace, "ipvs")
     assert "IPVS FWM 256 rr → 10.0.0.5:5000 (hello-a.1 on node1)" in ipvs["detail"]
@@ -140,7 +140,7 @@ def test_broken_mesh_is_diagnosed(lab_up):
     lab = lab_up("hello-a.yaml")
     sh(f"nl-{lab.name}-node2-ov-ingress", "bridge", "fdb", "del", "02:42:0a:00:00:05",
        "dev", "vxlan0", "dst", "192.168.56.11", "self")
-    sh(f"nl-{lab.name}-hello-a.2", "iptables-legacy", "-I", "INPUT", "-p", "tcp",
+    sh(f"nl-{lab.name}-hello-a.2", "iptables", "-I", "INPUT", "-p", "tcp",
        "--dport", "3000", "-j", "DROP")
     proc = netlab("trace", lab.name, "node2:5000", "--repeat", "2", "--timeout", "1.5", "--json",
                   check=False)
