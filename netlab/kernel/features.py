@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
-import subprocess
 from pathlib import Path
 
 from netlab.errors import MissingFeature
@@ -76,22 +74,17 @@ def require_lab_features(backend: str) -> None:
 
 
 def require_bridge_netfilter() -> None:
-    """Make sure ``net.bridge.bridge-nf-call-iptables`` exists, as on a Docker node.
+    """Raise MissingFeature unless ``net.bridge.bridge-nf-call-iptables`` exists.
 
     Docker's bridge driver loads ``br_netfilter`` so that enable_icc=false
     can drop bridged traffic. Loading it makes bridged frames in every
     namespace, the machine's own included, pass through iptables, so netlab
-    loads it only inside ``netlab vm`` (a machine of its own). Raises
-    MissingFeature (exit 3) elsewhere when it is not loaded.
+    never loads it: ``netlab vm`` loads it at boot, as dockerd would, and on
+    a machine of the user's the user decides.
     """
     if Path("/proc/sys/net/bridge").exists():
         return
-    if os.environ.get("NETLAB_IN_VM") == "1" and _module_available("br_netfilter"):
-        modprobe = shutil.which("modprobe") or "/sbin/modprobe"
-        subprocess.run([modprobe, "br_netfilter"], capture_output=True, timeout=60, check=False)
-        if Path("/proc/sys/net/bridge").exists():
-            return
     raise MissingFeature(
-        "br_netfilter is not loaded, so bridged traffic skips iptables as it does not on a "
-        "Docker node (hint: modprobe br_netfilter, as dockerd does; it affects every bridge "
-        f"on this machine; or {VM_HINT})")
+        "br_netfilter is not loaded, so bridged traffic would skip iptables, as it does not "
+        "on a Docker node (hint: modprobe br_netfilter, as dockerd does; it affects every "
+        f"bridge on this machine; or {VM_HINT})")

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 #: Modules loaded (best effort, silently) before the command runs: IPVS and
-#: the netfilter, VXLAN, veth and bridge pieces the routing mesh uses.
+#: the netfilter (both iptables backends), VXLAN, veth and bridge pieces the
+#: routing mesh uses, and br_netfilter, which dockerd loads on a Docker host.
 GUEST_MODULES: tuple[str, ...] = (
-    "ip_vs", "ip_vs_rr", "xt_ipvs", "vxlan", "veth", "bridge",
-    "iptable_nat", "iptable_mangle", "iptable_filter", "xt_comment",
-    "xt_conntrack", "xt_addrtype", "xt_mark", "xt_REDIRECT", "xt_MASQUERADE",
-    "nf_conntrack_netlink",
+    "ip_vs", "ip_vs_rr", "xt_ipvs", "vxlan", "veth", "bridge", "br_netfilter",
+    "iptable_nat", "iptable_mangle", "iptable_filter", "nf_tables", "nft_compat",
+    "nft_chain_nat", "xt_comment", "xt_conntrack", "xt_state", "xt_addrtype", "xt_mark",
+    "xt_REDIRECT", "xt_MASQUERADE", "nf_conntrack_netlink",
 )
 
 #: Host variables handed to the guest as they are (when set).
