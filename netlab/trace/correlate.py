@@ -20,7 +20,7 @@ from netlab.trace.capture import Frame
 from netlab.trace.diagnose import diagnose
 from netlab.trace.evidence import Flow, NsSnapshot, counter_deltas
 from netlab.trace.facts import LabFacts
-from netlab.trace.flows import FlowChain, Seen, decode, first_packet, follow
+from netlab.trace.flows import FlowChain, Seen, decode, first_packet, flooded, follow
 from netlab.trace.model import Backend, Hop, Request, Trace
 from netlab.trace.probe import ProbeResult
 
@@ -247,7 +247,8 @@ def correlate(obs: Observation, facts: LabFacts) -> Trace:
     deltas = {ns: counter_deltas(obs.before.get(ns, NsSnapshot(())), snap)
               for ns, snap in obs.after.items()}
     chain = follow(obs.orig, obs.after, {ns: [c for c, _n in d] for ns, d in deltas.items()})
-    seen = [x for f in obs.frames if (x := decode(f, chain, facts.vxlan_port)) is not None]
+    decoded = [x for f in obs.frames if (x := decode(f, chain, facts.vxlan_port)) is not None]
+    seen = [x for x in decoded if not flooded(x, facts.peer_mac)]
     t0 = seen[0].frame.time if seen else 0.0
     b = _Builder(obs, facts, chain, t0, deltas)
     request = first_packet(seen, "request")
@@ -263,7 +264,7 @@ def correlate(obs: Observation, facts: LabFacts) -> Trace:
     verdict, reason = diagnose(b, request, reply, backend)
     hops = tuple(replace(h, seq=i) for i, h in enumerate(b.hops, 1))
     return Trace(obs.request, backend, verdict, reason, hops, obs.probe.body,
-                 obs.capture_points, len(seen), obs.probe.elapsed_ms)
+                 obs.capture_points, len(decoded), obs.probe.elapsed_ms)
 
 
 def _backend(obs: Observation, chain: FlowChain, facts: LabFacts) -> Backend | None:

@@ -22,6 +22,7 @@ class LabFacts:
     scheduler: dict[tuple[str, int], str] = field(default_factory=dict)     # (netns, fwmark) -> "rr"
     planned_fdb: dict[tuple[str, str], str] = field(default_factory=dict)   # (netns, mac) -> dst
     peer: dict[tuple[str, str], str] = field(default_factory=dict)          # (netns, iface) -> label
+    peer_mac: dict[tuple[str, str], str] = field(default_factory=dict)      # (netns, iface) -> the far end's MAC
     target: dict[str, str] = field(default_factory=dict)                    # netns -> target
     role: dict[str, str] = field(default_factory=dict)                      # netns -> role
     node: dict[str, str] = field(default_factory=dict)                      # netns -> node it is on
@@ -38,15 +39,21 @@ def lab_facts(lab: Lab, plan: Plan) -> LabFacts:
     owner.update({mac_for(n.sandbox_ip): f"{node}/ingress_sbox" for node, n in addr.nodes.items()})
     target = {ns.name: ns.target for ns in plan.netns}
     peer: dict[tuple[str, str], str] = {}
+    peer_mac: dict[tuple[str, str], str] = {}
     for v in plan.veths:
         peer[(v.a.netns, v.a.name)] = f"{target[v.b.netns]}/{v.b.name}"
         peer[(v.b.netns, v.b.name)] = f"{target[v.a.netns]}/{v.a.name}"
+        if v.b.mac:
+            peer_mac[(v.a.netns, v.a.name)] = v.b.mac
+        if v.a.mac:
+            peer_mac[(v.b.netns, v.b.name)] = v.a.mac
     return LabFacts(
         tasks_by_ip=tasks_by_ip,
         owner_of_mac=owner,
         scheduler={(s.netns, s.fwmark): s.scheduler for s in plan.ipvs},
         planned_fdb={(f.netns, f.mac): f.dst for f in plan.fdb},
         peer=peer,
+        peer_mac=peer_mac,
         target=target,
         role={ns.name: ns.role for ns in plan.netns},
         node={ns.name: ns.node or ns.target for ns in plan.netns},

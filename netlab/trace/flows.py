@@ -110,6 +110,7 @@ class Seen:
     src_mac: str = ""
     dst_mac: str = ""
     summary: str = ""
+    eth_dst: str = ""        # the destination MAC of the frame on the wire (outer, for VXLAN)
 
     @property
     def point(self):
@@ -184,7 +185,22 @@ def decode(frame: Frame, chain: FlowChain, vxlan_port: int) -> Seen | None:
     if outer is not None:
         summary = f"VXLAN vni {vni} {outer.src}:{outer.sport} > {outer.dst}:{outer.dport} [{summary}]"
     return Seen(frame, leg, flow, (leg, ip.id, seq, flags), flags, outer, vni,
-                getattr(inner_eth, "src", ""), getattr(inner_eth, "dst", ""), summary)
+                getattr(inner_eth, "src", ""), getattr(inner_eth, "dst", ""), summary,
+                pkt.dst)
+
+
+def flooded(s: Seen, peer_mac: dict[tuple[str, str], str]) -> bool:
+    """True for a copy a bridge flooded out a port whose far end will not take it.
+
+    A learning bridge (br0, lan0) that has not yet seen a destination MAC
+    sends the frame out of every port; the copy towards an endpoint whose
+    MAC is another is dropped there and is no hop of the request.
+    """
+    if not s.frame.outgoing:
+        return False
+    mac = peer_mac.get((s.point.netns, s.point.iface))
+    dst = s.eth_dst.lower()
+    return bool(mac and dst and dst != mac.lower() and not int(dst[:2], 16) & 1)
 
 
 def first_packet(seen: list[Seen], leg: str) -> list[Seen]:

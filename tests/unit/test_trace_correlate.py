@@ -6,6 +6,8 @@ request to node2:5000 that IPVS in node2's ingress_sbox sends to hello-a.1 on no
 
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 
 import pytest
@@ -67,7 +69,7 @@ def ct(orig: tuple[str, str], reply: tuple[str, str]) -> CtEntry:
 
 
 def tcp(src: str, dst: str, flags: str = "S", smac: str = "02:42:00:00:00:01",
-        dmac: str = "02:42:00:00:00:02") -> Ether:
+        dmac: str = "02:42:00:00:00:02") -> Ether:   # PLACEHOLDER_DMAC: see addressed()
     """The request's SYN (ip id 1) or the reply's SYN-ACK/RST (ip id 2) as it is at one point."""
     (sip, sp), (dip, dp) = src.rsplit(":", 1), dst.rsplit(":", 1)
     seq, ipid = (1000, 1) if flags == "S" else (5000, 2)
@@ -76,7 +78,7 @@ def tcp(src: str, dst: str, flags: str = "S", smac: str = "02:42:00:00:00:01",
 
 
 def vxlan(outer_src: str, outer_dst: str, inner: Ether, sport: int = 44000, port: int = 4789):
-    return (Ether() / IP(src=outer_src, dst=outer_dst) / UDP(sport=sport, dport=port)
+    return (Ether(dst=PLACEHOLDER_DMAC) / IP(src=outer_src, dst=outer_dst) / UDP(sport=sport, dport=port)
             / VXLAN(vni=4096) / inner)
 
 
@@ -93,12 +95,31 @@ def seed():
     return lab_facts(lab, plan), points
 
 
+PLACEHOLDER_DMAC = "02:42:00:00:00:02"
+
+
+@functools.cache
+def _peer_macs() -> dict[tuple[str, str], str]:
+    lab = load_lab(SCENARIO, name_override="vt")
+    return lab_facts(lab, build_plan(lab)).peer_mac
+
+
+def addressed(point, outgoing: bool, pkt: Ether) -> Ether:
+    """The frame as the wire has it: one leaving a port towards an endpoint is addressed
+    to that endpoint's MAC (tcp()'s placeholder destination is replaced)."""
+    mac = _peer_macs().get((point.netns, point.iface))
+    if outgoing and mac and pkt.dst == PLACEHOLDER_DMAC:
+        pkt = pkt.copy()
+        pkt.dst = mac
+    return pkt
+
+
 def observe(points, steps, grown: dict[str, list[RuleCounter]], outcome: str, *,
             conntrack: dict[str, tuple[CtEntry, ...]] = {}, ipvs: dict[str, tuple[IpvsConn, ...]] = {},
             fdb: dict[str, tuple] = {}, body: dict | None = None, port: int = 5000,
             service: str | None = "hello-a") -> Observation:
     """An Observation: frames 1 ms apart; each ``grown`` counter goes from 0 to 1 packet."""
-    frames = tuple(Frame(points[label], 100.0 + i / 1000, out, bytes(pkt))
+    frames = tuple(Frame(points[label], 100.0 + i / 1000, out, bytes(addressed(points[label], out, pkt)))
                    for i, (label, out, pkt) in enumerate(steps))
     names = set(grown) | set(conntrack) | set(ipvs) | set(fdb)
     before = {ns: NsSnapshot(tuple(rc(c.table, c.chain, c.index, c.text, 0) for c in grown.get(ns, [])))
@@ -375,3 +396,19 @@ def test_icmp_error_quoting_the_request_is_its_reply():
     assert decode(Frame(point, 1.0, True, bytes(other)), chain, 4789) is None
     plain = Ether() / IP(src="192.168.56.2", dst="192.168.56.12") / UDP(sport=40000, dport=5999)
     assert decode(Frame(point, 1.0, False, bytes(plain)), chain, 4789).leg == "request"
+
+
+def test_a_copy_flooded_by_a_bridge_that_has_not_learned_the_mac_is_no_hop(seed):
+    """br0 on node1 has not yet seen hello-a.1's MAC (tasks send nothing until asked, as
+    with Docker's IPv6-less containers): the SYN goes out of every port, the copy to
+    node1's ingress_sbox included. The trace still ends in the task."""
+    facts, points = seed
+    steps, grown, conntrack, ipvs, body = seed_path(remote=True)
+    inner = tcp(OV, T1, smac=MAC_SBOX2, dmac=MAC_T1)
+    at = next(i for i, (label, out, _p) in enumerate(steps) if label == "hello-a.1/eth0")
+    steps = steps[:at + 1] + along(inner, ">node1/ov-ingress/veth0a000002") + steps[at + 1:]
+    trace = correlate(observe(points, steps, grown, "answered", conntrack=conntrack, ipvs=ipvs,
+                              body=body), facts)
+    request = [h for h in trace.hops if h.leg == "request"]
+    assert [h.event for h in request if h.event not in ("rx", "tx")][-2:] == ["redirect", "deliver"]
+    assert not any(h.iface == "veth0a000002" for h in trace.hops)
