@@ -2,8 +2,11 @@
 
 ``up`` records the namespaces it is about to create in the state file *before*
 creating them, so ``down`` can finish the job after an ``up`` that was killed
-halfway. ``down`` also sweeps the ``nl-<lab>-`` prefix, leaving out namespaces
-that another lab's state file claims.
+halfway. ``down`` also sweeps the ``nl-<lab>.`` prefix, which no other lab's
+namespace can share (see netlab/plan/names.py), and stops the lab's
+supervisor found by its command line, so a lost or corrupt state file never
+stops it. ``down_all`` removes only the labs this store holds a valid state
+file for; other ``nl-`` namespaces are reported, not removed.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from netlab.model import Lab
 from netlab.plan import names
 from netlab.plan.build import build_plan
 from netlab.plan.types import Plan
-from netlab.state import LabState, StateStore
+from netlab.state import CorruptState, LabState, StateStore, check_lab
 from netlab.workload import supervisor
+from netlab.workload.app import status_path_for
 from netlab.workload.endpoints import AppEndpoint
 
 Progress = Callable[[str], None]
@@ -41,6 +45,34 @@ class DownResult:
     netns_removed: int
     supervisor_stopped: bool
     state_removed: bool
+    corrupt: str | None = None      # the report of a corrupt state file, moved aside
+
+
+@dataclass(frozen=True)
+class DownAllResult:
+    downed: tuple[tuple[str, DownResult], ...]
+    corrupt: tuple[str, ...]        # one report per corrupt state file (those labs stay)
+    unowned: tuple[str, ...]        # nl- namespaces no valid state file here claims
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+@dataclass(frozen=True)
+class Host:
+    """What ``down`` asks of the machine: the kernel and the processes.
+
+    The defaults are the real thing; tests pass fakes to exercise ``down``
+    without root.
+    """
+
+    is_root: Callable[[], bool] = _is_root
+    listed: Callable[[str], list[str]] = netns.listed
+    teardown: Callable[[list[str]], int] = kernel_apply.teardown
+    find_supervisors: Callable[[str], list[int]] = supervisor.find
+    supervisor_running: Callable[[int], bool] = supervisor.is_running
+    stop_supervisor: Callable[[int], None] = supervisor.stop
 
 
 def endpoints(lab: Lab, plan: Plan) -> list[AppEndpoint]:
@@ -82,6 +114,7 @@ def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
     if previous and previous.iptables != backend:
         raise BadInput(f"--iptables: lab {lab.name} is up with the {previous.iptables} backend "
                        f"(hint: netlab down {lab.name} first, or pass --iptables {previous.iptables})")
+    _refuse_unclaimed(lab.name, previous, netns.listed(names.lab_prefix(lab.name)))
     state = state_for(lab, plan, scenario)
     state.iptables = backend
     owned_before = previous.netns if previous else []
@@ -106,53 +139,95 @@ def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
     return UpResult(plan, stats, pid)
 
 
-def _claimed_by_others(lab: str, store: StateStore) -> set[str]:
-    claimed: set[str] = set()
-    for other in store.labs():
-        if other != lab:
-            st = store.load(other)
-            if st:
-                claimed |= set(st.netns)
-    return claimed
+def _refuse_unclaimed(lab: str, previous: LabState | None, existing: list[str]) -> None:
+    """Raise BadInput when namespaces of ``lab`` exist that its state file does not list.
+
+    They are left from a lab of the same name whose state is lost (or from
+    another store): ``up`` would otherwise adopt and rewire them.
+    """
+    claimed = set(previous.netns) if previous else set()
+    unclaimed = [n for n in existing if n not in claimed]
+    if unclaimed:
+        raise BadInput(f"LAB: {len(unclaimed)} namespaces named {names.lab_prefix(lab)}* exist "
+                       f"that no state file of this store claims ({', '.join(unclaimed[:3])}"
+                       f"{', …' if len(unclaimed) > 3 else ''}) (hint: netlab down {lab}, "
+                       "or pick another name with --name)")
 
 
-def _orphan_supervisors(lab: str | None, store: StateStore) -> list[int]:
-    """Supervisor pids of ``lab`` (of any lab of this store when None), for
-    when the state file is lost."""
-    return supervisor.find(str(supervisor.endpoints_path_for(store.log_path(lab))) if lab
-                           else str(store.root) + "/")
+def _supervisors_of(lab: str, store: StateStore, host: Host) -> list[int]:
+    """Pids of ``lab``'s supervisors, found by the endpoints file in their command line."""
+    return host.find_supervisors(str(supervisor.endpoints_path_for(store.log_path(lab))))
 
 
-def down(lab: str, store: StateStore) -> DownResult:
-    """Remove everything ``lab`` owns; succeeds on leftovers and on nothing."""
-    if os.geteuid() != 0:
+def _files_of(lab: str, store: StateStore) -> list[str]:
+    """The names of ``lab``'s files in the store besides its state: the log,
+    the apps' endpoints and status files."""
+    log = store.log_path(lab)
+    endpoints = supervisor.endpoints_path_for(log)
+    return [log.name, endpoints.name, status_path_for(endpoints).name]
+
+
+def down(lab: str, store: StateStore, host: Host = Host()) -> DownResult:
+    """Remove everything ``lab`` owns; succeeds on leftovers.
+
+    Raises BadInput when ``lab`` is not a lab name, when not root, and when
+    there is nothing of ``lab`` at all (no state file, no ``nl-<lab>.``
+    namespace, no supervisor, no file). A corrupt state file is moved aside,
+    reported in the result, and the lab is removed all the same.
+    """
+    check_lab(lab)
+    if not host.is_root():
         raise BadInput("netlab down must run as root (hint: sudo netlab down …)")
-    state = store.load(lab)
-    stopped = False
+    corrupt = None
+    try:
+        state = store.load(lab)
+    except CorruptState as err:
+        state, corrupt = None, str(err)
     pids = ([state.supervisor_pid] if state and state.supervisor_pid else [])
-    pids += [p for p in _orphan_supervisors(lab, store) if p not in pids]
+    pids += [p for p in _supervisors_of(lab, store, host) if p not in pids]
+    prefix = names.lab_prefix(lab)
+    owned = set(state.netns if state else []) | set(host.listed(prefix))
+    # Names from the state file were checked when it was read; check again
+    # what is about to be deleted.
+    owned = {n for n in owned if names.owned_by(lab, n)}
+    files = _files_of(lab, store)
+    if state is None and corrupt is None and not owned and not pids \
+            and not store.has_files(lab, files):
+        known = store.labs()
+        raise BadInput(f"LAB: no lab named {lab!r} here: no state file, no {prefix}* namespace, "
+                       "no task apps (hint: " + (f"known labs: {', '.join(known)})" if known
+                                                 else "no lab is up)"))
+    stopped = False
     for pid in pids:
-        if supervisor.is_running(pid):
-            supervisor.stop(pid)
+        if host.supervisor_running(pid):
+            host.stop_supervisor(pid)
             stopped = True
-    owned = set(state.netns if state else [])
-    owned |= set(netns.listed(names.lab_prefix(lab))) - _claimed_by_others(lab, store)
     # Tasks first, the LAN last: fewer links die with a still-used peer.
-    removed = kernel_apply.teardown(sorted(owned, key=lambda n: (n.endswith("-lan"), n)))
-    # The log, the apps' endpoints and status files: everything named <lab>.*
-    # but the state file, which goes last.
-    for leftover in store.root.glob(f"{lab}.*") if store.root.exists() else []:
-        if leftover != store.path(lab):
-            leftover.unlink(missing_ok=True)
-    return DownResult(removed, stopped, store.remove(lab))
+    lan = names.lan_ns(lab)
+    removed = host.teardown(sorted(owned, key=lambda n: (n == lan, n)))
+    # The log, the apps' endpoints and status files, by their exact names;
+    # the state file goes last (a corrupt one was moved aside and is kept).
+    store.remove_files(lab, files)
+    return DownResult(removed, stopped, store.remove(lab) if corrupt is None else False, corrupt)
 
 
-def down_all(store: StateStore) -> tuple[list[tuple[str, DownResult]], int]:
-    """``down`` every lab with a state file, then sweep every other ``nl-``
-    namespace and task-app supervisor of this store; returns the per-lab
-    results and how many stray namespaces were removed."""
-    results = [(lab, down(lab, store)) for lab in store.labs()]
-    for pid in _orphan_supervisors(None, store):
-        if supervisor.is_running(pid):
-            supervisor.stop(pid)
-    return results, kernel_apply.teardown(netns.listed(names.PREFIX))
+def down_all(store: StateStore, host: Host = Host()) -> DownAllResult:
+    """``down`` every lab this store holds a valid state file for.
+
+    A corrupt state file is reported and moved aside, and its lab left alone
+    (``netlab down LAB`` removes it). ``nl-`` namespaces that no valid state
+    file claims are listed in the result, never removed: netlab cannot prove
+    they are its own. Raises BadInput when not root.
+    """
+    if not host.is_root():
+        raise BadInput("netlab down must run as root (hint: sudo netlab down …)")
+    downed, corrupt = [], []
+    for lab in store.labs():
+        try:
+            state = store.load(lab)
+        except CorruptState as err:
+            corrupt.append(str(err))
+            continue
+        if state is not None:
+            downed.append((lab, down(lab, store, host)))
+    return DownAllResult(tuple(downed), tuple(corrupt), tuple(host.listed(names.PREFIX)))

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import click
 
+from netlab import lifecycle
 from netlab.errors import BadInput
 from netlab.model import Lab
 from netlab.scenario import load_lab
-from netlab.state import LabState, StateStore
+from netlab.state import LabState, StateStore, check_lab
 
 
 def store() -> StateStore:
     return StateStore()
+
+
+def host() -> lifecycle.Host:
+    """What ``down`` asks of the machine (tests replace it with fakes)."""
+    return lifecycle.Host()
+
+
+def lab_name(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback for a LAB argument or a --name option: the name, checked
+    before it touches any path; raises BadInput (exit 2) naming the parameter."""
+    if value is None:
+        return None
+    what = param.opts[0] if isinstance(param, click.Option) else "LAB"
+    return check_lab(value, what)
 
 
 def load(scenario: str, name: str | None = None) -> Lab:
@@ -20,8 +35,14 @@ def load(scenario: str, name: str | None = None) -> Lab:
 
 
 def lab_state(st: StateStore, lab: str | None) -> LabState:
-    """The state of ``lab`` (or of the only lab there is); raises BadInput."""
-    if lab is None:
+    """The state of ``lab`` (or of the only lab there is).
+
+    Raises BadInput for an invalid or unknown lab name, UnsafeStore for an
+    unsafe store and CorruptState (both BadInput) for a corrupt state file.
+    """
+    if lab is not None:
+        check_lab(lab)
+    else:
         labs = st.labs()
         if len(labs) != 1:
             raise BadInput("LAB: name the lab " + (

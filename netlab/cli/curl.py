@@ -14,7 +14,7 @@ from netlab.client import parse_target
 
 
 @click.command()
-@click.argument("lab")
+@click.argument("lab", callback=common.lab_name)
 @click.argument("target", metavar="NODE:PORT")
 @click.option("--count", "-n", default=1, show_default=True, type=click.IntRange(1, 1000),
               help="How many requests, one connection each.")

@@ -14,13 +14,14 @@ from netlab.plan.build import build_plan
 from netlab.kernel import xtables
 from netlab.kernel.apply import ApplyStats
 from netlab.model import Lab
+from netlab.plan import names
 from netlab.plan.render import plan_json, plan_text
 from netlab.plan.types import Plan
 
 
 @click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
-@click.option("--name", help="Lab name (default: the scenario's name).")
+@click.option("--name", callback=common.lab_name, help="Lab name (default: the scenario's name).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document.")
 def plan(scenario: str, name: str | None, as_json: bool) -> None:
     """Print the desired kernel state of SCENARIO, per namespace (no root needed)."""
@@ -33,7 +34,7 @@ def plan(scenario: str, name: str | None, as_json: bool) -> None:
 
 @click.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
-@click.option("--name", help="Lab name (default: the scenario's name).")
+@click.option("--name", callback=common.lab_name, help="Lab name (default: the scenario's name).")
 @click.option("--iptables", "iptables", type=click.Choice(xtables.CHOICES), default=None,
               help="The iptables backend for the rules (default: $NETLAB_IPTABLES, else the "
                    "scenario's iptables:, else auto: the one the machine's iptables uses).")
@@ -72,23 +73,36 @@ def summary_lines(lab: Lab, plan: Plan, stats: ApplyStats, backend: str) -> list
 
 
 @click.command()
-@click.argument("lab", required=False)
-@click.option("--all", "all_labs", is_flag=True, help="Every lab with a state file or nl- namespaces.")
+@click.argument("lab", required=False, callback=common.lab_name)
+@click.option("--all", "all_labs", is_flag=True,
+              help="Every lab with a valid state file here; other nl- namespaces are listed, not removed.")
 def down(lab: str | None, all_labs: bool) -> None:
-    """Remove everything LAB owns (namespaces, processes, state); always succeeds on leftovers."""
+    """Remove everything LAB owns (namespaces, processes, state); succeeds on leftovers."""
     st = common.store()
+    if all_labs and lab:
+        raise BadInput("LAB: name a lab or pass --all, not both")
     if all_labs:
-        results, strays = lifecycle.down_all(st)
+        result = lifecycle.down_all(st, common.host())
+        results, unowned = result.downed, result.unowned
+        for report in result.corrupt:
+            click.echo(f"netlab down: {report}", err=True)
     elif lab:
-        results, strays = [(lab, lifecycle.down(lab, st))], 0
+        results, unowned = ((lab, lifecycle.down(lab, st, common.host())),), ()
     else:
         raise BadInput("LAB: name the lab to remove, or pass --all")
     for name, r in results:
+        if r.corrupt:
+            click.echo(f"netlab down: {r.corrupt}", err=True)
         click.echo(f"lab {name} is down: {r.netns_removed} namespaces removed"
                    + (", task apps stopped" if r.supervisor_stopped else "")
                    + (", state removed" if r.state_removed else ""))
-    if strays:
-        click.echo(f"removed {strays} more nl- namespaces that no lab state claimed")
+    if all_labs and not results:
+        click.echo("no lab with a valid state file here")
+    if unowned:
+        owners = sorted({owner for n in unowned if (owner := names.lab_of(n))})
+        hint = ", ".join(f"netlab down {owner}" for owner in owners) or "netlab down LAB"
+        click.echo(f"left {len(unowned)} nl- namespaces that no state file here claims: "
+                   f"{' '.join(unowned)} (hint: {hint})")
 
 
 def resolve_netns(lab: str, target: str, targets: dict[str, str]) -> str:
@@ -100,7 +114,7 @@ def resolve_netns(lab: str, target: str, targets: dict[str, str]) -> str:
 
 
 @click.command(name="exec", context_settings={"ignore_unknown_options": True})
-@click.argument("lab")
+@click.argument("lab", callback=common.lab_name)
 @click.argument("target")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(lab: str, target: str, cmd: tuple[str, ...]) -> None:
@@ -123,6 +137,9 @@ def graph(lab_or_scenario: str, fmt: str) -> None:
     from netlab.plan.graph import render
     if os.path.isfile(lab_or_scenario):
         model = common.load(lab_or_scenario)
-    else:
+    elif names.is_lab(lab_or_scenario):
         model = common.lab_from_state(common.lab_state(common.store(), lab_or_scenario))
+    else:
+        raise BadInput(f"LAB|SCENARIO: {lab_or_scenario!r} is neither a scenario file nor a lab "
+                       "name (hint: a path to a YAML file, or a lab from netlab status)")
     click.echo(render(build_plan(model), fmt), nl=False)

@@ -17,7 +17,7 @@ from netlab.trace.run import Tracer, parse, write_pcapng
 
 
 @click.command()
-@click.argument("lab")
+@click.argument("lab", callback=common.lab_name)
 @click.argument("target", metavar="NODE:PORT[/PROTO]")
 @click.option("--from", "sender", default="client", show_default=True,
               help="Who sends: client, a node (node1) or a task (hello-a.1).")

@@ -31,10 +31,22 @@ class NetnsError(NetlabError):
 
 
 def path(name: str) -> str:
+    """``/var/run/netns/<name>``, for a plain file name only.
+
+    Every function here goes through this, so no name (say one read back from
+    a tampered state file) can point anywhere else: an absolute path, ``..``,
+    a ``/`` or a NUL raises NetnsError. pyroute2 would otherwise treat a name
+    with a ``/`` as a path of its own.
+    """
+    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name
+            or "\0" in name or len(name) > 255):
+        raise NetnsError(f"refusing network namespace name {str(name)[:80]!r}: "
+                         f"not a plain name under {NETNS_DIR}")
     return os.path.join(NETNS_DIR, name)
 
 
 def exists(name: str) -> bool:
+    """True when ``name`` exists (raises NetnsError for a name that is not plain)."""
     return os.path.exists(path(name))
 
 
@@ -47,7 +59,8 @@ def listed(prefix: str = "") -> list[str]:
 
 
 def create(name: str) -> bool:
-    """Create ``name`` unless it exists; True when it was created."""
+    """Create ``name`` unless it exists; True when it was created (NetnsError
+    for a name that is not plain)."""
     if exists(name):
         return False
     pr_netns.create(name)
@@ -55,7 +68,8 @@ def create(name: str) -> bool:
 
 
 def remove(name: str) -> bool:
-    """Remove ``name`` if it exists; True when it was removed."""
+    """Remove ``name`` if it exists; True when it was removed (NetnsError for a
+    name that is not plain: nothing outside /var/run/netns is ever touched)."""
     if not exists(name):
         return False
     try:

@@ -1,9 +1,11 @@
 """Rules for lab, node and service names: RFC 1123 labels that fit the kernel.
 
-Names end up in namespace names (``nl-<lab>-<node>-ingress_sbox``), interface
+Names end up in namespace names (``nl-<lab>.<node>.ingress_sbox``), interface
 names (``veth-<node>``, at most 15 characters in Linux) and iptables comments,
 so they are DNS labels with length limits, and a few node names are taken by
-the lab's own namespaces.
+the lab's own namespaces. Being labels, they hold no dot: the dots in a
+namespace name separate the lab from the object, which keeps every name
+unambiguous (see netlab/plan/names.py).
 """
 
 from __future__ import annotations
@@ -22,30 +24,25 @@ SERVICE_MAX = 20
 class NameRule:
     """What a kind of name must satisfy and why.
 
-    ``reserved`` pairs a name with the reason it is taken; ``forbidden_parts``
-    pairs a substring with the reason it may not appear.
+    ``reserved`` pairs a name with the reason it is taken.
     """
 
     kind: str
     max_len: int
     why_max: str
     reserved: tuple[tuple[str, str], ...] = ()
-    forbidden_parts: tuple[tuple[str, str], ...] = ()
 
 
 LAB = NameRule(
     "lab", LAB_MAX,
-    "it prefixes every namespace name (nl-<lab>-<node>-ingress_sbox) and rule comment",
+    "it prefixes every namespace name (nl-<lab>.<node>.ingress_sbox) and rule comment",
 )
 NODE = NameRule(
     "node", NODE_MAX,
     "interface names such as veth-<node> must fit Linux's 15-character limit",
     reserved=(
-        ("lan", "nl-<lab>-lan is the lab's LAN namespace"),
-        ("client", "nl-<lab>-client is the lab's outside client"),
-    ),
-    forbidden_parts=(
-        ("-ov-", "nl-<lab>-<node>-ov-ingress names a node's overlay namespace, so this name could collide"),
+        ("lan", "nl-<lab>.lan is the lab's LAN namespace"),
+        ("client", "nl-<lab>.client is the lab's outside client"),
     ),
 )
 SERVICE = NameRule(
@@ -79,7 +76,4 @@ def name_problem(name: str, rule: NameRule) -> tuple[str, str] | None:
     for reserved, why in rule.reserved:
         if name == reserved:
             return f"{kind} name {name!r} is reserved", f"{why}; pick another name"
-    for part, why in rule.forbidden_parts:
-        if part in name:
-            return f"{kind} name {name!r} contains {part!r}", f"{why}; rename it"
     return None

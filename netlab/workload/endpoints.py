@@ -33,7 +33,7 @@ EndpointKey = tuple[str, str, int]
 class AppEndpoint:
     """One socket the app listens on, and the names it answers with.
 
-    ``netns`` is a name under ``/var/run/netns`` (``nl-<lab>-<task>``) or an
+    ``netns`` is a name under ``/var/run/netns`` (``nl-<lab>.<task>``) or an
     absolute path to a namespace file (``/proc/<pid>/ns/net``). ``port`` is the
     task's *target* port; the app binds ``0.0.0.0:port`` there. Raises
     ValueError when a field is out of range.

@@ -60,7 +60,8 @@ def start(
     status_path = status_path_for(ep_path)
     status_path.unlink(missing_ok=True)
 
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
     log_start = os.fstat(log_fd).st_size
     env = dict(os.environ)
     # The child runs from /, so make sure it imports this very netlab.

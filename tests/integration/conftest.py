@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from netlab.plan import names
+
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO / "scenarios"
 #: The save command of each backend, as a user types it: the machine's default
@@ -74,7 +76,7 @@ def sh(netns: str, *cmd: str) -> str:
 def lab_netns(lab: str) -> list[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return sorted(line.split()[0] for line in out.splitlines()
-                  if line.split() and line.split()[0].startswith(f"nl-{lab}-"))
+                  if line.split() and line.split()[0].startswith(names.lab_prefix(lab)))
 
 
 @dataclass

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from netlab.plan import names
 from tests.integration.conftest import SCENARIOS, lab_netns, netlab
 
 STATE = Path(os.environ.get("NETLAB_STATE_DIR", "/run/netlab"))
@@ -96,5 +97,64 @@ def test_down_without_state_file_uses_the_prefix():
     assert pid and not Path(f"/proc/{pid}").exists()
 
 
-def test_down_of_unknown_lab_succeeds():
-    assert netlab("down", "t" + secrets.token_hex(3)).returncode == 0
+def test_down_of_unknown_lab_exits_2():
+    proc = netlab("down", "t" + secrets.token_hex(3), check=False)
+    assert proc.returncode == 2 and "no lab named" in proc.stderr
+
+
+def _ip_netns(*args: str) -> None:
+    subprocess.run(["ip", "netns", *args], check=True, capture_output=True)
+
+
+def test_labs_whose_names_once_collided_coexist(tmp_path):
+    """Lab T with node a-node1 and lab T-a with node node1 were both nl-T-a-node1."""
+    lab = "t" + secrets.token_hex(3)
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("nodes: {a-node1: {role: manager}, node2: {}}\n"
+                        "services:\n  web: {deploy: {replicas: 2}, ports: [\"8080:80\"]}\n")
+    try:
+        netlab("up", str(scenario), "--name", lab)
+        netlab("up", str(SCENARIOS / "hello-a.yaml"), "--name", f"{lab}-a")
+        mine, theirs = lab_netns(lab), lab_netns(f"{lab}-a")
+        assert len(mine) == len(theirs) == 10 and not set(mine) & set(theirs)
+        netlab("down", lab)
+        assert lab_netns(lab) == [] and lab_netns(f"{lab}-a") == theirs
+        replies = json.loads(netlab("curl", f"{lab}-a", "node1:5000", "--count", "2",
+                                    "--json").stdout)
+        assert [r["ok"] for r in replies] == [True, True]
+    finally:
+        netlab("down", lab, check=False)
+        netlab("down", f"{lab}-a", check=False)
+    assert lab_netns(f"{lab}-a") == []
+
+
+def test_down_all_leaves_namespaces_it_cannot_prove_its_own():
+    lab = "t" + secrets.token_hex(3)
+    foreign = [names.node_ns(f"{lab}x", "node1"), f"nl-{lab}-old"]   # another lab; the old scheme
+    try:
+        for name in foreign:
+            _ip_netns("add", name)
+        netlab("up", str(SCENARIOS / "hello-a.yaml"), "--name", lab)
+        out = netlab("down", "--all").stdout
+        assert f"lab {lab} is down" in out and lab_netns(lab) == []
+        [listed] = [line for line in out.splitlines() if line.startswith("left ")]
+        assert all(name in listed for name in foreign) and f"netlab down {lab}x" in listed
+        assert set(foreign) <= set(os.listdir("/var/run/netns"))
+    finally:
+        netlab("down", lab, check=False)
+        for name in foreign:
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+def test_up_refuses_namespaces_of_its_name_that_no_state_claims():
+    lab = "t" + secrets.token_hex(3)
+    stray = names.node_ns(lab, "node1")
+    _ip_netns("add", stray)
+    try:
+        proc = netlab("up", str(SCENARIOS / "hello-a.yaml"), "--name", lab, check=False)
+        assert proc.returncode == 2 and f"netlab down {lab}" in proc.stderr
+        assert lab_netns(lab) == [stray] and not (STATE / f"{lab}.json").exists()
+        netlab("down", lab)
+        assert lab_netns(lab) == []
+    finally:
+        subprocess.run(["ip", "netns", "delete", stray], capture_output=True)

@@ -10,6 +10,7 @@ import time
 
 from netlab.kernel.netns import socket_in
 from netlab.model import Lab
+from netlab.plan import names
 from netlab.plan.build import build_plan
 from netlab.plan.render import ipvsadm, iptables_save, normalize_ipvsadm, normalize_save
 from netlab.scenario import load_lab
@@ -92,7 +93,7 @@ def test_kernel_read_back_with_standard_tools_matches_the_plan(any_seed_lab):
 
 def test_vxlan_with_vni_4096_crosses_the_lan(seed_lab):
     lab = seed_lab
-    lan = f"nl-{lab.name}-lan"
+    lan = names.lan_ns(lab.name)
     sock = socket_in(lan, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
     # A bridge device does not see unicast it forwards between its ports:
     # capture on node2's port, where node2's VXLAN to node1 passes.

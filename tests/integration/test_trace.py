@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from netlab.plan import names
 from tests.integration.conftest import netlab, sh
 
 HOP_KEYS = {"seq", "node", "netns", "iface", "dir", "src", "dst", "proto", "event", "detail",
@@ -64,16 +66,16 @@ def test_remote_backend_path_there_and_back(seed_lab, four):
     dnat = _hop(trace, "dnat")
     assert dnat["netns"] == "node2" and "DNAT → 172.18.0.2:5000" in dnat["detail"]
     assert dnat["object"] == "svc/hello-a:publish/5000"
-    assert dnat["rule"] in sh(f"nl-{seed_lab.name}-node2", seed_lab.save, "-t", "nat")
+    assert dnat["rule"] in sh(names.node_ns(seed_lab.name, "node2"), seed_lab.save, "-t", "nat")
     mark = _hop(trace, "mark")
     assert mark["netns"] == "node2/ingress_sbox" and "MARK 0x100 (256)" in mark["detail"]
-    assert mark["rule"] in sh(f"nl-{seed_lab.name}-node2-ingress_sbox", seed_lab.save,
+    assert mark["rule"] in sh(names.sandbox_ns(seed_lab.name, "node2"), seed_lab.save,
                               "-t", "mangle")
     ipvs = _hop(trace, "ipvs")
     assert "IPVS FWM 256 rr → 10.0.0.5:5000 (hello-a.1 on node1)" in ipvs["detail"]
     assert "ipvs-conn" in ipvs["evidence"]
     client_port = trace["request"]["src"].rsplit(":", 1)[1]
-    conns = sh(f"nl-{seed_lab.name}-node2-ingress_sbox", "ipvsadm", "-Lnc")
+    conns = sh(names.sandbox_ns(seed_lab.name, "node2"), "ipvsadm", "-Lnc")
     assert any(f"192.168.56.2:{client_port}" in line and "10.0.0.5:5000" in line
                for line in conns.splitlines()), conns
     snat = _hop(trace, "snat")
@@ -138,9 +140,9 @@ def test_unpublished_port_is_refused_at_the_node(seed_lab):
 def test_broken_mesh_is_diagnosed(lab_up):
     """hello-a.1's FDB entry deleted on node2, and a DROP in hello-a.2's filter."""
     lab = lab_up("hello-a.yaml")
-    sh(f"nl-{lab.name}-node2-ov-ingress", "bridge", "fdb", "del", "02:42:0a:00:00:05",
+    sh(names.overlay_ns(lab.name, "node2"), "bridge", "fdb", "del", "02:42:0a:00:00:05",
        "dev", "vxlan0", "dst", "192.168.56.11", "self")
-    sh(f"nl-{lab.name}-hello-a.2", "iptables", "-I", "INPUT", "-p", "tcp",
+    sh(names.task_ns(lab.name, "hello-a.2"), "iptables", "-I", "INPUT", "-p", "tcp",
        "--dport", "3000", "-j", "DROP")
     proc = netlab("trace", lab.name, "node2:5000", "--repeat", "2", "--timeout", "1.5", "--json",
                   check=False)

@@ -18,7 +18,7 @@ SEED = str(REPO / "scenarios" / "hello-a.yaml")
 def test_plan_prints_iptables_and_ipvsadm_text():
     r = CliRunner().invoke(cli, ["plan", SEED])
     assert r.exit_code == 0, r.output
-    assert "## nl-hello-a-node1-ingress_sbox" in r.output
+    assert "## nl-hello-a.node1.ingress_sbox" in r.output
     assert "FWM  256 rr" in r.output
 
 
@@ -27,7 +27,7 @@ def test_plan_json_is_one_document():
     assert r.exit_code == 0
     doc = json.loads(r.output)
     assert doc["lab"] == "other"
-    assert "nl-other-node1-ingress_sbox" in doc["rendered"]
+    assert "nl-other.node1.ingress_sbox" in doc["rendered"]
 
 
 def test_plan_of_missing_file_is_bad_input(tmp_path):

@@ -25,7 +25,7 @@ def test_mermaid_has_a_box_per_namespace_and_every_veth():
     assert text.startswith("flowchart LR\n")
     assert text.count("  subgraph ") == len(plan.netns) == 10
     assert text.count("|veth|") == len(plan.veths)
-    assert '["node2/ingress_sbox (nl-hello-a-node2-ingress_sbox)"]' in text
+    assert '["node2/ingress_sbox (nl-hello-a.node2.ingress_sbox)"]' in text
     assert '["eth0 10.0.0.3/24 10.0.0.4/32"]' in text
 
 

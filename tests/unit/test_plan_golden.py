@@ -52,7 +52,7 @@ def test_seed_plan_holds_swarms_rules():
     owned = {ns.name for ns in plan.netns}
     assert {r.netns for r in plan.rules} <= owned
     assert {v.a.netns for v in plan.veths} | {v.b.netns for v in plan.veths} <= owned
-    assert all(ns.startswith("nl-hello-a-") for ns in owned)
+    assert all(ns.startswith("nl-hello-a.") for ns in owned)
 
 
 def test_three_nodes_every_node_publishes_every_port():

@@ -371,7 +371,6 @@ def test_zero_replicas_need_no_node():
     ("{abcdefghijk: {}}", "nodes.abcdefghijk", "abcdefghijk", "11 characters long; the limit is 10"),
     ("{lan: {}}", "nodes.lan", "lan", "is reserved"),
     ("{client: {}}", "nodes.client", "client", "is reserved"),
-    ("{a-ov-b: {}}", "nodes.a-ov-b", "a-ov-b", "contains '-ov-'"),
     ("{node1: {role: boss}}", "nodes.node1.role", "boss", "unknown role 'boss'"),
     ("{node1: {role: Manager}}", "nodes.node1.role", "Manager", "unknown role 'Manager'"),
     ("{node1: {availability: paused}}", "nodes.node1.availability", "paused", "unknown availability"),

@@ -16,6 +16,7 @@ from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
 from netlab.kernel.iptables import RuleCounter
+from netlab.plan import names
 from netlab.plan.build import build_plan
 from netlab.scenario import load_lab, load_lab_from_text
 from netlab.trace import rules
@@ -34,8 +35,9 @@ C, N2, GW = "192.168.56.2:40000", "192.168.56.12:5000", "172.18.0.2:5000"
 OV, T1, T1_APP, T2 = "10.0.0.3:40000", "10.0.0.5:5000", "10.0.0.5:3000", "10.0.0.6:5000"
 MAC_SBOX2, MAC_T1, MAC_T2 = "02:42:0a:00:00:03", "02:42:0a:00:00:05", "02:42:0a:00:00:06"
 NODE1_LAN, NODE2_LAN = "192.168.56.11", "192.168.56.12"
-NS_N2, NS_SBOX, NS_OV2 = "nl-vt-node2", "nl-vt-node2-ingress_sbox", "nl-vt-node2-ov-ingress"
-NS_T1, NS_T2 = "nl-vt-hello-a.1", "nl-vt-hello-a.2"
+NS_N2, NS_SBOX, NS_OV2 = (names.node_ns("vt", "node2"), names.sandbox_ns("vt", "node2"),
+                          names.overlay_ns("vt", "node2"))
+NS_T1, NS_T2 = names.task_ns("vt", "hello-a.1"), names.task_ns("vt", "hello-a.2")
 
 # Rule texts as the golden plan programs them (tests/unit/golden/hello-a.plan.txt).
 JUMP = ('-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment '
@@ -387,7 +389,7 @@ def test_icmp_error_quoting_the_request_is_its_reply():
     chain = FlowChain((sent,), {}, {})
     err = (Ether() / IP(src="192.168.56.12", dst="192.168.56.2") / ICMP(type=3, code=3)
            / IPerror(src="192.168.56.2", dst="192.168.56.12") / UDPerror(sport=40000, dport=5999))
-    point = CapturePoint("nl-x-node2", "node2", "node2", "host", "eth0")
+    point = CapturePoint("nl-x.node2", "node2", "node2", "host", "eth0")
     seen = decode(Frame(point, 1.0, True, bytes(err)), chain, 4789)
     assert seen is not None and seen.leg == "reply" and seen.flags == "ICMP 3/3"
     assert seen.flow == sent.reversed()
