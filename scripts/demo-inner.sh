@@ -22,4 +22,6 @@ trap teardown EXIT
 step up scenarios/hello-a.yaml
 step status "$LAB"
 step curl "$LAB" node2:5000 --count 6
+# The tutorials' way in: the machine's own iptables inside node2's ingress_sbox.
+step exec "$LAB" node2/ingress_sbox -- iptables -t mangle -S PREROUTING
 step trace "$LAB" node2:5000
