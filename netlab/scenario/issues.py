@@ -105,6 +105,19 @@ class ScenarioError(BadInput):
         """All issues, one per line."""
         return format_issues(self.issues, self.source)
 
+    def details(self) -> dict[str, object]:
+        """The first issue as ``{"error", "field", "hint", "exit_code"}``, and every issue
+        (with ``file``, ``line`` and ``column``) under ``issues``."""
+        first = self.issues[0]
+        return {
+            "error": first.message, "field": first.path or None, "hint": first.hint or None,
+            "exit_code": self.exit_code, "file": self.source, "line": first.line,
+            "column": first.column,
+            "issues": [{"file": self.source, "line": i.line, "column": i.column,
+                        "field": i.path or None, "error": i.message, "hint": i.hint or None}
+                       for i in self.issues],
+        }
+
 
 class IssueLog:
     """Collects issues while one file is validated (one log per load)."""

@@ -20,6 +20,7 @@ from netlab.scenario.names import LAB, name_problem, suggest
 from netlab.scenario.networks import read_networks
 from netlab.scenario.nodes import read_nodes
 from netlab.scenario.services import read_services
+from netlab.scenario.source import read_scenario_text
 from netlab.scenario.yamltree import Entry, Mapping, YamlProblem, parse_document
 
 TOP_KEYS = ("name", "nodes", "services", "ingress", "underlay")
@@ -109,22 +110,8 @@ def load_lab(path: str | Path, name_override: str | None = None) -> Lab:
     """Read the scenario file at ``path`` and return its validated, placed Lab.
 
     Raises ScenarioError (a BadInput, exit 2) listing every problem, including
-    a file that is missing, unreadable or not UTF-8 text.
+    a file that is missing, unreadable, not a regular file, over 1 MiB or not
+    UTF-8 text (see :mod:`netlab.scenario.source`).
     """
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(source, [Issue("", "no such file", "check the path", None, None)]) from None
-    except IsADirectoryError:
-        raise ScenarioError(source, [Issue("", "is a directory, not a scenario file",
-                                           "pass a .yaml file, e.g. scenarios/hello-a.yaml",
-                                           None, None)]) from None
-    except UnicodeDecodeError as err:
-        raise ScenarioError(source, [Issue("", f"is not UTF-8 text (byte {err.start})",
-                                           "save the scenario as UTF-8", None, None)]) from None
-    except OSError as err:
-        raise ScenarioError(source, [Issue("", f"cannot be read: {err.strerror}",
-                                           "check the path and its permissions",
-                                           None, None)]) from None
-    return load_lab_from_text(text, source, name_override)
+    text = read_scenario_text(path)
+    return load_lab_from_text(text, str(path), name_override)
