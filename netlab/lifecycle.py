@@ -52,7 +52,7 @@ def endpoints(lab: Lab, plan: Plan) -> list[AppEndpoint]:
             out.append(AppEndpoint(
                 netns=names.task_ns(lab.name, task.name), service=service.name, task=task.name,
                 node=task.node, task_ip=str(addressing.tasks[task.name].ingress_ip),
-                port=port.target, protocol="udp" if port.protocol == "udp" else "tcp"))
+                port=port.target, protocol=port.protocol))
     return out
 
 

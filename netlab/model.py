@@ -12,7 +12,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
-Protocol = Literal["tcp", "udp", "sctp"]
+# What the task app can serve; Swarm also knows sctp (refused by the scenario reader).
+Protocol = Literal["tcp", "udp"]
 PublishMode = Literal["ingress", "host"]
 NodeRole = Literal["manager", "worker"]
 Availability = Literal["active", "pause", "drain"]

@@ -29,10 +29,23 @@ _DISJOINT_HINT = ("ingress.subnet, underlay.lan and underlay.gwbridge must not o
                   "(defaults 10.0.0.0/24, 192.168.56.0/24, 172.18.0.0/16)")
 
 
+def _free_above(used: set[int]) -> list[int | None]:
+    """``free[p]``: the first port above ``p`` that ``used`` leaves free (None: none left)."""
+    free: list[int | None] = [None] * 65536
+    for port in range(65534, -1, -1):
+        free[port] = port + 1 if port + 1 not in used else free[port + 1]
+    return free
+
+
 def check_published_ports(ports: Sequence[PortSpec], data_path_port: int, log: IssueLog) -> None:
-    """Each published port/protocol once in the lab, and never the VXLAN UDP port."""
+    """Each published port/protocol once in the lab, and never the VXLAN UDP port.
+
+    Another service's port is refused as swarmkit does (``port '5000' is
+    already in use by service ...``); a service's own repeat as Docker's
+    ``duplicate published ports``.
+    """
     first: dict[tuple[int, str], PortSpec] = {}
-    used = {(p.port.published, p.port.protocol) for p in ports}
+    free_by_protocol: dict[str, list[int | None]] = {}
     for spec in ports:
         port = spec.port
         key = (port.published, port.protocol)
@@ -45,12 +58,19 @@ def check_published_ports(ports: Sequence[PortSpec], data_path_port: int, log: I
             first[key] = spec
             continue
         other = first[key]
-        free = next((n for n in range(port.published + 1, 65536)
-                     if (n, port.protocol) not in used), None)
+        if port.protocol not in free_by_protocol:
+            free_by_protocol[port.protocol] = _free_above(
+                {p.port.published for p in ports if p.port.protocol == port.protocol})
+        free = free_by_protocol[port.protocol][port.published]
         free_hint = f", e.g. {free}" if free else ""
-        log.add(path,
-                f"published port {port.published}/{port.protocol} is already published by "
-                f"{other.path} (line {other.pos.line})",
+        proto = "" if port.protocol == "tcp" else f"/{port.protocol}"
+        if other.service != spec.service:
+            message = (f"port '{port.published}{proto}' is already in use by service "
+                       f"'{other.service}' as an ingress port ({other.path}, line {other.pos.line})")
+        else:
+            message = (f"published port {port.published}/{port.protocol} is already published by "
+                       f"{other.path} (line {other.pos.line})")
+        log.add(path, message,
                 f"a published port serves one service on the routing mesh; pick another{free_hint}",
                 spec.pos)
 

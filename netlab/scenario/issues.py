@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from netlab.errors import BadInput
 from netlab.scenario.yamltree import Pos
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def field(path: str, key: str) -> str:
     Keys that are not plain names are written in brackets, JSON-quoted, so the
     path stays unambiguous: ``services["a.b"]``.
     """
-    if not _PLAIN_KEY.match(key):
+    if not _PLAIN_KEY.fullmatch(key):
         return f"{path}[{json.dumps(key)}]"
     return f"{path}.{key}" if path else key
 
