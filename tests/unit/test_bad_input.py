@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 
 from netlab import lifecycle
 from netlab.cli.main import cli
+from netlab.scenario import load_lab
 
 VALID = """\
 name: lab
@@ -302,3 +303,23 @@ def test_a_big_document_is_answered_quickly(tmp_path, timings, case, text, code)
         else:
             assert r.exit_code == code, r.output[-500:]
             assert code == 0 or str(scenario) in r.stderr
+
+
+# --- big but valid labs plan in time linear in their size (measured) --------
+
+LARGE = [
+    ("10,000 replicas on 2 nodes, /16", "name: big\nnodes: {n1: {role: manager}, n2: {}}\n"
+     "services: {web: {deploy: {replicas: 10000}, ports: ['8080:80']}}\n"
+     "ingress: {subnet: 10.1.0.0/16}\n"),
+    ("ingress 32.0.0.0/3, gwbridge /8", HEAD + "services: {web: {ports: ['80:80']}}\n"
+     "ingress: {subnet: 32.0.0.0/3}\nunderlay: {gwbridge: 172.0.0.0/8}\n"),
+]
+
+
+@pytest.mark.parametrize("case, text", LARGE, ids=[c[0] for c in LARGE])
+def test_a_large_lab_plans(tmp_path, timings, case, text):
+    scenario = tmp_path / "large.yaml"
+    scenario.write_text(text)
+    r = invoke(["plan", str(scenario)], timings, case)
+    assert r.exit_code == 0, r.output[-500:]
+    assert r.stdout.count("\n## ") + 1 == len(load_lab(scenario).nodes) * 3 + len(load_lab(scenario).tasks) + 2
