@@ -1,4 +1,4 @@
-"""Checks that span sections: port clashes, placement, subnets, sizes, MTU.
+"""Checks that span sections: port clashes, placement, subnets, sizes, scale, MTU.
 
 Each check reads already-typed parts (with their positions) and records one
 issue per problem. Sizes follow :mod:`netlab.ipam` exactly, so a scenario
@@ -25,6 +25,7 @@ RESERVED_RANGES = (
     (ipaddress.IPv4Network("224.0.0.0/4"), "multicast (224.0.0.0/4)"),
     (ipaddress.IPv4Network("240.0.0.0/4"), "reserved space (240.0.0.0/4)"),
 )
+MAX_PLAN_ITEMS = 500_000
 _DISJOINT_HINT = ("ingress.subnet, underlay.lan and underlay.gwbridge must not overlap "
                   "(defaults 10.0.0.0/24, 192.168.56.0/24, 172.18.0.0/16)")
 
@@ -193,6 +194,35 @@ def check_sizes(net: NetworksRead, nodes: int, services: Sequence[ServiceSpec],
         if _hosts(spec.network) < need:
             _too_small(log, spec, need,
                        f"{node} holds 1 bridge address + 1 ingress sandbox + {most} tasks")
+
+
+def plan_items(nodes: int, services: Sequence[ServiceSpec], tasks: Sequence[Task]) -> int:
+    """About how many items :func:`netlab.plan.build.build_plan` makes (a slight overestimate).
+
+    Per node: its namespaces, links and sysctls (32), 4 rules per published
+    port, 3 items per service, and a neighbour and an FDB entry per other node
+    and per task; per task: 12 items and 3 rules per published port.
+    """
+    ports = {s.service.name: len(s.service.ingress_ports) for s in services}
+    per_node = 32 + 4 * sum(ports.values()) + 3 * len(ports) + 2 * (nodes + len(tasks))
+    return 5 + nodes * per_node + sum(12 + 3 * ports.get(t.service, 0) for t in tasks)
+
+
+def check_scale(nodes: int, services: Sequence[ServiceSpec], tasks: Sequence[Task],
+                log: IssueLog) -> None:
+    """The lab's plan stays under MAX_PLAN_ITEMS items, so planning it cannot eat the machine."""
+    items = plan_items(nodes, services, tasks)
+    if items <= MAX_PLAN_ITEMS:
+        return
+    namespaces = 2 + 3 * nodes + len(tasks)
+    path = "nodes" if nodes * nodes > nodes * len(tasks) + len(tasks) else "services"
+    log.add(path,
+            f"this lab would plan about {items:,} kernel objects (rules, neighbour and FDB "
+            f"entries, addresses) in {namespaces:,} namespaces; netlab plans at most "
+            f"{MAX_PLAN_ITEMS:,}",
+            f"every node holds a neighbour and FDB entry per node and per task, and rules per "
+            f"published port: use fewer nodes or replicas (now {nodes} nodes, {len(tasks)} tasks)",
+            None)
 
 
 def check_mtu(net: NetworksRead, log: IssueLog) -> None:

@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 from netlab.model import Lab, place_tasks
 from netlab.scenario.checks import (
-    check_mtu, check_placement, check_published_ports, check_sizes, check_subnets,
+    check_mtu, check_placement, check_published_ports, check_scale, check_sizes, check_subnets,
 )
 from netlab.scenario.fields import check_keys, kind_of, read_str
 from netlab.scenario.issues import Issue, IssueLog, ScenarioError
@@ -84,6 +84,8 @@ def _build(text: str, source_name: str, name_override: str | None, log: IssueLog
     if placeable and services.clean:
         tasks = place_tasks(nodes.nodes, tuple(s.service for s in services.services))
     check_sizes(net, len(nodes.nodes), services.services, tasks, log)
+    if tasks is not None:
+        check_scale(len(nodes.nodes), services.services, tasks, log)
     if log.count() or tasks is None:
         return None
     return Lab(

@@ -739,3 +739,33 @@ def test_cli_validate_missing_file_exits_2(tmp_path):
 def test_cli_validate_name_option():
     result = CliRunner().invoke(validate, [str(SCENARIOS / "hello-a.yaml"), "--name", "Bad!"])
     assert result.exit_code == 2 and "--name:" in result.stderr
+
+
+@pytest.mark.parametrize("text", [
+    (SCENARIOS / "hello-a.yaml").read_text(),
+    (SCENARIOS / "three-nodes.yaml").read_text(),
+    "nodes: {n1: {role: manager}, n2: {}, n3: {}}\ningress: {subnet: 10.1.0.0/16}\nservices:\n"
+    "  a: {deploy: {replicas: 500}, ports: ['80:80', '81:80', '53:53/udp']}\n"
+    "  b: {deploy: {replicas: 0}, ports: ['90:90']}\n",
+])
+def test_plan_items_estimate_is_close_and_never_under(text):
+    from netlab.plan.build import build_plan
+    from netlab.scenario.checks import plan_items
+    from netlab.scenario.issues import IssueLog
+    from netlab.scenario.services import read_services
+    from netlab.scenario.yamltree import parse_document
+    lab = load_lab_from_text(text, "x.yaml")
+    plan = build_plan(lab)
+    actual = sum(len(getattr(plan, f.name)) for f in dataclasses.fields(plan)
+                 if f.name not in ("lab", "meta"))
+    specs = read_services(parse_document(text).get("services"), IssueLog()).services
+    assert actual <= plan_items(len(lab.nodes), specs, lab.tasks) <= actual * 1.3
+
+
+def test_a_lab_too_big_to_plan_is_refused_before_planning():
+    names = ", ".join(f"n{i}: {{role: manager}}" for i in range(40))
+    text = (f"nodes: {{{names}}}\nservices: {{web: {{deploy: {{replicas: 10000}}, ports: ['80:80']}}}}\n"
+            "ingress: {subnet: 10.1.0.0/16}\n")
+    issue = only_issue(text)
+    assert issue.path == "services" and "netlab plans at most 500,000" in issue.message
+    assert "40 nodes, 10000 tasks" in issue.hint
