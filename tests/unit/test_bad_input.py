@@ -323,3 +323,12 @@ def test_a_large_lab_plans(tmp_path, timings, case, text):
     r = invoke(["plan", str(scenario)], timings, case)
     assert r.exit_code == 0, r.output[-500:]
     assert r.stdout.count("\n## ") + 1 == len(load_lab(scenario).nodes) * 3 + len(load_lab(scenario).tasks) + 2
+
+
+@pytest.mark.parametrize("name", ["lab\n", "a/b", "..", "a b", "l" * 200, "Lab"])
+def test_a_bad_name_option(tmp_path, timings, name):
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(_DOC))
+    for verb in ("validate", "plan"):
+        r = invoke([verb, str(scenario), "--name", name], timings, f"--name {name!r}")
+        assert r.exit_code == 2 and "--name" in r.stderr, r.output
