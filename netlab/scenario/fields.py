@@ -18,7 +18,7 @@ from netlab.scenario.issues import IssueLog, field
 from netlab.scenario.yamltree import Mapping, Scalar, Sequence, Value
 
 _DECIMAL = re.compile(r"[0-9]+")          # ASCII only: str.isdigit() takes "²" and "８０"
-_YAML11_NUMBER = re.compile(r"[-+]?[0-9][0-9a-fA-FxXoO_:]*")
+_YAML11_NUMBER = re.compile(r"[-+]?[0-9][0-9a-fA-FxXoO_:]{0,30}")
 
 
 def is_decimal(text: str) -> bool:
@@ -32,7 +32,7 @@ def _yaml11_reading(text: str) -> int | None:
         return None
     try:
         number = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):
         return None
     return number if type(number) is int else None
 
@@ -154,7 +154,7 @@ def read_int(
             hint = (f"{value.raw} is not a plain decimal number (YAML 1.1 tools read it as "
                     f"{reading}); write the number you mean in decimal digits")
         elif isinstance(value, Scalar) and isinstance(value.value, str) and is_decimal(value.value.strip()):
-            hint = f"write it without quotes: {int(value.value)}"
+            hint = f"write it without quotes: {value.value.strip().lstrip('0') or '0'}"
         else:
             hint = range_hint
         log.add(path, f"{what} must be an integer, not {kind_of(value)}", hint, value.pos)

@@ -54,11 +54,12 @@ def _number(text: str, path: str, what: str, pos: Pos, log: IssueLog) -> int | N
     if not is_decimal(text):
         log.add(path, f"{what} port {text!r} is not a number", f"write {SHORT_EXAMPLE}", pos)
         return None
-    number = int(text)
-    if not 1 <= number <= 65535:
-        log.add(path, f"{what} port {number} is out of range 1-65535", _RANGE_HINT, pos)
+    if len(text) > 5 or not 1 <= int(text) <= 65535:  # int() refuses 4,300+ digits
+        shown = text if len(text) <= 12 else f"{text[:12]}… ({len(text)} digits)"
+        log.add(path, f"{what} port {shown.lstrip('0') or '0'} is out of range 1-65535",
+                _RANGE_HINT, pos)
         return None
-    return number
+    return int(text)
 
 
 def _short(value: Scalar, text: str, path: str, service: str, log: IssueLog) -> PortSpec | None:

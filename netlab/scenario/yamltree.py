@@ -8,7 +8,8 @@ the step before construction) and the node graph is turned into
 key/value pair, a key given twice is kept as well (in ``Mapping.repeated``), so
 the validator can report it. Merge keys (``<<: *anchor``) and aliases work as
 in YAML 1.1. Scalars are typed by PyYAML's safe resolver except for numbers:
-only plain decimals (``42``, ``-1``, ``1.5``) are numbers, so YAML 1.1's traps
+only plain decimals of up to 18 digits (``42``, ``-1``, ``1.5``) are numbers
+(Python refuses int() of more than 4,300 digits), so YAML 1.1's traps
 (``1:00`` read as 60, ``010`` as 8, ``0x10``, ``1_000``) stay strings that the
 field readers refuse with a hint.
 
@@ -45,7 +46,7 @@ def _strict_numbers(base: type) -> type:
     table: dict = {first: [(tag, rx) for tag, rx in entries if tag not in (_INT_TAG, _FLOAT_TAG)]
                    for first, entries in base.yaml_implicit_resolvers.items()}
     numbers = (
-        (_INT_TAG, re.compile(r"[-+]?(?:0|[1-9][0-9]*)\Z"), "-+0123456789"),
+        (_INT_TAG, re.compile(r"[-+]?(?:0|[1-9][0-9]{0,17})\Z"), "-+0123456789"),  # int64
         (_FLOAT_TAG, re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z"
                                 r"|[-+]?\.(?:inf|Inf|INF)\Z|\.(?:nan|NaN|NAN)\Z"), "-+.0123456789"),
     )

@@ -102,6 +102,7 @@ def _fake_lab_store(tmp_path, monkeypatch):
     (["trace", "x", "node9:5000"], "NODE:PORT"),
     (["trace", "x", "node2:http"], "NODE:PORT"),
     (["trace", "x", "node2:\u00b2"], "NODE:PORT"),          # isdigit() but not a number
+    (["curl", "x", "node2:" + "5" * 5000], "NODE:PORT"),    # int() refuses 4,300+ digits
     (["curl", "x", "node2:\uff15\uff10\uff10\uff10"], "NODE:PORT"),  # full-width 5000
     (["trace", "x", "node2:5000/sctp"], "NODE:PORT"),
     (["trace", "x", "node2:5000", "--from", "nobody"], "--from"),
