@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Union
 
 import yaml
-from yaml.constructor import ConstructorError
 from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -256,8 +255,9 @@ class _Builder:
     def _scalar(self, node: ScalarNode) -> Scalar:
         try:
             value = self._loader.construct_object(node)
-        except (ConstructorError, ValueError) as err:
-            problem = getattr(err, "problem", None) or str(err)
+        except Exception as err:  # noqa: BLE001 - PyYAML's constructors also raise IndexError,
+            # TypeError... (``!!int`` with no value); constructing a scalar changes nothing.
+            problem = getattr(err, "problem", None) or str(err) or type(err).__name__
             raise YamlProblem(
                 f"cannot read this value: {problem}",
                 "use plain strings, numbers, true/false, lists and mappings without tags",

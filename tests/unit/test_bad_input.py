@@ -203,6 +203,8 @@ MALFORMED = [
     ("tab indentation", "name: t\nnodes:\n\tn1: {}\n", "", "invalid YAML"),
     ("unclosed flow", "name: t\nnodes: {n1: {role: manager}\n", "", "invalid YAML"),
     ("a tag", "name: !!python/object:os.system t\nnodes: {n1: {role: manager}}\n", "", "tag"),
+    ("!!int of nothing", with_service("    ports: [{published: 80, target: !!int }]\n"), "", "cannot read"),
+    ("!!float of junk", with_service("    ports: [{published: 80, target: !!float x}]\n"), "", "cannot read"),
     ("empty", "# nothing\n", "", "empty"),
     ("a list at the top", "- a\n- b\n", "", "mapping"),
     ("control character", HEAD + "x-a: \"\x07\"\n", "", "character"),
@@ -340,3 +342,34 @@ def test_a_bad_name_option(tmp_path, timings, name):
     for verb in ("validate", "plan"):
         r = invoke([verb, str(scenario), "--name", name], timings, f"--name {name!r}")
         assert r.exit_code == 2 and "--name" in r.stderr, r.output
+
+
+# --- random damage: seeded, so a failure is reproducible --------------------
+
+DAMAGE = [*"0123456789:{}[],&*!|>-?#%@`'\" \n\t./", "\u00b2", "\uff18", "\u0660", "<<", "*a", "&a ",
+          "!!int", "!!float", "!!binary", "!!set", "!!omap", "~", "yes", "0x1", "1e9", ".inf", "1_0",
+          "999999999999", "-1", "sctp", "host", "drain", "\n<<: *a\n", "\n? [a]\n: 1\n", "---\n",
+          "2024-13-45", "\u2028", "\x85"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_randomly_damaged_documents_are_read_or_refused(seed):
+    """Only ScenarioError (exit 2) or a lab that plans; never another exception."""
+    import random
+
+    from netlab.plan.build import build_plan
+    from netlab.plan.graph import render
+    from netlab.plan.render import plan_json
+    from netlab.scenario import ScenarioError, load_lab_from_text
+    rng = random.Random(seed)
+    for _ in range(250):
+        text = VALID
+        for _ in range(rng.randint(1, 4)):
+            pos = rng.randrange(len(text))
+            text = text[:pos] + rng.choice(DAMAGE) + text[pos + rng.randint(0, 3):]
+        try:
+            plan = build_plan(load_lab_from_text(text, "damaged.yaml"))
+        except ScenarioError:
+            continue
+        plan_json(plan)
+        render(plan, "dot")
