@@ -17,13 +17,9 @@ from netlab.scenario.issues import Issue, ScenarioError
 
 MAX_BYTES = 1 << 20
 _PICK_A_FILE = "pass a scenario .yaml file, e.g. scenarios/hello-a.yaml"
-_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
+_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO (named pipe)",
+          stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFSOCK: "a socket"}
 
 
 def _refuse(source: str, message: str, hint: str) -> ScenarioError:
@@ -74,14 +70,12 @@ def read_scenario_text(path: str | Path) -> str:
         raise _refuse(source, f"cannot be read: {err.strerror}",
                       "check the path and its permissions") from None
     try:
-        mode = os.fstat(fd)
-        for is_kind, kind in _KINDS:
-            if is_kind(mode.st_mode):
-                raise _refuse(source, f"is {kind}, not a regular file", _PICK_A_FILE)
-        if not stat.S_ISREG(mode.st_mode):
-            raise _refuse(source, "is not a regular file", _PICK_A_FILE)
-        if mode.st_size > MAX_BYTES:
-            raise _too_big(source, mode.st_size)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = _KINDS.get(stat.S_IFMT(info.st_mode), "something")
+            raise _refuse(source, f"is {kind}, not a regular file", _PICK_A_FILE)
+        if info.st_size > MAX_BYTES:
+            raise _too_big(source, info.st_size)
         try:
             data = _read_capped(fd, source)
         except OSError as err:
