@@ -91,18 +91,20 @@ def _paths(value: object, path: str = ""):
             yield from _paths(inner, f"{path}[{i}]")
 
 
+def _at(doc: object, path: str) -> tuple[object, str | int]:
+    """(the container, the key or index) that ``path`` names in ``doc``."""
+    steps = [int(s[1:-1]) if s.startswith("[") else s
+             for s in path.replace("[", ".[").split(".") if s]
+    for step in steps[:-1]:
+        doc = doc[step]  # type: ignore[index]
+    return doc, steps[-1]
+
+
 def _replaced(doc: object, path: str, new: object) -> object:
     """A copy of ``doc`` with the value at ``path`` set to ``new``."""
     copy = json.loads(json.dumps(doc))
-    parent, last = copy, None
-    steps = path.replace("[", ".[").split(".")
-    for step in steps[:-1]:
-        parent = parent[int(step[1:-1])] if step.startswith("[") else parent[step]
-    last = steps[-1]
-    if last.startswith("["):
-        parent[int(last[1:-1])] = new
-    else:
-        parent[last] = new
+    parent, key = _at(copy, path)
+    parent[key] = new  # type: ignore[index]
     return copy
 
 
@@ -123,10 +125,11 @@ def test_a_wrong_type_at_any_field(tmp_path, timings, monkeypatch, path, new):
 @pytest.mark.parametrize("path", MAPPINGS)
 def test_an_unknown_key_in_any_mapping(tmp_path, timings, monkeypatch, path):
     doc = json.loads(json.dumps(_DOC))
-    target = doc
-    for step in filter(None, path.replace("[", ".[").split(".")):
-        target = target[int(step[1:-1])] if step.startswith("[") else target[step]
-    target["bogus_key"] = 1
+    if path:
+        parent, key = _at(doc, path)
+        parent[key]["bogus_key"] = 1  # type: ignore[index]
+    else:
+        doc["bogus_key"] = 1
     scenario = tmp_path / "s.yaml"
     scenario.write_text(yaml.safe_dump(doc))
     field = f"{path}.bogus_key" if path else "bogus_key"
