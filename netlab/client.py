@@ -37,7 +37,8 @@ class Reply:
 def parse_target(state: LabState, target: str) -> tuple[str, str, int]:
     """``node2:5000`` → (node, LAN IP, port); raises BadInput naming the problem."""
     node, sep, port_s = target.rpartition(":")
-    if not sep or not port_s.isdigit() or not 1 <= int(port_s) <= 65535:
+    if (not sep or not (port_s.isascii() and port_s.isdigit()) or len(port_s) > 5
+            or not 1 <= int(port_s) <= 65535):
         raise BadInput(f"NODE:PORT: {target!r} is not NODE:PORT (hint: node2:5000)")
     if node not in state.lan:
         raise BadInput(f"NODE:PORT: no node {node!r} in lab {state.lab} "

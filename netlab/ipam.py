@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from netlab.errors import BadInput
 from netlab.model import Lab
 
 IPv4 = ipaddress.IPv4Address
@@ -24,8 +25,12 @@ LAN_NODE_OFFSET = 11
 LAN_CLIENT_OFFSET = 2
 
 
-class AddressSpaceExhausted(ValueError):
-    """A subnet is too small for what the scenario asks of it."""
+class AddressSpaceExhausted(BadInput, ValueError):
+    """A subnet is too small for what the scenario asks of it (exit 2).
+
+    The scenario checks size every subnet as this module takes from it, so a
+    validated lab never raises this.
+    """
 
 
 def mac_for(ip: IPv4) -> str:
@@ -65,29 +70,47 @@ class Addressing:
     tasks: dict[str, TaskAddresses]
 
 
-def _take(pool: list[IPv4], what: str, subnet: ipaddress.IPv4Network) -> IPv4:
-    if not pool:
-        raise AddressSpaceExhausted(f"{subnet} has no address left for {what}")
-    return pool.pop(0)
+def host(subnet: ipaddress.IPv4Network, n: int, what: str) -> IPv4:
+    """Host ``n`` of ``subnet`` (1 is the address after the network address), by arithmetic.
+
+    The same as ``list(subnet.hosts())[n - 1]`` for a /30 or larger, without
+    listing 2^29 addresses for a /3. Raises AddressSpaceExhausted naming
+    ``what`` when ``n`` is past the last host (the broadcast address is not one).
+    """
+    if not 1 <= n <= subnet.num_addresses - 2:
+        raise AddressSpaceExhausted(f"{subnet} has no address left for {what} "
+                                    "(hint: use a larger subnet)")
+    return subnet.network_address + n
 
 
 def allocate(lab: Lab) -> Addressing:
-    """Allocate every address of ``lab``; raises AddressSpaceExhausted."""
-    ingress = lab.ingress.subnet
-    pool = list(ingress.hosts())[1:]  # .1 is the gateway
+    """Allocate every address of ``lab``; raises AddressSpaceExhausted.
+
+    Costs what is allocated, whatever the size of the subnets.
+    """
+    ingress, lan, gwbridge = lab.ingress.subnet, lab.underlay.lan, lab.underlay.gwbridge
+    ingress_taken = 1  # .1 is the gateway
+    gw_taken = {node.name: 2 for node in lab.nodes}  # .1 docker_gwbridge, .2 the ingress sandbox
+
+    def next_ingress(what: str) -> IPv4:
+        nonlocal ingress_taken
+        ingress_taken += 1
+        return host(ingress, ingress_taken, what)
+
+    def next_gw(node: str, what: str) -> IPv4:
+        gw_taken[node] += 1
+        return host(gwbridge, gw_taken[node], what)
+
+    if lan.num_addresses - 2 < LAN_NODE_OFFSET - 1 + len(lab.nodes):
+        raise AddressSpaceExhausted(f"{lan} is too small for {len(lab.nodes)} nodes "
+                                    "(hint: use a larger subnet)")
     nodes: dict[str, NodeAddresses] = {}
-    lan_hosts = list(lab.underlay.lan.hosts())
-    gw_hosts = list(lab.underlay.gwbridge.hosts())
-    if len(lan_hosts) < LAN_NODE_OFFSET + len(lab.nodes):
-        raise AddressSpaceExhausted(f"{lab.underlay.lan} is too small for {len(lab.nodes)} nodes")
-    gw_pools: dict[str, list[IPv4]] = {}
     for i, node in enumerate(lab.nodes):
-        gw_pools[node.name] = list(gw_hosts[2:])
         nodes[node.name] = NodeAddresses(
-            lan_ip=lan_hosts[LAN_NODE_OFFSET - 1 + i],
-            sandbox_ip=_take(pool, f"the ingress sandbox of {node.name}", ingress),
-            gateway_ip=gw_hosts[0],
-            sandbox_gw_ip=gw_hosts[1],
+            lan_ip=host(lan, LAN_NODE_OFFSET + i, f"node {node.name}"),
+            sandbox_ip=next_ingress(f"the ingress sandbox of {node.name}"),
+            gateway_ip=host(gwbridge, 1, "docker_gwbridge"),
+            sandbox_gw_ip=host(gwbridge, 2, f"the ingress sandbox of {node.name}"),
         )
     services: dict[str, ServiceAddresses] = {}
     tasks: dict[str, TaskAddresses] = {}
@@ -95,14 +118,14 @@ def allocate(lab: Lab) -> Addressing:
     for service in lab.services:
         if service.ingress_ports:
             services[service.name] = ServiceAddresses(
-                vip=_take(pool, f"the VIP of {service.name}", ingress), fwmark=mark)
+                vip=next_ingress(f"the VIP of {service.name}"), fwmark=mark)
             mark += 1
         for task in lab.tasks_of(service.name):
             tasks[task.name] = TaskAddresses(
-                ingress_ip=_take(pool, f"task {task.name}", ingress),
-                gw_ip=_take(gw_pools[task.node], f"task {task.name}", lab.underlay.gwbridge),
+                ingress_ip=next_ingress(f"task {task.name}"),
+                gw_ip=next_gw(task.node, f"task {task.name}"),
             )
     return Addressing(
-        client_ip=lan_hosts[LAN_CLIENT_OFFSET - 1],
+        client_ip=host(lan, LAN_CLIENT_OFFSET, "the client"),
         nodes=nodes, services=services, tasks=tasks,
     )

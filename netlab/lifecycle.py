@@ -76,16 +76,21 @@ class Host:
 
 
 def endpoints(lab: Lab, plan: Plan) -> list[AppEndpoint]:
-    """The app each task runs: one listener per published port, on the target port."""
+    """The app each task runs: one listener per (protocol, target port).
+
+    Two published ports may lead to one target (``["8080:80", "8081:80"]``,
+    which Swarm accepts): both REDIRECT to the same socket.
+    """
     addressing = plan.meta["addressing"]
     out = []
     for task in lab.tasks:
         service = lab.service(task.service)
-        for port in service.ingress_ports:
+        targets = dict.fromkeys((p.protocol, p.target) for p in service.ingress_ports)
+        for protocol, target in targets:
             out.append(AppEndpoint(
                 netns=names.task_ns(lab.name, task.name), service=service.name, task=task.name,
                 node=task.node, task_ip=str(addressing.tasks[task.name].ingress_ip),
-                port=port.target, protocol="udp" if port.protocol == "udp" else "tcp"))
+                port=target, protocol=protocol))
     return out
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
-Protocol = Literal["tcp", "udp", "sctp"]
+# What the task app can serve; Swarm also knows sctp (refused by the scenario reader).
+Protocol = Literal["tcp", "udp"]
 PublishMode = Literal["ingress", "host"]
 NodeRole = Literal["manager", "worker"]
 Availability = Literal["active", "pause", "drain"]
@@ -120,26 +122,36 @@ class Lab:
     ingress: IngressNetwork = field(default_factory=IngressNetwork)
     underlay: Underlay = field(default_factory=Underlay)
     tasks: tuple[Task, ...] = ()
+    iptables: str | None = None     # the scenario's default backend: auto, nft or legacy
+
+    @cached_property
+    def _index(self) -> tuple[dict[str, Node], dict[str, Service],
+                              dict[str, tuple[Task, ...]], dict[str, tuple[Task, ...]]]:
+        """Nodes and services by name, tasks by service and by node; built on first use."""
+        of: dict[str, list[Task]] = {}
+        on: dict[str, list[Task]] = {}
+        for task in self.tasks:
+            of.setdefault(task.service, []).append(task)
+            on.setdefault(task.node, []).append(task)
+        return ({n.name: n for n in reversed(self.nodes)},
+                {s.name: s for s in reversed(self.services)},
+                {k: tuple(v) for k, v in of.items()}, {k: tuple(v) for k, v in on.items()})
 
     def node(self, name: str) -> Node:
         """The node called ``name``; raises KeyError if there is none."""
-        for node in self.nodes:
-            if node.name == name:
-                return node
-        raise KeyError(name)
+        return self._index[0][name]
 
     def service(self, name: str) -> Service:
         """The service called ``name``; raises KeyError if there is none."""
-        for service in self.services:
-            if service.name == name:
-                return service
-        raise KeyError(name)
+        return self._index[1][name]
 
     def tasks_of(self, service: str) -> tuple[Task, ...]:
-        return tuple(t for t in self.tasks if t.service == service)
+        """The tasks of ``service``, by slot (a lookup: labs have thousands of tasks)."""
+        return self._index[2].get(service, ())
 
     def tasks_on(self, node: str) -> tuple[Task, ...]:
-        return tuple(t for t in self.tasks if t.node == node)
+        """The tasks placed on ``node``, in placement order."""
+        return self._index[3].get(node, ())
 
 
 def eligible_nodes(service: Service, nodes: tuple[Node, ...]) -> tuple[Node, ...]:

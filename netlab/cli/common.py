@@ -11,6 +11,19 @@ from netlab.scenario import load_lab
 from netlab.state import LabState, StateStore, check_lab
 
 
+JSON_ERRORS = "netlab.json_errors"
+
+
+def json_option(help_text: str = "One JSON document."):
+    """The ``--json`` flag; with it, an error is also printed as a JSON document on stdout."""
+    def remember(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        if value:
+            ctx.meta[JSON_ERRORS] = True  # ctx.meta is shared with the group's context
+        return value
+    return click.option("--json", "as_json", is_flag=True, is_eager=True, callback=remember,
+                        help=help_text)
+
+
 def store() -> StateStore:
     return StateStore()
 

@@ -19,7 +19,7 @@ from netlab.client import parse_target
 @click.option("--count", "-n", default=1, show_default=True, type=click.IntRange(1, 1000),
               help="How many requests, one connection each.")
 @click.option("--timeout", default=3.0, show_default=True, type=click.FloatRange(0.1, 60))
-@click.option("--json", "as_json", is_flag=True, help="A JSON array, one object per reply.")
+@common.json_option("A JSON array, one object per reply.")
 def curl(lab: str, target: str, count: int, timeout: float, as_json: bool) -> None:
     """HTTP requests from the client namespace to NODE's published PORT; one line per reply."""
     state = common.lab_state(common.store(), lab)

@@ -20,9 +20,9 @@ from netlab.plan.types import Plan
 
 
 @click.command()
-@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.argument("scenario")  # the loader says what is wrong with a path
 @click.option("--name", callback=common.lab_name, help="Lab name (default: the scenario's name).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@common.json_option("One JSON document.")
 def plan(scenario: str, name: str | None, as_json: bool) -> None:
     """Print the desired kernel state of SCENARIO, per namespace (no root needed)."""
     p = build_plan(common.load(scenario, name))
@@ -33,7 +33,7 @@ def plan(scenario: str, name: str | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("scenario", type=click.Path(dir_okay=False))
+@click.argument("scenario")  # the loader says what is wrong with a path
 @click.option("--name", callback=common.lab_name, help="Lab name (default: the scenario's name).")
 @click.option("--iptables", "iptables", type=click.Choice(xtables.CHOICES), default=None,
               help="The iptables backend for the rules (default: $NETLAB_IPTABLES, else the "
@@ -41,7 +41,7 @@ def plan(scenario: str, name: str | None, as_json: bool) -> None:
 def up(scenario: str, name: str | None, iptables: str | None) -> None:
     """Build the lab of SCENARIO, or converge it if it is up."""
     lab = common.load(scenario, name)
-    backend = xtables.choose(iptables)
+    backend = xtables.choose(iptables, lab.iptables)
     click.echo(f"netlab up: {lab.name} from {scenario} (iptables: {backend})", err=True)
     result = lifecycle.up(lab, os.path.abspath(scenario), common.store(), backend,
                           common.progress)
@@ -128,6 +128,11 @@ def exec_(lab: str, target: str, cmd: tuple[str, ...]) -> None:
     os.execv(ip, [ip, "netns", "exec", ns, *cmd])
 
 
+def _is_scenario_path(arg: str) -> bool:
+    """True when ``arg`` names a file rather than a lab (lab names hold no ``/`` or ``.yaml``)."""
+    return os.path.lexists(arg) or "/" in arg or arg.endswith((".yaml", ".yml"))
+
+
 @click.command()
 @click.argument("lab_or_scenario", metavar="LAB|SCENARIO")
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
@@ -135,7 +140,7 @@ def exec_(lab: str, target: str, cmd: tuple[str, ...]) -> None:
 def graph(lab_or_scenario: str, fmt: str) -> None:
     """Draw the plumbing of a lab (or of a scenario file): namespaces, bridges, veths, VXLAN."""
     from netlab.plan.graph import render
-    if os.path.isfile(lab_or_scenario):
+    if _is_scenario_path(lab_or_scenario):
         model = common.load(lab_or_scenario)
     elif names.is_lab(lab_or_scenario):
         model = common.lab_from_state(common.lab_state(common.store(), lab_or_scenario))

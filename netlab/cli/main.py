@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
 
+from netlab.cli.common import JSON_ERRORS
 from netlab.errors import NetlabError
 
 
 class NetlabGroup(click.Group):
-    """A group that turns NetlabError into one line on stderr and its exit code."""
+    """A group that turns NetlabError into one line on stderr and its exit code.
+
+    When the command was given ``--json``, the error is also printed on
+    stdout as one JSON document (:meth:`NetlabError.details`).
+    """
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except NetlabError as err:
+            if ctx.meta.get(JSON_ERRORS):
+                click.echo(json.dumps(err.details(), indent=2))
             click.echo(f"Error: {err}", err=True)
             sys.exit(err.exit_code)
 

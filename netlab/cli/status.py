@@ -50,7 +50,7 @@ def status_doc(lab_name: str | None) -> dict:
 
 @click.command()
 @click.argument("lab", required=False, callback=common.lab_name)
-@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@common.json_option("One JSON document.")
 def status(lab: str | None, as_json: bool) -> None:
     """Nodes, services, tasks, the netns of each target, and drift against the plan."""
     doc = status_doc(lab)

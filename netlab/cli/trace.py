@@ -21,7 +21,7 @@ from netlab.trace.run import Tracer, parse, write_pcapng
 @click.argument("target", metavar="NODE:PORT[/PROTO]")
 @click.option("--from", "sender", default="client", show_default=True,
               help="Who sends: client, a node (node1) or a task (hello-a.1).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document (the trace contract).")
+@common.json_option("One JSON document (the trace contract).")
 @click.option("--pcap", type=click.Path(dir_okay=False, writable=True),
               help="Write every captured packet to this pcapng, one interface per capture point.")
 @click.option("--format", "fmt", type=click.Choice(["table", "mermaid"]), default="table",

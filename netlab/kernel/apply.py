@@ -34,11 +34,12 @@ class ApplyStats:
 
 
 def table_specs(plan: Plan, ns: str) -> tuple[TableSpec, ...]:
+    items = plan.items_in(ns)
     return tuple(
         TableSpec(
             table=t,
-            policies=tuple(p for p in plan.policies if p.netns == ns and p.table == t),
-            user_chains=tuple(c for n, tt, c in plan.user_chains if n == ns and tt == t),
+            policies=tuple(p for p in items.policies if p.table == t),
+            user_chains=tuple(c for _, tt, c in items.user_chains if tt == t),
             rules=plan.rules_in(ns, t),
         )
         for t in plan.tables_in(ns)
@@ -78,13 +79,13 @@ def apply(plan: Plan, backend: Backend, stale: list[str] | None = None,
     progress("IPVS services")
     for ns in plan.netns:
         if ns.role == "sandbox":
-            stats.netlink_requests += ipvs.sync(ns.name, [s for s in plan.ipvs if s.netns == ns.name])
+            stats.netlink_requests += ipvs.sync(ns.name, list(plan.items_in(ns.name).ipvs))
     progress("sysctls and iptables")
     if backend == "legacy":
         preload()
     for ns in plan.netns:
-        sysctls = tuple((s.key, s.value) for s in plan.sysctls
-                        if s.netns == ns.name and not s.key.startswith(EARLY_SYSCTLS))
+        sysctls = tuple((s.key, s.value) for s in plan.items_in(ns.name).sysctls
+                        if not s.key.startswith(EARLY_SYSCTLS))
         specs = table_specs(plan, ns.name)
         if sysctls or specs:
             stats.iptables_commits += netns.run_in(ns.name, configure, backend, sysctls, specs)

@@ -42,13 +42,13 @@ def _peers(nl: Netlink, plan: Plan, present: set[str]) -> list[Drift]:
         idx = nl.index(vx.netns, vx.name)
         if idx is None:
             continue
-        want_fdb = {(f.mac, f.dst) for f in plan.fdb if f.netns == vx.netns}
+        want_fdb = {(f.mac, f.dst) for f in plan.items_in(vx.netns).fdb}
         have_fdb = {(f.get_attr("NDA_LLADDR"), f.get_attr("NDA_DST"))
                     for f in nl(vx.netns).fdb("dump", ifindex=idx)
                     if f["ifindex"] == idx and f.get_attr("NDA_DST")}
         out += [Drift(vx.netns, "fdb", f"missing {m} dst {d}") for m, d in sorted(want_fdb - have_fdb)]
         out += [Drift(vx.netns, "fdb", f"unexpected {m} dst {d}") for m, d in sorted(have_fdb - want_fdb)]
-        want_n = {(n.ip, n.mac) for n in plan.neighbours if n.netns == vx.netns}
+        want_n = {(n.ip, n.mac) for n in plan.items_in(vx.netns).neighbours}
         have_n = {(n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR"))
                   for n in nl(vx.netns).get_neighbours(ifindex=idx, family=2)
                   if n["state"] & NUD_PERMANENT}
@@ -87,7 +87,7 @@ def drift(plan: Plan, backend: Backend) -> list[Drift]:
                 if sorted(want_lines) == sorted(have_lines) and want_lines != have_lines:
                     out.append(Drift(ns.name, "iptables", f"{spec.table}: rules are out of order"))
         if ns.role == "sandbox":
-            want = ipvsadm(s for s in plan.ipvs if s.netns == ns.name)
+            want = ipvsadm(plan.items_in(ns.name).ipvs)
             have_text = ipvsadm(ipvs.read(ns.name))
             if want != have_text:
                 out.append(Drift(ns.name, "ipvs", "IPVS services differ:\nwant:\n" + want

@@ -22,8 +22,19 @@ class _Graph:
     edges: list[tuple[str, str, str, bool]]              # (from id, to id, label, dashed)
 
 
+def _escape(name: str) -> str:
+    """``name`` with every character but ASCII letters and digits written as ``_XX`` (hex)."""
+    return re.sub(r"[^A-Za-z0-9]", lambda m: "".join(f"_{b:02x}" for b in m[0].encode()), name)
+
+
 def _id(netns: str, ifname: str) -> str:
-    return "n_" + re.sub(r"[^A-Za-z0-9]", "_", f"{netns}__{ifname}")
+    """A Mermaid/dot identifier for one interface, distinct for distinct (netns, ifname).
+
+    Escaping is injective (``a-1`` -> ``a_2d1``, ``a.1`` -> ``a_2e1``), and ``__``
+    never comes out of it (``_`` is always followed by a hex digit), so it
+    separates the two names unambiguously.
+    """
+    return f"n_{_escape(netns)}__{_escape(ifname)}"
 
 
 def _collect(plan: Plan) -> _Graph:

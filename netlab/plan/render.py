@@ -79,10 +79,11 @@ def save_table(table: str, policies: dict[str, str], user_chains: Iterable[str],
 
 def iptables_save(plan: Plan, netns: str, table: str) -> str:
     """One table of one namespace of ``plan``, as :func:`save_table` prints it."""
+    items = plan.items_in(netns)
     return save_table(
         table,
-        {p.chain: p.policy for p in plan.policies if p.netns == netns and p.table == table},
-        (c for n, t, c in plan.user_chains if n == netns and t == table),
+        {p.chain: p.policy for p in items.policies if p.table == table},
+        (c for _, t, c in items.user_chains if t == table),
         plan.rules_in(netns, table))
 
 
@@ -126,32 +127,30 @@ def normalize_ipvsadm(text: str) -> str:
 
 def namespace_text(plan: Plan, netns: str) -> str:
     """Links, addresses, routes, neighbours, FDB and sysctls of one namespace."""
+    items = plan.items_in(netns)
     out: list[str] = []
-    for b in plan.bridges:
-        if b.netns == netns:
-            out.append(f"link {b.name} type bridge mtu {b.mtu}")
-    for v in plan.vxlans:
-        if v.netns == netns:
-            out.append(f"link {v.name} type vxlan id {v.vni} dstport {v.port} mtu {v.mtu} "
-                       f"master {v.master} (created in {v.underlay_netns})"
-                       + (" learning" if v.learning else " nolearning")
-                       + (" proxy" if v.proxy else "")
-                       + (" l2miss" if v.l2miss else "") + (" l3miss" if v.l3miss else ""))
-    for veth in plan.veths:
+    for b in items.bridges:
+        out.append(f"link {b.name} type bridge mtu {b.mtu}")
+    for v in items.vxlans:
+        out.append(f"link {v.name} type vxlan id {v.vni} dstport {v.port} mtu {v.mtu} "
+                   f"master {v.master} (created in {v.underlay_netns})"
+                   + (" learning" if v.learning else " nolearning")
+                   + (" proxy" if v.proxy else "")
+                   + (" l2miss" if v.l2miss else "") + (" l3miss" if v.l3miss else ""))
+    for veth in items.veths:
         for end, peer in ((veth.a, veth.b), (veth.b, veth.a)):
             if end.netns == netns:
                 out.append(f"link {end.name} type veth peer {peer.netns}/{peer.name} mtu {veth.mtu}"
                            + (f" address {end.mac}" if end.mac else "")
                            + (f" master {end.master}" if end.master else ""))
     out += [f"addr {a.cidr}" + (f" brd {a.broadcast}" if a.broadcast else "") + f" dev {a.ifname}"
-            for a in plan.addresses if a.netns == netns]
+            for a in items.addresses]
     out += [f"route {r.dst}" + (f" via {r.gateway}" if r.gateway else "") + f" dev {r.ifname}"
-            for r in plan.routes if r.netns == netns]
+            for r in items.routes]
     out += [f"neigh {n.ip} lladdr {n.mac} dev {n.ifname} nud permanent"
-            for n in plan.neighbours if n.netns == netns]
-    out += [f"fdb {f.mac} dev {f.ifname} dst {f.dst} self permanent"
-            for f in plan.fdb if f.netns == netns]
-    out += [f"sysctl {s.key}={s.value}" for s in plan.sysctls if s.netns == netns]
+            for n in items.neighbours]
+    out += [f"fdb {f.mac} dev {f.ifname} dst {f.dst} self permanent" for f in items.fdb]
+    out += [f"sysctl {s.key}={s.value}" for s in items.sysctls]
     return "\n".join(out)
 
 
@@ -162,7 +161,7 @@ def plan_text(plan: Plan) -> str:
         block = [f"## {ns.name}  ({ns.target}, {ns.role})", namespace_text(plan, ns.name)]
         for table in plan.tables_in(ns.name):
             block.append(iptables_save(plan, ns.name, table))
-        services = [s for s in plan.ipvs if s.netns == ns.name]
+        services = plan.items_in(ns.name).ipvs
         if services:
             block.append(ipvsadm(services))
         blocks.append("\n".join(b for b in block if b))
@@ -176,8 +175,7 @@ def plan_json(plan: Plan) -> str:
     doc["rendered"] = {
         ns.name: {
             "iptables": {t: iptables_save(plan, ns.name, t) for t in plan.tables_in(ns.name)},
-            "ipvsadm": ipvsadm([s for s in plan.ipvs if s.netns == ns.name]) if any(
-                s.netns == ns.name for s in plan.ipvs) else None,
+            "ipvsadm": ipvsadm(services) if (services := plan.items_in(ns.name).ipvs) else None,
         }
         for ns in plan.netns
     }

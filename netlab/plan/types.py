@@ -8,7 +8,8 @@ namespace it lives in; nothing here touches the kernel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Literal
 
 NetnsRole = Literal["lan", "client", "host", "sandbox", "overlay", "task"]
@@ -188,6 +189,33 @@ class IpvsService:
 
 
 @dataclass(frozen=True)
+class NetnsItems:
+    """What a plan holds in one namespace, each kind in plan order.
+
+    ``veths`` are the pairs with at least one end here; ``user_chains`` are
+    the plan's ``(netns, table, chain)`` triples.
+    """
+
+    bridges: tuple[Bridge, ...] = ()
+    vxlans: tuple[Vxlan, ...] = ()
+    veths: tuple[Veth, ...] = ()
+    addresses: tuple[Address, ...] = ()
+    routes: tuple[Route, ...] = ()
+    neighbours: tuple[Neighbour, ...] = ()
+    fdb: tuple[FdbEntry, ...] = ()
+    sysctls: tuple[Sysctl, ...] = ()
+    user_chains: tuple[tuple[str, str, str], ...] = ()
+    policies: tuple[ChainPolicy, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    ipvs: tuple[IpvsService, ...] = ()
+
+
+_NOTHING = NetnsItems()
+_BY_NETNS_ATTR = ("bridges", "vxlans", "addresses", "routes", "neighbours", "fdb", "sysctls",
+                  "policies", "rules", "ipvs")
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything the kernel must hold for one lab."""
 
@@ -207,6 +235,36 @@ class Plan:
     ipvs: tuple[IpvsService, ...] = ()
     meta: dict[str, object] = field(default_factory=dict, compare=False)
 
+    @cached_property
+    def _by_netns(self) -> dict[str, NetnsItems]:
+        """Every item grouped by namespace, built once (one pass over the plan)."""
+        groups: dict[str, dict[str, list]] = {}
+
+        def put(netns: str, kind: str, item: object) -> None:
+            if netns not in groups:
+                groups[netns] = {f.name: [] for f in fields(NetnsItems)}
+            groups[netns][kind].append(item)
+
+        for kind in _BY_NETNS_ATTR:
+            for item in getattr(self, kind):
+                put(item.netns, kind, item)
+        for veth in self.veths:
+            put(veth.a.netns, "veths", veth)
+            if veth.b.netns != veth.a.netns:
+                put(veth.b.netns, "veths", veth)
+        for triple in self.user_chains:
+            put(triple[0], "user_chains", triple)
+        return {ns: NetnsItems(**{k: tuple(v) for k, v in kinds.items()})
+                for ns, kinds in groups.items()}
+
+    def items_in(self, netns: str) -> NetnsItems:
+        """What the plan holds in ``netns`` (nothing for a name it does not know).
+
+        The first call indexes the whole plan; later calls cost a lookup, so
+        rendering or applying N namespaces is linear, not N times the plan.
+        """
+        return self._by_netns.get(netns, _NOTHING)
+
     def namespace(self, target_or_name: str) -> Netns:
         """The namespace a user names by target (``node1/ingress_sbox``) or netns name.
 
@@ -218,12 +276,14 @@ class Plan:
         raise KeyError(target_or_name)
 
     def rules_in(self, netns: str, table: str | None = None) -> tuple[Rule, ...]:
-        return tuple(r for r in self.rules
-                     if r.netns == netns and (table is None or r.table == table))
+        """The rules of ``netns`` (of one ``table`` when given), in plan order."""
+        rules = self.items_in(netns).rules
+        return rules if table is None else tuple(r for r in rules if r.table == table)
 
     def tables_in(self, netns: str) -> tuple[str, ...]:
         """The iptables tables this plan programs in ``netns``, in save order."""
-        used = {r.table for r in self.rules if r.netns == netns}
-        used |= {t for n, t, _ in self.user_chains if n == netns}
-        used |= {p.table for p in self.policies if p.netns == netns}
+        items = self.items_in(netns)
+        used = {r.table for r in items.rules}
+        used |= {t for _, t, _ in items.user_chains}
+        used |= {p.table for p in items.policies}
         return tuple(t for t in TABLE_ORDER if t in used)

@@ -1,4 +1,4 @@
-"""Checks that span sections: port clashes, placement, subnets, sizes, MTU.
+"""Checks that span sections: port clashes, placement, subnets, sizes, scale, MTU.
 
 Each check reads already-typed parts (with their positions) and records one
 issue per problem. Sizes follow :mod:`netlab.ipam` exactly, so a scenario
@@ -25,14 +25,28 @@ RESERVED_RANGES = (
     (ipaddress.IPv4Network("224.0.0.0/4"), "multicast (224.0.0.0/4)"),
     (ipaddress.IPv4Network("240.0.0.0/4"), "reserved space (240.0.0.0/4)"),
 )
+MAX_PLAN_ITEMS = 500_000
 _DISJOINT_HINT = ("ingress.subnet, underlay.lan and underlay.gwbridge must not overlap "
                   "(defaults 10.0.0.0/24, 192.168.56.0/24, 172.18.0.0/16)")
 
 
+def _free_above(used: set[int]) -> list[int | None]:
+    """``free[p]``: the first port above ``p`` that ``used`` leaves free (None: none left)."""
+    free: list[int | None] = [None] * 65536
+    for port in range(65534, -1, -1):
+        free[port] = port + 1 if port + 1 not in used else free[port + 1]
+    return free
+
+
 def check_published_ports(ports: Sequence[PortSpec], data_path_port: int, log: IssueLog) -> None:
-    """Each published port/protocol once in the lab, and never the VXLAN UDP port."""
+    """Each published port/protocol once in the lab, and never the VXLAN UDP port.
+
+    Another service's port is refused as swarmkit does (``port '5000' is
+    already in use by service ...``); a service's own repeat as Docker's
+    ``duplicate published ports``.
+    """
     first: dict[tuple[int, str], PortSpec] = {}
-    used = {(p.port.published, p.port.protocol) for p in ports}
+    free_by_protocol: dict[str, list[int | None]] = {}
     for spec in ports:
         port = spec.port
         key = (port.published, port.protocol)
@@ -45,12 +59,19 @@ def check_published_ports(ports: Sequence[PortSpec], data_path_port: int, log: I
             first[key] = spec
             continue
         other = first[key]
-        free = next((n for n in range(port.published + 1, 65536)
-                     if (n, port.protocol) not in used), None)
+        if port.protocol not in free_by_protocol:
+            free_by_protocol[port.protocol] = _free_above(
+                {p.port.published for p in ports if p.port.protocol == port.protocol})
+        free = free_by_protocol[port.protocol][port.published]
         free_hint = f", e.g. {free}" if free else ""
-        log.add(path,
-                f"published port {port.published}/{port.protocol} is already published by "
-                f"{other.path} (line {other.pos.line})",
+        proto = "" if port.protocol == "tcp" else f"/{port.protocol}"
+        if other.service != spec.service:
+            message = (f"port '{port.published}{proto}' is already in use by service "
+                       f"'{other.service}' as an ingress port ({other.path}, line {other.pos.line})")
+        else:
+            message = (f"published port {port.published}/{port.protocol} is already published by "
+                       f"{other.path} (line {other.pos.line})")
+        log.add(path, message,
                 f"a published port serves one service on the routing mesh; pick another{free_hint}",
                 spec.pos)
 
@@ -173,6 +194,36 @@ def check_sizes(net: NetworksRead, nodes: int, services: Sequence[ServiceSpec],
         if _hosts(spec.network) < need:
             _too_small(log, spec, need,
                        f"{node} holds 1 bridge address + 1 ingress sandbox + {most} tasks")
+
+
+def plan_items(nodes: int, services: Sequence[ServiceSpec], tasks: Sequence[Task]) -> int:
+    """About how many items :func:`netlab.plan.build.build_plan` makes (a slight overestimate).
+
+    Per node: its namespaces, links, sysctls and Docker's host chains (54), 4
+    rules per published port, 3 items per service, and a neighbour and an FDB
+    entry per other node and per task; per task: 13 items and 3 rules per
+    published port.
+    """
+    ports = {s.service.name: len(s.service.ingress_ports) for s in services}
+    per_node = 54 + 4 * sum(ports.values()) + 3 * len(ports) + 2 * (nodes + len(tasks))
+    return 5 + nodes * per_node + sum(13 + 3 * ports.get(t.service, 0) for t in tasks)
+
+
+def check_scale(nodes: int, services: Sequence[ServiceSpec], tasks: Sequence[Task],
+                log: IssueLog) -> None:
+    """The lab's plan stays under MAX_PLAN_ITEMS items, so planning it cannot eat the machine."""
+    items = plan_items(nodes, services, tasks)
+    if items <= MAX_PLAN_ITEMS:
+        return
+    namespaces = 2 + 3 * nodes + len(tasks)
+    path = "nodes" if nodes * nodes > nodes * len(tasks) + len(tasks) else "services"
+    log.add(path,
+            f"this lab would plan about {items:,} kernel objects (rules, neighbour and FDB "
+            f"entries, addresses) in {namespaces:,} namespaces; netlab plans at most "
+            f"{MAX_PLAN_ITEMS:,}",
+            f"every node holds a neighbour and FDB entry per node and per task, and rules per "
+            f"published port: use fewer nodes or replicas (now {nodes} nodes, {len(tasks)} tasks)",
+            None)
 
 
 def check_mtu(net: NetworksRead, log: IssueLog) -> None:

@@ -17,13 +17,13 @@ from netlab.scenario.yamltree import Scalar, Value
 KEYS = ("node.role", "node.hostname")
 ROLES = ("manager", "worker")
 _DOCKER_ONLY = ("node.id", "node.labels", "node.platform", "engine.labels")
-_FORM = re.compile(r"^\s*(?P<key>[^=!<>\s]+)\s*(?P<op>==|!=)\s*(?P<value>\S+)\s*$")
+_FORM = re.compile(r"\s*(?P<key>[^=!<>\s]+)\s*(?P<op>==|!=)\s*(?P<value>\S+)\s*")
 _EXAMPLE = '"node.role==manager" or "node.hostname!=node2"'
 
 
 def parse_constraint(text: str) -> Constraint | tuple[str, str]:
     """The constraint written as ``text``, or (message, hint) saying what is wrong."""
-    match = _FORM.match(text)
+    match = _FORM.fullmatch(text)
     if not match:
         if re.search(r"[^=!]=[^=]", text) and "==" not in text:
             return f"malformed constraint {text!r}", "compare with == or !=, e.g. \"node.role==manager\""

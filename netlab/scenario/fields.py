@@ -8,11 +8,33 @@ raises for bad input, so one file's problems are all collected).
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection
 from collections.abc import Mapping as MappingABC
 
+import yaml
+
 from netlab.scenario.issues import IssueLog, field
 from netlab.scenario.yamltree import Mapping, Scalar, Sequence, Value
+
+_DECIMAL = re.compile(r"[0-9]+")          # ASCII only: str.isdigit() takes "²" and "８０"
+_YAML11_NUMBER = re.compile(r"[-+]?[0-9][0-9a-fA-FxXoO_:]{0,30}")
+
+
+def is_decimal(text: str) -> bool:
+    """True for a whole number written in ASCII digits (``"8080"``, not ``"８０"`` or ``"²"``)."""
+    return _DECIMAL.fullmatch(text) is not None
+
+
+def _yaml11_reading(text: str) -> int | None:
+    """What YAML 1.1 makes of a plain ``text`` such as ``1:00`` (60) or ``010`` (8), if a number."""
+    if not _YAML11_NUMBER.fullmatch(text):
+        return None
+    try:
+        number = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError):
+        return None
+    return number if type(number) is int else None
 
 
 def kind_of(value: Value) -> str:
@@ -127,8 +149,12 @@ def read_int(
     if not isinstance(value, Scalar) or type(value.value) is not int:
         if isinstance(value, Scalar) and isinstance(value.value, bool):
             hint = f"YAML reads {value.raw} as a boolean; write a number"
-        elif isinstance(value, Scalar) and isinstance(value.value, str) and value.value.strip().isdigit():
-            hint = f"write it without quotes: {value.value.strip()}"
+        elif (isinstance(value, Scalar) and value.raw == value.value
+              and (reading := _yaml11_reading(value.value)) is not None):
+            hint = (f"{value.raw} is not a plain decimal number (YAML 1.1 tools read it as "
+                    f"{reading}); write the number you mean in decimal digits")
+        elif isinstance(value, Scalar) and isinstance(value.value, str) and is_decimal(value.value.strip()):
+            hint = f"write it without quotes: {value.value.strip().lstrip('0') or '0'}"
         else:
             hint = range_hint
         log.add(path, f"{what} must be an integer, not {kind_of(value)}", hint, value.pos)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from netlab.errors import BadInput
 from netlab.scenario.yamltree import Pos
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def field(path: str, key: str) -> str:
     Keys that are not plain names are written in brackets, JSON-quoted, so the
     path stays unambiguous: ``services["a.b"]``.
     """
-    if not _PLAIN_KEY.match(key):
+    if not _PLAIN_KEY.fullmatch(key):
         return f"{path}[{json.dumps(key)}]"
     return f"{path}.{key}" if path else key
 
@@ -104,6 +104,19 @@ class ScenarioError(BadInput):
     def format(self) -> str:
         """All issues, one per line."""
         return format_issues(self.issues, self.source)
+
+    def details(self) -> dict[str, object]:
+        """The first issue as ``{"error", "field", "hint", "exit_code"}``, and every issue
+        (with ``file``, ``line`` and ``column``) under ``issues``."""
+        first = self.issues[0]
+        return {
+            "error": first.message, "field": first.path or None, "hint": first.hint or None,
+            "exit_code": self.exit_code, "file": self.source, "line": first.line,
+            "column": first.column,
+            "issues": [{"file": self.source, "line": i.line, "column": i.column,
+                        "field": i.path or None, "error": i.message, "hint": i.hint or None}
+                       for i in self.issues],
+        }
 
 
 class IssueLog:

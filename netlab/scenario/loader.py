@@ -12,17 +12,20 @@ from types import MappingProxyType
 
 from netlab.model import Lab, place_tasks
 from netlab.scenario.checks import (
-    check_mtu, check_placement, check_published_ports, check_sizes, check_subnets,
+    check_mtu, check_placement, check_published_ports, check_scale, check_sizes, check_subnets,
 )
-from netlab.scenario.fields import check_keys, kind_of, read_str
+from netlab.scenario.fields import check_keys, read_choice, kind_of, read_str
 from netlab.scenario.issues import Issue, IssueLog, ScenarioError
 from netlab.scenario.names import LAB, name_problem, suggest
 from netlab.scenario.networks import read_networks
 from netlab.scenario.nodes import read_nodes
 from netlab.scenario.services import read_services
+from netlab.scenario.source import read_scenario_text
 from netlab.scenario.yamltree import Entry, Mapping, YamlProblem, parse_document
 
-TOP_KEYS = ("name", "nodes", "services", "ingress", "underlay")
+TOP_KEYS = ("name", "nodes", "services", "ingress", "underlay", "iptables")
+#: The scenario's default iptables backend (``up --iptables`` and NETLAB_IPTABLES win).
+IPTABLES_CHOICES = ("auto", "nft", "legacy")
 _NOT_MODELLED = "this lab does not model it; remove it"
 TOP_NOT_MODELLED = MappingProxyType({
     "version": "the version key is obsolete in Compose too; remove it",
@@ -75,6 +78,9 @@ def _build(text: str, source_name: str, name_override: str | None, log: IssueLog
     nodes = read_nodes(root.get("nodes"), root.pos, log)
     services = read_services(root.get("services"), log)
     net = read_networks(root.get("ingress"), root.get("underlay"), log)
+    iptables = None
+    if (entry := root.get("iptables")) is not None:
+        iptables = read_choice(entry.value, "iptables", log, "iptables backend", IPTABLES_CHOICES)
     check_published_ports(services.ports, net.underlay.data_path_port, log)
     check_subnets(net.subnets, log)
     check_mtu(net, log)
@@ -83,11 +89,13 @@ def _build(text: str, source_name: str, name_override: str | None, log: IssueLog
     if placeable and services.clean:
         tasks = place_tasks(nodes.nodes, tuple(s.service for s in services.services))
     check_sizes(net, len(nodes.nodes), services.services, tasks, log)
+    if tasks is not None:
+        check_scale(len(nodes.nodes), services.services, tasks, log)
     if log.count() or tasks is None:
         return None
     return Lab(
         name=name, nodes=nodes.nodes, services=tuple(s.service for s in services.services),
-        ingress=net.ingress, underlay=net.underlay, tasks=tasks,
+        ingress=net.ingress, underlay=net.underlay, tasks=tasks, iptables=iptables,
     )
 
 
@@ -109,22 +117,8 @@ def load_lab(path: str | Path, name_override: str | None = None) -> Lab:
     """Read the scenario file at ``path`` and return its validated, placed Lab.
 
     Raises ScenarioError (a BadInput, exit 2) listing every problem, including
-    a file that is missing, unreadable or not UTF-8 text.
+    a file that is missing, unreadable, not a regular file, over 1 MiB or not
+    UTF-8 text (see :mod:`netlab.scenario.source`).
     """
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(source, [Issue("", "no such file", "check the path", None, None)]) from None
-    except IsADirectoryError:
-        raise ScenarioError(source, [Issue("", "is a directory, not a scenario file",
-                                           "pass a .yaml file, e.g. scenarios/hello-a.yaml",
-                                           None, None)]) from None
-    except UnicodeDecodeError as err:
-        raise ScenarioError(source, [Issue("", f"is not UTF-8 text (byte {err.start})",
-                                           "save the scenario as UTF-8", None, None)]) from None
-    except OSError as err:
-        raise ScenarioError(source, [Issue("", f"cannot be read: {err.strerror}",
-                                           "check the path and its permissions",
-                                           None, None)]) from None
-    return load_lab_from_text(text, source, name_override)
+    text = read_scenario_text(path)
+    return load_lab_from_text(text, str(path), name_override)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")  # use fullmatch: "$" takes "a\n"
 
 LAB_MAX = 20
 NODE_MAX = 10
@@ -55,13 +55,13 @@ def suggest(name: str, max_len: int) -> str | None:
     """A valid label close to ``name`` (lowercased, ``_``/``.`` -> ``-``), or None."""
     text = re.sub(r"[^a-z0-9-]", "-", name.lower())
     text = re.sub(r"-{2,}", "-", text)[:max_len].strip("-")
-    return text if text and _LABEL.match(text) and text != name else None
+    return text if text and _LABEL.fullmatch(text) and text != name else None
 
 
 def name_problem(name: str, rule: NameRule) -> tuple[str, str] | None:
     """The first thing wrong with ``name`` under ``rule`` as (message, hint), or None."""
     kind = rule.kind
-    if not _LABEL.match(name):
+    if not _LABEL.fullmatch(name):
         fixed = suggest(name, rule.max_len)
         hint = ("use lowercase letters, digits and '-', starting and ending with a letter "
                 "or digit (an RFC 1123 label)")

@@ -62,8 +62,9 @@ def _read_node(entry: Entry, log: IssueLog) -> Node | None:
 def read_nodes(entry: Entry | None, top: Pos, log: IssueLog) -> NodesRead:
     """Every valid node of the ``nodes:`` entry (None when the key is missing).
 
-    Records an issue for no nodes at all, for each bad or repeated name and
-    for each bad field; ``top`` is where to point when the key is missing.
+    Records an issue for no nodes at all, for each bad or repeated name, for
+    each bad field and for a swarm without a manager; ``top`` is where to
+    point when the key is missing.
     """
     if entry is None:
         log.add("nodes", "the scenario has no nodes", f"add {EXAMPLE}", top)
@@ -84,4 +85,8 @@ def read_nodes(entry: Entry | None, top: Pos, log: IssueLog) -> NodesRead:
         node = _read_node(node_entry, log)
         if node is not None:
             nodes.append(node)
+    if log.count() == before and nodes and all(n.role != "manager" for n in nodes):
+        log.add("nodes", "the swarm has no manager: every node is a worker",
+                "a swarm starts on a manager (docker swarm init); set role: manager on one node "
+                "(the role defaults to worker)", section.pos)
     return NodesRead(tuple(nodes), log.count() == before)

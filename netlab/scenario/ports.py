@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import get_args
 
-from netlab.model import PublishedPort
+from netlab.model import Protocol, PublishedPort
 from netlab.scenario.fields import (
-    check_keys, expect_list, kind_of, read_choice, read_int,
+    check_keys, expect_list, is_decimal, kind_of, read_choice, read_int,
 )
 from netlab.scenario.issues import IssueLog, field, item
 from netlab.scenario.yamltree import Mapping, Pos, Scalar, Value
 
-PROTOCOLS = ("tcp", "udp", "sctp")
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
+SCTP_HINT = ("Swarm can publish sctp, but netlab's task app serves only TCP and UDP and could not "
+             "answer; use tcp or udp")
 MODES = ("ingress", "host")
 PORT_KEYS = ("published", "target", "protocol", "mode")
 PORT_NOT_MODELLED = MappingProxyType({
@@ -48,14 +51,15 @@ def _number(text: str, path: str, what: str, pos: Pos, log: IssueLog) -> int | N
         log.add(path, f"port ranges ({text}) are not supported by this lab",
                 "list each port on its own", pos)
         return None
-    if not text.isdigit():
+    if not is_decimal(text):
         log.add(path, f"{what} port {text!r} is not a number", f"write {SHORT_EXAMPLE}", pos)
         return None
-    number = int(text)
-    if not 1 <= number <= 65535:
-        log.add(path, f"{what} port {number} is out of range 1-65535", _RANGE_HINT, pos)
+    if len(text) > 5 or not 1 <= int(text) <= 65535:  # int() refuses 4,300+ digits
+        shown = text if len(text) <= 12 else f"{text[:12]}… ({len(text)} digits)"
+        log.add(path, f"{what} port {shown.lstrip('0') or '0'} is out of range 1-65535",
+                _RANGE_HINT, pos)
         return None
-    return number
+    return int(text)
 
 
 def _short(value: Scalar, text: str, path: str, service: str, log: IssueLog) -> PortSpec | None:
@@ -81,6 +85,10 @@ def _short(value: Scalar, text: str, path: str, service: str, log: IssueLog) -> 
     proto = "tcp"
     if slash:
         proto_pos = value.pos_at(len(body) + 1)
+        if protocol == "sctp":
+            log.add(field(path, "protocol"), "protocol sctp is not supported by this lab",
+                    SCTP_HINT, proto_pos)
+            return None
         if protocol not in PROTOCOLS:
             listed = ", ".join(PROTOCOLS)
             log.add(field(path, "protocol"), f"unknown protocol {protocol!r}",
@@ -100,7 +108,7 @@ def _long(value: Mapping, path: str, service: str, log: IssueLog) -> PortSpec | 
     published = target = None
     if "published" in values:
         node = values["published"]
-        if isinstance(node, Scalar) and isinstance(node.value, str) and node.value.isdigit():
+        if isinstance(node, Scalar) and isinstance(node.value, str) and is_decimal(node.value):
             # Compose accepts the published port as a string too.
             published = _number(node.value, field(path, "published"), "published", node.pos, log)
         else:
@@ -117,7 +125,12 @@ def _long(value: Mapping, path: str, service: str, log: IssueLog) -> PortSpec | 
                 "add target: <the port the app listens on in the task>", value.pos)
     protocol = "tcp"
     if "protocol" in values:
-        protocol = read_choice(values["protocol"], field(path, "protocol"), log, "protocol", PROTOCOLS)
+        node = values["protocol"]
+        if isinstance(node, Scalar) and node.value == "sctp":
+            log.add(field(path, "protocol"), "protocol sctp is not supported by this lab",
+                    SCTP_HINT, node.pos)
+        else:
+            protocol = read_choice(node, field(path, "protocol"), log, "protocol", PROTOCOLS)
     mode = "ingress"
     if "mode" in values:
         mode = read_choice(values["mode"], field(path, "mode"), log, "publish mode", MODES)
@@ -138,14 +151,10 @@ def read_port(value: Value, path: str, service: str, log: IssueLog) -> PortSpec 
     if isinstance(value, Scalar) and isinstance(value.value, str):
         return _short(value, value.value, path, service, log)
     if isinstance(value, Scalar) and type(value.value) is int:
-        if ":" in value.raw:
-            log.add(path, f"YAML read {value.raw} as the base-60 number {value.value}",
-                    f'quote it: "{value.raw}"', value.pos)
-        else:
-            n = value.value
-            log.add(path, f"port {n} has no published port; one is required in this lab",
-                    f'write "{n}:{n}" (Docker would pick a random published port from 30000 up)',
-                    value.pos)
+        n = value.value
+        log.add(path, f"port {n} has no published port; one is required in this lab",
+                f'write "{n}:{n}" (Docker would pick a random published port from 30000 up)',
+                value.pos)
         return None
     log.add(path, f"a port must be a string like \"8080:80\" or a mapping, not {kind_of(value)}",
             f"write {SHORT_EXAMPLE}, or published: 8080 and target: 80", value.pos)

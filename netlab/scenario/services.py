@@ -12,14 +12,17 @@ from types import MappingProxyType
 
 from netlab.model import Constraint, Service
 from netlab.scenario.constraints import read_constraints
-from netlab.scenario.fields import check_keys, check_repeated, expect_mapping, read_int
+from netlab.scenario.fields import (
+    check_keys, check_repeated, expect_mapping, read_choice, read_int,
+)
 from netlab.scenario.issues import IssueLog, field
 from netlab.scenario.names import SERVICE, name_problem
 from netlab.scenario.ports import PortSpec, read_ports
 from netlab.scenario.yamltree import Entry, Pos
 
 SERVICE_KEYS = ("deploy", "ports")
-DEPLOY_KEYS = ("replicas", "placement")
+DEPLOY_KEYS = ("replicas", "placement", "endpoint_mode")
+ENDPOINT_MODES = ("vip", "dnsrr")
 PLACEMENT_KEYS = ("constraints",)
 REPLICAS_MAX = 10_000
 _APP = "netlab runs its own HTTP echo app in every task; remove it"
@@ -74,7 +77,7 @@ class _Deploy:
 
 
 def _read_deploy(entry: Entry, path: str, log: IssueLog) -> _Deploy:
-    """``deploy:`` (replicas, placement.constraints); a None field means it was bad."""
+    """``deploy:`` (replicas, placement.constraints, endpoint_mode); a None field means it was bad."""
     deploy = _Deploy()
     body = expect_mapping(entry.value, path, log, "deploy: {replicas: 2}")
     if body is None:
@@ -86,6 +89,13 @@ def _read_deploy(entry: Entry, path: str, log: IssueLog) -> _Deploy:
             e.value, field(path, "replicas"), log, "replicas", 0, REPLICAS_MAX,
             f"replicas is a whole number from 0 to {REPLICAS_MAX}, as in docker service scale",
         )
+    if (e := body.get("endpoint_mode")) is not None:
+        mode_path = field(path, "endpoint_mode")
+        if read_choice(e.value, mode_path, log, "endpoint_mode", ENDPOINT_MODES) == "dnsrr":
+            log.add(mode_path, "endpoint_mode dnsrr cannot be used with ports published in "
+                    "ingress mode", "Swarm refuses it the same way (\"port published with ingress "
+                    "mode can't be used with dnsrr mode\"), and netlab does not model DNS round "
+                    "robin yet; use endpoint_mode: vip (the default)", e.value.pos)
     if (e := body.get("placement")) is not None:
         placement_path = field(path, "placement")
         placement = expect_mapping(e.value, placement_path, log,

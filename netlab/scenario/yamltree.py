@@ -7,22 +7,56 @@ the step before construction) and the node graph is turned into
 1-based line and column of every key and value. Because composition keeps every
 key/value pair, a key given twice is kept as well (in ``Mapping.repeated``), so
 the validator can report it. Merge keys (``<<: *anchor``) and aliases work as
-in YAML 1.1; scalars are typed by PyYAML's safe resolver (so ``yes`` is a
-boolean and ``22:22`` a base-60 integer, as in ``safe_load``).
+in YAML 1.1. Scalars are typed by PyYAML's safe resolver except for numbers:
+only plain decimals of up to 18 digits (``42``, ``-1``, ``1.5``) are numbers
+(Python refuses int() of more than 4,300 digits), so YAML 1.1's traps
+(``1:00`` read as 60, ``010`` as 8, ``0x10``, ``1_000``) stay strings that the
+field readers refuse with a hint.
+
+Input is bounded before it is built: libyaml (when PyYAML has it) parses, a
+first pass over the events refuses more than :data:`MAX_VALUES` values or
+nesting deeper than :data:`MAX_DEPTH`, and building refuses aliases that
+expand the document beyond :data:`MAX_VALUES` values (a "billion laughs").
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Union
 
 import yaml
-from yaml.constructor import ConstructorError
+from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, ScalarEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_INT_TAG = "tag:yaml.org,2002:int"
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+
+MAX_VALUES = 20_000
+MAX_DEPTH = 64
+_TOO_BIG_HINT = "a lab's scenario holds a few hundred values; check that this is the scenario file"
+
+
+def _strict_numbers(base: type) -> type:
+    """``base`` (a PyYAML loader) resolving only plain decimals as numbers."""
+    table: dict = {first: [(tag, rx) for tag, rx in entries if tag not in (_INT_TAG, _FLOAT_TAG)]
+                   for first, entries in base.yaml_implicit_resolvers.items()}
+    numbers = (
+        (_INT_TAG, re.compile(r"[-+]?(?:0|[1-9][0-9]{0,17})\Z"), "-+0123456789"),  # int64
+        (_FLOAT_TAG, re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z"
+                                r"|[-+]?\.(?:inf|Inf|INF)\Z|\.(?:nan|NaN|NAN)\Z"), "-+.0123456789"),
+    )
+    for tag, rx, firsts in numbers:
+        for first in firsts:
+            table.setdefault(first, []).append((tag, rx))
+    return type(f"Strict{base.__name__}", (base,), {"yaml_implicit_resolvers": table})
+
+
+# libyaml parses a 1 MiB document several times faster than pure Python.
+_LOADER = _strict_numbers(getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 @dataclass(frozen=True)
@@ -110,8 +144,9 @@ def _pos(mark: yaml.Mark | None) -> Pos | None:
     return Pos(mark.line + 1, mark.column + 1) if mark is not None else None
 
 
-def _syntax_hint(problem: str) -> str:
-    if "'\\t'" in problem or "\t" in problem:
+def _syntax_hint(problem: str, at: str) -> str:
+    """A hint for a parser's ``problem``; ``at`` is the character where it was found."""
+    if at == "\t" or "'\\t'" in problem or "\t" in problem:
         return "YAML does not allow tabs for indentation; indent with spaces"
     if "mapping values are not allowed" in problem:
         return "check the indentation here, and quote a value that contains ': '"
@@ -143,16 +178,18 @@ def _from_yaml_error(err: yaml.YAMLError, text: str) -> YamlProblem:
         else:
             text_ = problem
         mark = err.problem_mark or err.context_mark
-        return YamlProblem(f"invalid YAML: {text_}", _syntax_hint(text_), _pos(mark))
+        at = text[mark.index] if mark is not None and 0 <= mark.index < len(text) else ""
+        return YamlProblem(f"invalid YAML: {text_}", _syntax_hint(text_, at), _pos(mark))
     if isinstance(err, yaml.reader.ReaderError):
-        before = text[: err.position]
-        line = before.count("\n") + 1
-        column = err.position - (before.rfind("\n") + 1) + 1
+        # libyaml counts the position in bytes; find the character in the text instead.
+        bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
+        index = bad.start() if bad else 0
+        before = text[:index]
         return YamlProblem(
-            f"invalid YAML: unacceptable character #x{err.character:04x}"
-            if isinstance(err.character, int) else "invalid YAML: unreadable text",
+            f"invalid YAML: unacceptable character #x{ord(text[index]):04x}" if bad
+            else "invalid YAML: unreadable text",
             "a scenario is plain UTF-8 text; remove control characters",
-            Pos(line, column),
+            Pos(before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1),
         )
     return YamlProblem(f"invalid YAML: {err}", "check the file is a YAML document", None)
 
@@ -165,9 +202,15 @@ class _Builder:
         self._text = text
         self._done: dict[int, Value] = {}
         self._active: set[int] = set()
+        self._sizes: dict[int, int] = {}
+
+    def size(self, node: Node) -> int:
+        """How many values ``node`` holds once every alias is expanded (1 for a merge key)."""
+        return self._sizes.get(id(node), 1)
 
     def build(self, node: Node) -> Value:
-        """The value of ``node``; raises YamlProblem on tags or recursive aliases."""
+        """The value of ``node``; raises YamlProblem on tags, recursive aliases and
+        aliases that expand beyond MAX_VALUES values."""
         key = id(node)
         if key in self._done:
             return self._done[key]
@@ -181,15 +224,24 @@ class _Builder:
         try:
             if isinstance(node, ScalarNode):
                 value: Value = self._scalar(node)
+                size = 1
             elif isinstance(node, SequenceNode):
                 self._check_tag(node, _SEQ_TAG)
                 value = Sequence(tuple(self.build(n) for n in node.value), _pos(node.start_mark))
+                size = 1 + sum(self.size(n) for n in node.value)
             else:
                 self._check_tag(node, _MAP_TAG)
                 value = self._mapping(node)
+                size = 1 + sum(self.size(k) + self.size(v) for k, v in node.value)
         finally:
             self._active.discard(key)
+        if size > MAX_VALUES:
+            raise YamlProblem(
+                f"with its aliases expanded the document holds more than {MAX_VALUES:,} values",
+                "an alias (*name) repeats its anchor's whole value; use anchors a few times, "
+                "not nested in each other", _pos(node.start_mark))
         self._done[key] = value
+        self._sizes[key] = size
         return value
 
     def _check_tag(self, node: Node, expected: str) -> None:
@@ -203,8 +255,9 @@ class _Builder:
     def _scalar(self, node: ScalarNode) -> Scalar:
         try:
             value = self._loader.construct_object(node)
-        except (ConstructorError, ValueError) as err:
-            problem = getattr(err, "problem", None) or str(err)
+        except Exception as err:  # noqa: BLE001 - PyYAML's constructors also raise IndexError,
+            # TypeError... (``!!int`` with no value); constructing a scalar changes nothing.
+            problem = getattr(err, "problem", None) or str(err) or type(err).__name__
             raise YamlProblem(
                 f"cannot read this value: {problem}",
                 "use plain strings, numbers, true/false, lists and mappings without tags",
@@ -236,6 +289,8 @@ class _Builder:
                     merged.extend(source.entries)
                 continue
             key = key_node.value if isinstance(key_node, ScalarNode) else None
+            if not isinstance(key_node, ScalarNode):
+                self.build(key_node)  # a complex key (``? [a, b]``) counts like any value
             entry = Entry(key, _pos(key_node.start_mark), self.build(value_node))
             if key is not None and key in seen:
                 repeated.append(entry)
@@ -252,24 +307,54 @@ class _Builder:
         return Mapping(tuple(inherited + explicit), _pos(node.start_mark), tuple(repeated))
 
 
+def _check_bounds(text: str) -> None:
+    """Refuse, from the event stream alone, too many values or too deep a nesting.
+
+    Cheap (no node is built), so a huge flat or deep document is refused
+    before composition. Raises YamlProblem, also for syntax errors.
+    """
+    try:
+        loader = _LOADER(text)  # the pure-Python reader checks the characters here
+    except yaml.YAMLError as err:
+        raise _from_yaml_error(err, text) from None
+    values = depth = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, (ScalarEvent, AliasEvent, CollectionStartEvent)):
+                values += 1
+                if values > MAX_VALUES:
+                    raise YamlProblem(f"the document holds more than {MAX_VALUES:,} values",
+                                      _TOO_BIG_HINT, _pos(event.start_mark))
+            if isinstance(event, CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise YamlProblem(f"the document is nested more than {MAX_DEPTH} levels deep",
+                                      "flatten it; a scenario is a few levels deep",
+                                      _pos(event.start_mark))
+            elif isinstance(event, CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError as err:
+        raise _from_yaml_error(err, text) from None
+    finally:
+        loader.dispose()
+
+
 def parse_document(text: str) -> Value | None:
     """Compose ``text`` into positioned values; None for an empty document.
 
     A document that holds only comments, or only ``null``/``~``, is empty.
     Raises YamlProblem for syntax errors (with the parser's line and column),
-    unsupported tags, recursive aliases and documents nested too deeply.
+    unsupported tags, recursive aliases, and documents with more than
+    MAX_VALUES values (aliases expanded) or nested deeper than MAX_DEPTH.
     """
-    try:
-        loader = yaml.SafeLoader(text)  # the reader checks for unprintable characters here
-    except yaml.YAMLError as err:
-        raise _from_yaml_error(err, text) from None
+    _check_bounds(text)
+    loader = _LOADER(text)
     try:
         try:
             root = loader.get_single_node()
         except yaml.YAMLError as err:
             raise _from_yaml_error(err, text) from None
-        except RecursionError:
-            raise YamlProblem("the document is nested too deeply", "flatten it", None) from None
         if root is None:
             return None
         try:

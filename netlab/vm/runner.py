@@ -29,7 +29,7 @@ from netlab.vm.process import GroupTimeout, run_group
 
 QEMU_BINARY = "qemu-system-x86_64"
 _SETUP_HINT = "run `sudo bash scripts/setup.sh` to install it"
-_MEMORY = re.compile(r"^[1-9][0-9]*[KMGTkmgt]?$")
+_MEMORY = re.compile(r"[1-9][0-9]*[KMGTkmgt]?")
 
 
 class VmTimeout(NetlabError):
@@ -56,7 +56,7 @@ class VmSpec:
 
     def check(self) -> None:
         """Raise BadInput (exit 2) naming the first field that is out of range."""
-        if not _MEMORY.match(self.memory):
+        if not _MEMORY.fullmatch(self.memory):
             raise BadInput(f"--memory {self.memory!r}: give a size such as 4G or 2048M")
         if self.cpus < 1:
             raise BadInput(f"--cpus {self.cpus}: must be at least 1")

@@ -17,12 +17,13 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, get_args
 
 from netlab.errors import NetlabError
+from netlab.model import Protocol
 
 FORMAT_VERSION = 1
-PROTOCOLS = ("tcp", "udp")
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 
 # (netns, protocol, port): what identifies one socket. Two endpoints with the
 # same key would need the same port twice in one namespace.

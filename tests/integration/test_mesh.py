@@ -51,6 +51,18 @@ def test_mesh_answers_on_nodes_that_run_no_task(lab_up):
     assert sorted(set(web)) == ["web.1", "web.2", "web.3"], web
 
 
+def test_two_published_ports_to_one_target_both_answer(lab_up, tmp_path):
+    # Swarm accepts it; up used to fail half-way (two listeners on tcp/80 in one task).
+    scenario = tmp_path / "two-ports.yaml"
+    scenario.write_text("nodes: {node1: {role: manager}, node2: {role: worker}}\n"
+                        "services: {web: {deploy: {replicas: 2}, ports: ['8080:80', '8081:80']}}\n")
+    lab = lab_up(str(scenario))
+    for port in (8080, 8081):
+        replies = lab.curl(f"node2:{port}", 4)
+        assert all(r["ok"] for r in replies), replies
+        assert sorted({r["task"] for r in replies}) == ["web.1", "web.2"]
+
+
 def test_kernel_read_back_with_standard_tools_matches_the_plan(any_seed_lab):
     lab = any_seed_lab
     _, plan = _plan(lab)

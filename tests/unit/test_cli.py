@@ -102,6 +102,9 @@ def _fake_lab_store(tmp_path, monkeypatch):
     (["trace", "nolab", "node2:5000"], "LAB"),
     (["trace", "x", "node9:5000"], "NODE:PORT"),
     (["trace", "x", "node2:http"], "NODE:PORT"),
+    (["trace", "x", "node2:\u00b2"], "NODE:PORT"),          # isdigit() but not a number
+    (["curl", "x", "node2:" + "5" * 5000], "NODE:PORT"),    # int() refuses 4,300+ digits
+    (["curl", "x", "node2:\uff15\uff10\uff10\uff10"], "NODE:PORT"),  # full-width 5000
     (["trace", "x", "node2:5000/sctp"], "NODE:PORT"),
     (["trace", "x", "node2:5000", "--from", "nobody"], "--from"),
     (["trace", "x", "node2:5000", "--from", "hello-a.9"], "--from"),
@@ -112,3 +115,41 @@ def test_trace_bad_input_exits_2_naming_the_field(tmp_path, monkeypatch, args, f
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 2, r.output
     assert field in r.output and "hint" in r.output
+
+
+@pytest.mark.parametrize("args, field", [
+    (["plan", "--json", "missing.yaml"], None),
+    (["validate", "--json", "missing.yaml"], None),
+    (["status", "--json", "nolab"], "LAB"),
+    (["curl", "--json", "nolab", "node2:5000"], "LAB"),
+    (["trace", "--json", "x", "node9:5000"], "NODE:PORT"),
+    (["trace", "x", "node2:5000", "--json", "--format", "mermaid"], "--format"),
+])
+def test_with_json_an_error_is_a_json_document_on_stdout(tmp_path, monkeypatch, args, field):
+    _fake_lab_store(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2, r.output
+    doc = json.loads(r.stdout)
+    assert doc["exit_code"] == 2 and doc["field"] == field and doc["error"] and doc["hint"]
+    assert r.stderr.strip(), "the one line on stderr stays"
+    assert "{" not in r.stderr
+
+
+def test_without_json_an_error_is_one_line_on_stderr_only(tmp_path, monkeypatch):
+    _fake_lab_store(tmp_path, monkeypatch)
+    r = CliRunner().invoke(cli, ["trace", "x", "node9:5000"])
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr.startswith("Error: NODE:PORT: no node 'node9'")
+
+
+def test_validate_json_lists_every_issue(tmp_path):
+    path = tmp_path / "two.yaml"
+    path.write_text("nodes: {n1: {role: boss}}\nservices: {web: {ports: ['70000:80']}}\n")
+    r = CliRunner().invoke(cli, ["validate", "--json", str(path)])
+    assert r.exit_code == 2
+    doc = json.loads(r.stdout)
+    assert [i["field"] for i in doc["issues"]] == ["nodes.n1.role", "services.web.ports[0].published"]
+    assert doc["field"] == "nodes.n1.role" and (doc["line"], doc["column"]) == (1, 20)
+    ok = CliRunner().invoke(cli, ["validate", "--json", SEED])
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["tasks"] == 2

@@ -51,3 +51,17 @@ def test_graph_cli_of_a_scenario_and_of_an_unknown_lab(tmp_path, monkeypatch):
     monkeypatch.setattr(common, "store", lambda: state.StateStore(tmp_path))
     r = CliRunner().invoke(cli, ["graph", "nolab"])
     assert r.exit_code == 2 and "LAB" in r.output
+
+
+def test_objects_whose_names_sanitise_alike_stay_apart():
+    # Node a-1's namespace and task a.1's both sanitised to n_nl_x_a_1__eth0.
+    from netlab.scenario import load_lab_from_text
+    plan = build_plan(load_lab_from_text(
+        "name: x\nnodes: {a-1: {role: manager}}\nservices: {a: {ports: ['80:80']}}\n", "x.yaml"))
+    ends = {(b.netns, b.name) for b in plan.bridges} | {(v.netns, v.name) for v in plan.vxlans}
+    ends |= {(e.netns, e.name) for v in plan.veths for e in (v.a, v.b)}
+    for text, defined in ((mermaid(plan), r'^    (\w+)\["'), (dot(plan), r"^    (\w+) \[label=")):
+        ids = re.findall(defined, text, re.MULTILINE)
+        assert len(ids) == len(set(ids)) == len(ends)
+        edges = re.findall(r"^  (\w+) (?:---|-\.-|--) .*?(\w+)(?: \[.*\])?;?$", text, re.MULTILINE)
+        assert {i for edge in edges for i in edge} <= set(ids)

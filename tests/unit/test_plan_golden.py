@@ -6,6 +6,7 @@ and review the diff: it is the change in what the kernel will hold.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -152,3 +153,35 @@ def test_seed_sysctls_and_addresses_are_dockers():
     assert brd[(sbox, "10.0.0.2/24")] == "10.0.0.255"
     assert brd[(sbox, "172.18.0.2/16")] == "172.18.255.255"
     assert brd[(sbox, "10.0.0.4/32")] is None      # the VIP, a /32 alias
+
+
+class _Counted(tuple):
+    """A tuple that counts how often it is walked."""
+
+    walks = 0
+
+    def __iter__(self):
+        self.walks += 1
+        return super().__iter__()
+
+
+def test_rendering_walks_each_kind_of_item_once_not_once_per_namespace():
+    # plan_text filtered every kind by netns for each netns: 10,000 replicas took 446 s.
+    plan = build_plan(load_lab(REPO / "scenarios" / "three-nodes.yaml"))
+    kinds = ("bridges", "veths", "vxlans", "addresses", "routes", "neighbours", "fdb", "sysctls",
+             "user_chains", "policies", "rules", "ipvs")
+    counted = dataclasses.replace(plan, **{k: _Counted(getattr(plan, k)) for k in kinds})
+    assert plan_text(counted) == plan_text(plan)
+    assert len(plan.netns) == 15
+    assert {k: getattr(counted, k).walks for k in kinds} == {k: 1 for k in kinds}
+
+
+def test_items_in_holds_what_filtering_by_netns_finds():
+    plan = build_plan(load_lab(REPO / "scenarios" / "three-nodes.yaml"))
+    for ns in plan.netns:
+        items = plan.items_in(ns.name)
+        assert items.rules == tuple(r for r in plan.rules if r.netns == ns.name)
+        assert items.addresses == tuple(a for a in plan.addresses if a.netns == ns.name)
+        assert items.veths == tuple(v for v in plan.veths if ns.name in (v.a.netns, v.b.netns))
+        assert items.user_chains == tuple(c for c in plan.user_chains if c[0] == ns.name)
+    assert plan.items_in("nl-no-such-netns").rules == ()

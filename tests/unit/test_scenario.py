@@ -101,9 +101,9 @@ def test_lab_is_frozen_and_addressable():
 
 
 def test_defaults_match_the_model():
-    lab = load_lab_from_text("nodes: {node1: {}}\n", "lonely.yaml")
+    lab = load_lab_from_text("nodes: {node1: {role: manager}, node2: {}}\n", "lonely.yaml")
     assert lab.name == "lonely"
-    assert lab.nodes[0].role == "worker" and lab.nodes[0].availability == "active"
+    assert lab.nodes[1].role == "worker" and lab.nodes[1].availability == "active"
     assert lab.services == () and lab.tasks == ()
     assert str(lab.ingress.subnet) == "10.0.0.0/24" and lab.ingress.vni == 4096
     assert lab.underlay.data_path_port == 4789
@@ -111,7 +111,7 @@ def test_defaults_match_the_model():
 
 def test_replicas_default_to_one_and_zero_is_allowed():
     text = yaml_text("""
-        nodes: {node1: {}}
+        nodes: {node1: {role: manager}}
         services:
           a: {ports: ["80:80"]}
           b: {deploy: {replicas: 0}, ports: ["81:80"]}
@@ -155,7 +155,7 @@ def test_compose_extensions_and_merge_keys():
     text = yaml_text("""
         x-published: &web-ports
           ports: ["8080:80"]
-        nodes: {node1: {}}
+        nodes: {node1: {role: manager}}
         services:
           web:
             <<: *web-ports
@@ -170,19 +170,19 @@ def test_compose_extensions_and_merge_keys():
 @pytest.mark.parametrize("entry, expected", [
     ('"5000:3000"', PublishedPort(5000, 3000, "tcp", "ingress")),
     ('"5000:3000/udp"', PublishedPort(5000, 3000, "udp", "ingress")),
-    ('"5000:3000/sctp"', PublishedPort(5000, 3000, "sctp", "ingress")),
     ("5000:3000", PublishedPort(5000, 3000)),  # plain scalar; not base 60 (3000 > 59)
+    ("22:22", PublishedPort(22, 22)),  # a string, as Docker reads it (YAML 1.1 says 1342)
     ("{published: 9000, target: 9001}", PublishedPort(9000, 9001, "tcp", "ingress")),
     ('{published: "9000", target: 9001, protocol: udp, mode: ingress}', PublishedPort(9000, 9001, "udp")),
 ])
 def test_port_syntax(entry, expected):
-    text = f"nodes: {{node1: {{}}}}\nservices:\n  web:\n    ports:\n      - {entry}\n"
+    text = f"nodes: {{node1: {{role: manager}}}}\nservices:\n  web:\n    ports:\n      - {entry}\n"
     assert load_lab_from_text(text, "x.yaml").service("web").ports == (expected,)
 
 
 def test_long_form_port_in_block_style():
     text = yaml_text("""
-        nodes: {node1: {}}
+        nodes: {node1: {role: manager}}
         services:
           web:
             ports:
@@ -197,13 +197,13 @@ def test_long_form_port_in_block_style():
 
 
 def test_same_port_number_on_two_protocols_is_fine():
-    text = 'nodes: {n1: {}}\nservices: {a: {ports: ["53:53"]}, b: {ports: ["53:53/udp"]}}\n'
+    text = 'nodes: {n1: {role: manager}}\nservices: {a: {ports: ["53:53"]}, b: {ports: ["53:53/udp"]}}\n'
     assert len(load_lab_from_text(text, "x.yaml").services) == 2
 
 
 def svc(ports: str, extra: str = "") -> str:
     """A one-node scenario whose service ``web`` has the given ports block."""
-    return f"nodes:\n  node1: {{}}\nservices:\n  web:\n{extra}    ports:\n{ports}"
+    return f"nodes:\n  node1: {{role: manager}}\nservices:\n  web:\n{extra}    ports:\n{ports}"
 
 
 @pytest.mark.parametrize("ports, path, needle, message", [
@@ -214,7 +214,6 @@ def svc(ports: str, extra: str = "") -> str:
     ('      - "8080:abc"\n', "services.web.ports[0].target", "abc", "is not a number"),
     ('      - "3000"\n', "services.web.ports[0]", '"3000"', "no published port"),
     ("      - 3000\n", "services.web.ports[0]", "3000", "no published port"),
-    ("      - 22:22\n", "services.web.ports[0]", "22:22", "base-60 number 1342"),
     ('      - "127.0.0.1:80:80"\n', "services.web.ports[0]", '"127', "host address"),
     ('      - "8000-8001:80"\n', "services.web.ports[0].published", "8000-", "port ranges"),
     ("      - true\n", "services.web.ports[0]", "true", "not true (a boolean)"),
@@ -249,9 +248,9 @@ def test_ports_not_a_list():
 
 
 def test_same_published_port_on_two_services():
-    text = 'nodes: {n1: {}}\nservices:\n  a: {ports: ["8080:80"]}\n  b: {ports: ["8080:81"]}\n'
-    issue = assert_issue(text, "services.b.ports[0].published", "8080", "8080/tcp is already published by "
-                         "services.a.ports[0]", nth=1)
+    text = 'nodes: {n1: {role: manager}}\nservices:\n  a: {ports: ["8080:80"]}\n  b: {ports: ["8080:81"]}\n'
+    issue = assert_issue(text, "services.b.ports[0].published", "8080", "port '8080' is already in use "
+                         "by service 'a' as an ingress port (services.a.ports[0], line 3)", nth=1)
     assert "8081" in issue.hint
 
 
@@ -266,13 +265,13 @@ def test_published_udp_port_cannot_be_the_vxlan_port():
 
 
 def test_service_without_ports():
-    text = "nodes: {n1: {}}\nservices:\n  web:\n    deploy: {replicas: 1}\n"
+    text = "nodes: {n1: {role: manager}}\nservices:\n  web:\n    deploy: {replicas: 1}\n"
     issue = assert_issue(text, "services.web", "web", "publishes no port")
     assert issue.hint == 'this lab models the routing mesh; add ports: ["8080:80"]'
 
 
 def test_service_with_empty_ports():
-    assert_issue("nodes: {n1: {}}\nservices:\n  web: {ports: []}\n", "services.web.ports", "[]",
+    assert_issue("nodes: {n1: {role: manager}}\nservices:\n  web: {ports: []}\n", "services.web.ports", "[]",
                  "publishes no port")
 
 
@@ -306,8 +305,15 @@ def test_service_with_empty_ports():
 ])
 def test_bad_deploy(deploy, path, needle, message):
     body = deploy if deploy.startswith("[") else f"{{{deploy}}}"
-    text = f'nodes: {{node1: {{}}}}\nservices:\n  web:\n    deploy: {body}\n    ports: ["80:80"]\n'
+    text = f'nodes: {{node1: {{role: manager}}}}\nservices:\n  web:\n    deploy: {body}\n    ports: ["80:80"]\n'
     assert_issue(text, path, needle, message)
+
+
+@pytest.mark.parametrize("raw, reading", [("1:00", 60), ("010", 8), ("0x10", 16), ("1_000", 1000)])
+def test_yaml_11_number_traps_are_refused_with_what_they_would_mean(raw, reading):
+    text = f'nodes: {{node1: {{role: manager}}}}\nservices:\n  web:\n    deploy: {{replicas: {raw}}}\n    ports: ["80:80"]\n'
+    issue = assert_issue(text, "services.web.deploy.replicas", raw, "must be an integer, not a string")
+    assert f"read it as {reading}" in issue.hint and "decimal" in issue.hint
 
 
 def test_did_you_mean_for_unknown_keys():
@@ -319,7 +325,7 @@ def test_did_you_mean_for_unknown_keys():
 
 
 def test_unknown_top_level_key():
-    issue = assert_issue("nodez: {node1: {}}\nnodes: {node1: {}}\n", "nodez", "nodez", "unknown key 'nodez'")
+    issue = assert_issue("nodez: {node1: {role: manager}}\nnodes: {node1: {role: manager}}\n", "nodez", "nodez", "unknown key 'nodez'")
     assert "did you mean 'nodes'?" in issue.hint
 
 
@@ -339,7 +345,7 @@ def test_constraints_match_no_node():
 
 
 def test_all_nodes_drained_or_paused():
-    text = 'nodes: {n1: {availability: drain}, n2: {availability: pause}}\nservices:\n  web: {ports: ["80:80"]}\n'
+    text = 'nodes: {n1: {role: manager, availability: drain}, n2: {availability: pause}}\nservices:\n  web: {ports: ["80:80"]}\n'
     issue = assert_issue(text, "services.web", "web", "no node can run this service")
     assert "drained or paused" in issue.message
 
@@ -357,7 +363,7 @@ def test_matching_nodes_are_drained():
 
 
 def test_zero_replicas_need_no_node():
-    text = 'nodes: {n1: {availability: drain}}\nservices:\n  web: {deploy: {replicas: 0}, ports: ["80:80"]}\n'
+    text = 'nodes: {n1: {role: manager, availability: drain}}\nservices:\n  web: {deploy: {replicas: 0}, ports: ["80:80"]}\n'
     assert load_lab_from_text(text, "x.yaml").tasks == ()
 
 
@@ -385,7 +391,7 @@ def test_bad_node(nodes, path, needle, message):
 
 
 def test_node_name_of_ten_characters_fits():
-    assert load_lab_from_text("nodes: {abcdefghij: {}}\n", "x.yaml").nodes[0].name == "abcdefghij"
+    assert load_lab_from_text("nodes: {abcdefghij: {role: manager}}\n", "x.yaml").nodes[0].name == "abcdefghij"
 
 
 def test_missing_nodes():
@@ -399,7 +405,7 @@ def test_node_named_twice_is_caught_although_yaml_keeps_the_last():
 
 
 def test_service_named_twice():
-    text = 'nodes: {n1: {}}\nservices:\n  web: {ports: ["80:80"]}\n  web: {ports: ["81:80"]}\n'
+    text = 'nodes: {n1: {role: manager}}\nservices:\n  web: {ports: ["80:80"]}\n  web: {ports: ["81:80"]}\n'
     assert_issue(text, "services.web", "web", "service name 'web' is given twice", nth=1)
 
 
@@ -414,14 +420,14 @@ def test_key_given_twice_inside_a_node():
     ("a" * 21, "21 characters long; the limit is 20"),
 ])
 def test_bad_service_name(name, message):
-    text = f'nodes: {{n1: {{}}}}\nservices:\n  {name}: {{ports: ["80:80"]}}\n'
+    text = f'nodes: {{n1: {{role: manager}}}}\nservices:\n  {name}: {{ports: ["80:80"]}}\n'
     issue = only_issue(text)
     assert issue.path.startswith("services") and name in issue.path
     assert message in issue.message and (issue.line, issue.column) == (3, 3)
 
 
 def test_service_name_with_a_dot_is_bracketed_in_the_path():
-    text = 'nodes: {n1: {}}\nservices:\n  web.app: {ports: ["80:80"]}\n'
+    text = 'nodes: {n1: {role: manager}}\nservices:\n  web.app: {ports: ["80:80"]}\n'
     assert only_issue(text).path == 'services["web.app"]'
 
 
@@ -430,16 +436,16 @@ def test_service_name_with_a_dot_is_bracketed_in_the_path():
     ("a" * 21, "the limit is 20"),
 ])
 def test_bad_lab_name(name, message):
-    assert_issue(f"name: {name}\nnodes: {{n1: {{}}}}\n", "name", name, message)
+    assert_issue(f"name: {name}\nnodes: {{n1: {{role: manager}}}}\n", "name", name, message)
 
 
 def test_lab_name_must_be_a_string():
-    assert_issue("name: 2024\nnodes: {n1: {}}\n", "name", "2024", "must be a string")
+    assert_issue("name: 2024\nnodes: {n1: {role: manager}}\n", "name", "2024", "must be a string")
 
 
 def test_lab_name_defaults_to_the_file_stem_and_is_checked():
-    assert load_lab_from_text("nodes: {n1: {}}\n", "dir/my-lab.yaml").name == "my-lab"
-    issue = only_issue("nodes: {n1: {}}\n", source="My_Lab.yaml")
+    assert load_lab_from_text("nodes: {n1: {role: manager}}\n", "dir/my-lab.yaml").name == "my-lab"
+    issue = only_issue("nodes: {n1: {role: manager}}\n", source="My_Lab.yaml")
     assert issue.path == "name" and issue.line is None
     assert "from the file name" in issue.message and "name: my-lab" in issue.hint
 
@@ -476,40 +482,40 @@ def test_name_override_wins_and_is_checked():
     ("ingress: 5", "ingress", "5", "must be a mapping", "subnet"),
 ])
 def test_bad_network(section, path, needle, message, hint):
-    text = f"nodes: {{node1: {{}}}}\n{section}\n"
+    text = f"nodes: {{node1: {{role: manager}}}}\n{section}\n"
     issue = assert_issue(text, path, needle, message)
     assert hint in issue.hint
 
 
 def test_data_path_port_default_and_range_ends_are_fine():
     for port in (1024, 4789, 49151):
-        lab = load_lab_from_text(f"nodes: {{n1: {{}}}}\nunderlay: {{data_path_port: {port}}}\n", "x.yaml")
+        lab = load_lab_from_text(f"nodes: {{n1: {{role: manager}}}}\nunderlay: {{data_path_port: {port}}}\n", "x.yaml")
         assert lab.underlay.data_path_port == port
 
 
 def test_subnets_must_not_overlap():
-    text = "nodes: {n1: {}}\ningress: {subnet: 10.1.0.0/24}\nunderlay: {lan: 10.1.0.0/16}\n"
+    text = "nodes: {n1: {role: manager}}\ningress: {subnet: 10.1.0.0/24}\nunderlay: {lan: 10.1.0.0/16}\n"
     issue = assert_issue(text, "underlay.lan", "10.1.0.0/16", "overlaps the ingress subnet 10.1.0.0/24")
     assert "must not overlap" in issue.hint
 
 
 def test_subnet_overlapping_a_default_is_reported_where_written():
-    text = "nodes: {n1: {}}\nunderlay: {gwbridge: 10.0.0.0/16}\n"
+    text = "nodes: {n1: {role: manager}}\nunderlay: {gwbridge: 10.0.0.0/16}\n"
     assert_issue(text, "underlay.gwbridge", "10.0.0.0", "overlaps the ingress subnet 10.0.0.0/24 (the default)")
 
 
 def test_lan_and_gwbridge_overlap():
-    text = "nodes: {n1: {}}\nunderlay:\n  gwbridge: 172.18.0.0/16\n  lan: 172.18.5.0/24\n"
+    text = "nodes: {n1: {role: manager}}\nunderlay:\n  gwbridge: 172.18.0.0/16\n  lan: 172.18.5.0/24\n"
     assert_issue(text, "underlay.lan", "172.18.5.0", "overlaps the gwbridge subnet 172.18.0.0/16")
 
 
 def test_subnet_in_loopback():
-    text = "nodes: {n1: {}}\ningress: {subnet: 127.1.0.0/24}\n"
+    text = "nodes: {n1: {role: manager}}\ningress: {subnet: 127.1.0.0/24}\n"
     assert_issue(text, "ingress.subnet", "127", "overlaps loopback (127.0.0.0/8)")
 
 
 def scaled(nodes: int, replicas: int, section: str) -> str:
-    names = ", ".join(f"n{i}: {{}}" for i in range(1, nodes + 1))
+    names = ", ".join(f"n{i}: {{role: {'manager' if i == 1 else 'worker'}}}" for i in range(1, nodes + 1))
     return (f"nodes: {{{names}}}\nservices:\n  web: {{deploy: {{replicas: {replicas}}}, "
             f'ports: ["80:80"]}}\n{section}\n')
 
@@ -544,7 +550,7 @@ def test_gwbridge_subnet_too_small():
 
 
 def test_default_subnet_too_small_points_at_the_field_without_a_line():
-    names = ", ".join(f"n{i}: {{}}" for i in range(1, 10))
+    names = ", ".join(f"n{i}: {{role: {'manager' if i == 1 else 'worker'}}}" for i in range(1, 10))
     text = (f"nodes: {{{names}}}\nservices:\n  web: {{deploy: {{replicas: 250}}, ports: [\"80:80\"]}}\n")
     issue = only_issue(text)
     assert issue.path == "ingress.subnet" and issue.line is None
@@ -580,7 +586,7 @@ def test_yaml_syntax_error_carries_the_parsers_position():
 
 
 def test_yaml_tab_indentation():
-    issue = only_issue("nodes:\n\tnode1: {}\n")
+    issue = only_issue("nodes:\n\tnode1: {role: manager}\n")
     assert (issue.line, issue.column) == (2, 1) and "tabs" in issue.hint
 
 
@@ -590,18 +596,20 @@ def test_yaml_unclosed_flow_mapping():
 
 
 def test_two_documents_are_refused():
-    issue = only_issue("nodes: {n1: {}}\n---\nnodes: {n2: {}}\n")
+    issue = only_issue("nodes: {n1: {role: manager}}\n---\nnodes: {n2: {}}\n")
     assert issue.line == 2 and "one YAML document" in issue.hint
 
 
 def test_unknown_tag_and_recursive_alias():
-    assert "tag" in only_issue("nodes: !thing {n1: {}}\n").message
+    assert "tag" in only_issue("nodes: !thing {n1: {role: manager}}\n").message
     assert only_issue("nodes: &a {n1: *a}\n").message == "an alias refers to the node that contains it"
 
 
 def test_control_character():
-    issue = only_issue("nodes: {n1: {}}\x07\n")
-    assert (issue.line, issue.column) == (1, 16)
+    issue = only_issue("nodes: {n1: {role: manager}}\x07\n")
+    assert (issue.line, issue.column) == (1, 29)
+    issue = only_issue("name: caf\u00e9\nx-a: \u00e9\u00e9\x07\n")  # not a byte offset
+    assert (issue.line, issue.column) == (2, 8)
 
 
 FIVE_ERRORS = """\
@@ -686,7 +694,7 @@ def test_missing_file(tmp_path):
 
 def test_not_utf8(tmp_path):
     path = tmp_path / "bin.yaml"
-    path.write_bytes(b"nodes: {n1: {}}\n\xff\xfe\n")
+    path.write_bytes(b"nodes: {n1: {role: manager}}\n\xff\xfe\n")
     with pytest.raises(ScenarioError) as info:
         load_lab(path)
     assert "UTF-8" in info.value.issues[0].message
@@ -730,3 +738,33 @@ def test_cli_validate_missing_file_exits_2(tmp_path):
 def test_cli_validate_name_option():
     result = CliRunner().invoke(validate, [str(SCENARIOS / "hello-a.yaml"), "--name", "Bad!"])
     assert result.exit_code == 2 and "--name:" in result.stderr
+
+
+@pytest.mark.parametrize("text", [
+    (SCENARIOS / "hello-a.yaml").read_text(),
+    (SCENARIOS / "three-nodes.yaml").read_text(),
+    "nodes: {n1: {role: manager}, n2: {}, n3: {}}\ningress: {subnet: 10.1.0.0/16}\nservices:\n"
+    "  a: {deploy: {replicas: 500}, ports: ['80:80', '81:80', '53:53/udp']}\n"
+    "  b: {deploy: {replicas: 0}, ports: ['90:90']}\n",
+])
+def test_plan_items_estimate_is_close_and_never_under(text):
+    from netlab.plan.build import build_plan
+    from netlab.scenario.checks import plan_items
+    from netlab.scenario.issues import IssueLog
+    from netlab.scenario.services import read_services
+    from netlab.scenario.yamltree import parse_document
+    lab = load_lab_from_text(text, "x.yaml")
+    plan = build_plan(lab)
+    actual = sum(len(getattr(plan, f.name)) for f in dataclasses.fields(plan)
+                 if f.name not in ("lab", "meta"))
+    specs = read_services(parse_document(text).get("services"), IssueLog()).services
+    assert actual <= plan_items(len(lab.nodes), specs, lab.tasks) <= actual * 1.3
+
+
+def test_a_lab_too_big_to_plan_is_refused_before_planning():
+    names = ", ".join(f"n{i}: {{role: manager}}" for i in range(40))
+    text = (f"nodes: {{{names}}}\nservices: {{web: {{deploy: {{replicas: 10000}}, ports: ['80:80']}}}}\n"
+            "ingress: {subnet: 10.1.0.0/16}\n")
+    issue = only_issue(text)
+    assert issue.path == "services" and "netlab plans at most 500,000" in issue.message
+    assert "40 nodes, 10000 tasks" in issue.hint

@@ -286,7 +286,7 @@ def test_describe_names_kernel_and_mode():
 
 @pytest.mark.parametrize(
     "spec",
-    [runner.VmSpec(memory="lots"), runner.VmSpec(cpus=0), runner.VmSpec(timeout=0),
+    [runner.VmSpec(memory="lots"), runner.VmSpec(memory="4G\n"), runner.VmSpec(cpus=0), runner.VmSpec(timeout=0),
      runner.VmSpec(kvm="maybe"), runner.VmSpec(rw_dirs=(Path("/no/such/dir"),))],  # type: ignore[arg-type]
 )
 def test_bad_spec_is_bad_input(spec):

@@ -208,3 +208,46 @@ def test_start_refuses_duplicate_sockets_before_launching(tmp_path) -> None:
     with pytest.raises(NetlabError, match="both need tcp/3000"):
         supervisor.start([EP, twin], tmp_path / "lab.log")
     assert not (tmp_path / "lab.log").exists()
+
+
+# ---- what a lab's tasks listen on ---------------------------------------------------
+
+TWO_PORTS_ONE_TARGET = """\
+name: two
+nodes: {node1: {role: manager}, node2: {}}
+services:
+  web:
+    deploy: {replicas: 2}
+    ports: ["8080:80", "8081:80", "9053:80/udp"]
+"""
+
+
+def test_two_published_ports_to_one_target_listen_once_per_task() -> None:
+    # Swarm accepts ["8080:80", "8081:80"]; up failed half-way with a ValueError
+    # (two endpoints for tcp/80 in one task).
+    from netlab.lifecycle import endpoints
+    from netlab.plan.build import build_plan
+    from netlab.scenario import load_lab_from_text
+    lab = load_lab_from_text(TWO_PORTS_ONE_TARGET, "two.yaml")
+    eps = endpoints(lab, build_plan(lab))
+    assert sorted((e.task, e.protocol, e.port) for e in eps) == [
+        ("web.1", "tcp", 80), ("web.1", "udp", 80), ("web.2", "tcp", 80), ("web.2", "udp", 80)]
+    assert len(json.loads(endpoints_to_json(eps))["endpoints"]) == 4
+
+
+def test_two_published_ports_to_one_target_plan_docker_s_rules() -> None:
+    # libnetwork's addRedirectRules runs, per published port, an appended
+    # REDIRECT and two inserted (-I) ACCEPTs for the target, with no check that
+    # they exist: a real task holds the ACCEPT pair twice. The plan does too.
+    from netlab.plan.build import build_plan
+    from netlab.plan.render import rule_spec
+    from netlab.scenario import load_lab_from_text
+    plan = build_plan(load_lab_from_text(TWO_PORTS_ONE_TARGET, "two.yaml"))
+    ns = plan.namespace("web.1").name
+    redirects = [rule_spec(r) for r in plan.rules_in(ns, "nat")]
+    assert [r.split(" -m comment")[0] for r in redirects] == [
+        "-d 10.0.0.5/32 -p tcp -m tcp --dport 8080", "-d 10.0.0.5/32 -p tcp -m tcp --dport 8081",
+        "-d 10.0.0.5/32 -p udp -m udp --dport 9053"]
+    accepts = [r for r in plan.rules_in(ns, "filter") if r.chain == "INPUT" and r.target.name == "ACCEPT"]
+    assert [(r.proto, r.matches[0].options) for r in accepts] == [
+        ("udp", (("dport", "80"),)), ("tcp", (("dport", "80"),)), ("tcp", (("dport", "80"),))]

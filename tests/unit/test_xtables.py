@@ -118,3 +118,18 @@ def test_the_state_file_keeps_the_backend(tmp_path):
     store = StateStore(tmp_path / "store")
     store.save(st)
     assert store.load("x").iptables == "nft"
+
+
+def test_a_scenario_may_name_its_backend_and_a_wrong_one_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from netlab.cli.main import cli
+    from netlab.scenario import load_lab_from_text
+    base = "nodes: {node1: {role: manager}}\nservices: {web: {ports: ['8080:80']}}\n"
+    assert load_lab_from_text(base + "iptables: legacy\n", "x.yaml").iptables == "legacy"
+    assert load_lab_from_text(base, "x.yaml").iptables is None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(base + "iptables: nftables\n")
+    result = CliRunner().invoke(cli, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert "iptables" in result.output and "nft" in result.output
