@@ -258,7 +258,7 @@ prepare_box() {
     mount_box -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
     mount_box -t tmpfs -o mode=755,nosuid,nodev tmpfs /run
     mkdir -p "$ROOT/run/netns" "$ROOT/run/lock" && chmod 1777 "$ROOT/run/lock"
-    mount_box --bind /run/netns /run/netns   # what `ip netns add` does, done up front
+    mount_box --bind "$ROOT/run/netns" /run/netns   # what `ip netns add` does, done up front
     mount --make-shared "$ROOT/run/netns" || die "making /run/netns shared failed"
     bind_file_ro /etc/hosts
     bind_file_ro /etc/resolv.conf
@@ -322,6 +322,7 @@ say "box ready at $ROOT ($((T_READY - T_BASE)) s); running as root in $BOX_TREE:
     chroot "$ROOT" /usr/bin/env -i "${BOX_ENV[@]}" /bin/bash -c "cd $BOX_TREE && $COMMAND" \
         </dev/null 2>&1
     echo "$?" >"$WORK/status"
+    end_box_processes   # a daemon left behind would hold the output pipe open
 ) | mark_phases &
 RUN_PID=$!
 wait "$RUN_PID"
