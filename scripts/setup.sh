@@ -122,7 +122,7 @@ fi
 
 if [[ ! -e "$STAMP" || "$REPO/pyproject.toml" -nt "$STAMP" ]]; then
     say "installing netlab and its dependencies into the venv (pip install -e '.[test]')"
-    (cd "$REPO" && "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[test]') \
+    (cd "$REPO" && "$VENV/bin/python" -m pip install -q --disable-pip-version-check --use-pep517 -e '.[test]') \
         || die "pip install -e '.[test]' failed"
     touch "$STAMP"
 else
