@@ -134,13 +134,16 @@ def _fdb() -> tuple[tuple[str, str, str], ...]:
                      for e in ipr.fdb("dump") if e.get_attr("NDA_DST"))
 
 
-# Which namespaces hold which evidence: NAT happens in node hosts, sandboxes and
-# tasks; IPVS in sandboxes; remote forwarding entries on overlay VXLAN devices.
+# Which namespaces hold which evidence: rules and NAT live in node hosts,
+# sandboxes and tasks (as on a Docker node: overlays, the LAN and the client
+# hold none, so their counters are not read: each read runs iptables-save);
+# IPVS in sandboxes; remote forwarding entries on overlay VXLAN devices.
 CONNTRACK_ROLES = frozenset({"host", "sandbox", "task"})
+RULE_ROLES = CONNTRACK_ROLES
 
 
 def _read(backend: Backend, with_flows: bool, role: str) -> NsSnapshot:
-    counters = tuple(read_counters(backend))
+    counters = tuple(read_counters(backend)) if role in RULE_ROLES else ()
     if not with_flows:
         return NsSnapshot(counters)
     entries, notes = _conntrack() if role in CONNTRACK_ROLES else ((), ())
@@ -150,9 +153,9 @@ def _read(backend: Backend, with_flows: bool, role: str) -> NsSnapshot:
 
 
 def snapshot(roles: dict[str, str], with_flows: bool, backend: Backend) -> dict[str, NsSnapshot]:
-    """Counters (read from ``backend``) of each namespace of ``roles`` (netns -> role) and, with
-    ``with_flows``, what its role holds: conntrack (host, sandbox, task), IPVS
-    connections (sandbox), FDB (overlay).
+    """Counters (read from ``backend``; hosts, sandboxes and tasks) of each namespace of
+    ``roles`` (netns -> role) and, with ``with_flows``, what its role holds:
+    conntrack (host, sandbox, task), IPVS connections (sandbox), FDB (overlay).
 
     Raises NetnsError when a namespace is missing or cannot be read.
     """
