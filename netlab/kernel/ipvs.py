@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
+from netlab.kernel.netns import patient_pyroute2
 from netlab.plan.types import IpvsDest, IpvsService
 
 FWD = {"Masq": 0, "Local": 1, "Tunnel": 2, "Route": 3}
@@ -27,6 +28,7 @@ class ObservedService:
 
 def _ipvs(netns: str):
     from pyroute2 import IPVS
+    patient_pyroute2()
     return IPVS(netns=netns, flags=0)
 
 

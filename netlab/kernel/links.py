@@ -16,6 +16,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import ndmsg
 
+from netlab.kernel.netns import patient_pyroute2
 from netlab.plan.types import Plan, Veth, Vxlan
 
 NUD_PERMANENT = ndmsg.states["permanent"]
@@ -32,6 +33,7 @@ class Netlink:
     def __call__(self, netns: str) -> IPRoute:
         if netns not in self.sockets:
             # flags=0: never create a namespace by accident (a typo would).
+            patient_pyroute2()
             self.sockets[netns] = IPRoute(netns=netns, flags=0)
         return self.sockets[netns]
 

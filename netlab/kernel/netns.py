@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
+from pyroute2 import config as pr_config
 from pyroute2 import netns as pr_netns
 
 from netlab import nsenter
@@ -58,11 +59,25 @@ def listed(prefix: str = "") -> list[str]:
         return []
 
 
+#: Seconds pyroute2 waits for the helper child it forks to create a namespace
+#: or open a socket in one. Its default (2 s) is too short for a kernel still
+#: busy destroying a few hundred namespaces, above all under emulation, where
+#: unshare(CLONE_NEWNET) has been seen to wait longer.
+PYROUTE2_CHILD_TIMEOUT = 120
+
+
+def patient_pyroute2() -> None:
+    """Give pyroute2's namespace helpers :data:`PYROUTE2_CHILD_TIMEOUT` seconds to answer."""
+    if pr_config.default_communicate_timeout < PYROUTE2_CHILD_TIMEOUT:
+        pr_config.default_communicate_timeout = PYROUTE2_CHILD_TIMEOUT
+
+
 def create(name: str) -> bool:
     """Create ``name`` unless it exists; True when it was created (NetnsError
     for a name that is not plain)."""
     if exists(name):
         return False
+    patient_pyroute2()
     pr_netns.create(name)
     return True
 
