@@ -57,12 +57,15 @@ def apply(plan: Plan, backend: Backend, stale: list[str] | None = None,
     stats = ApplyStats()
     started = time.monotonic()
     planned = {ns.name for ns in plan.netns}
+    fresh: set[str] = set()        # made just now: no table to read before writing
     for name in stale or []:
         if name not in planned and netns.remove(name):
             stats.netns_removed += 1
     progress(f"namespaces: {len(plan.netns)}")
     for ns in plan.netns:
-        stats.netns_created += netns.create(ns.name)
+        if netns.create(ns.name):
+            stats.netns_created += 1
+            fresh.add(ns.name)
     early: dict[str, tuple[tuple[str, str], ...]] = {}
     for s in plan.sysctls:
         if s.key.startswith(EARLY_SYSCTLS):
@@ -88,7 +91,8 @@ def apply(plan: Plan, backend: Backend, stale: list[str] | None = None,
                         if not s.key.startswith(EARLY_SYSCTLS))
         specs = table_specs(plan, ns.name)
         if sysctls or specs:
-            stats.iptables_commits += netns.run_in(ns.name, configure, backend, sysctls, specs)
+            stats.iptables_commits += netns.run_in(ns.name, configure, backend, sysctls, specs,
+                                                   ns.name in fresh)
     stats.seconds = time.monotonic() - started
     return stats
 

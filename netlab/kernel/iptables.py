@@ -217,17 +217,20 @@ def _write_legacy(spec: TableSpec) -> None:
         tbl.autocommit = True
 
 
-def write_tables(backend: Backend, specs: tuple[TableSpec, ...]) -> int:
+def write_tables(backend: Backend, specs: tuple[TableSpec, ...], fresh: bool = False) -> int:
     """Make each table of ``specs`` hold exactly its spec; returns the commits made.
 
-    A table that already matches is not written. Raises IptablesError (nft) or
-    ``iptc.IPTCError`` (legacy) when the kernel refuses a rule, e.g. for a
-    match it does not have.
+    A table that already matches is not written; in a ``fresh`` namespace
+    (just made, so holding nothing) the tables are not read first. Raises
+    IptablesError (nft) or ``iptc.IPTCError`` (legacy) when the kernel
+    refuses a rule, e.g. for a match it does not have.
     """
     if not specs:
         return 0
-    have = read_tables(backend, tuple(s.table for s in specs))
-    stale = [s for s in specs if have[s.table] != s.save_text()]
+    stale = list(specs)
+    if not fresh:
+        have = read_tables(backend, tuple(s.table for s in specs))
+        stale = [s for s in specs if have[s.table] != s.save_text()]
     if not stale:
         return 0
     if backend == "nft":
@@ -256,7 +259,8 @@ def write_sysctls(pairs: tuple[tuple[str, str], ...]) -> int:
 
 
 def configure(backend: Backend, sysctls: tuple[tuple[str, str], ...],
-              tables: tuple[TableSpec, ...]) -> int:
-    """Sysctls then tables, inside one namespace; returns the number of commits made."""
+              tables: tuple[TableSpec, ...], fresh: bool = False) -> int:
+    """Sysctls then tables, inside one namespace (``fresh``: just made, see
+    :func:`write_tables`); returns the number of commits made."""
     write_sysctls(sysctls)
-    return write_tables(backend, tables)
+    return write_tables(backend, tables, fresh)
