@@ -44,7 +44,9 @@ def status_doc(lab_name: str | None) -> dict:
                   for t in lab.tasks],
         "namespaces": [{"target": ns.target, "netns": ns.name, "role": ns.role,
                         "exists": netns.exists(ns.name)} for ns in plan.netns],
-        "drift": [dataclasses.asdict(d) for d in diffs],
+        "drift": [dataclasses.asdict(d) for d in diffs if d.kind != "user-rule"],
+        # Rules a user added to DOCKER-USER: kept by up, as Docker keeps them; not drift.
+        "user_rules": [{"netns": d.netns, "rule": d.detail} for d in diffs if d.kind == "user-rule"],
     }
 
 
@@ -71,6 +73,8 @@ def status(lab: str | None, as_json: bool) -> None:
     click.echo("namespaces:")
     for ns in doc["namespaces"]:
         click.echo(f"  {ns['target']:<24} {ns['netns']}" + ("" if ns["exists"] else "  MISSING"))
+    for r in doc["user_rules"]:
+        click.echo(f"  your rule in {r['netns']} (kept by up, as Docker keeps DOCKER-USER): {r['rule']}")
     if doc["drift"]:
         click.echo(f"drift: {len(doc['drift'])} difference(s) from the plan")
         for d in doc["drift"]:

@@ -139,6 +139,32 @@ def read_counters(backend: Backend) -> list[RuleCounter]:
     return parse_counters(save_output(backend, counters=True))
 
 
+# -- the user's own rules ---------------------------------------------------
+
+#: The chain Docker leaves to its users: it creates it (``-j RETURN``) and
+#: never flushes it, so rules a user put there survive dockerd restarts.
+USER_CHAIN = "DOCKER-USER"
+_NETLAB_COMMENT = re.compile(r'-m comment --comment "?netlab:')
+
+
+def user_rules(table_text: str) -> list[str]:
+    """The ``-A DOCKER-USER`` lines of a table's save text that netlab did not write."""
+    return [line for line in table_text.splitlines()
+            if line.startswith(f"-A {USER_CHAIN} ") and not _NETLAB_COMMENT.search(line)]
+
+
+def with_user_rules(want_text: str, kept: list[str]) -> str:
+    """``want_text`` with ``kept`` user rules at the top of DOCKER-USER, where
+    ``iptables -I DOCKER-USER`` puts them, above netlab's ``-j RETURN``."""
+    if not kept:
+        return want_text
+    lines = want_text.splitlines()
+    at = next((i for i, line in enumerate(lines) if line.startswith(f"-A {USER_CHAIN} ")), None)
+    if at is None:
+        return want_text
+    return "\n".join(lines[:at] + kept + lines[at:])
+
+
 # -- writing ---------------------------------------------------------------
 
 def preload() -> None:
@@ -193,13 +219,19 @@ def _to_iptc(iptc, rule: Rule):
 
 
 def _write_legacy(spec: TableSpec) -> None:
-    """Replace ``spec.table`` with python-iptables, in one libiptc commit."""
+    """Replace ``spec.table`` with python-iptables, in one libiptc commit; the
+    user's own DOCKER-USER rules are put back at the top of that chain."""
     preload()
     import iptc
     tbl = _table(iptc, spec.table)
     tbl.autocommit = False
     try:
         tbl.refresh()
+        kept = []
+        if spec.table == "filter" and USER_CHAIN in spec.user_chains and tbl.is_chain(USER_CHAIN):
+            kept = [r for r in iptc.Chain(tbl, USER_CHAIN).rules
+                    if not any(m.name == "comment" and (m.comment or "").startswith("netlab:")
+                               for m in r.matches)]
         for chain in list(tbl.chains):
             chain.flush()
         for chain in list(tbl.chains):
@@ -210,6 +242,8 @@ def _write_legacy(spec: TableSpec) -> None:
         pol = {p.chain: p.policy for p in spec.policies}
         for name in BUILTIN_CHAINS[spec.table]:
             iptc.Chain(tbl, name).set_policy(pol.get(name, "ACCEPT"))
+        for rule in kept:
+            iptc.Chain(tbl, USER_CHAIN).append_rule(rule)
         for rule in spec.rules:
             iptc.Chain(tbl, rule.chain).append_rule(_to_iptc(iptc, rule))
         tbl.commit()
@@ -221,24 +255,26 @@ def write_tables(backend: Backend, specs: tuple[TableSpec, ...], fresh: bool = F
     """Make each table of ``specs`` hold exactly its spec; returns the commits made.
 
     A table that already matches is not written; in a ``fresh`` namespace
-    (just made, so holding nothing) the tables are not read first. Raises
+    (just made, so holding nothing) the tables are not read first. Rules the
+    user added to DOCKER-USER are kept, as Docker keeps them. Raises
     IptablesError (nft) or ``iptc.IPTCError`` (legacy) when the kernel
     refuses a rule, e.g. for a match it does not have.
     """
     if not specs:
         return 0
-    stale = list(specs)
+    want = {s.table: s.save_text() for s in specs}
     if not fresh:
-        have = read_tables(backend, tuple(s.table for s in specs))
-        stale = [s for s in specs if have[s.table] != s.save_text()]
-    if not stale:
+        have = read_tables(backend, tuple(want))
+        want = {t: with_user_rules(text, user_rules(have[t])) for t, text in want.items()}
+        specs = tuple(s for s in specs if have[s.table] != want[s.table])
+    if not specs:
         return 0
     if backend == "nft":
-        _run([restore_tool(backend)], stdin="\n".join(s.save_text() for s in stale) + "\n")
+        _run([restore_tool(backend)], stdin="\n".join(want[s.table] for s in specs) + "\n")
     else:
-        for spec in stale:
+        for spec in specs:
             _write_legacy(spec)
-    return len(stale)
+    return len(specs)
 
 
 def write_sysctls(pairs: tuple[tuple[str, str], ...]) -> int:

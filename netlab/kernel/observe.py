@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from netlab.kernel import ipvs, netns
 from netlab.kernel.apply import table_specs
-from netlab.kernel.iptables import read_tables
+from netlab.kernel.iptables import read_tables, user_rules, with_user_rules
 from netlab.kernel.xtables import Backend
 from netlab.kernel.links import NUD_PERMANENT, Netlink
 from netlab.plan.render import ipvsadm
@@ -21,7 +21,7 @@ from netlab.plan.types import Plan
 @dataclass(frozen=True)
 class Drift:
     netns: str
-    kind: str        # netns, link, iptables, ipvs, fdb, neigh
+    kind: str        # netns, link, iptables, ipvs, fdb, neigh; user-rule: not drift, a note
     detail: str
 
 
@@ -77,7 +77,10 @@ def drift(plan: Plan, backend: Backend) -> list[Drift]:
         if specs:
             have = netns.run_in(ns.name, read_tables, backend, tuple(s.table for s in specs))
             for spec in specs:
-                want_lines, have_lines = spec.save_text().splitlines(), have[spec.table].splitlines()
+                kept = user_rules(have[spec.table])
+                out += [Drift(ns.name, "user-rule", line) for line in kept]
+                want_lines = with_user_rules(spec.save_text(), kept).splitlines()
+                have_lines = have[spec.table].splitlines()
                 for line in want_lines:
                     if line not in have_lines:
                         out.append(Drift(ns.name, "iptables", f"{spec.table}: missing {line}"))

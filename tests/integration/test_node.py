@@ -43,6 +43,16 @@ def test_legacy_lab_says_so_and_its_rules_are_where_legacy_iptables_looks(legacy
     dnat = next(h for h in trace["hops"] if h["event"] == "dnat")
     assert "counter" in dnat["evidence"]
     assert dnat["rule"] in sh(lab.netns("node2"), "iptables-legacy-save", "-t", "nat")
+    # a user's DOCKER-USER rule survives up there too (python-iptables puts it back)
+    node1 = lab.netns("node1")
+    sh(node1, "iptables-legacy", "-I", "DOCKER-USER", "-s", "192.0.2.1", "-j", "DROP")
+    try:
+        netlab("up", str(lab.scenario), "--name", lab.name, "--iptables", "legacy")
+        rules = sh(node1, "iptables-legacy", "-S", "DOCKER-USER").splitlines()
+        assert rules[1] == "-A DOCKER-USER -s 192.0.2.1/32 -j DROP", rules
+        assert rules[2].endswith("-j RETURN"), rules
+    finally:
+        sh(node1, "iptables-legacy", "-D", "DOCKER-USER", "-s", "192.0.2.1", "-j", "DROP")
 
 
 def test_a_drop_in_docker_user_stops_the_mesh_and_trace_names_it(seed_lab):
@@ -62,6 +72,14 @@ def test_a_drop_in_docker_user_stops_the_mesh_and_trace_names_it(seed_lab):
         assert "counter" in last["evidence"]
         # node1 still answers: the rule is node2's alone
         assert all(r["ok"] for r in seed_lab.curl("node1:5000", 2))
+        # As dockerd does, up leaves the user's DOCKER-USER rules where they are.
+        netlab("up", str(seed_lab.scenario), "--name", seed_lab.name)
+        assert "-A DOCKER-USER -p tcp -m tcp --dport 5000 -j DROP" in sh(node2, "iptables", "-S",
+                                                                          "DOCKER-USER")
+        status = json.loads(netlab("status", seed_lab.name, "--json").stdout)
+        assert status["drift"] == [], status["drift"]
+        assert [r["rule"] for r in status["user_rules"]] == [
+            "-A DOCKER-USER -p tcp -m tcp --dport 5000 -j DROP"]
     finally:
         sh(node2, "iptables", "-D", *rule)
     assert all(r["ok"] for r in seed_lab.curl("node2:5000", 2))

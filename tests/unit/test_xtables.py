@@ -133,3 +133,22 @@ def test_a_scenario_may_name_its_backend_and_a_wrong_one_is_refused(tmp_path):
     result = CliRunner().invoke(cli, ["validate", str(bad)])
     assert result.exit_code == 2
     assert "iptables" in result.output and "nft" in result.output
+
+
+def test_the_users_docker_user_rules_are_kept_above_netlabs_return():
+    from netlab.kernel.iptables import user_rules, with_user_rules
+    have = "\n".join([
+        "*filter", ":INPUT ACCEPT", ":FORWARD DROP", ":OUTPUT ACCEPT", ":DOCKER-USER -",
+        '-A FORWARD -m comment --comment "netlab:x:node/node2:docker-user" -j DOCKER-USER',
+        "-A DOCKER-USER -s 192.168.56.2/32 -j DROP",
+        "-A DOCKER-USER -p tcp -m tcp --dport 5000 -j DROP",
+        '-A DOCKER-USER -m comment --comment "netlab:x:node/node2:docker-user" -j RETURN',
+        "COMMIT"])
+    kept = user_rules(have)
+    assert kept == ["-A DOCKER-USER -s 192.168.56.2/32 -j DROP",
+                    "-A DOCKER-USER -p tcp -m tcp --dport 5000 -j DROP"]
+    want = "\n".join(line for line in have.splitlines() if line not in kept)
+    assert with_user_rules(want, kept) == have
+    assert with_user_rules(want, []) == want
+    # a table without DOCKER-USER is left as it is
+    assert with_user_rules("*nat\nCOMMIT", kept) == "*nat\nCOMMIT"
