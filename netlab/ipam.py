@@ -130,6 +130,7 @@ class _Serial:
     def __init__(self, subnet: IPv4Net, start: int, cursor: int, used: set[int]) -> None:
         self.subnet, self.start, self.last = subnet, start, subnet.num_addresses - 2
         self.used = used
+        self.in_range = sum(1 for n in used if start <= n <= self.last)
         self.cursor = cursor if start <= cursor <= self.last + 1 else start
 
     def keep(self, ip: IPv4) -> bool:
@@ -138,13 +139,13 @@ class _Serial:
         if not self.start <= n <= self.last or n in self.used:
             return False
         self.used.add(n)
+        self.in_range += 1
         return True
 
     def take(self, what: str) -> IPv4:
         """The first free host at or after the cursor, wrapping around once;
         raises AddressSpaceExhausted naming ``what``."""
-        in_range = sum(1 for n in self.used if self.start <= n <= self.last)
-        if self.last < self.start or in_range >= self.last - self.start + 1:
+        if self.in_range >= self.last - self.start + 1:
             raise AddressSpaceExhausted(f"{self.subnet} has no address left for {what} "
                                         "(hint: use a larger subnet)")
         n = self.cursor
@@ -155,6 +156,7 @@ class _Serial:
                 break
             n += 1
         self.used.add(n)
+        self.in_range += 1
         self.cursor = n + 1
         return self.subnet.network_address + n
 

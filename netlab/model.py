@@ -215,8 +215,8 @@ def place_tasks(nodes: tuple[Node, ...], services: tuple[Service, ...],
         if service.replicas and not eligible:
             raise ValueError(service.name)
         mine: dict[str, int] = {n.name: 0 for n in eligible}
-        for (svc, _slot), node in stays.items():
-            if svc == service.name:
+        for slot in range(1, service.replicas + 1):
+            if (node := stays.get((service.name, slot))) is not None:
                 mine[node] += 1
         order = {n.name: i for i, n in enumerate(eligible)}
         for slot in range(1, service.replicas + 1):
