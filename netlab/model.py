@@ -190,21 +190,25 @@ def place_tasks(nodes: tuple[Node, ...], services: tuple[Service, ...],
     """Place the tasks of ``services`` as Swarm's scheduler does, deterministically.
 
     A task in ``previous`` (same service and slot) stays on its node while
-    that node is still there, active and eligible for the service: Swarm
-    never moves a running task to rebalance. Every other slot 1..replicas
-    goes, service by service in order, to the eligible node with the fewest
+    that node is still there, not drained, and meets the service's
+    constraints: Swarm never moves a running task to rebalance, and a
+    paused node keeps its tasks (it only takes no new ones). Every other
+    slot 1..replicas goes, service by service in order, to the eligible
+    (active) node with the fewest
     tasks of this service, then the fewest tasks in all (the tasks that
     stay count), then the first in file order. With no ``previous`` tasks
-    this is a fresh placement. Raises ValueError naming the service when it
-    has replicas but no node to run on.
+    this is a fresh placement. Raises ValueError naming the service when a
+    task must be placed and no node may run it.
     """
     stays: dict[tuple[str, int], str] = {}
     wanted = {s.name: s for s in services}
     eligible_of = {s.name: eligible_nodes(s, nodes) for s in services}
+    by_name = {n.name: n for n in nodes}
     for task in previous:
-        service = wanted.get(task.service)
-        if (service is not None and 1 <= task.slot <= service.replicas
-                and any(n.name == task.node for n in eligible_of[task.service])):
+        service, node = wanted.get(task.service), by_name.get(task.node)
+        if (service is not None and node is not None and 1 <= task.slot <= service.replicas
+                and node.availability != "drain"
+                and all(c.matches(node) for c in service.constraints)):
             stays[(task.service, task.slot)] = task.node
     total: dict[str, int] = {n.name: 0 for n in nodes}
     for node in stays.values():
@@ -212,16 +216,16 @@ def place_tasks(nodes: tuple[Node, ...], services: tuple[Service, ...],
     tasks: list[Task] = []
     for service in services:
         eligible = eligible_of[service.name]
-        if service.replicas and not eligible:
-            raise ValueError(service.name)
         mine: dict[str, int] = {n.name: 0 for n in eligible}
         for slot in range(1, service.replicas + 1):
-            if (node := stays.get((service.name, slot))) is not None:
+            if (node := stays.get((service.name, slot))) in mine:   # not on a paused node
                 mine[node] += 1
         order = {n.name: i for i, n in enumerate(eligible)}
         for slot in range(1, service.replicas + 1):
             node = stays.get((service.name, slot))
             if node is None:
+                if not mine:
+                    raise ValueError(service.name)
                 node = min(mine, key=lambda n: (mine[n], total[n], order[n]))
                 mine[node] += 1
                 total[node] += 1
