@@ -26,9 +26,14 @@ class Readers:
     supervisor_running: Callable[[int], bool] = supervisor.is_running
 
 
-def status_doc(lab_name: str | None, readers: Readers = Readers()) -> dict:
+def readers() -> Readers:
+    """The real readers (tests replace this with fakes)."""
+    return Readers()
+
+
+def status_doc(lab_name: str | None, with_readers: Readers | None = None) -> dict:
     """The status of a lab as one JSON-able document."""
-    return status_of(common.lab_state(common.store(), lab_name), readers)
+    return status_of(common.lab_state(common.store(), lab_name), with_readers or readers())
 
 
 def status_of(state: LabState, readers: Readers) -> dict:
