@@ -346,3 +346,25 @@ def _check_covers(a: Allocations, lab: Lab, path: str) -> None:
             raise Invalid(f"{path}.tasks has no addresses for task {task.name} on {task.node}")
     if lab.ingress.name not in a.vnis:
         raise Invalid(f"{path}.vnis has no VNI for network {lab.ingress.name}")
+    ingress = [(f"nodes[{n.name!r}].sandbox_ip", a.nodes[n.name].sandbox_ip) for n in lab.nodes]
+    ingress += [(f"services[{s!r}].vip", a.services[s].vip) for s in sorted(a.services)]
+    ingress += [(f"tasks[{t.name!r}].ingress_ip", a.tasks[t.name].ingress_ip) for t in lab.tasks]
+    _distinct_in(ingress, lab.ingress.subnet, path)
+    _distinct_in([(f"nodes[{n.name!r}].lan_ip", a.nodes[n.name].lan_ip) for n in lab.nodes]
+                 + [("client_ip", a.client_ip)], lab.underlay.lan, path)
+    for node in lab.nodes:
+        _distinct_in([(f"nodes[{node.name!r}].sandbox_gw_ip", a.nodes[node.name].sandbox_gw_ip)]
+                     + [(f"tasks[{t.name!r}].gw_ip", a.tasks[t.name].gw_ip)
+                        for t in lab.tasks_on(node.name)], lab.underlay.gwbridge, path)
+
+
+def _distinct_in(addresses: list[tuple[str, ipaddress.IPv4Address]],
+                 subnet: ipaddress.IPv4Network, path: str) -> None:
+    """Each address is a host of ``subnet`` and no two are the same; raises Invalid."""
+    seen: dict[ipaddress.IPv4Address, str] = {}
+    for where, ip in addresses:
+        if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address):
+            raise Invalid(f"{path}.{where} is {ip}, not a host of {subnet}")
+        if ip in seen:
+            raise Invalid(f"{path}.{where} is {ip}, as is {path}.{seen[ip]}")
+        seen[ip] = where
