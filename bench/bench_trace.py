@@ -53,11 +53,11 @@ def main() -> None:
     result = lifecycle.up(lab, str(scenario), store, backend)
     try:
         state = store.load(name)
-        target = parse(result.plan, state, "node2:5000", "client")
+        target = parse(state, "node2:5000", "client")
         t0 = time.perf_counter()
         curl(state.targets["client"], target.node_ip, 5000, "node2:5000", count=1, timeout=2)
         bare = time.perf_counter() - t0
-        tracer = Tracer(lab, result.plan, target, backend)
+        tracer = Tracer(result.lab, result.allocations, result.plan, target, backend)
         t0 = time.perf_counter()
         tracer.once(2.0)                       # cold: imports (scapy, conntrack) happen once per process
         cold = time.perf_counter() - t0

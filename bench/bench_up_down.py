@@ -49,8 +49,8 @@ def strip_ipvs() -> None:
     kernel_apply.ipvs.sync = lambda _ns, _wanted: 0
     original = build.build_plan
 
-    def build_plan(lab):
-        plan = original(lab)
+    def build_plan(lab, allocations=None):
+        plan = original(lab, allocations)
         return dataclasses.replace(
             plan, ipvs=(),
             rules=tuple(r for r in plan.rules if not any(m.name == "ipvs" for m in r.matches)),

@@ -1,41 +1,72 @@
-"""Deterministic address allocation, as Swarm's IPAM would hand them out.
+"""Address allocation that lives across changes, as Swarm's IPAM hands addresses out.
 
-Ingress network (global scope): ``.1`` is the gateway on ``br0``; then one
-ingress-sandbox (LB) address per node, in node order, as nodes join; then per
-service its VIP followed by its tasks' addresses. docker_gwbridge (local scope,
-per node): ``.1`` the host bridge, ``.2`` the ingress sandbox's ``eth1``, then
-the node's tasks in order. LAN: node *i* gets ``.11+i``; the client ``.2``.
-MACs are ``02:42:`` followed by the four IP bytes, as libnetwork's
-``GenerateMACFromIP``. Firewall marks start at 0x100, one per service with an
-ingress port; VNIs come from the ingress network (4096 by default).
+:func:`allocate` is incremental and deterministic: given the allocations a
+lab already has, every node, service and task that is still there keeps its
+addresses (and so its MACs, derived from them) and its firewall mark; new
+ones get fresh ones. Each pool is allocated as libnetwork's IPAM does with
+``com.docker.network.ipam.serial`` set (what Swarm sets for every network):
+the bit sequence is scanned from the host number after the one handed out
+last (``Bitmap.SetAnyInRange(start, end, serial=true)``), wrapping around to
+the start of the range once its end is reached. A freed address is thus not
+handed out again until the pool has wrapped. The cursor of each pool is part
+of the allocations, so the next change starts where this one stopped.
+
+Pools. Ingress network (global scope): ``.1`` is the gateway on ``br0``;
+then, in a fresh lab, one ingress-sandbox (LB) address per node in node
+order, then per service its VIP followed by its tasks' addresses.
+docker_gwbridge (local scope, one pool per node): ``.1`` the host bridge,
+``.2`` the ingress sandbox's ``eth1``, then the node's tasks. LAN: nodes from
+host ``.11`` on; the client ``.2``. MACs are ``02:42:`` followed by the four
+IP bytes, as libnetwork's ``GenerateMACFromIP``. Firewall marks count up
+from 0x100, one per service with an ingress port, and never go back
+(libnetwork's ``fwMarkCtr``). The ingress VNI is the scenario's (4096 by
+default, the first VXLAN id Docker allocates).
+
+A task is identified by its name *and* node: a task whose node changed is a
+new task (Swarm starts a new one on the new node) and gets new addresses.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netlab.errors import BadInput
-from netlab.model import Lab
+from netlab.model import Lab, Task
 
 IPv4 = ipaddress.IPv4Address
+IPv4Net = ipaddress.IPv4Network
 
 FWMARK_BASE = 0x100
 LAN_NODE_OFFSET = 11
 LAN_CLIENT_OFFSET = 2
+INGRESS_GATEWAY = 1           # host numbers reserved in each pool
+GWBRIDGE_HOST, GWBRIDGE_SANDBOX = 1, 2
 
 
 class AddressSpaceExhausted(BadInput, ValueError):
     """A subnet is too small for what the scenario asks of it (exit 2).
 
-    The scenario checks size every subnet as this module takes from it, so a
-    validated lab never raises this.
+    The scenario checks size every subnet for a fresh lab, so a validated
+    lab allocated from nothing never raises this.
     """
 
 
 def mac_for(ip: IPv4) -> str:
     """libnetwork's ``GenerateMACFromIP``: ``02:42:`` + the address bytes."""
     return "02:42:" + ":".join(f"{b:02x}" for b in ip.packed)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One address pool and libnetwork's serial cursor over it.
+
+    ``next`` is the host number (1 is the address after the network
+    address) the next allocation tries first: one past the last handed out.
+    """
+
+    subnet: IPv4Net
+    next: int
 
 
 @dataclass(frozen=True)
@@ -50,6 +81,7 @@ class NodeAddresses:
 
 @dataclass(frozen=True)
 class TaskAddresses:
+    node: str                 # the node the addresses were given on
     ingress_ip: IPv4          # eth0 on the ingress overlay
     gw_ip: IPv4               # eth1 on the node's docker_gwbridge
 
@@ -61,16 +93,22 @@ class ServiceAddresses:
 
 
 @dataclass(frozen=True)
-class Addressing:
-    """Every address, MAC and mark of a lab, keyed by node, service and task name."""
+class Allocations:
+    """Every address, mark and VNI of a lab, keyed by node, service and task
+    name, with the cursors the next allocation continues from."""
 
     client_ip: IPv4
     nodes: dict[str, NodeAddresses]
     services: dict[str, ServiceAddresses]
     tasks: dict[str, TaskAddresses]
+    vnis: dict[str, int]                      # network -> VXLAN id
+    ingress: Pool
+    lan: Pool
+    gwbridge: dict[str, Pool] = field(default_factory=dict)   # node -> its local pool
+    next_fwmark: int = FWMARK_BASE
 
 
-def host(subnet: ipaddress.IPv4Network, n: int, what: str) -> IPv4:
+def host(subnet: IPv4Net, n: int, what: str) -> IPv4:
     """Host ``n`` of ``subnet`` (1 is the address after the network address), by arithmetic.
 
     The same as ``list(subnet.hosts())[n - 1]`` for a /30 or larger, without
@@ -83,49 +121,134 @@ def host(subnet: ipaddress.IPv4Network, n: int, what: str) -> IPv4:
     return subnet.network_address + n
 
 
-def allocate(lab: Lab) -> Addressing:
-    """Allocate every address of ``lab``; raises AddressSpaceExhausted.
+class _Serial:
+    """A pool being allocated from: the host numbers in use and the cursor.
 
-    Costs what is allocated, whatever the size of the subnets.
+    Costs what is in use, never the size of the subnet.
     """
-    ingress, lan, gwbridge = lab.ingress.subnet, lab.underlay.lan, lab.underlay.gwbridge
-    ingress_taken = 1  # .1 is the gateway
-    gw_taken = {node.name: 2 for node in lab.nodes}  # .1 docker_gwbridge, .2 the ingress sandbox
 
-    def next_ingress(what: str) -> IPv4:
-        nonlocal ingress_taken
-        ingress_taken += 1
-        return host(ingress, ingress_taken, what)
+    def __init__(self, subnet: IPv4Net, start: int, cursor: int, used: set[int]) -> None:
+        self.subnet, self.start, self.last = subnet, start, subnet.num_addresses - 2
+        self.used = used
+        self.in_range = sum(1 for n in used if start <= n <= self.last)
+        self.cursor = cursor if start <= cursor <= self.last + 1 else start
 
-    def next_gw(node: str, what: str) -> IPv4:
-        gw_taken[node] += 1
-        return host(gwbridge, gw_taken[node], what)
+    def keep(self, ip: IPv4) -> bool:
+        """Mark ``ip`` in use when it is a host of this pool's range; True when it is."""
+        n = int(ip) - int(self.subnet.network_address)
+        if not self.start <= n <= self.last or n in self.used:
+            return False
+        self.used.add(n)
+        self.in_range += 1
+        return True
 
+    def take(self, what: str) -> IPv4:
+        """The first free host at or after the cursor, wrapping around once;
+        raises AddressSpaceExhausted naming ``what``."""
+        if self.in_range >= self.last - self.start + 1:
+            raise AddressSpaceExhausted(f"{self.subnet} has no address left for {what} "
+                                        "(hint: use a larger subnet)")
+        n = self.cursor
+        while True:
+            if n > self.last:
+                n = self.start
+            if n not in self.used:
+                break
+            n += 1
+        self.used.add(n)
+        self.in_range += 1
+        self.cursor = n + 1
+        return self.subnet.network_address + n
+
+    def pool(self) -> Pool:
+        return Pool(self.subnet, self.cursor)
+
+
+def _pool(previous: Allocations | None, pick, subnet: IPv4Net, start: int, fresh: int,
+          reserved: set[int]) -> tuple[_Serial, bool]:
+    """A serial allocator for ``subnet``, continuing the previous pool when it is the
+    same subnet; the second value says whether previous addresses in it may be kept."""
+    old = pick(previous) if previous is not None else None
+    same = old is not None and old.subnet == subnet
+    return _Serial(subnet, start, old.next if same else fresh, set(reserved)), same
+
+
+def allocate(lab: Lab, previous: Allocations | None = None) -> Allocations:
+    """Allocate every address of ``lab``, keeping what ``previous`` gave to what is still
+    there; raises AddressSpaceExhausted.
+
+    With ``previous=None`` this is a fresh lab's allocation. Deterministic:
+    the same lab and previous allocations give the same result.
+    """
+    ing, lan, gwnet = lab.ingress.subnet, lab.underlay.lan, lab.underlay.gwbridge
     if lan.num_addresses - 2 < LAN_NODE_OFFSET - 1 + len(lab.nodes):
         raise AddressSpaceExhausted(f"{lan} is too small for {len(lab.nodes)} nodes "
                                     "(hint: use a larger subnet)")
+    ingress, keep_ingress = _pool(previous, lambda p: p.ingress, ing, 1, INGRESS_GATEWAY + 1,
+                                  {INGRESS_GATEWAY})
+    lan_pool, keep_lan = _pool(previous, lambda p: p.lan, lan, LAN_NODE_OFFSET,
+                               LAN_NODE_OFFSET, set())
+    gw: dict[str, _Serial] = {}
+    keep_gw: dict[str, bool] = {}
+    for node in lab.nodes:
+        gw[node.name], keep_gw[node.name] = _pool(
+            previous, lambda p, n=node.name: p.gwbridge.get(n), gwnet, 1, GWBRIDGE_SANDBOX + 1,
+            {GWBRIDGE_HOST, GWBRIDGE_SANDBOX})
+    old_nodes = previous.nodes if previous else {}
+    old_services = previous.services if previous else {}
+    old_tasks = previous.tasks if previous else {}
+
+    # What stays keeps its addresses: mark them all in use before anything new is taken.
+    kept_lan = {n.name for n in lab.nodes
+                if keep_lan and n.name in old_nodes and lan_pool.keep(old_nodes[n.name].lan_ip)}
+    kept_sbox = {n.name for n in lab.nodes if keep_ingress and n.name in old_nodes
+                 and ingress.keep(old_nodes[n.name].sandbox_ip)}
+    kept_services = {s.name for s in lab.services if s.ingress_ports and keep_ingress
+                     and s.name in old_services and ingress.keep(old_services[s.name].vip)}
+    kept_tasks = {t.name for t in lab.tasks if _keeps(t, old_tasks, keep_ingress, keep_gw)
+                  and ingress.keep(old_tasks[t.name].ingress_ip)
+                  and gw[t.node].keep(old_tasks[t.name].gw_ip)}
+
     nodes: dict[str, NodeAddresses] = {}
-    for i, node in enumerate(lab.nodes):
+    for node in lab.nodes:
+        old = old_nodes.get(node.name)
         nodes[node.name] = NodeAddresses(
-            lan_ip=host(lan, LAN_NODE_OFFSET + i, f"node {node.name}"),
-            sandbox_ip=next_ingress(f"the ingress sandbox of {node.name}"),
-            gateway_ip=host(gwbridge, 1, "docker_gwbridge"),
-            sandbox_gw_ip=host(gwbridge, 2, f"the ingress sandbox of {node.name}"),
+            lan_ip=old.lan_ip if node.name in kept_lan else lan_pool.take(f"node {node.name}"),
+            sandbox_ip=old.sandbox_ip if node.name in kept_sbox
+            else ingress.take(f"the ingress sandbox of {node.name}"),
+            gateway_ip=host(gwnet, GWBRIDGE_HOST, "docker_gwbridge"),
+            sandbox_gw_ip=host(gwnet, GWBRIDGE_SANDBOX, f"the ingress sandbox of {node.name}"),
         )
     services: dict[str, ServiceAddresses] = {}
     tasks: dict[str, TaskAddresses] = {}
-    mark = FWMARK_BASE
+    mark = previous.next_fwmark if previous else FWMARK_BASE
     for service in lab.services:
-        if service.ingress_ports:
+        if service.name in kept_services:
+            services[service.name] = old_services[service.name]
+        elif service.ingress_ports:
             services[service.name] = ServiceAddresses(
-                vip=next_ingress(f"the VIP of {service.name}"), fwmark=mark)
+                vip=ingress.take(f"the VIP of {service.name}"), fwmark=mark)
             mark += 1
         for task in lab.tasks_of(service.name):
-            tasks[task.name] = TaskAddresses(
-                ingress_ip=next_ingress(f"task {task.name}"),
-                gw_ip=next_gw(task.node, f"task {task.name}"),
-            )
-    return Addressing(
+            if task.name in kept_tasks:
+                tasks[task.name] = old_tasks[task.name]
+            else:
+                tasks[task.name] = TaskAddresses(
+                    node=task.node,
+                    ingress_ip=ingress.take(f"task {task.name}"),
+                    gw_ip=gw[task.node].take(f"task {task.name}"))
+    return Allocations(
         client_ip=host(lan, LAN_CLIENT_OFFSET, "the client"),
         nodes=nodes, services=services, tasks=tasks,
+        vnis={lab.ingress.name: lab.ingress.vni},
+        ingress=ingress.pool(), lan=lan_pool.pool(),
+        gwbridge={name: serial.pool() for name, serial in gw.items()},
+        next_fwmark=mark,
     )
+
+
+def _keeps(task: Task, old: dict[str, TaskAddresses], keep_ingress: bool,
+           keep_gw: dict[str, bool]) -> bool:
+    """True when ``task`` existed before on the same node, its pools unchanged."""
+    was = old.get(task.name)
+    return was is not None and was.node == task.node and keep_ingress and keep_gw[task.node]

@@ -15,11 +15,14 @@ import os
 from dataclasses import dataclass
 from collections.abc import Callable
 
+from netlab import ipam
 from netlab.errors import BadInput
+from netlab.ipam import Allocations
 from netlab.kernel import apply as kernel_apply
 from netlab.kernel import features, netns
+from netlab.kernel.interface import Kernel, LinuxKernel
 from netlab.kernel.xtables import Backend
-from netlab.model import Lab
+from netlab.model import Lab, TaskRecord, reschedule
 from netlab.plan import names
 from netlab.plan.build import build_plan
 from netlab.plan.types import Plan
@@ -35,6 +38,8 @@ APP_READY_TIMEOUT = 600.0
 
 @dataclass(frozen=True)
 class UpResult:
+    lab: Lab                    # the lab as applied: placed after what ran before
+    allocations: Allocations
     plan: Plan
     stats: kernel_apply.ApplyStats
     supervisor_pid: int
@@ -59,29 +64,39 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
+def _require_features(backend: Backend) -> None:
+    features.require_lab_features(backend)
+
+
+def _listed(prefix: str) -> list[str]:
+    return netns.listed(prefix)
+
+
 @dataclass(frozen=True)
 class Host:
-    """What ``down`` asks of the machine: the kernel and the processes.
+    """What ``up`` and ``down`` ask of the machine: the kernel and the processes.
 
-    The defaults are the real thing; tests pass fakes to exercise ``down``
-    without root.
+    The defaults are the real thing; tests pass fakes (a fake :class:`Kernel`
+    among them) to exercise ``up`` and ``down`` without root.
     """
 
     is_root: Callable[[], bool] = _is_root
-    listed: Callable[[str], list[str]] = netns.listed
-    teardown: Callable[[list[str]], int] = kernel_apply.teardown
+    listed: Callable[[str], list[str]] = _listed
+    kernel: Kernel = LinuxKernel()
+    require_features: Callable[[Backend], None] = _require_features
     find_supervisors: Callable[[str], list[int]] = supervisor.find
     supervisor_running: Callable[[int], bool] = supervisor.is_running
     stop_supervisor: Callable[[int], None] = supervisor.stop
+    start_supervisor: Callable[..., int] = supervisor.start
+    update_supervisor: Callable[..., None] = supervisor.update
 
 
-def endpoints(lab: Lab, plan: Plan) -> list[AppEndpoint]:
+def endpoints(lab: Lab, allocations: Allocations) -> list[AppEndpoint]:
     """The app each task runs: one listener per (protocol, target port).
 
     Two published ports may lead to one target (``["8080:80", "8081:80"]``,
     which Swarm accepts): both REDIRECT to the same socket.
     """
-    addressing = plan.meta["addressing"]
     out = []
     for task in lab.tasks:
         service = lab.service(task.service)
@@ -89,59 +104,88 @@ def endpoints(lab: Lab, plan: Plan) -> list[AppEndpoint]:
         for protocol, target in targets:
             out.append(AppEndpoint(
                 netns=names.task_ns(lab.name, task.name), service=service.name, task=task.name,
-                node=task.node, task_ip=str(addressing.tasks[task.name].ingress_ip),
+                node=task.node, task_ip=str(allocations.tasks[task.name].ingress_ip),
                 port=target, protocol=protocol))
     return out
 
 
-def state_for(lab: Lab, plan: Plan, scenario: str) -> LabState:
-    addressing = plan.meta["addressing"]
+def running(lab: Lab) -> tuple[TaskRecord, ...]:
+    """The tasks of ``lab`` as records in the ``running`` state."""
+    return tuple(TaskRecord(t.service, t.slot, t.node, "running") for t in lab.tasks)
+
+
+def state_for(lab: Lab, allocations: Allocations, scenario: str,
+              plan: Plan | None = None) -> LabState:
+    """The state of ``lab`` applied with ``allocations`` (``plan`` is built when not
+    given): its model, allocations, namespaces, and its tasks desired running."""
+    plan = plan if plan is not None else build_plan(lab, allocations)
     return LabState(
-        lab=lab.name, scenario=scenario,
+        lab=lab.name, scenario=scenario, model=lab, allocations=allocations,
         netns=[ns.name for ns in plan.netns],
         targets={ns.target: ns.name for ns in plan.netns},
-        lan={n: str(a.lan_ip) for n, a in addressing.nodes.items()},
-        client_ip=str(addressing.client_ip),
+        lan={n: str(a.lan_ip) for n, a in allocations.nodes.items()},
+        client_ip=str(allocations.client_ip),
+        desired_tasks=running(lab),
     )
 
 
+def next_lab(lab: Lab, previous: LabState | None) -> tuple[Lab, Allocations]:
+    """``lab`` (fresh from its scenario) placed and allocated after ``previous``.
+
+    Tasks that ran stay on their node and keep their addresses; new ones go
+    by Swarm's rules and get the next free addresses (see :mod:`netlab.ipam`).
+    Raises ipam.AddressSpaceExhausted.
+    """
+    if previous is None:
+        return lab, ipam.allocate(lab)
+    lab = reschedule(lab, previous.model.tasks)
+    return lab, ipam.allocate(lab, previous.allocations)
+
+
 def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
-       progress: Progress = lambda _m: None) -> UpResult:
+       progress: Progress = lambda _m: None, host: Host = Host()) -> UpResult:
     """Build ``lab`` or converge it to its scenario, its rules in ``backend``.
 
-    Raises MissingFeature (exit 3) before changing anything when the kernel
-    lacks IPVS, VXLAN, the backend or a needed match; BadInput (exit 2) when
-    the lab is up with another backend; kernel refusals propagate.
+    A lab that is up changes incrementally from its state: its tasks stay
+    where they run with their addresses (see :func:`next_lab`). Raises
+    MissingFeature (exit 3) before changing anything when the kernel lacks
+    IPVS, VXLAN, the backend or a needed match; BadInput (exit 2) when the
+    lab is up with another backend, or its state file is corrupt; kernel
+    refusals propagate.
     """
-    features.require_lab_features(backend)
-    plan = build_plan(lab)
+    host.require_features(backend)
     previous = store.load(lab.name)
     if previous and previous.iptables != backend:
         raise BadInput(f"--iptables: lab {lab.name} is up with the {previous.iptables} backend "
                        f"(hint: netlab down {lab.name} first, or pass --iptables {previous.iptables})")
-    _refuse_unclaimed(lab.name, previous, netns.listed(names.lab_prefix(lab.name)))
-    state = state_for(lab, plan, scenario)
+    _refuse_unclaimed(lab.name, previous, host.listed(names.lab_prefix(lab.name)))
+    lab, allocations = next_lab(lab, previous)
+    plan = build_plan(lab, allocations)
+    state = state_for(lab, allocations, scenario, plan)
     state.iptables = backend
     owned_before = previous.netns if previous else []
     # Record every namespace we may own before creating any.
     state.netns = sorted(set(owned_before) | set(state.netns))
     state.supervisor_pid = previous.supervisor_pid if previous else None
+    state.actual_tasks = previous.actual_tasks if previous else ()
     store.save(state)
     stale = [n for n in owned_before if n not in {ns.name for ns in plan.netns}]
-    stats = kernel_apply.apply(plan, backend, stale=stale, progress=progress)
-    apps = endpoints(lab, plan)
+    stats = host.kernel.apply(plan, backend, stale, progress)
+    apps = endpoints(lab, allocations)
     pid = state.supervisor_pid
-    if pid and supervisor.is_running(pid):
+    if pid and host.supervisor_running(pid):
         progress("updating the task apps")
-        supervisor.update(pid, apps, timeout=APP_READY_TIMEOUT)
+        host.update_supervisor(pid, apps, timeout=APP_READY_TIMEOUT)
     else:
         progress("starting the task apps")
-        pid = supervisor.start(apps, store.log_path(lab.name), ready_timeout=APP_READY_TIMEOUT)
+        pid = host.start_supervisor(apps, store.log_path(lab.name),
+                                    ready_timeout=APP_READY_TIMEOUT)
     state.netns = [ns.name for ns in plan.netns]
     state.supervisor_pid = pid
+    state.actual_tasks = running(lab)
     state.complete = True
     store.save(state)
-    return UpResult(plan, stats, pid)
+    return UpResult(lab, allocations, plan, stats, pid)
 
 
 def _refuse_unclaimed(lab: str, previous: LabState | None, existing: list[str]) -> None:
@@ -209,7 +253,7 @@ def down(lab: str, store: StateStore, host: Host = Host()) -> DownResult:
             stopped = True
     # Tasks first, the LAN last: fewer links die with a still-used peer.
     lan = names.lan_ns(lab)
-    removed = host.teardown(sorted(owned, key=lambda n: (n == lan, n)))
+    removed = host.kernel.teardown(sorted(owned, key=lambda n: (n == lan, n)))
     # The log, the apps' endpoints and status files, by their exact names;
     # the state file goes last (a corrupt one was moved aside and is kept).
     store.remove_files(lab, files)

@@ -9,7 +9,7 @@ or allocates addresses (see :mod:`netlab.ipam`).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Literal
 
@@ -81,6 +81,29 @@ class Task:
     service: str
     slot: int
     node: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}.{self.slot}"
+
+
+# Swarm's task states (swarmkit api.TaskState), in their order of life.
+TaskState = Literal["new", "pending", "assigned", "accepted", "preparing", "starting", "running",
+                    "complete", "shutdown", "failed", "rejected", "remove", "orphaned"]
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A task as the orchestrator tracks it: ``<service>.<slot>`` on a node, in a state.
+
+    The state file holds the desired tasks (what the orchestrator wants, with
+    the state it wants them in) and the actual ones (what runs).
+    """
+
+    service: str
+    slot: int
+    node: str
+    state: TaskState = "running"
 
     @property
     def name(self) -> str:
@@ -162,25 +185,55 @@ def eligible_nodes(service: Service, nodes: tuple[Node, ...]) -> tuple[Node, ...
     )
 
 
-def place_tasks(nodes: tuple[Node, ...], services: tuple[Service, ...]) -> tuple[Task, ...]:
-    """Spread tasks as Swarm's scheduler does, deterministically.
+def place_tasks(nodes: tuple[Node, ...], services: tuple[Service, ...],
+                previous: tuple[Task, ...] = ()) -> tuple[Task, ...]:
+    """Place the tasks of ``services`` as Swarm's scheduler does, deterministically.
 
-    For each service in order and each slot 1..replicas, pick the eligible node
-    with the fewest tasks of this service, then the fewest tasks in all, then
-    the first in file order. Raises ValueError naming the service when it has
-    replicas but no node to run on.
+    A task in ``previous`` (same service and slot) stays on its node while
+    that node is still there, not drained, and meets the service's
+    constraints: Swarm never moves a running task to rebalance, and a
+    paused node keeps its tasks (it only takes no new ones). Every other
+    slot 1..replicas goes, service by service in order, to the eligible
+    (active) node with the fewest
+    tasks of this service, then the fewest tasks in all (the tasks that
+    stay count), then the first in file order. With no ``previous`` tasks
+    this is a fresh placement. Raises ValueError naming the service when a
+    task must be placed and no node may run it.
     """
+    stays: dict[tuple[str, int], str] = {}
+    wanted = {s.name: s for s in services}
+    eligible_of = {s.name: eligible_nodes(s, nodes) for s in services}
+    by_name = {n.name: n for n in nodes}
+    for task in previous:
+        service, node = wanted.get(task.service), by_name.get(task.node)
+        if (service is not None and node is not None and 1 <= task.slot <= service.replicas
+                and node.availability != "drain"
+                and all(c.matches(node) for c in service.constraints)):
+            stays[(task.service, task.slot)] = task.node
     total: dict[str, int] = {n.name: 0 for n in nodes}
+    for node in stays.values():
+        total[node] += 1
     tasks: list[Task] = []
     for service in services:
-        eligible = eligible_nodes(service, nodes)
-        if service.replicas and not eligible:
-            raise ValueError(service.name)
+        eligible = eligible_of[service.name]
         mine: dict[str, int] = {n.name: 0 for n in eligible}
+        for slot in range(1, service.replicas + 1):
+            if (node := stays.get((service.name, slot))) in mine:   # not on a paused node
+                mine[node] += 1
         order = {n.name: i for i, n in enumerate(eligible)}
         for slot in range(1, service.replicas + 1):
-            best = min(mine, key=lambda n: (mine[n], total[n], order[n]))
-            mine[best] += 1
-            total[best] += 1
-            tasks.append(Task(service.name, slot, best))
+            node = stays.get((service.name, slot))
+            if node is None:
+                if not mine:
+                    raise ValueError(service.name)
+                node = min(mine, key=lambda n: (mine[n], total[n], order[n]))
+                mine[node] += 1
+                total[node] += 1
+            tasks.append(Task(service.name, slot, node))
     return tuple(tasks)
+
+
+def reschedule(lab: Lab, previous: tuple[Task, ...]) -> Lab:
+    """``lab`` with its tasks placed after ``previous`` (see :func:`place_tasks`):
+    what a change to a running lab leads to. Raises ValueError as place_tasks."""
+    return replace(lab, tasks=place_tasks(lab.nodes, lab.services, previous))

@@ -1,8 +1,14 @@
 """The state file of a lab: ``<store>/<lab>.json`` (store ``/run/netlab``, mode 0700).
 
-It records the scenario, the namespaces the lab owns (written *before* any is
-created, so ``down`` can clean up after an ``up`` killed halfway) and the
-workload supervisor's pid. The store is passed in, never global.
+It is the lab's memory: the applied model (nodes, services, ports,
+placement), its allocations (addresses, marks, VNIs, pool cursors), the
+desired and actual tasks, the scenario it came from, the namespaces the lab
+owns (written *before* any is created, so ``down`` can clean up after an
+``up`` killed halfway) and the workload supervisor's pid. ``status``,
+``trace``, ``graph``, ``exec`` and ``curl`` work from it alone. The document
+carries a ``version``; a file of another version is reported as corrupt
+(``netlab down LAB`` still removes its lab). The store is passed in, never
+global.
 
 The store is written and read as if someone hostile could name the lab or
 plant files:
@@ -17,7 +23,8 @@ plant files:
   ``O_CREAT|O_EXCL|O_NOFOLLOW`` with mode 0600, then renamed over the old one;
 - a state file is read with ``O_NOFOLLOW``, must be a regular file of at most
   :data:`MAX_BYTES`, and every field is checked (types, unknown keys, the lab's
-  own name, namespaces under ``nl-<lab>.``). One that fails is moved aside to
+  own name, namespaces under ``nl-<lab>.``, the model and allocations by
+  :mod:`netlab.codec`). One that fails is moved aside to
   ``<lab>.json.corrupt-<UTC time>`` (never deleted) and reported as
   :class:`CorruptState`.
 """
@@ -31,12 +38,15 @@ import os
 import secrets
 import stat
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from netlab import codec
 from netlab.errors import BadInput, NetlabError
+from netlab.ipam import Allocations
 from netlab.kernel.xtables import BACKENDS
+from netlab.model import Lab, TaskRecord
 from netlab.plan import names
 
 DEFAULT_ROOT = Path(os.environ.get("NETLAB_STATE_DIR", "/run/netlab"))
@@ -44,6 +54,7 @@ MAX_BYTES = 16 * 1024 * 1024   # a 10,000-task lab's state is about 1 MB
 _SCENARIO_MAX = 4096           # PATH_MAX
 _SUFFIX = ".json"
 _TMP_SUFFIX = ".tmp"
+VERSION = 2    # 1 (no "version" key): before the lab had a memory
 
 
 class UnsafeStore(BadInput):
@@ -61,8 +72,12 @@ class CorruptState(BadInput):
 
 @dataclass
 class LabState:
+    """What a state file holds; ``model`` and ``allocations`` rebuild the plan."""
+
     lab: str
     scenario: str
+    model: Lab
+    allocations: Allocations
     netns: list[str] = field(default_factory=list)
     targets: dict[str, str] = field(default_factory=dict)   # target -> netns
     supervisor_pid: int | None = None
@@ -70,6 +85,22 @@ class LabState:
     lan: dict[str, str] = field(default_factory=dict)      # node -> LAN IP
     client_ip: str | None = None
     iptables: str = "legacy"   # the backend the rules are in (labs before nft support: legacy)
+    desired_tasks: tuple[TaskRecord, ...] = ()
+    actual_tasks: tuple[TaskRecord, ...] = ()
+
+
+def to_json(state: LabState) -> dict[str, Any]:
+    """``state`` as the JSON document of its file."""
+    return {
+        "version": VERSION, "lab": state.lab, "scenario": state.scenario,
+        "netns": list(state.netns), "targets": dict(state.targets),
+        "supervisor_pid": state.supervisor_pid, "complete": state.complete,
+        "lan": dict(state.lan), "client_ip": state.client_ip, "iptables": state.iptables,
+        "model": codec.lab_to_json(state.model),
+        "allocations": codec.allocations_to_json(state.allocations),
+        "desired_tasks": codec.tasks_to_json(state.desired_tasks),
+        "actual_tasks": codec.tasks_to_json(state.actual_tasks),
+    }
 
 
 def check_lab(lab: object, what: str = "LAB") -> str:
@@ -108,7 +139,7 @@ class StateStore:
         OSError when the disk refuses.
         """
         name = check_lab(state.lab) + _SUFFIX
-        data = json.dumps(asdict(state), indent=2).encode()
+        data = json.dumps(to_json(state), indent=2).encode()
         dfd = self._open_dir(create=True)
         try:
             tmp, fd = _create_temp(dfd, name)
@@ -354,10 +385,15 @@ def _parse(lab: str, raw: bytes) -> LabState:
         raise _Bad("it is not JSON") from None
     if not isinstance(doc, dict):
         raise _Bad(f"it holds a JSON {_json_type(doc)}, not an object")
-    known = [f.name for f in fields(LabState)]
+    known = ["version"] + [f.name for f in fields(LabState)]
     for key in doc:
         if key not in known:
             raise _Bad(f"unknown key {key[:40]!r}")
+    version = doc.get("version")
+    if version != VERSION or type(version) is not int:
+        old = "no 'version'" if version is None else f"version {str(version)[:20]!r}"
+        raise _Bad(f"it is from another netlab ({old}; this one reads version {VERSION}): "
+                   "its lab cannot be read back, bring it down and up again")
     for key in ("lab", "scenario"):
         if key not in doc:
             raise _Bad(f"{key!r} is missing")
@@ -385,9 +421,22 @@ def _parse(lab: str, raw: bytes) -> LabState:
     iptables = doc.get("iptables", "legacy")
     if iptables not in BACKENDS:
         raise _Bad(f"'iptables' must be one of {', '.join(BACKENDS)}")
-    return LabState(lab=lab, scenario=scenario, netns=netns, targets=targets,
-                    supervisor_pid=pid, complete=complete, lan=lan, client_ip=client_ip,
-                    iptables=iptables)
+    for key in ("model", "allocations", "desired_tasks", "actual_tasks"):
+        if key not in doc:
+            raise _Bad(f"{key!r} is missing")
+    try:
+        model = codec.lab_from_json(doc["model"])
+        if model.name != lab:
+            raise codec.Invalid(f"model.name is {model.name!r}, not {lab!r}")
+        allocations = codec.allocations_from_json(doc["allocations"], model)
+        desired = codec.tasks_from_json(doc["desired_tasks"], "desired_tasks", model)
+        actual = codec.tasks_from_json(doc["actual_tasks"], "actual_tasks")
+    except codec.Invalid as bad:
+        raise _Bad(str(bad)) from None
+    return LabState(lab=lab, scenario=scenario, model=model, allocations=allocations,
+                    netns=netns, targets=targets, supervisor_pid=pid, complete=complete,
+                    lan=lan, client_ip=client_ip, iptables=iptables,
+                    desired_tasks=desired, actual_tasks=actual)
 
 
 def _list_of(doc: dict[str, Any], key: str, ok, what: str) -> list[str]:

@@ -7,6 +7,8 @@ import click
 from netlab import lifecycle
 from netlab.errors import BadInput
 from netlab.model import Lab
+from netlab.plan.build import build_plan
+from netlab.plan.types import Plan
 from netlab.scenario import load_lab
 from netlab.state import LabState, StateStore, check_lab
 
@@ -29,7 +31,7 @@ def store() -> StateStore:
 
 
 def host() -> lifecycle.Host:
-    """What ``down`` asks of the machine (tests replace it with fakes)."""
+    """What ``up`` and ``down`` ask of the machine (tests replace it with fakes)."""
     return lifecycle.Host()
 
 
@@ -69,9 +71,10 @@ def lab_state(st: StateStore, lab: str | None) -> LabState:
     return state
 
 
-def lab_from_state(state: LabState) -> Lab:
-    """Rebuild the model the lab was brought up from (its scenario file, as named)."""
-    return load_lab(state.scenario, name_override=state.lab)
+def plan_from_state(state: LabState) -> Plan:
+    """The lab's plan, rebuilt from its state alone (model and allocations), never
+    from its scenario file: the same state always gives the same plan."""
+    return build_plan(state.model, state.allocations)
 
 
 def progress(message: str) -> None:

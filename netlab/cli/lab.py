@@ -12,6 +12,7 @@ from netlab.cli import common
 from netlab.errors import BadInput, MissingFeature
 from netlab.plan.build import build_plan
 from netlab.kernel import xtables
+from netlab.ipam import Allocations
 from netlab.kernel.apply import ApplyStats
 from netlab.model import Lab
 from netlab.plan import names
@@ -44,13 +45,14 @@ def up(scenario: str, name: str | None, iptables: str | None) -> None:
     backend = xtables.choose(iptables, lab.iptables)
     click.echo(f"netlab up: {lab.name} from {scenario} (iptables: {backend})", err=True)
     result = lifecycle.up(lab, os.path.abspath(scenario), common.store(), backend,
-                          common.progress)
-    click.echo("\n".join(summary_lines(lab, result.plan, result.stats, backend)))
+                          common.progress, common.host())
+    click.echo("\n".join(summary_lines(result.lab, result.allocations, result.plan,
+                                        result.stats, backend)))
 
 
-def summary_lines(lab: Lab, plan: Plan, stats: ApplyStats, backend: str) -> list[str]:
+def summary_lines(lab: Lab, a: Allocations, plan: Plan, stats: ApplyStats,
+                  backend: str) -> list[str]:
     """What ``up`` prints: the lab, each node's addresses, each service's mark, VIP and tasks."""
-    a = plan.meta["addressing"]
     lines = [f"lab {lab.name} is up: {len(lab.nodes)} nodes, {len(lab.services)} services, "
              f"{len(lab.tasks)} tasks, {len(plan.netns)} namespaces "
              f"({stats.seconds:.2f} s, {stats.netlink_requests} netlink requests, "
@@ -141,10 +143,10 @@ def graph(lab_or_scenario: str, fmt: str) -> None:
     """Draw the plumbing of a lab (or of a scenario file): namespaces, bridges, veths, VXLAN."""
     from netlab.plan.graph import render
     if _is_scenario_path(lab_or_scenario):
-        model = common.load(lab_or_scenario)
+        plan_ = build_plan(common.load(lab_or_scenario))
     elif names.is_lab(lab_or_scenario):
-        model = common.lab_from_state(common.lab_state(common.store(), lab_or_scenario))
+        plan_ = common.plan_from_state(common.lab_state(common.store(), lab_or_scenario))
     else:
         raise BadInput(f"LAB|SCENARIO: {lab_or_scenario!r} is neither a scenario file nor a lab "
                        "name (hint: a path to a YAML file, or a lab from netlab status)")
-    click.echo(render(build_plan(model), fmt), nl=False)
+    click.echo(render(plan_, fmt), nl=False)

@@ -4,32 +4,52 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import click
 
 from netlab.cli import common
 from netlab.kernel import netns
+from netlab.kernel.interface import Kernel, LinuxKernel
 from netlab.kernel.xtables import DESCRIPTION
-from netlab.kernel.observe import drift
-from netlab.plan.build import build_plan
+from netlab.state import LabState
 from netlab.workload import supervisor
 
 
-def status_doc(lab_name: str | None) -> dict:
+@dataclass(frozen=True)
+class Readers:
+    """What ``status`` reads from the machine; tests pass fakes (no root needed)."""
+
+    kernel: Kernel = LinuxKernel()
+    netns_exists: Callable[[str], bool] = netns.exists
+    supervisor_running: Callable[[int], bool] = supervisor.is_running
+
+
+def readers() -> Readers:
+    """The real readers (tests replace this with fakes)."""
+    return Readers()
+
+
+def status_doc(lab_name: str | None, with_readers: Readers | None = None) -> dict:
     """The status of a lab as one JSON-able document."""
-    state = common.lab_state(common.store(), lab_name)
-    lab = common.lab_from_state(state)
-    plan = build_plan(lab)
-    a = plan.meta["addressing"]
-    diffs = drift(plan, state.iptables)
+    return status_of(common.lab_state(common.store(), lab_name), with_readers or readers())
+
+
+def status_of(state: LabState, readers: Readers) -> dict:
+    """The status of the lab whose state is ``state``: its plan rebuilt from the state
+    alone (never from the scenario file), compared with what ``readers`` see."""
+    lab, a = state.model, state.allocations
+    plan = common.plan_from_state(state)
+    diffs = readers.kernel.drift(plan, state.iptables)
+    pid = state.supervisor_pid
     return {
         "lab": lab.name,
         "scenario": state.scenario,
         "complete": state.complete,
         "iptables": state.iptables,
         "iptables_backend": DESCRIPTION.get(state.iptables, state.iptables),
-        "supervisor": {"pid": state.supervisor_pid,
-                       "running": bool(state.supervisor_pid and supervisor.is_running(state.supervisor_pid))},
+        "supervisor": {"pid": pid, "running": bool(pid and readers.supervisor_running(pid))},
         "nodes": [{"name": n.name, "role": n.role, "availability": n.availability,
                    "lan_ip": str(a.nodes[n.name].lan_ip),
                    "ingress_sbox_ip": str(a.nodes[n.name].sandbox_ip),
@@ -43,7 +63,7 @@ def status_doc(lab_name: str | None) -> dict:
                    "ip": str(a.tasks[t.name].ingress_ip), "netns": state.targets.get(t.name)}
                   for t in lab.tasks],
         "namespaces": [{"target": ns.target, "netns": ns.name, "role": ns.role,
-                        "exists": netns.exists(ns.name)} for ns in plan.netns],
+                        "exists": readers.netns_exists(ns.name)} for ns in plan.netns],
         "drift": [dataclasses.asdict(d) for d in diffs if d.kind != "user-rule"],
         # Rules a user added to DOCKER-USER: kept by up, as Docker keeps them; not drift.
         "user_rules": [{"netns": d.netns, "rule": d.detail} for d in diffs if d.kind == "user-rule"],

@@ -10,7 +10,6 @@ import click
 
 from netlab.cli import common
 from netlab.errors import BadInput
-from netlab.plan.build import build_plan
 from netlab.trace import render
 from netlab.trace.model import RepeatSummary
 from netlab.trace.run import Tracer, parse, write_pcapng
@@ -40,9 +39,8 @@ def trace(lab: str, target: str, sender: str, as_json: bool, pcap: str | None, f
     if as_json and fmt == "mermaid":
         raise BadInput("--format: mermaid and --json both print to stdout (hint: pick one)")
     state = common.lab_state(common.store(), lab)
-    model = common.lab_from_state(state)
-    plan = build_plan(model)
-    tracer = Tracer(model, plan, parse(plan, state, target, sender), state.iptables)
+    tracer = Tracer(state.model, state.allocations, common.plan_from_state(state),
+                    parse(state, target, sender), state.iptables)
     traces, frames = [], []
     for _ in range(repeat):
         t, f = tracer.once(timeout)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netlab import ipam
-from netlab.ipam import Addressing
+from netlab.ipam import Allocations
 from netlab.model import Lab, PublishedPort, Service, Task
 from netlab.plan import names
 from netlab.plan.types import (
@@ -60,7 +60,7 @@ class _Builder:
     """Collects plan items; one instance per build, thrown away after."""
 
     lab: Lab
-    addr: Addressing
+    addr: Allocations
     items: dict[str, list] = field(default_factory=lambda: {
         k: [] for k in ("netns", "bridges", "veths", "vxlans", "addresses", "routes",
                         "neighbours", "fdb", "sysctls", "user_chains", "policies",
@@ -225,7 +225,7 @@ class _Builder:
         self.add("bridges", Bridge(ov, "br0", ing.mtu))
         self.address(ov, "br0", ing.gateway, ing.subnet)
         self.add("sysctls", *(Sysctl(ov, k, v) for k, v in NO_IPV6))
-        self.add("vxlans", Vxlan(ov, host, "vxlan0", ing.vni,
+        self.add("vxlans", Vxlan(ov, host, "vxlan0", self.addr.vnis[ing.name],
                                  self.lab.underlay.data_path_port, ing.mtu, "br0"))
         for peer_node, ip in self.endpoints():
             if peer_node == node:
@@ -286,8 +286,7 @@ class _Builder:
             self.task(task)
         rules = sorted(self.items["rules"], key=_chain_order_key(self.items["rules"]))
         self.items["rules"] = rules
-        return Plan(lab=self.lab.name, **{k: tuple(v) for k, v in self.items.items()},
-                    meta={"addressing": self.addr})
+        return Plan(lab=self.lab.name, **{k: tuple(v) for k, v in self.items.items()})
 
 
 def _chain_order_key(rules: list[Rule]):
@@ -299,6 +298,11 @@ def _chain_order_key(rules: list[Rule]):
     return lambda r: (first_seen[(r.netns, r.table, r.chain)], index[id(r)])
 
 
-def build_plan(lab: Lab) -> Plan:
-    """The desired state of ``lab``; raises ipam.AddressSpaceExhausted when it does not fit."""
-    return _Builder(lab, ipam.allocate(lab)).build()
+def build_plan(lab: Lab, allocations: Allocations | None = None) -> Plan:
+    """The desired state of ``lab`` with its ``allocations``.
+
+    Without allocations, a fresh lab's are made (what ``netlab plan SCENARIO``
+    shows); raises ipam.AddressSpaceExhausted when they do not fit. The same
+    lab and allocations always give the same plan.
+    """
+    return _Builder(lab, allocations if allocations is not None else ipam.allocate(lab)).build()

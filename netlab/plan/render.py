@@ -170,8 +170,7 @@ def plan_text(plan: Plan) -> str:
 
 def plan_json(plan: Plan) -> str:
     """The plan as one JSON document, with the rendered iptables/ipvsadm text per netns."""
-    doc = dataclasses.asdict(dataclasses.replace(plan, meta={}))
-    doc.pop("meta")
+    doc = dataclasses.asdict(plan)
     doc["rendered"] = {
         ns.name: {
             "iptables": {t: iptables_save(plan, ns.name, t) for t in plan.tables_in(ns.name)},

@@ -8,7 +8,7 @@ namespace it lives in; nothing here touches the kernel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Literal
 
@@ -233,7 +233,6 @@ class Plan:
     policies: tuple[ChainPolicy, ...] = ()
     rules: tuple[Rule, ...] = ()
     ipvs: tuple[IpvsService, ...] = ()
-    meta: dict[str, object] = field(default_factory=dict, compare=False)
 
     @cached_property
     def _by_netns(self) -> dict[str, NetnsItems]:

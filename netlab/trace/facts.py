@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netlab.ipam import mac_for
+from netlab.ipam import Allocations, mac_for
 from netlab.model import Lab
 from netlab.plan.types import Plan
 
@@ -30,9 +30,8 @@ class LabFacts:
     vxlan_port: int = 4789
 
 
-def lab_facts(lab: Lab, plan: Plan) -> LabFacts:
-    """Index ``plan`` (built from ``lab``) for the correlator."""
-    addr = plan.meta["addressing"]
+def lab_facts(lab: Lab, addr: Allocations, plan: Plan) -> LabFacts:
+    """Index ``plan`` (built from ``lab`` and its allocations ``addr``) for the correlator."""
     node_of = {t.name: t.node for t in lab.tasks}
     tasks_by_ip = {str(a.ingress_ip): (name, node_of[name]) for name, a in addr.tasks.items()}
     owner = {mac_for(a.ingress_ip): f"{name} on {node_of[name]}" for name, a in addr.tasks.items()}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from netlab.client import parse_target
 from netlab.errors import BadInput
+from netlab.ipam import Allocations
 from netlab.kernel.xtables import Backend
 from netlab.model import Lab
 from netlab.plan.types import Plan
@@ -41,13 +42,13 @@ class TraceTarget:
     text: str
 
 
-def sender_address(plan: Plan, state: LabState, sender: str) -> tuple[str, str]:
+def sender_address(state: LabState, sender: str) -> tuple[str, str]:
     """(netns, source IP) of a sender: ``client``, a node, or a task; raises BadInput.
 
     A task sends from its docker_gwbridge address (its default route), as a
     container calling a published port does; its node masquerades it.
     """
-    addr = plan.meta["addressing"]
+    addr = state.allocations
     if sender == "client":
         ip = str(addr.client_ip)
     elif sender in addr.nodes:
@@ -62,25 +63,26 @@ def sender_address(plan: Plan, state: LabState, sender: str) -> tuple[str, str]:
     return state.targets[sender], ip
 
 
-def parse(plan: Plan, state: LabState, text: str, sender: str) -> TraceTarget:
+def parse(state: LabState, text: str, sender: str) -> TraceTarget:
     """``node2:5000`` or ``node2:5000/udp``; raises BadInput naming the problem."""
     spec, _, proto = text.partition("/")
     proto = proto or "tcp"
     if proto not in ("tcp", "udp"):
         raise BadInput(f"NODE:PORT: {text!r} is not NODE:PORT[/tcp|udp] (hint: node2:5000/udp)")
     node, node_ip, port = parse_target(state, spec)
-    ns, ip = sender_address(plan, state, sender)
+    ns, ip = sender_address(state, sender)
     return TraceTarget(node, node_ip, port, proto, sender, ns, ip, text)
 
 
 class Tracer:
     """Traces requests into one lab; holds what does not change between requests."""
 
-    def __init__(self, lab: Lab, plan: Plan, target: TraceTarget, backend: Backend):
+    def __init__(self, lab: Lab, allocations: Allocations, plan: Plan, target: TraceTarget,
+                 backend: Backend):
         self.lab, self.target, self.backend = lab, target, backend
         self.path: TracePath = trace_path(lab, plan, target.node, target.port, target.proto,
                                           target.sender)
-        self.facts: LabFacts = lab_facts(lab, plan)
+        self.facts: LabFacts = lab_facts(lab, allocations, plan)
         # The LAN only bridges: it has no rules or NAT worth reading.
         self.snap_roles = {n: self.facts.role[n] for n in self.path.namespaces
                            if self.facts.role[n] != "lan"}

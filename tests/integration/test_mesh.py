@@ -13,14 +13,20 @@ from netlab.model import Lab
 from netlab.plan import names
 from netlab.plan.build import build_plan
 from netlab.plan.render import ipvsadm, iptables_save, normalize_ipvsadm, normalize_save
-from netlab.scenario import load_lab
+from netlab.state import StateStore
 
 from tests.integration.conftest import lab_netns, netlab, sh
 
 
 def _plan(lab):
-    model: Lab = load_lab(lab.scenario, name_override=lab.name)
-    return model, build_plan(model)
+    """The lab's model and plan, from its state file (as status and trace rebuild them)."""
+    st = StateStore().load(lab.name)
+    model: Lab = st.model
+    return model, build_plan(model, st.allocations)
+
+
+def _allocations(lab):
+    return StateStore().load(lab.name).allocations
 
 
 def test_round_robin_alternates_between_the_two_tasks(seed_lab):
@@ -32,8 +38,7 @@ def test_round_robin_alternates_between_the_two_tasks(seed_lab):
     assert all(a != b for a, b in zip(tasks, tasks[1:])), f"not strict round robin: {tasks}"
     assert {r["node"] for r in replies} == {"node1", "node2"}
     # As in Swarm, the task sees node2's ingress_sbox address, not the client's (SNAT).
-    _, plan = _plan(lab)
-    sbox_ip = str(plan.meta["addressing"].nodes["node2"].sandbox_ip)
+    sbox_ip = str(_allocations(lab).nodes["node2"].sandbox_ip)
     assert {r["client"] for r in replies} == {sbox_ip}
     assert sbox_ip == "10.0.0.3"
     assert {r["task_ip"] for r in replies} == {"10.0.0.5", "10.0.0.6"}

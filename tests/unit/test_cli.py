@@ -77,7 +77,10 @@ def test_up_summary_names_nodes_marks_vips_and_tasks():
     from netlab.plan.build import build_plan
     from netlab.scenario import load_lab
     lab = load_lab(SEED)
-    lines = summary_lines(lab, build_plan(lab), ApplyStats(seconds=1.5, netlink_requests=7), "nft")
+    from netlab import ipam
+    a = ipam.allocate(lab)
+    lines = summary_lines(lab, a, build_plan(lab, a), ApplyStats(seconds=1.5, netlink_requests=7),
+                          "nft")
     text = "\n".join(lines)
     assert "iptables nft" in lines[0]
     assert lines[0].startswith("lab hello-a is up: 2 nodes, 1 services, 2 tasks, 10 namespaces")
@@ -90,11 +93,11 @@ def _fake_lab_store(tmp_path, monkeypatch):
     """A state file for a lab named ``x`` made from the seed scenario (no kernel involved)."""
     from netlab import lifecycle, state
     from netlab.cli import common
-    from netlab.plan.build import build_plan
     from netlab.scenario import load_lab
     lab = load_lab(SEED, name_override="x")
     st = state.StateStore(tmp_path)
-    st.save(lifecycle.state_for(lab, build_plan(lab), str(SEED)))
+    from netlab import ipam
+    st.save(lifecycle.state_for(lab, ipam.allocate(lab), str(SEED)))
     monkeypatch.setattr(common, "store", lambda: st)
 
 

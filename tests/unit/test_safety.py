@@ -12,56 +12,24 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from netlab import lifecycle, state
+from netlab import ipam, lifecycle, state
 from netlab.cli import common
 from netlab.cli.main import cli
 from netlab.errors import NetlabError
 from netlab.kernel import features, netns, xtables
 from netlab.plan import names
-from netlab.plan.build import build_plan
 from netlab.scenario import load_lab
+
+from tests.unit.fakes import FakeHost
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = str(REPO / "scenarios" / "hello-a.yaml")
-
-
-@dataclass
-class FakeHost:
-    """The machine as ``down`` sees it: namespaces and supervisors, all fake."""
-
-    namespaces: set[str] = field(default_factory=set)
-    supervisors: dict[int, str] = field(default_factory=dict)   # pid -> endpoints file
-    torn_down: list[str] = field(default_factory=list)
-    stopped: list[int] = field(default_factory=list)
-    root: bool = True
-
-    def host(self) -> lifecycle.Host:
-        return lifecycle.Host(
-            is_root=lambda: self.root,
-            listed=lambda prefix: sorted(n for n in self.namespaces if n.startswith(prefix)),
-            teardown=self._teardown,
-            find_supervisors=lambda path: [p for p, ep in self.supervisors.items()
-                                           if ep.startswith(path)],
-            supervisor_running=lambda pid: pid in self.supervisors,
-            stop_supervisor=self._stop)
-
-    def _teardown(self, wanted: list[str]) -> int:
-        for name in wanted:
-            netns.path(name)   # the real confinement check
-        self.torn_down += wanted
-        gone = [n for n in wanted if n in self.namespaces]
-        self.namespaces -= set(gone)
-        return len(gone)
-
-    def _stop(self, pid: int) -> None:
-        self.stopped.append(pid)
-        self.supervisors.pop(pid)
 
 
 @dataclass
@@ -76,8 +44,7 @@ class World:
     def up(self, lab: str, pid: int | None = None) -> list[str]:
         """A lab as ``up`` leaves it: its state file, namespaces and supervisor (all fake)."""
         model = load_lab(SEED, name_override=lab)
-        plan = build_plan(model)
-        st = lifecycle.state_for(model, plan, SEED)
+        st = lifecycle.state_for(model, ipam.allocate(model), SEED)
         st.supervisor_pid, st.complete = pid, True
         self.store.save(st)
         self.host.namespaces |= set(st.netns)
@@ -176,6 +143,7 @@ def test_name_option_is_checked_before_anything(world, monkeypatch, verb, bad):
     r = world.run(verb, SEED, "--name", bad)
     assert_one_line_error(r, "--name", "is not a lab name")
     assert snapshot(world.tmp) == before
+    assert world.host.kernel.applied == [] and world.host.started == []
 
 
 def test_the_store_refuses_an_invalid_name_itself(world):
@@ -293,24 +261,33 @@ def _valid_doc(world, lab: str) -> dict:
     return json.loads(world.state_file(lab).read_text())
 
 
+def _v(doc: dict) -> dict:
+    """``doc`` as the current version of the state file."""
+    return {"version": state.VERSION, **doc}
+
+
 CORRUPT = {
     "array": ([], "JSON array, not an object"),
     "unknown-key": ({"lab": "x", "scenario": SEED, "extra": 1}, "unknown key 'extra'"),
+    "old-format": ({"lab": "x", "scenario": SEED, "netns": ["nl-x.node1"], "complete": True},
+                   "it is from another netlab (no 'version'; this one reads version 2)"),
+    "future": ({"version": 99, "lab": "x", "scenario": SEED}, "version '99'"),
+    "no-model": (_v({"lab": "x", "scenario": SEED}), "'model' is missing"),
     "binary": (b"\xff\xfe\x00\x01binary\x00junk", "not JSON"),
     "empty": (b"", "not JSON"),
     "nan": (b'{"lab": "x", "scenario": "s", "supervisor_pid": NaN}', "not JSON"),
     "deep": (b"[" * 100000 + b"]" * 100000, "not JSON"),
-    "no-scenario": ({"lab": "x"}, "'scenario' is missing"),
-    "other-lab": ({"lab": "y", "scenario": SEED}, "'lab' is 'y'"),
-    "netns-string": ({"lab": "x", "scenario": SEED, "netns": "nl-x.a"}, "'netns' must be a list"),
-    "netns-int": ({"lab": "x", "scenario": SEED, "netns": [1]}, "netns[0]"),
-    "pid-string": ({"lab": "x", "scenario": SEED, "supervisor_pid": "12"}, "supervisor_pid"),
-    "pid-bool": ({"lab": "x", "scenario": SEED, "supervisor_pid": True}, "supervisor_pid"),
-    "pid-negative": ({"lab": "x", "scenario": SEED, "supervisor_pid": -1}, "supervisor_pid"),
-    "complete-string": ({"lab": "x", "scenario": SEED, "complete": "yes"}, "'complete'"),
-    "lan-ip": ({"lab": "x", "scenario": SEED, "lan": {"node1": "not-an-ip"}}, "lan['node1']"),
-    "targets-list": ({"lab": "x", "scenario": SEED, "targets": []}, "'targets' must be an object"),
-    "scenario-int": ({"lab": "x", "scenario": 5}, "'scenario'"),
+    "no-scenario": (_v({"lab": "x"}), "'scenario' is missing"),
+    "other-lab": (_v({"lab": "y", "scenario": SEED}), "'lab' is 'y'"),
+    "netns-string": (_v({"lab": "x", "scenario": SEED, "netns": "nl-x.a"}), "'netns' must be a list"),
+    "netns-int": (_v({"lab": "x", "scenario": SEED, "netns": [1]}), "netns[0]"),
+    "pid-string": (_v({"lab": "x", "scenario": SEED, "supervisor_pid": "12"}), "supervisor_pid"),
+    "pid-bool": (_v({"lab": "x", "scenario": SEED, "supervisor_pid": True}), "supervisor_pid"),
+    "pid-negative": (_v({"lab": "x", "scenario": SEED, "supervisor_pid": -1}), "supervisor_pid"),
+    "complete-string": (_v({"lab": "x", "scenario": SEED, "complete": "yes"}), "'complete'"),
+    "lan-ip": (_v({"lab": "x", "scenario": SEED, "lan": {"node1": "not-an-ip"}}), "lan['node1']"),
+    "targets-list": (_v({"lab": "x", "scenario": SEED, "targets": []}), "'targets' must be an object"),
+    "scenario-int": (_v({"lab": "x", "scenario": 5}), "'scenario'"),
 }
 
 
@@ -420,16 +397,11 @@ def test_down_all_with_nothing(world):
 # -- up: a lab's namespaces without its state -----------------------------------------------
 
 def test_up_refuses_namespaces_no_state_file_claims(world, monkeypatch):
-    def forbidden(*_a, **_k):
-        raise AssertionError("up changed the kernel")
-    monkeypatch.setattr(features, "require_lab_features", lambda _backend: None)
     monkeypatch.setenv("NETLAB_IPTABLES", "legacy")
     monkeypatch.setattr(xtables, "find_tool", lambda name: f"/usr/sbin/{name}")
-    monkeypatch.setattr(netns, "listed", lambda prefix: ["nl-hello-a.node1", "nl-hello-a.lan"]
-                        if prefix == "nl-hello-a." else [])
-    monkeypatch.setattr(lifecycle.kernel_apply, "apply", forbidden)
-    monkeypatch.setattr(netns, "create", forbidden)
+    world.host.namespaces |= {"nl-hello-a.node1", "nl-hello-a.lan", "nl-other.node1"}
     r = world.run("up", SEED)
+    assert world.host.kernel.applied == [] and world.host.started == []
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert r.output.splitlines()[-1].startswith("Error: LAB: 2 namespaces named nl-hello-a.* "
                                                 "exist that no state file of this store claims")
@@ -441,7 +413,7 @@ def test_up_refuses_namespaces_no_state_file_claims(world, monkeypatch):
 
 def _a_state(lab: str = "x") -> state.LabState:
     model = load_lab(SEED, name_override=lab)
-    return lifecycle.state_for(model, build_plan(model), SEED)
+    return lifecycle.state_for(model, ipam.allocate(model), SEED)
 
 
 def test_the_store_is_created_private_and_files_are_0600(world):

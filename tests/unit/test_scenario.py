@@ -756,7 +756,7 @@ def test_plan_items_estimate_is_close_and_never_under(text):
     lab = load_lab_from_text(text, "x.yaml")
     plan = build_plan(lab)
     actual = sum(len(getattr(plan, f.name)) for f in dataclasses.fields(plan)
-                 if f.name not in ("lab", "meta"))
+                 if f.name != "lab")
     specs = read_services(parse_document(text).get("services"), IssueLog()).services
     assert actual <= plan_items(len(lab.nodes), specs, lab.tasks) <= actual * 1.3
 

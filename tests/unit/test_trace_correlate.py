@@ -15,6 +15,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
+from netlab import ipam
 from netlab.kernel.iptables import RuleCounter
 from netlab.plan import names
 from netlab.plan.build import build_plan
@@ -94,7 +95,7 @@ def seed():
     lab = load_lab(SCENARIO, name_override="vt")
     plan = build_plan(lab)
     points = {p.label: p for p in trace_path(lab, plan, "node2", 5000, "tcp").points}
-    return lab_facts(lab, plan), points
+    return lab_facts(lab, ipam.allocate(lab), plan), points
 
 
 PLACEHOLDER_DMAC = "02:42:00:00:00:02"
@@ -103,7 +104,7 @@ PLACEHOLDER_DMAC = "02:42:00:00:00:02"
 @functools.cache
 def _peer_macs() -> dict[tuple[str, str], str]:
     lab = load_lab(SCENARIO, name_override="vt")
-    return lab_facts(lab, build_plan(lab)).peer_mac
+    return lab_facts(lab, ipam.allocate(lab), build_plan(lab)).peer_mac
 
 
 def addressed(point, outgoing: bool, pkt: Ether) -> Ether:
@@ -315,7 +316,7 @@ def test_correlate_custom_data_path_port(seed):
     _facts, points = seed
     text = SCENARIO.read_text() + "\nunderlay: {data_path_port: 7789}\n"
     lab = load_lab_from_text(text, "hello-a.yaml", name_override="vt")
-    facts = lab_facts(lab, build_plan(lab))
+    facts = lab_facts(lab, ipam.allocate(lab), build_plan(lab))
     assert facts.vxlan_port == 7789
     steps, grown, conntrack, ipvs, body = seed_path(remote=True, port=7789)
     obs = observe(points, steps, grown, "answered", conntrack=conntrack, ipvs=ipvs, body=body)

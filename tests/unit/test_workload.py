@@ -225,11 +225,11 @@ services:
 def test_two_published_ports_to_one_target_listen_once_per_task() -> None:
     # Swarm accepts ["8080:80", "8081:80"]; up failed half-way with a ValueError
     # (two endpoints for tcp/80 in one task).
+    from netlab import ipam
     from netlab.lifecycle import endpoints
-    from netlab.plan.build import build_plan
     from netlab.scenario import load_lab_from_text
     lab = load_lab_from_text(TWO_PORTS_ONE_TARGET, "two.yaml")
-    eps = endpoints(lab, build_plan(lab))
+    eps = endpoints(lab, ipam.allocate(lab))
     assert sorted((e.task, e.protocol, e.port) for e in eps) == [
         ("web.1", "tcp", 80), ("web.1", "udp", 80), ("web.2", "tcp", 80), ("web.2", "udp", 80)]
     assert len(json.loads(endpoints_to_json(eps))["endpoints"]) == 4

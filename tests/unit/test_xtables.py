@@ -107,13 +107,13 @@ def test_a_negated_address_or_protocol_does_not_fit_its_own_value():
 
 def test_the_state_file_keeps_the_backend(tmp_path):
     from netlab import lifecycle
-    from netlab.plan.build import build_plan
     from netlab.scenario import load_lab
     from netlab.state import StateStore
     from pathlib import Path
     seed = Path(__file__).resolve().parents[2] / "scenarios" / "hello-a.yaml"
     model = load_lab(seed, name_override="x")
-    st = lifecycle.state_for(model, build_plan(model), str(seed))
+    from netlab import ipam
+    st = lifecycle.state_for(model, ipam.allocate(model), str(seed))
     st.iptables = "nft"
     store = StateStore(tmp_path / "store")
     store.save(st)

@@ -1,0 +1,370 @@
+"""The lab's memory as JSON: the applied model, its allocations and its tasks.
+
+Small explicit functions turn the frozen dataclasses of :mod:`netlab.model`
+and :mod:`netlab.ipam` into JSON-able values and back (never pickle). The
+readers trust nothing: every object must have exactly its keys, every value
+its type and range, addresses must parse, names must be valid labels, and
+what one part names (a task's node, an allocation's task) must exist in the
+other. A problem raises :class:`Invalid` naming the path of the value
+(``model.services[0].replicas``), which the state reader reports.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Any, get_args
+
+from netlab.ipam import (
+    Allocations, NodeAddresses, Pool, ServiceAddresses, TaskAddresses,
+)
+from netlab.model import (
+    Availability, Constraint, IngressNetwork, Lab, Node, NodeRole, Protocol, PublishedPort,
+    PublishMode, Service, Task, TaskRecord, TaskState, Underlay,
+)
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+NAME_MAX = 63
+INT_MAX = 1 << 32
+IPTABLES = ("auto", "nft", "legacy")
+CONSTRAINT_KEYS = ("node.role", "node.hostname")
+
+
+class Invalid(ValueError):
+    """A value read back fails its check; the message starts with its path."""
+
+
+# -- writing -------------------------------------------------------------------------------
+
+def lab_to_json(lab: Lab) -> dict[str, Any]:
+    """``lab`` as a JSON-able object (nodes, services and ports, networks, placement)."""
+    return {
+        "name": lab.name,
+        "nodes": [{"name": n.name, "role": n.role, "availability": n.availability}
+                  for n in lab.nodes],
+        "services": [{
+            "name": s.name, "replicas": s.replicas,
+            "ports": [{"published": p.published, "target": p.target, "protocol": p.protocol,
+                       "mode": p.mode} for p in s.ports],
+            "constraints": [{"key": c.key, "value": c.value, "equal": c.equal}
+                            for c in s.constraints],
+        } for s in lab.services],
+        "ingress": {"name": lab.ingress.name, "subnet": str(lab.ingress.subnet),
+                    "vni": lab.ingress.vni, "mtu": lab.ingress.mtu},
+        "underlay": {"lan": str(lab.underlay.lan), "gwbridge": str(lab.underlay.gwbridge),
+                     "data_path_port": lab.underlay.data_path_port,
+                     "lan_mtu": lab.underlay.lan_mtu},
+        "tasks": [{"service": t.service, "slot": t.slot, "node": t.node} for t in lab.tasks],
+        "iptables": lab.iptables,
+    }
+
+
+def _pool(pool: Pool) -> dict[str, Any]:
+    return {"subnet": str(pool.subnet), "next": pool.next}
+
+
+def allocations_to_json(a: Allocations) -> dict[str, Any]:
+    """``a`` as a JSON-able object: every address, mark, VNI and pool cursor."""
+    return {
+        "client_ip": str(a.client_ip),
+        "nodes": {name: {"lan_ip": str(n.lan_ip), "sandbox_ip": str(n.sandbox_ip),
+                         "gateway_ip": str(n.gateway_ip), "sandbox_gw_ip": str(n.sandbox_gw_ip)}
+                  for name, n in a.nodes.items()},
+        "services": {name: {"vip": str(s.vip), "fwmark": s.fwmark}
+                     for name, s in a.services.items()},
+        "tasks": {name: {"node": t.node, "ingress_ip": str(t.ingress_ip), "gw_ip": str(t.gw_ip)}
+                  for name, t in a.tasks.items()},
+        "vnis": dict(a.vnis),
+        "ingress": _pool(a.ingress),
+        "lan": _pool(a.lan),
+        "gwbridge": {name: _pool(p) for name, p in a.gwbridge.items()},
+        "next_fwmark": a.next_fwmark,
+    }
+
+
+def tasks_to_json(tasks: tuple[TaskRecord, ...]) -> list[dict[str, Any]]:
+    return [{"service": t.service, "slot": t.slot, "node": t.node, "state": t.state}
+            for t in tasks]
+
+
+# -- reading -------------------------------------------------------------------------------
+
+def _obj(value: Any, path: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """``value`` as an object with exactly ``keys``; raises Invalid."""
+    if not isinstance(value, dict):
+        raise Invalid(f"{path} must be an object")
+    for key in value:
+        if key not in keys:
+            raise Invalid(f"{path} has an unknown key {str(key)[:40]!r}")
+    for key in keys:
+        if key not in value:
+            raise Invalid(f"{path}.{key} is missing")
+    return value
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise Invalid(f"{path} must be a list")
+    return value
+
+
+def _map(value: Any, path: str, key_ok: Callable[[str], bool], what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise Invalid(f"{path} must be an object")
+    for key in value:
+        if not key_ok(key):
+            raise Invalid(f"{path} has a key {key[:40]!r} that is not {what}")
+    return value
+
+
+def _int(value: Any, path: str, low: int, high: int) -> int:
+    if type(value) is not int or not low <= value <= high:
+        raise Invalid(f"{path} must be an integer from {low} to {high}")
+    return value
+
+
+def _bool(value: Any, path: str) -> bool:
+    if type(value) is not bool:
+        raise Invalid(f"{path} must be true or false")
+    return value
+
+
+def _choice(value: Any, path: str, choices: tuple[str, ...]) -> str:
+    if value not in choices or not isinstance(value, str):
+        raise Invalid(f"{path} must be one of {', '.join(choices)}")
+    return value
+
+
+def is_name(value: Any) -> bool:
+    """True for a lab, node, service or network name: a DNS label."""
+    return isinstance(value, str) and len(value) <= NAME_MAX and _LABEL.fullmatch(value) is not None
+
+
+def _name(value: Any, path: str) -> str:
+    if not is_name(value):
+        raise Invalid(f"{path} is {str(value)[:40]!r}, not a name (a DNS label)")
+    return value
+
+
+def _is_task_name(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    service, _, slot = value.rpartition(".")
+    return is_name(service) and slot.isascii() and slot.isdigit() and slot[0] != "0"
+
+
+def _ip(value: Any, path: str) -> ipaddress.IPv4Address:
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        raise Invalid(f"{path} is {str(value)[:40]!r}, not an IPv4 address") from None
+
+
+def _net(value: Any, path: str) -> ipaddress.IPv4Network:
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return ipaddress.IPv4Network(value)
+    except ValueError:
+        raise Invalid(f"{path} is {str(value)[:40]!r}, not an IPv4 subnet") from None
+
+
+def lab_from_json(value: Any, path: str = "model") -> Lab:
+    """The Lab in ``value``, every field and cross-reference checked; raises Invalid."""
+    doc = _obj(value, path, ("name", "nodes", "services", "ingress", "underlay", "tasks",
+                             "iptables"))
+    nodes = []
+    for i, raw in enumerate(_list(doc["nodes"], f"{path}.nodes")):
+        p = f"{path}.nodes[{i}]"
+        n = _obj(raw, p, ("name", "role", "availability"))
+        nodes.append(Node(_name(n["name"], f"{p}.name"),
+                          _choice(n["role"], f"{p}.role", get_args(NodeRole)),   # type: ignore[arg-type]
+                          _choice(n["availability"], f"{p}.availability",
+                                  get_args(Availability))))                      # type: ignore[arg-type]
+    services = []
+    for i, raw in enumerate(_list(doc["services"], f"{path}.services")):
+        p = f"{path}.services[{i}]"
+        s = _obj(raw, p, ("name", "replicas", "ports", "constraints"))
+        ports = []
+        for j, rp in enumerate(_list(s["ports"], f"{p}.ports")):
+            pp = f"{p}.ports[{j}]"
+            port = _obj(rp, pp, ("published", "target", "protocol", "mode"))
+            ports.append(PublishedPort(
+                _int(port["published"], f"{pp}.published", 1, 65535),
+                _int(port["target"], f"{pp}.target", 1, 65535),
+                _choice(port["protocol"], f"{pp}.protocol", get_args(Protocol)),  # type: ignore[arg-type]
+                _choice(port["mode"], f"{pp}.mode", get_args(PublishMode))))     # type: ignore[arg-type]
+        constraints = []
+        for j, rc in enumerate(_list(s["constraints"], f"{p}.constraints")):
+            pc = f"{p}.constraints[{j}]"
+            c = _obj(rc, pc, ("key", "value", "equal"))
+            if not isinstance(c["value"], str) or not c["value"] or len(c["value"]) > NAME_MAX:
+                raise Invalid(f"{pc}.value must be a short string")
+            constraints.append(Constraint(_choice(c["key"], f"{pc}.key", CONSTRAINT_KEYS),
+                                          c["value"], _bool(c["equal"], f"{pc}.equal")))
+        services.append(Service(_name(s["name"], f"{p}.name"),
+                                _int(s["replicas"], f"{p}.replicas", 0, INT_MAX),
+                                tuple(ports), tuple(constraints)))
+    ing = _obj(doc["ingress"], f"{path}.ingress", ("name", "subnet", "vni", "mtu"))
+    ingress = IngressNetwork(subnet=_net(ing["subnet"], f"{path}.ingress.subnet"),
+                             vni=_int(ing["vni"], f"{path}.ingress.vni", 1, (1 << 24) - 1),
+                             mtu=_int(ing["mtu"], f"{path}.ingress.mtu", 68, 65535),
+                             name=_name(ing["name"], f"{path}.ingress.name"))
+    und = _obj(doc["underlay"], f"{path}.underlay", ("lan", "gwbridge", "data_path_port", "lan_mtu"))
+    underlay = Underlay(lan=_net(und["lan"], f"{path}.underlay.lan"),
+                        gwbridge=_net(und["gwbridge"], f"{path}.underlay.gwbridge"),
+                        data_path_port=_int(und["data_path_port"],
+                                            f"{path}.underlay.data_path_port", 1, 65535),
+                        lan_mtu=_int(und["lan_mtu"], f"{path}.underlay.lan_mtu", 68, 65535))
+    iptables = doc["iptables"]
+    if iptables is not None:
+        _choice(iptables, f"{path}.iptables", IPTABLES)
+    tasks = tuple(Task(t.service, t.slot, t.node)
+                  for t in _records(doc["tasks"], f"{path}.tasks", with_state=False))
+    lab = Lab(name=_name(doc["name"], f"{path}.name"), nodes=tuple(nodes),
+              services=tuple(services), ingress=ingress, underlay=underlay, tasks=tasks,
+              iptables=iptables)
+    _check_model(lab, path)
+    return lab
+
+
+def _unique(names: list[str], path: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise Invalid(f"{path} names {name!r} twice")
+        seen.add(name)
+
+
+def _check_model(lab: Lab, path: str) -> None:
+    """Names are unique and every task is a slot of its service on a node of the lab."""
+    _unique([n.name for n in lab.nodes], f"{path}.nodes")
+    _unique([s.name for s in lab.services], f"{path}.services")
+    _unique([t.name for t in lab.tasks], f"{path}.tasks")
+    nodes = {n.name for n in lab.nodes}
+    replicas = {s.name: s.replicas for s in lab.services}
+    for i, t in enumerate(lab.tasks):
+        if t.service not in replicas or not t.slot <= replicas[t.service]:
+            raise Invalid(f"{path}.tasks[{i}] is {t.name}, not a slot of a service of the lab")
+        if t.node not in nodes:
+            raise Invalid(f"{path}.tasks[{i}].node is {t.node!r}, not a node of the lab")
+    for name, count in replicas.items():
+        if len(lab.tasks_of(name)) != count:
+            raise Invalid(f"{path}.tasks holds {len(lab.tasks_of(name))} tasks of {name}, "
+                          f"not its {count} replicas")
+
+
+def _records(value: Any, path: str, with_state: bool = True) -> tuple[TaskRecord, ...]:
+    out = []
+    keys = ("service", "slot", "node", "state") if with_state else ("service", "slot", "node")
+    for i, raw in enumerate(_list(value, path)):
+        p = f"{path}[{i}]"
+        t = _obj(raw, p, keys)
+        out.append(TaskRecord(_name(t["service"], f"{p}.service"),
+                              _int(t["slot"], f"{p}.slot", 1, INT_MAX),
+                              _name(t["node"], f"{p}.node"),
+                              _choice(t["state"], f"{p}.state", get_args(TaskState))  # type: ignore[arg-type]
+                              if with_state else "running"))
+    return tuple(out)
+
+
+def tasks_from_json(value: Any, path: str, lab: Lab | None = None) -> tuple[TaskRecord, ...]:
+    """Task records, whose services and nodes are ``lab``'s when it is given; raises Invalid.
+
+    Actual tasks are read without a lab: while a change is applied they are
+    what ran before it, which the new model may no longer hold.
+    """
+    records = _records(value, path)
+    if lab is None:
+        return records
+    _unique([t.name for t in records], path)
+    nodes = {n.name for n in lab.nodes}
+    services = {s.name for s in lab.services}
+    for i, t in enumerate(records):
+        if t.service not in services or t.node not in nodes:
+            raise Invalid(f"{path}[{i}] is {t.name} on {t.node}, not a service and node of the lab")
+    return records
+
+
+def _pool_from(value: Any, path: str) -> Pool:
+    p = _obj(value, path, ("subnet", "next"))
+    return Pool(_net(p["subnet"], f"{path}.subnet"), _int(p["next"], f"{path}.next", 1, INT_MAX))
+
+
+def allocations_from_json(value: Any, lab: Lab, path: str = "allocations") -> Allocations:
+    """The Allocations in ``value`` for ``lab``: every address parses and every node,
+    published service and task of the lab has its addresses; raises Invalid."""
+    doc = _obj(value, path, ("client_ip", "nodes", "services", "tasks", "vnis", "ingress",
+                             "lan", "gwbridge", "next_fwmark"))
+    nodes = {}
+    for name, raw in _map(doc["nodes"], f"{path}.nodes", is_name, "a node name").items():
+        p = f"{path}.nodes[{name!r}]"
+        n = _obj(raw, p, ("lan_ip", "sandbox_ip", "gateway_ip", "sandbox_gw_ip"))
+        nodes[name] = NodeAddresses(*(_ip(n[k], f"{p}.{k}") for k in
+                                      ("lan_ip", "sandbox_ip", "gateway_ip", "sandbox_gw_ip")))
+    services = {}
+    for name, raw in _map(doc["services"], f"{path}.services", is_name, "a service name").items():
+        p = f"{path}.services[{name!r}]"
+        s = _obj(raw, p, ("vip", "fwmark"))
+        services[name] = ServiceAddresses(_ip(s["vip"], f"{p}.vip"),
+                                          _int(s["fwmark"], f"{p}.fwmark", 1, INT_MAX - 1))
+    tasks = {}
+    for name, raw in _map(doc["tasks"], f"{path}.tasks", _is_task_name, "a task name").items():
+        p = f"{path}.tasks[{name!r}]"
+        t = _obj(raw, p, ("node", "ingress_ip", "gw_ip"))
+        tasks[name] = TaskAddresses(_name(t["node"], f"{p}.node"),
+                                    _ip(t["ingress_ip"], f"{p}.ingress_ip"),
+                                    _ip(t["gw_ip"], f"{p}.gw_ip"))
+    vnis = {name: _int(v, f"{path}.vnis[{name!r}]", 1, (1 << 24) - 1)
+            for name, v in _map(doc["vnis"], f"{path}.vnis", is_name, "a network name").items()}
+    gwbridge = {name: _pool_from(raw, f"{path}.gwbridge[{name!r}]")
+                for name, raw in _map(doc["gwbridge"], f"{path}.gwbridge", is_name,
+                                      "a node name").items()}
+    a = Allocations(client_ip=_ip(doc["client_ip"], f"{path}.client_ip"), nodes=nodes,
+                    services=services, tasks=tasks, vnis=vnis,
+                    ingress=_pool_from(doc["ingress"], f"{path}.ingress"),
+                    lan=_pool_from(doc["lan"], f"{path}.lan"), gwbridge=gwbridge,
+                    next_fwmark=_int(doc["next_fwmark"], f"{path}.next_fwmark", 1, INT_MAX))
+    _check_covers(a, lab, path)
+    return a
+
+
+def _check_covers(a: Allocations, lab: Lab, path: str) -> None:
+    """Every object of ``lab`` that needs addresses has them, on the right node."""
+    for node in lab.nodes:
+        if node.name not in a.nodes:
+            raise Invalid(f"{path}.nodes has no addresses for node {node.name}")
+    for service in lab.services:
+        if service.ingress_ports and service.name not in a.services:
+            raise Invalid(f"{path}.services has no VIP for service {service.name}")
+    for task in lab.tasks:
+        ta = a.tasks.get(task.name)
+        if ta is None or ta.node != task.node:
+            raise Invalid(f"{path}.tasks has no addresses for task {task.name} on {task.node}")
+    if lab.ingress.name not in a.vnis:
+        raise Invalid(f"{path}.vnis has no VNI for network {lab.ingress.name}")
+    ingress = [(f"nodes[{n.name!r}].sandbox_ip", a.nodes[n.name].sandbox_ip) for n in lab.nodes]
+    ingress += [(f"services[{s!r}].vip", a.services[s].vip) for s in sorted(a.services)]
+    ingress += [(f"tasks[{t.name!r}].ingress_ip", a.tasks[t.name].ingress_ip) for t in lab.tasks]
+    _distinct_in(ingress, lab.ingress.subnet, path)
+    _distinct_in([(f"nodes[{n.name!r}].lan_ip", a.nodes[n.name].lan_ip) for n in lab.nodes]
+                 + [("client_ip", a.client_ip)], lab.underlay.lan, path)
+    for node in lab.nodes:
+        _distinct_in([(f"nodes[{node.name!r}].sandbox_gw_ip", a.nodes[node.name].sandbox_gw_ip)]
+                     + [(f"tasks[{t.name!r}].gw_ip", a.tasks[t.name].gw_ip)
+                        for t in lab.tasks_on(node.name)], lab.underlay.gwbridge, path)
+
+
+def _distinct_in(addresses: list[tuple[str, ipaddress.IPv4Address]],
+                 subnet: ipaddress.IPv4Network, path: str) -> None:
+    """Each address is a host of ``subnet`` and no two are the same; raises Invalid."""
+    seen: dict[ipaddress.IPv4Address, str] = {}
+    for where, ip in addresses:
+        if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address):
+            raise Invalid(f"{path}.{where} is {ip}, not a host of {subnet}")
+        if ip in seen:
+            raise Invalid(f"{path}.{where} is {ip}, as is {path}.{seen[ip]}")
+        seen[ip] = where

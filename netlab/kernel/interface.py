@@ -1,0 +1,53 @@
+"""The kernel as the lab's life sees it: one small interface, the Linux one behind it.
+
+:class:`Kernel` is what :mod:`netlab.lifecycle` and ``status`` ask of the
+machine's network stack: make it hold a plan, remove namespaces, and say
+how it differs from a plan. :class:`LinuxKernel` is the real thing (needs
+root and the features of :mod:`netlab.kernel.features`); unit tests pass a
+fake that records what it was asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from netlab.kernel import apply as kernel_apply
+from netlab.kernel.apply import ApplyStats
+from netlab.kernel.xtables import Backend
+from netlab.plan.types import Plan
+
+Progress = Callable[[str], None]
+
+
+class Kernel(Protocol):
+    """What changing and reading a lab needs from the kernel."""
+
+    def apply(self, plan: Plan, backend: Backend, stale: list[str],
+              progress: Progress) -> ApplyStats:
+        """Make the kernel hold ``plan`` (rules in ``backend``), removing the ``stale``
+        namespaces; raises on kernel refusals."""
+        ...
+
+    def teardown(self, names: list[str]) -> int:
+        """Delete the namespaces ``names``; returns how many existed."""
+        ...
+
+    def drift(self, plan: Plan, backend: Backend) -> list:
+        """Every difference between ``plan`` and the kernel (``observe.Drift`` items)."""
+        ...
+
+
+class LinuxKernel:
+    """The running kernel, through pyroute2, python-iptables and ipvs (see kernel/apply.py)."""
+
+    def apply(self, plan: Plan, backend: Backend, stale: list[str],
+              progress: Progress) -> ApplyStats:
+        return kernel_apply.apply(plan, backend, stale=stale, progress=progress)
+
+    def teardown(self, names: list[str]) -> int:
+        return kernel_apply.teardown(names)
+
+    def drift(self, plan: Plan, backend: Backend) -> list:
+        from netlab.kernel.observe import drift   # reads the kernel back; imported when asked
+        return drift(plan, backend)

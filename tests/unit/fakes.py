@@ -1,0 +1,97 @@
+"""Fakes of the machine for unit tests: a kernel and a host that record what they are asked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from netlab import lifecycle
+from netlab.kernel import netns
+from netlab.kernel.apply import ApplyStats
+from netlab.plan.types import Plan
+
+
+@dataclass
+class FakeKernel:
+    """A :class:`netlab.kernel.interface.Kernel` that holds plans in memory.
+
+    ``applied`` lists each plan it was asked to apply with the stale
+    namespaces; ``namespaces`` is what exists. ``drift`` reports the planned
+    namespaces that do not exist, and ``diffs`` given by the test.
+    """
+
+    namespaces: set[str] = field(default_factory=set)
+    applied: list[tuple[Plan, str, list[str]]] = field(default_factory=list)
+    torn_down: list[str] = field(default_factory=list)
+    diffs: list = field(default_factory=list)
+
+    def apply(self, plan: Plan, backend: str, stale: list[str], progress) -> ApplyStats:
+        self.applied.append((plan, backend, list(stale)))
+        planned = {ns.name for ns in plan.netns}
+        removed = [n for n in stale if n in self.namespaces and n not in planned]
+        created = planned - self.namespaces
+        self.namespaces = (self.namespaces - set(removed)) | planned
+        return ApplyStats(netns_created=len(created), netns_removed=len(removed))
+
+    def teardown(self, names: list[str]) -> int:
+        for name in names:
+            netns.path(name)   # the real confinement check
+        self.torn_down += names
+        gone = [n for n in names if n in self.namespaces]
+        self.namespaces -= set(gone)
+        return len(gone)
+
+    def drift(self, plan: Plan, backend: str) -> list:
+        from netlab.kernel.observe import Drift
+        return [Drift(ns.name, "netns", "namespace is missing") for ns in plan.netns
+                if ns.name not in self.namespaces] + list(self.diffs)
+
+
+@dataclass
+class FakeHost:
+    """The machine as ``up`` and ``down`` see it: a fake kernel and fake supervisors."""
+
+    kernel: FakeKernel = field(default_factory=FakeKernel)
+    supervisors: dict[int, str] = field(default_factory=dict)   # pid -> endpoints file
+    stopped: list[int] = field(default_factory=list)
+    started: list[list] = field(default_factory=list)          # the apps of each start
+    updated: list[tuple[int, list]] = field(default_factory=list)
+    root: bool = True
+    next_pid: int = 4000
+
+    @property
+    def namespaces(self) -> set[str]:
+        return self.kernel.namespaces
+
+    @namespaces.setter
+    def namespaces(self, value: set[str]) -> None:
+        self.kernel.namespaces = value
+
+    @property
+    def torn_down(self) -> list[str]:
+        return self.kernel.torn_down
+
+    def host(self) -> lifecycle.Host:
+        return lifecycle.Host(
+            is_root=lambda: self.root,
+            listed=lambda prefix: sorted(n for n in self.namespaces if n.startswith(prefix)),
+            kernel=self.kernel,
+            require_features=lambda _backend: None,
+            find_supervisors=lambda path: [p for p, ep in self.supervisors.items()
+                                           if ep.startswith(path)],
+            supervisor_running=lambda pid: pid in self.supervisors,
+            stop_supervisor=self._stop,
+            start_supervisor=self._start,
+            update_supervisor=self._update)
+
+    def _stop(self, pid: int) -> None:
+        self.stopped.append(pid)
+        self.supervisors.pop(pid)
+
+    def _start(self, apps: list, log_path, ready_timeout: float = 0) -> int:
+        self.next_pid += 1
+        self.supervisors[self.next_pid] = str(log_path)
+        self.started.append(list(apps))
+        return self.next_pid
+
+    def _update(self, pid: int, apps: list, timeout: float = 0) -> None:
+        self.updated.append((pid, list(apps)))
