@@ -139,6 +139,52 @@ def read_counters(backend: Backend) -> list[RuleCounter]:
     return parse_counters(save_output(backend, counters=True))
 
 
+class CounterRead:
+    """The counters of several namespaces, read side by side.
+
+    One ``nsenter --net=PATH iptables-<backend>-save -c`` per namespace is
+    started at once (each exec is slow under emulation; two CPUs overlap
+    them); :meth:`result` waits for all of them. Raises IptablesError when a
+    tool is missing or fails; every process started is waited for.
+    """
+
+    def __init__(self, paths: dict[str, str], backend: Backend):
+        nsenter, save = find_tool("nsenter"), find_tool(save_tool(backend))
+        if nsenter is None or save is None:
+            raise IptablesError(f"{'nsenter' if nsenter is None else save_tool(backend)} is missing "
+                                "(hint: apt-get install util-linux iptables)")
+        self._procs: dict[str, subprocess.Popen] = {}
+        try:
+            for name, path in paths.items():
+                self._procs[name] = subprocess.Popen(
+                    [nsenter, f"--net={path}", save, "-c"], stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        except OSError as exc:
+            self._reap()
+            raise IptablesError(f"cannot start {save_tool(backend)}: {exc}") from exc
+
+    def _reap(self) -> None:
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+
+    def result(self) -> dict[str, list[RuleCounter]]:
+        out: dict[str, list[RuleCounter]] = {}
+        try:
+            for name, proc in self._procs.items():
+                stdout, stderr = proc.communicate(timeout=TOOL_TIMEOUT)
+                if proc.returncode != 0:
+                    raise IptablesError(f"iptables-save in {name} failed (exit {proc.returncode}): "
+                                        f"{stderr.strip()}")
+                out[name] = parse_counters(stdout)
+        except subprocess.TimeoutExpired as exc:
+            raise IptablesError(f"iptables-save took over {TOOL_TIMEOUT:.0f} s") from exc
+        finally:
+            self._reap()
+        return out
+
+
 # -- the user's own rules ---------------------------------------------------
 
 #: The chain Docker leaves to its users: it creates it (``-j RETURN``) and

@@ -10,10 +10,10 @@ the namespace's own) are read after it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from netlab.kernel import netns
-from netlab.kernel.iptables import RuleCounter, read_counters
+from netlab.kernel.iptables import CounterRead, RuleCounter
 from netlab.kernel.xtables import Backend
 
 PROTOS = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp"}
@@ -142,12 +142,12 @@ CONNTRACK_ROLES = frozenset({"host", "sandbox", "task"})
 RULE_ROLES = CONNTRACK_ROLES
 
 
-def _read(backend: Backend, with_flows: bool, role: str) -> NsSnapshot:
-    counters = tuple(read_counters(backend)) if role in RULE_ROLES else ()
+def _read(with_flows: bool, role: str) -> NsSnapshot:
+    """What the namespace this process is in holds, but its counters."""
     if not with_flows:
-        return NsSnapshot(counters)
+        return NsSnapshot(())
     entries, notes = _conntrack() if role in CONNTRACK_ROLES else ((), ())
-    return NsSnapshot(counters, entries,
+    return NsSnapshot((), entries,
                       _ipvs_conns() if role == "sandbox" else (),
                       _fdb() if role == "overlay" else (), notes)
 
@@ -157,10 +157,20 @@ def snapshot(roles: dict[str, str], with_flows: bool, backend: Backend) -> dict[
     ``roles`` (netns -> role) and, with ``with_flows``, what its role holds:
     conntrack (host, sandbox, task), IPVS connections (sandbox), FDB (overlay).
 
-    Raises NetnsError when a namespace is missing or cannot be read.
+    The counters are read by one iptables-save per namespace, all at once,
+    while one forked child visits the namespaces for the rest. Raises
+    NetnsError when a namespace is missing or cannot be read, IptablesError
+    when iptables-save fails.
     """
     from pyroute2 import Conntrack, IPRoute  # noqa: F401  (imported once here, inherited by the child)
-    return netns.run_in_each(list(roles), lambda name: _read(backend, with_flows, roles[name]))
+    counting = CounterRead({n: netns.path(n) for n, role in roles.items() if role in RULE_ROLES},
+                           backend)
+    if with_flows:
+        rest = netns.run_in_each(list(roles), lambda name: _read(True, roles[name]))
+    else:
+        rest = {n: NsSnapshot(()) for n in roles}
+    counters = counting.result()
+    return {n: replace(snap, counters=tuple(counters.get(n, ()))) for n, snap in rest.items()}
 
 
 def counter_deltas(before: NsSnapshot, after: NsSnapshot) -> list[tuple[RuleCounter, int]]:
