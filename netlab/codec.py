@@ -240,14 +240,19 @@ def _unique(names: list[str], path: str) -> None:
 
 
 def _check_model(lab: Lab, path: str) -> None:
-    """Names are unique and every task is a slot of its service on a node of the lab."""
+    """Names are unique and every task is a slot of its service on a node of the lab.
+
+    A service holds exactly its number of replicas of tasks, whose slots may
+    have gaps: a scale-down removes tasks by node balance, not by slot
+    (see :func:`netlab.model.scale`), as Swarm does.
+    """
     _unique([n.name for n in lab.nodes], f"{path}.nodes")
     _unique([s.name for s in lab.services], f"{path}.services")
     _unique([t.name for t in lab.tasks], f"{path}.tasks")
     nodes = {n.name for n in lab.nodes}
     replicas = {s.name: s.replicas for s in lab.services}
     for i, t in enumerate(lab.tasks):
-        if t.service not in replicas or not t.slot <= replicas[t.service]:
+        if t.service not in replicas:
             raise Invalid(f"{path}.tasks[{i}] is {t.name}, not a slot of a service of the lab")
         if t.node not in nodes:
             raise Invalid(f"{path}.tasks[{i}].node is {t.node!r}, not a node of the lab")
@@ -271,16 +276,23 @@ def _records(value: Any, path: str, with_state: bool = True) -> tuple[TaskRecord
     return tuple(out)
 
 
+# Task states after which a task never runs again (swarmkit: state > RUNNING).
+ENDED = ("complete", "shutdown", "failed", "rejected", "remove", "orphaned")
+
+
 def tasks_from_json(value: Any, path: str, lab: Lab | None = None) -> tuple[TaskRecord, ...]:
     """Task records, whose services and nodes are ``lab``'s when it is given; raises Invalid.
 
     Actual tasks are read without a lab: while a change is applied they are
-    what ran before it, which the new model may no longer hold.
+    what ran before it, which the new model may no longer hold. Only tasks
+    not shut down must have distinct names: the history keeps a removed
+    ``web.3`` while a later scale-up runs a new ``web.3``, as swarmkit keeps
+    old tasks of a slot.
     """
     records = _records(value, path)
     if lab is None:
         return records
-    _unique([t.name for t in records], path)
+    _unique([t.name for t in records if t.state not in ENDED], path)
     nodes = {n.name for n in lab.nodes}
     services = {s.name for s in lab.services}
     for i, t in enumerate(records):

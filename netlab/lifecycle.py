@@ -12,7 +12,7 @@ file for; other ``nl-`` namespaces are reported, not removed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from collections.abc import Callable
 
 from netlab import ipam
@@ -23,6 +23,7 @@ from netlab.kernel import features, netns
 from netlab.kernel.interface import Kernel, LinuxKernel
 from netlab.kernel.xtables import Backend
 from netlab.model import Lab, TaskRecord, reschedule
+from netlab.model import scale as model_scale
 from netlab.plan import names
 from netlab.plan.build import build_plan
 from netlab.plan.types import Plan
@@ -280,3 +281,134 @@ def down_all(store: StateStore, host: Host = Host()) -> DownAllResult:
         if state is not None:
             downed.append((lab, down(lab, store, host)))
     return DownAllResult(tuple(downed), tuple(corrupt), tuple(host.listed(names.PREFIX)))
+
+
+@dataclass(frozen=True)
+class TaskChange:
+    """A task a change started or shut down: where it ran and its address."""
+
+    service: str
+    slot: int
+    node: str
+    address: str
+
+    @property
+    def task(self) -> str:
+        return f"{self.service}.{self.slot}"
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    lab: Lab
+    allocations: Allocations
+    plan: Plan
+    added: tuple[TaskChange, ...]
+    removed: tuple[TaskChange, ...]
+    stats: kernel_apply.ApplyStats | None     # None when nothing changed
+
+
+def _weighted(plan: Plan, addresses: set[str], weight: int) -> Plan:
+    """``plan`` with its IPVS destinations at ``addresses`` given ``weight``."""
+    return replace(plan, ipvs=tuple(
+        replace(s, dests=tuple(replace(d, weight=weight) if d.addr in addresses else d
+                               for d in s.dests))
+        for s in plan.ipvs))
+
+
+def _changes(lab: Lab, a: Allocations, other: Lab) -> tuple[TaskChange, ...]:
+    """The tasks of ``lab`` (addressed by ``a``) that ``other`` does not run: a task is
+    its name on its node (moved to another node, it is a new task)."""
+    theirs = {(t.name, t.node) for t in other.tasks}
+    return tuple(TaskChange(t.service, t.slot, t.node, str(a.tasks[t.name].ingress_ip))
+                 for t in lab.tasks if (t.name, t.node) not in theirs)
+
+
+def scale(lab_name: str, replicas: dict[str, int], store: StateStore,
+          progress: Progress = lambda _m: None, host: Host = Host()) -> ScaleResult:
+    """``docker service scale``: set each service's replicas and converge every node.
+
+    Works from the state file alone (never the scenario). The new model comes
+    from :func:`netlab.model.scale` (swarmkit's scale-down and slot rules),
+    the addresses from :func:`netlab.ipam.allocate` (tasks that stay keep
+    theirs, new ones take the next free ones). Steps, as libnetwork:
+
+    1. removed tasks' IPVS destinations are set to weight 0 in every sandbox
+       (``rmLBBackend`` deweighting: no new connection goes to them);
+    2. the supervisor stops serving the removed tasks;
+    3. the kernel converges to the new plan, new tasks' destinations at
+       weight 0: removed task namespaces go, then their FDB and neighbour
+       entries on every node, then their IPVS destinations;
+    4. the supervisor starts serving the new tasks, and only then are their
+       destinations given weight 1 (``addLBBackend`` once the task runs).
+
+    The state records the new model and allocations, the tasks desired and
+    running, and each removed task as history in state ``shutdown``. Raises
+    BadInput (exit 2) for an unknown lab or service, a negative count, when
+    not root, or when no node may run a new task; MissingFeature (exit 3)
+    when the kernel lacks what the lab needs; kernel refusals propagate.
+    """
+    check_lab(lab_name)
+    state = store.load(lab_name)
+    if state is None:
+        known = store.labs()
+        raise BadInput(f"LAB: no lab named {lab_name!r} is up (hint: "
+                       + (f"known labs: {', '.join(known)})" if known else "netlab up SCENARIO)"))
+    before, old_alloc = state.model, state.allocations
+    for service, count in replicas.items():
+        if service not in {s.name for s in before.services}:
+            raise BadInput(f"SERVICE: lab {lab_name} has no service {service!r} "
+                           f"(hint: one of {', '.join(s.name for s in before.services)})")
+        if type(count) is not int or count < 0:
+            raise BadInput(f"SERVICE=N: {service}={count!r} is not a number of replicas "
+                           "(hint: a whole number, 0 or more)")
+    if not host.is_root():
+        raise BadInput("netlab scale must run as root (hint: sudo netlab scale …)")
+    host.require_features(state.iptables)
+    try:
+        after = model_scale(before, replicas)
+    except ValueError as err:
+        raise BadInput(f"SERVICE: no node may run a new task of {err} "
+                       "(hint: check its constraints and the nodes' availability)") from None
+    allocations = ipam.allocate(after, old_alloc)
+    plan = build_plan(after, allocations)
+    added = _changes(after, allocations, before)
+    removed = _changes(before, old_alloc, after)
+    if not added and not removed:
+        state.model, state.allocations = after, allocations
+        store.save(state)
+        return ScaleResult(after, allocations, plan, (), (), None)
+    pid = state.supervisor_pid
+    if not (pid and host.supervisor_running(pid)):
+        raise BadInput(f"LAB: the task apps of {lab_name} are not running "
+                       f"(hint: netlab up {state.scenario} restarts them)")
+    old_plan = build_plan(before, old_alloc)
+    new_state = state_for(after, allocations, state.scenario, plan)
+    new_state.iptables, new_state.supervisor_pid = state.iptables, state.supervisor_pid
+    # Record every namespace we may own before creating any.
+    new_state.netns = sorted(set(state.netns) | set(new_state.netns))
+    new_state.actual_tasks = state.actual_tasks
+    store.save(new_state)
+    gone = {c.address for c in removed}
+    if gone:
+        progress(f"deweighting {len(gone)} IPVS destinations (weight 0) on every sandbox")
+        host.kernel.set_weights(old_plan, gone, 0)
+        progress("stopping the removed tasks' apps")
+        ended = {(c.task, c.node) for c in removed}
+        host.update_supervisor(pid, [e for e in endpoints(before, old_alloc)
+                                     if (e.task, e.node) not in ended],
+                               timeout=APP_READY_TIMEOUT)
+    fresh = {c.address for c in added}
+    stale = [n for n in state.netns if n not in {ns.name for ns in plan.netns}]
+    stats = host.kernel.apply(_weighted(plan, fresh, 0), state.iptables, stale, progress)
+    if fresh:
+        progress("starting the new tasks' apps")
+        host.update_supervisor(pid, endpoints(after, allocations), timeout=APP_READY_TIMEOUT)
+        host.kernel.set_weights(plan, fresh, 1)
+    history = tuple(TaskRecord(c.service, c.slot, c.node, "shutdown") for c in removed)
+    earlier = tuple(t for t in state.desired_tasks if t.state != "running")
+    new_state.netns = [ns.name for ns in plan.netns]
+    new_state.desired_tasks = earlier + history + running(after)
+    new_state.actual_tasks = earlier + history + running(after)
+    new_state.complete = True
+    store.save(new_state)
+    return ScaleResult(after, allocations, plan, added, removed, stats)

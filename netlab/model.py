@@ -237,3 +237,83 @@ def reschedule(lab: Lab, previous: tuple[Task, ...]) -> Lab:
     """``lab`` with its tasks placed after ``previous`` (see :func:`place_tasks`):
     what a change to a running lab leads to. Raises ValueError as place_tasks."""
     return replace(lab, tasks=place_tasks(lab.nodes, lab.services, previous))
+
+
+def _scale_down(tasks: tuple[Task, ...], replicas: int) -> tuple[Task, ...]:
+    """The tasks of one service that stay when it is scaled down to ``replicas``.
+
+    As swarmkit's replicated orchestrator (``manager/orchestrator/replicated/
+    services.go``, ``reconcile``, case ``specifiedSlots < numSlots``):
+    "Preferentially remove tasks on the nodes that have the most copies of
+    this service, to leave a more balanced result." Each task gets an index
+    counting it as the nth copy of the service on its node (1, 2, 3, …), the
+    tasks are sorted by that index, the first ``replicas`` are kept and the
+    rest go to ``deleteTasks``. swarmkit's sort is not stable and its slots
+    come from a map, so ties there fall in no fixed order; here a tie
+    removes the highest slot first, so the result is deterministic.
+    """
+    nth: dict[str, int] = {}
+    indexed = []
+    for task in sorted(tasks, key=lambda t: t.slot):
+        nth[task.node] = nth.get(task.node, 0) + 1
+        indexed.append((nth[task.node], task.slot, task))
+    kept = {t.slot for _, _, t in sorted(indexed, key=lambda x: (x[0], x[1]))[:replicas]}
+    return tuple(t for t in tasks if t.slot in kept)
+
+
+def _free_slots(used: set[int], count: int) -> list[int]:
+    """The ``count`` lowest slot numbers not in ``used``, as swarmkit's ``addTasks``
+    ("Find a slot number that is missing a running task", from 1 up)."""
+    out, slot = [], 0
+    while len(out) < count:
+        slot += 1
+        if slot not in used:
+            out.append(slot)
+    return out
+
+
+def scale(lab: Lab, replicas: dict[str, int]) -> Lab:
+    """``lab`` with each named service scaled to its number of replicas, as
+    ``docker service scale`` does on a running swarm.
+
+    Tasks that stay keep their slot and node. Scaling down removes tasks as
+    swarmkit does (:func:`_scale_down`); scaling up adds tasks in the lowest
+    free slots (:func:`_free_slots`), each on the eligible (active) node with
+    the fewest tasks of the service, then the fewest tasks in all, then the
+    first in node order (the rule of :func:`place_tasks`). Slots may thus
+    have gaps after a scale-down, as in Swarm. Raises KeyError for a service
+    the lab does not have, ValueError naming the service when a task must be
+    placed and no node may run it.
+    """
+    for name in replicas:
+        lab.service(name)
+    services = tuple(replace(s, replicas=replicas[s.name]) if s.name in replicas else s
+                     for s in lab.services)
+    total: dict[str, int] = {n.name: 0 for n in lab.nodes}
+    kept: dict[str, tuple[Task, ...]] = {}
+    for service in services:
+        mine = lab.tasks_of(service.name)
+        kept[service.name] = (_scale_down(mine, service.replicas)
+                              if len(mine) > service.replicas else mine)
+        for task in kept[service.name]:
+            total[task.node] += 1
+    tasks: list[Task] = []
+    for service in services:
+        mine = list(kept[service.name])
+        missing = service.replicas - len(mine)
+        if missing > 0:
+            eligible = eligible_nodes(service, lab.nodes)
+            if not eligible:
+                raise ValueError(service.name)
+            count = {n.name: 0 for n in eligible}
+            for task in mine:
+                if task.node in count:
+                    count[task.node] += 1
+            order = {n.name: i for i, n in enumerate(eligible)}
+            for slot in _free_slots({t.slot for t in mine}, missing):
+                node = min(count, key=lambda n: (count[n], total[n], order[n]))
+                count[node] += 1
+                total[node] += 1
+                mine.append(Task(service.name, slot, node))
+        tasks += sorted(mine, key=lambda t: t.slot)
+    return replace(lab, services=services, tasks=tuple(tasks))
