@@ -20,8 +20,8 @@ from netlab.ipam import (
     Allocations, NodeAddresses, Pool, ServiceAddresses, TaskAddresses,
 )
 from netlab.model import (
-    Availability, Constraint, IngressNetwork, Lab, Node, NodeRole, Protocol, PublishedPort,
-    PublishMode, Service, Task, TaskRecord, TaskState, Underlay,
+    Availability, Constraint, IngressNetwork, Lab, Node, NodeRole, NodeState, Protocol,
+    PublishedPort, PublishMode, Service, Task, TaskRecord, TaskState, Underlay,
 )
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
@@ -41,8 +41,8 @@ def lab_to_json(lab: Lab) -> dict[str, Any]:
     """``lab`` as a JSON-able object (nodes, services and ports, networks, placement)."""
     return {
         "name": lab.name,
-        "nodes": [{"name": n.name, "role": n.role, "availability": n.availability}
-                  for n in lab.nodes],
+        "nodes": [{"name": n.name, "role": n.role, "availability": n.availability,
+                   "state": n.state} for n in lab.nodes],
         "services": [{
             "name": s.name, "replicas": s.replicas,
             "ports": [{"published": p.published, "target": p.target, "protocol": p.protocol,
@@ -179,11 +179,15 @@ def lab_from_json(value: Any, path: str = "model") -> Lab:
     nodes = []
     for i, raw in enumerate(_list(doc["nodes"], f"{path}.nodes")):
         p = f"{path}.nodes[{i}]"
-        n = _obj(raw, p, ("name", "role", "availability"))
+        # "state" came with netlab node; a file written before it has none (ready).
+        n = _obj(raw, p, ("name", "role", "availability")
+                 + (("state",) if isinstance(raw, dict) and "state" in raw else ()))
         nodes.append(Node(_name(n["name"], f"{p}.name"),
                           _choice(n["role"], f"{p}.role", get_args(NodeRole)),   # type: ignore[arg-type]
                           _choice(n["availability"], f"{p}.availability",
-                                  get_args(Availability))))                      # type: ignore[arg-type]
+                                  get_args(Availability)),                       # type: ignore[arg-type]
+                          _choice(n.get("state", "ready"), f"{p}.state",
+                                  get_args(NodeState))))                         # type: ignore[arg-type]
     services = []
     for i, raw in enumerate(_list(doc["services"], f"{path}.services")):
         p = f"{path}.services[{i}]"

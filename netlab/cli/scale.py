@@ -29,12 +29,13 @@ def parse_counts(args: tuple[str, ...]) -> dict[str, int]:
     return counts
 
 
-def change_lines(result: lifecycle.ScaleResult) -> list[str]:
-    """What ``scale`` prints: each service's replicas, the tasks started and shut down."""
+def change_lines(result: lifecycle.ScaleResult, what: str = "scaled") -> list[str]:
+    """What ``scale`` and ``node`` print: the tasks started and shut down, and each
+    touched service's tasks."""
     lab = result.lab
     if not result.added and not result.removed:
-        return [f"lab {lab.name}: nothing to change"]
-    lines = [f"lab {lab.name} scaled: {len(result.added)} task(s) started, "
+        return [f"lab {lab.name}: no task moved"]
+    lines = [f"lab {lab.name} {what}: {len(result.added)} task(s) started, "
              f"{len(result.removed)} shut down"
              + (f" ({result.stats.seconds:.2f} s to converge)" if result.stats else "")]
     for c in result.removed:

@@ -34,6 +34,10 @@ class Kernel(Protocol):
         every sandbox; returns how many were set. Raises on kernel refusals."""
         ...
 
+    def set_link(self, netns: str, ifname: str, up: bool) -> None:
+        """Set the link ``ifname`` of ``netns`` up or down; raises when it is missing."""
+        ...
+
     def teardown(self, names: list[str]) -> int:
         """Delete the namespaces ``names``; returns how many existed."""
         ...
@@ -58,6 +62,10 @@ class LinuxKernel:
             if dests:
                 done += ipvs.set_weights(svc.netns, svc.fwmark, dests, weight)
         return done
+
+    def set_link(self, netns: str, ifname: str, up: bool) -> None:
+        from netlab.kernel.links import set_link_state
+        set_link_state(netns, ifname, up)
 
     def teardown(self, names: list[str]) -> int:
         return kernel_apply.teardown(names)

@@ -26,10 +26,13 @@ class FakeKernel:
     # Every call in order: ("apply", plan) or ("weight", netns, fwmark, addr, weight).
     steps: list[tuple] = field(default_factory=list)
     weights: dict[tuple[str, int, str], int] = field(default_factory=dict)
+    links_down: set[tuple[str, str]] = field(default_factory=set)
 
     def apply(self, plan: Plan, backend: str, stale: list[str], progress) -> ApplyStats:
         self.applied.append((plan, backend, list(stale)))
         self.steps.append(("apply", plan))
+        # The real apply brings up every link of the plan.
+        self.links_down -= {(v.a.netns, v.a.name) for v in plan.veths}
         self.weights = {(s.netns, s.fwmark, d.addr): d.weight for s in plan.ipvs for d in s.dests}
         planned = {ns.name for ns in plan.netns}
         removed = [n for n in stale if n in self.namespaces and n not in planned]
@@ -48,6 +51,12 @@ class FakeKernel:
                     self.steps.append(("weight", *key, weight))
                     done += 1
         return done
+
+    def set_link(self, netns: str, ifname: str, up: bool) -> None:
+        assert netns in self.namespaces, f"no namespace {netns}"
+        self.links_down = (self.links_down - {(netns, ifname)}) if up \
+            else self.links_down | {(netns, ifname)}
+        self.steps.append(("link", netns, ifname, up))
 
     def teardown(self, names: list[str]) -> int:
         for name in names:

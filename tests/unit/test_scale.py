@@ -114,7 +114,7 @@ def test_scale_to_the_same_count_changes_nothing(seed):
     store, fake = seed
     before = len(fake.kernel.applied)
     r = run("scale", "hello-a", "hello-a=2")
-    assert r.exit_code == 0 and "nothing to change" in r.output
+    assert r.exit_code == 0 and "no task moved" in r.output
     assert len(fake.kernel.applied) == before
 
 
@@ -197,3 +197,81 @@ def test_scale_refuses_an_unknown_service_and_a_lab_with_no_eligible_node():
     lab = Lab("x", tuple(Node(n.name, n.role, "drain") for n in lab.nodes), lab.services, tasks=())
     with pytest.raises(ValueError):
         scale(lab, {"web": 1})
+
+
+# -- netlab node ---------------------------------------------------------------------
+
+LAN_PORT2 = (NS + "lan", "veth-node2")
+
+
+def test_node_down_restarts_its_tasks_elsewhere_and_up_moves_none_back(seed, monkeypatch):
+    store, fake = seed
+    fake.kernel.steps.clear()
+    r = run("node", "hello-a", "node2", "down")
+    assert r.exit_code == 0, r.output
+    assert "- hello-a.2" in r.output and "+ hello-a.2" in r.output
+    assert fake.kernel.steps[0] == ("link", *LAN_PORT2, False)      # the crash comes first
+    assert LAN_PORT2 in fake.kernel.links_down                     # and survives the apply
+    st = store.load("hello-a")
+    # Same slot, a new task on the live node, with a new address (not node2's 10.0.0.6).
+    assert tasks(st) == {"hello-a.1": ("node1", "10.0.0.5"), "hello-a.2": ("node1", "10.0.0.7")}
+    assert st.model.node("node2").state == "down"
+    assert [(t.name, t.node, t.state) for t in st.desired_tasks] == [
+        ("hello-a.2", "node2", "shutdown"), ("hello-a.1", "node1", "running"),
+        ("hello-a.2", "node1", "running")]
+    assert ("weight", NS + "node1.ingress_sbox", 0x100, "10.0.0.6", 0) in fake.kernel.steps
+    assert NS + "hello-a.2" in fake.namespaces     # the new task's namespace (same name)
+
+    # A scale while node2 is down places nothing there and keeps its port down.
+    assert run("scale", "hello-a", "hello-a=3").exit_code == 0
+    assert tasks(store.load("hello-a"))["hello-a.3"][0] == "node1"
+    assert LAN_PORT2 in fake.kernel.links_down
+
+    r = run("node", "hello-a", "node2", "up")
+    assert r.exit_code == 0 and "no task moved" in r.output, r.output
+    assert LAN_PORT2 not in fake.kernel.links_down
+    st = store.load("hello-a")
+    assert st.model.node("node2").state == "ready"
+    assert {t.node for t in st.model.tasks} == {"node1"}
+
+    monkeypatch.setattr("netlab.cli.status.readers", lambda: __import__(
+        "netlab.cli.status", fromlist=["Readers"]).Readers(
+            kernel=fake.kernel, netns_exists=lambda n: n in fake.namespaces,
+            supervisor_running=lambda _pid: True))
+    doc = json.loads(run("status", "hello-a", "--json").output)
+    assert [(n["name"], n["state"], n["availability"]) for n in doc["nodes"]] == [
+        ("node1", "ready", "active"), ("node2", "ready", "active")]
+    assert ("hello-a.2", 2, "node2", "shutdown") in [
+        (h["name"], h["slot"], h["node"], h["state"]) for h in doc["history"]]
+    assert doc["drift"] == []
+    text = run("status", "hello-a").output
+    assert "task history" in text and "shutdown" in text
+
+
+def test_drain_moves_tasks_off_a_node_that_stays_on_the_lan_and_active_moves_none(seed):
+    store, fake = seed
+    r = run("node", "hello-a", "node1", "drain")
+    assert r.exit_code == 0, r.output
+    st = store.load("hello-a")
+    assert tasks(st) == {"hello-a.1": ("node2", "10.0.0.7"), "hello-a.2": ("node2", "10.0.0.6")}
+    assert st.model.node("node1").availability == "drain" and not fake.kernel.links_down
+    # Draining the last node leaves nowhere to go: refused, nothing changed (Swarm
+    # would leave the tasks pending).
+    r = run("node", "hello-a", "node2", "drain")
+    assert r.exit_code == 2 and "Error: NODE" in r.output and "hint" in r.output
+    assert store.load("hello-a").model == st.model
+    assert run("node", "hello-a", "node1", "active").exit_code == 0
+    assert {t.node for t in store.load("hello-a").model.tasks} == {"node2"}
+
+
+@pytest.mark.parametrize("args, field", [
+    (["nope", "node1", "down"], "LAB"),
+    (["hello-a", "node9", "down"], "NODE"),
+    (["hello-a", "node1", "crash"], "ACTION"),
+])
+def test_node_bad_input_exits_2(seed, args, field):
+    store, fake = seed
+    applied = len(fake.kernel.applied)
+    r = run("node", *args)
+    assert r.exit_code == 2 and f"Error: {field}" in r.output and "hint" in r.output, r.output
+    assert len(fake.kernel.applied) == applied and not fake.kernel.links_down

@@ -1,0 +1,69 @@
+"""``netlab scale`` on the seed lab, on a real kernel: IPVS read back with ``ipvsadm -Ln``
+in every node's ingress_sbox, namespaces with ``ip netns list``, real requests through
+the mesh, and ``status`` finding no drift after each change (no scenario file needed)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+
+from tests.integration.conftest import SCENARIOS, lab_netns, netlab, sh
+
+
+def _dests(ns: str) -> list[tuple[str, str]]:
+    """(address, weight) of every real server of the fwmark services, as ipvsadm prints them."""
+    out = []
+    for line in sh(ns, "ipvsadm", "-Ln").splitlines():
+        parts = line.split()
+        if line.strip().startswith("->") and "RemoteAddress" not in line:
+            out.append((parts[1].split(":")[0], parts[3]))
+    return sorted(out)
+
+
+def _replies(lab: str, count: int) -> list[str]:
+    doc = json.loads(netlab("curl", lab, "node1:5000", "--count", str(count), "--json").stdout)
+    return [r["task"] for r in doc]
+
+
+def _no_drift(lab: str) -> dict:
+    doc = json.loads(netlab("status", lab, "--json").stdout)
+    assert doc["drift"] == [], doc["drift"]
+    return doc
+
+
+def test_scale_up_then_down_through_the_mesh(tmp_path):
+    scenario = tmp_path / "hello-a.yaml"
+    shutil.copy(SCENARIOS / "hello-a.yaml", scenario)
+    name = "s" + secrets.token_hex(3)
+    try:
+        netlab("up", str(scenario), "--name", name)
+        scenario.unlink()          # scale works from the lab's memory alone
+        sboxes = [n for n in lab_netns(name) if n.endswith(".ingress_sbox")]
+        assert len(sboxes) == 2
+
+        out = netlab("scale", name, "hello-a=3").stdout
+        assert "+ hello-a.3" in out and "10.0.0.7" in out, out
+        for ns in sboxes:
+            assert _dests(ns) == [("10.0.0.5", "1"), ("10.0.0.6", "1"), ("10.0.0.7", "1")]
+        replies = _replies(name, 6)
+        assert sorted(replies[:3]) == ["hello-a.1", "hello-a.2", "hello-a.3"], replies
+        assert replies[3:] == replies[:3], replies            # round robin, in IPVS order
+        doc = _no_drift(name)
+        assert [(t["name"], t["node"], t["ip"]) for t in doc["tasks"]] == [
+            ("hello-a.1", "node1", "10.0.0.5"), ("hello-a.2", "node2", "10.0.0.6"),
+            ("hello-a.3", "node1", "10.0.0.7")]
+
+        out = netlab("scale", name, "hello-a=1").stdout
+        assert "- hello-a.2" in out and "- hello-a.3" in out, out
+        for ns in sboxes:
+            assert _dests(ns) == [("10.0.0.5", "1")]
+        left = lab_netns(name)
+        assert not any(n.endswith((".hello-a.2", ".hello-a.3")) for n in left), left
+        assert any(n.endswith(".hello-a.1") for n in left)
+        assert set(_replies(name, 4)) == {"hello-a.1"}
+        doc = _no_drift(name)
+        assert [t["name"] for t in doc["tasks"]] == ["hello-a.1"]
+    finally:
+        netlab("down", name, check=False)
+    assert lab_netns(name) == []
