@@ -67,3 +67,36 @@ def test_scale_up_then_down_through_the_mesh(tmp_path):
     finally:
         netlab("down", name, check=False)
     assert lab_netns(name) == []
+
+
+def test_node_down_then_up(tmp_path):
+    scenario = tmp_path / "hello-a.yaml"
+    shutil.copy(SCENARIOS / "hello-a.yaml", scenario)
+    name = "n" + secrets.token_hex(3)
+    try:
+        netlab("up", str(scenario), "--name", name)
+        out = netlab("node", name, "node2", "down").stdout
+        assert "- hello-a.2" in out and "+ hello-a.2" in out, out
+        lan = next(n for n in lab_netns(name) if n.endswith(".lan"))
+        assert "state DOWN" in sh(lan, "ip", "link", "show", "veth-node2")
+        sbox1 = next(n for n in lab_netns(name) if n.endswith(".node1.ingress_sbox"))
+        assert _dests(sbox1) == [("10.0.0.5", "1"), ("10.0.0.7", "1")]   # node2's .6 is gone
+        doc = json.loads(netlab("curl", name, "node1:5000", "--count", "4", "--json").stdout)
+        assert {(r["task"], r["node"]) for r in doc} == {("hello-a.1", "node1"),
+                                                        ("hello-a.2", "node1")}, doc
+        status = _no_drift(name)
+        assert [(n["name"], n["state"]) for n in status["nodes"]] == [("node1", "ready"),
+                                                                      ("node2", "down")]
+        assert ("hello-a.2", "node2", "shutdown") in [
+            (h["name"], h["node"], h["state"]) for h in status["history"]]
+
+        out = netlab("node", name, "node2", "up").stdout
+        assert "no task moved" in out, out
+        assert "state DOWN" not in sh(lan, "ip", "link", "show", "veth-node2")
+        doc = json.loads(netlab("curl", name, "node2:5000", "--count", "4", "--json").stdout)
+        assert {r["task"] for r in doc} == {"hello-a.1", "hello-a.2"}, doc
+        assert {r["node"] for r in doc} == {"node1"}                     # nothing moved back
+        _no_drift(name)
+    finally:
+        netlab("down", name, check=False)
+    assert lab_netns(name) == []
