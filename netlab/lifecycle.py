@@ -384,6 +384,10 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
         host.update_supervisor(pid, [e for e in endpoints(before, old_alloc)
                                      if (e.task, e.node) not in ended],
                                timeout=APP_READY_TIMEOUT)
+        # Their namespaces go now: a task restarted on another node keeps its
+        # name, and so its namespace's name, which must not be reused as it is.
+        progress(f"removing {len(removed)} task namespaces")
+        host.kernel.teardown([names.task_ns(state.lab, c.task) for c in removed])
     fresh = {c.address for c in added}
     stale = [n for n in state.netns if n not in {ns.name for ns in plan.netns}]
     stats = host.kernel.apply(_cut(_weighted(plan, fresh, 0), after), state.iptables, stale,
@@ -414,9 +418,9 @@ def scale(lab_name: str, replicas: dict[str, int], store: StateStore,
     1. removed tasks' IPVS destinations are set to weight 0 in every sandbox
        (``rmLBBackend`` deweighting: no new connection goes to them);
     2. the supervisor stops serving the removed tasks;
-    3. the kernel converges to the new plan, new tasks' destinations at
-       weight 0: removed task namespaces go, then their FDB and neighbour
-       entries on every node, then their IPVS destinations;
+    3. the removed tasks' namespaces go; the kernel converges to the new
+       plan, new tasks' destinations at weight 0: the removed tasks' FDB and
+       neighbour entries go on every node, then their IPVS destinations;
     4. the supervisor starts serving the new tasks, and only then are their
        destinations given weight 1 (``addLBBackend`` once the task runs).
 

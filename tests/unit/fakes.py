@@ -62,6 +62,7 @@ class FakeKernel:
         for name in names:
             netns.path(name)   # the real confinement check
         self.torn_down += names
+        self.steps.append(("teardown", list(names)))
         gone = [n for n in names if n in self.namespaces]
         self.namespaces -= set(gone)
         return len(gone)

@@ -88,13 +88,13 @@ def test_scale_down_deweights_before_the_task_and_its_destination_go(seed):
     fake.kernel.steps.clear()
     assert run("scale", "hello-a", "hello-a=2").exit_code == 0
     kinds = [s[0] for s in fake.kernel.steps]
-    assert kinds == ["weight", "weight", "update", "apply"], fake.kernel.steps
+    assert kinds == ["weight", "weight", "update", "teardown", "apply"], fake.kernel.steps
     sandboxes = {s[1] for s in fake.kernel.steps if s[0] == "weight"}
     assert sandboxes == {NS + "node1.ingress_sbox", NS + "node2.ingress_sbox"}
     assert {(s[3], s[4]) for s in fake.kernel.steps if s[0] == "weight"} == {("10.0.0.7", 0)}
     assert "hello-a.3" not in fake.kernel.steps[2][1]      # its app stopped before ...
+    assert fake.kernel.steps[3][1] == [NS + "hello-a.3"]   # ... its namespace went ...
     plan, _, stale = fake.kernel.applied[-1]
-    assert stale == [NS + "hello-a.3"]                     # ... its namespace went ...
     assert all(d.addr != "10.0.0.7" for s in plan.ipvs for d in s.dests)   # ... then its dest
 
 
@@ -220,7 +220,11 @@ def test_node_down_restarts_its_tasks_elsewhere_and_up_moves_none_back(seed, mon
         ("hello-a.2", "node2", "shutdown"), ("hello-a.1", "node1", "running"),
         ("hello-a.2", "node1", "running")]
     assert ("weight", NS + "node1.ingress_sbox", 0x100, "10.0.0.6", 0) in fake.kernel.steps
-    assert NS + "hello-a.2" in fake.namespaces     # the new task's namespace (same name)
+    # The old task's namespace went before the new task's (same name) was made.
+    kinds = [s[0] for s in fake.kernel.steps]
+    assert fake.kernel.steps[kinds.index("teardown")][1] == [NS + "hello-a.2"]
+    assert kinds.index("teardown") < kinds.index("apply")
+    assert NS + "hello-a.2" in fake.namespaces
 
     # A scale while node2 is down places nothing there and keeps its port down.
     assert run("scale", "hello-a", "hello-a=3").exit_code == 0
