@@ -136,10 +136,15 @@ def next_lab(lab: Lab, previous: LabState | None) -> tuple[Lab, Allocations]:
 
     Tasks that ran stay on their node and keep their addresses; new ones go
     by Swarm's rules and get the next free addresses (see :mod:`netlab.ipam`).
+    Nodes that ``netlab node … down`` took down stay down.
     Raises ipam.AddressSpaceExhausted.
     """
     if previous is None:
         return lab, ipam.allocate(lab)
+    # A node that is down stays down (the scenario cannot say; netlab node can).
+    down = {n.name for n in previous.model.nodes if n.state == "down"}
+    lab = replace(lab, nodes=tuple(replace(n, state="down") if n.name in down else n
+                                   for n in lab.nodes))
     lab = reschedule(lab, previous.model.tasks)
     return lab, ipam.allocate(lab, previous.allocations)
 
@@ -172,7 +177,7 @@ def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
     state.actual_tasks = previous.actual_tasks if previous else ()
     store.save(state)
     stale = [n for n in owned_before if n not in {ns.name for ns in plan.netns}]
-    stats = host.kernel.apply(plan, backend, stale, progress)
+    stats = host.kernel.apply(_cut(plan, lab), backend, stale, progress)
     apps = endpoints(lab, allocations)
     pid = state.supervisor_pid
     if pid and host.supervisor_running(pid):

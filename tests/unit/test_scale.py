@@ -279,3 +279,16 @@ def test_node_bad_input_exits_2(seed, args, field):
     r = run("node", *args)
     assert r.exit_code == 2 and f"Error: {field}" in r.output and "hint" in r.output, r.output
     assert len(fake.kernel.applied) == applied and not fake.kernel.links_down
+
+
+def test_up_from_the_scenario_keeps_a_down_node_down(seed, tmp_path):
+    store, fake = seed
+    assert run("node", "hello-a", "node2", "down").exit_code == 0
+    scenario = tmp_path / "hello-a.yaml"
+    shutil.copy(SCENARIOS / "hello-a.yaml", scenario)
+    text = scenario.read_text().replace("replicas: 2", "replicas: 3")
+    scenario.write_text(text)
+    result = lifecycle.up(load_lab(scenario), str(scenario), store, "legacy", host=fake.host())
+    assert result.lab.node("node2").state == "down"
+    assert {t.node for t in result.lab.tasks} == {"node1"}
+    assert LAN_PORT2 in fake.kernel.links_down
