@@ -292,3 +292,18 @@ def test_up_from_the_scenario_keeps_a_down_node_down(seed, tmp_path):
     assert result.lab.node("node2").state == "down"
     assert {t.node for t in result.lab.tasks} == {"node1"}
     assert LAN_PORT2 in fake.kernel.links_down
+
+
+def test_a_state_file_from_before_node_states_reads_its_nodes_as_ready(seed):
+    store, fake = seed
+    assert run("node", "hello-a", "node2", "down").exit_code == 0
+    doc = state.to_json(store.load("hello-a"))
+    assert [n["state"] for n in doc["model"]["nodes"]] == ["ready", "down"]
+    for n in doc["model"]["nodes"]:
+        del n["state"]
+    store.path("hello-a").write_text(json.dumps(doc))
+    assert {n.state for n in store.load("hello-a").model.nodes} == {"ready"}
+    doc["model"]["nodes"][0]["state"] = "dead"
+    store.path("hello-a").write_text(json.dumps(doc))
+    with pytest.raises(state.CorruptState, match=r"model.nodes\[0\].state"):
+        store.load("hello-a")
