@@ -100,3 +100,28 @@ def test_node_down_then_up(tmp_path):
     finally:
         netlab("down", name, check=False)
     assert lab_netns(name) == []
+
+
+def test_drain_moves_tasks_off_a_node_whose_mesh_still_answers(tmp_path):
+    scenario = tmp_path / "hello-a.yaml"
+    shutil.copy(SCENARIOS / "hello-a.yaml", scenario)
+    name = "d" + secrets.token_hex(3)
+    try:
+        netlab("up", str(scenario), "--name", name)
+        out = netlab("node", name, "node1", "drain").stdout
+        assert "- hello-a.1" in out and "+ hello-a.1" in out, out
+        for ns in (n for n in lab_netns(name) if n.endswith(".ingress_sbox")):
+            assert _dests(ns) == [("10.0.0.6", "1"), ("10.0.0.7", "1")]
+        # node1 runs no task now, yet its port answers, from node2's tasks.
+        doc = json.loads(netlab("curl", name, "node1:5000", "--count", "4", "--json").stdout)
+        assert {(r["task"], r["node"]) for r in doc} == {("hello-a.1", "node2"),
+                                                        ("hello-a.2", "node2")}, doc
+        status = _no_drift(name)
+        assert [(n["name"], n["availability"]) for n in status["nodes"]] == [
+            ("node1", "drain"), ("node2", "active")]
+        out = netlab("node", name, "node1", "active").stdout
+        assert "no task moved" in out, out
+        assert {t["node"] for t in _no_drift(name)["tasks"]} == {"node2"}
+    finally:
+        netlab("down", name, check=False)
+    assert lab_netns(name) == []
