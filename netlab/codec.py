@@ -20,8 +20,8 @@ from netlab.ipam import (
     Allocations, NodeAddresses, Pool, ServiceAddresses, TaskAddresses,
 )
 from netlab.model import (
-    Availability, Constraint, IngressNetwork, Lab, Node, NodeRole, Protocol, PublishedPort,
-    PublishMode, Service, Task, TaskRecord, TaskState, Underlay,
+    Availability, Constraint, IngressNetwork, Lab, Node, NodeRole, NodeState, Protocol,
+    PublishedPort, PublishMode, Service, Task, TaskRecord, TaskState, Underlay,
 )
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
@@ -41,8 +41,8 @@ def lab_to_json(lab: Lab) -> dict[str, Any]:
     """``lab`` as a JSON-able object (nodes, services and ports, networks, placement)."""
     return {
         "name": lab.name,
-        "nodes": [{"name": n.name, "role": n.role, "availability": n.availability}
-                  for n in lab.nodes],
+        "nodes": [{"name": n.name, "role": n.role, "availability": n.availability,
+                   "state": n.state} for n in lab.nodes],
         "services": [{
             "name": s.name, "replicas": s.replicas,
             "ports": [{"published": p.published, "target": p.target, "protocol": p.protocol,
@@ -179,11 +179,15 @@ def lab_from_json(value: Any, path: str = "model") -> Lab:
     nodes = []
     for i, raw in enumerate(_list(doc["nodes"], f"{path}.nodes")):
         p = f"{path}.nodes[{i}]"
-        n = _obj(raw, p, ("name", "role", "availability"))
+        # "state" came with netlab node; a file written before it has none (ready).
+        n = _obj(raw, p, ("name", "role", "availability")
+                 + (("state",) if isinstance(raw, dict) and "state" in raw else ()))
         nodes.append(Node(_name(n["name"], f"{p}.name"),
                           _choice(n["role"], f"{p}.role", get_args(NodeRole)),   # type: ignore[arg-type]
                           _choice(n["availability"], f"{p}.availability",
-                                  get_args(Availability))))                      # type: ignore[arg-type]
+                                  get_args(Availability)),                       # type: ignore[arg-type]
+                          _choice(n.get("state", "ready"), f"{p}.state",
+                                  get_args(NodeState))))                         # type: ignore[arg-type]
     services = []
     for i, raw in enumerate(_list(doc["services"], f"{path}.services")):
         p = f"{path}.services[{i}]"
@@ -240,14 +244,19 @@ def _unique(names: list[str], path: str) -> None:
 
 
 def _check_model(lab: Lab, path: str) -> None:
-    """Names are unique and every task is a slot of its service on a node of the lab."""
+    """Names are unique and every task is a slot of its service on a node of the lab.
+
+    A service holds exactly its number of replicas of tasks, whose slots may
+    have gaps: a scale-down removes tasks by node balance, not by slot
+    (see :func:`netlab.model.scale`), as Swarm does.
+    """
     _unique([n.name for n in lab.nodes], f"{path}.nodes")
     _unique([s.name for s in lab.services], f"{path}.services")
     _unique([t.name for t in lab.tasks], f"{path}.tasks")
     nodes = {n.name for n in lab.nodes}
     replicas = {s.name: s.replicas for s in lab.services}
     for i, t in enumerate(lab.tasks):
-        if t.service not in replicas or not t.slot <= replicas[t.service]:
+        if t.service not in replicas:
             raise Invalid(f"{path}.tasks[{i}] is {t.name}, not a slot of a service of the lab")
         if t.node not in nodes:
             raise Invalid(f"{path}.tasks[{i}].node is {t.node!r}, not a node of the lab")
@@ -271,16 +280,23 @@ def _records(value: Any, path: str, with_state: bool = True) -> tuple[TaskRecord
     return tuple(out)
 
 
+# Task states after which a task never runs again (swarmkit: state > RUNNING).
+ENDED = ("complete", "shutdown", "failed", "rejected", "remove", "orphaned")
+
+
 def tasks_from_json(value: Any, path: str, lab: Lab | None = None) -> tuple[TaskRecord, ...]:
     """Task records, whose services and nodes are ``lab``'s when it is given; raises Invalid.
 
     Actual tasks are read without a lab: while a change is applied they are
-    what ran before it, which the new model may no longer hold.
+    what ran before it, which the new model may no longer hold. Only tasks
+    not shut down must have distinct names: the history keeps a removed
+    ``web.3`` while a later scale-up runs a new ``web.3``, as swarmkit keeps
+    old tasks of a slot.
     """
     records = _records(value, path)
     if lab is None:
         return records
-    _unique([t.name for t in records], path)
+    _unique([t.name for t in records if t.state not in ENDED], path)
     nodes = {n.name for n in lab.nodes}
     services = {s.name for s in lab.services}
     for i, t in enumerate(records):

@@ -18,6 +18,7 @@ Protocol = Literal["tcp", "udp"]
 PublishMode = Literal["ingress", "host"]
 NodeRole = Literal["manager", "worker"]
 Availability = Literal["active", "pause", "drain"]
+NodeState = Literal["ready", "down"]      # swarmkit's NodeStatus.State, as netlab models it
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,17 @@ class Constraint:
 
 @dataclass(frozen=True)
 class Node:
-    """A simulated Swarm node (one host network namespace)."""
+    """A simulated Swarm node (one host network namespace).
+
+    ``availability`` is what the operator sets (``docker node update
+    --availability``); ``state`` is what the managers see: ``down`` when the
+    node is cut off the LAN (``netlab node LAB NODE down``).
+    """
 
     name: str
     role: NodeRole = "worker"
     availability: Availability = "active"
+    state: NodeState = "ready"
 
 
 @dataclass(frozen=True)
@@ -178,10 +185,10 @@ class Lab:
 
 
 def eligible_nodes(service: Service, nodes: tuple[Node, ...]) -> tuple[Node, ...]:
-    """Nodes that may run tasks of ``service``: active and meeting every constraint."""
+    """Nodes that may run tasks of ``service``: ready, active and meeting every constraint."""
     return tuple(
         n for n in nodes
-        if n.availability == "active" and all(c.matches(n) for c in service.constraints)
+        if n.availability == "active" and n.state == "ready" and all(c.matches(n) for c in service.constraints)
     )
 
 
@@ -190,7 +197,7 @@ def place_tasks(nodes: tuple[Node, ...], services: tuple[Service, ...],
     """Place the tasks of ``services`` as Swarm's scheduler does, deterministically.
 
     A task in ``previous`` (same service and slot) stays on its node while
-    that node is still there, not drained, and meets the service's
+    that node is still there, not drained, not down, and meets the service's
     constraints: Swarm never moves a running task to rebalance, and a
     paused node keeps its tasks (it only takes no new ones). Every other
     slot 1..replicas goes, service by service in order, to the eligible
@@ -207,7 +214,7 @@ def place_tasks(nodes: tuple[Node, ...], services: tuple[Service, ...],
     for task in previous:
         service, node = wanted.get(task.service), by_name.get(task.node)
         if (service is not None and node is not None and 1 <= task.slot <= service.replicas
-                and node.availability != "drain"
+                and node.availability != "drain" and node.state != "down"
                 and all(c.matches(node) for c in service.constraints)):
             stays[(task.service, task.slot)] = task.node
     total: dict[str, int] = {n.name: 0 for n in nodes}
@@ -237,3 +244,121 @@ def reschedule(lab: Lab, previous: tuple[Task, ...]) -> Lab:
     """``lab`` with its tasks placed after ``previous`` (see :func:`place_tasks`):
     what a change to a running lab leads to. Raises ValueError as place_tasks."""
     return replace(lab, tasks=place_tasks(lab.nodes, lab.services, previous))
+
+
+def _scale_down(tasks: tuple[Task, ...], replicas: int) -> tuple[Task, ...]:
+    """The tasks of one service that stay when it is scaled down to ``replicas``.
+
+    As swarmkit's replicated orchestrator (``manager/orchestrator/replicated/
+    services.go``, ``reconcile``, case ``specifiedSlots < numSlots``):
+    "Preferentially remove tasks on the nodes that have the most copies of
+    this service, to leave a more balanced result." Each task gets an index
+    counting it as the nth copy of the service on its node (1, 2, 3, …), the
+    tasks are sorted by that index, the first ``replicas`` are kept and the
+    rest go to ``deleteTasks``. swarmkit's sort is not stable and its slots
+    come from a map, so ties there fall in no fixed order; here a tie
+    removes the highest slot first, so the result is deterministic.
+    """
+    nth: dict[str, int] = {}
+    indexed = []
+    for task in sorted(tasks, key=lambda t: t.slot):
+        nth[task.node] = nth.get(task.node, 0) + 1
+        indexed.append((nth[task.node], task.slot, task))
+    kept = {t.slot for _, _, t in sorted(indexed, key=lambda x: (x[0], x[1]))[:replicas]}
+    return tuple(t for t in tasks if t.slot in kept)
+
+
+def _free_slots(used: set[int], count: int) -> list[int]:
+    """The ``count`` lowest slot numbers not in ``used``, as swarmkit's ``addTasks``
+    ("Find a slot number that is missing a running task", from 1 up)."""
+    out, slot = [], 0
+    while len(out) < count:
+        slot += 1
+        if slot not in used:
+            out.append(slot)
+    return out
+
+
+def scale(lab: Lab, replicas: dict[str, int]) -> Lab:
+    """``lab`` with each named service scaled to its number of replicas, as
+    ``docker service scale`` does on a running swarm.
+
+    Tasks that stay keep their slot and node. Scaling down removes tasks as
+    swarmkit does (:func:`_scale_down`); scaling up adds tasks in the lowest
+    free slots (:func:`_free_slots`), each on the eligible (active) node with
+    the fewest tasks of the service, then the fewest tasks in all, then the
+    first in node order (the rule of :func:`place_tasks`). Slots may thus
+    have gaps after a scale-down, as in Swarm. Raises KeyError for a service
+    the lab does not have, ValueError naming the service when a task must be
+    placed and no node may run it.
+    """
+    for name in replicas:
+        lab.service(name)
+    services = tuple(replace(s, replicas=replicas[s.name]) if s.name in replicas else s
+                     for s in lab.services)
+    total: dict[str, int] = {n.name: 0 for n in lab.nodes}
+    kept: dict[str, tuple[Task, ...]] = {}
+    for service in services:
+        mine = lab.tasks_of(service.name)
+        kept[service.name] = (_scale_down(mine, service.replicas)
+                              if len(mine) > service.replicas else mine)
+        for task in kept[service.name]:
+            total[task.node] += 1
+    tasks: list[Task] = []
+    for service in services:
+        mine = kept[service.name]
+        free = _free_slots({t.slot for t in mine}, service.replicas - len(mine))
+        tasks += _place(service, mine, free, lab.nodes, total)
+    return replace(lab, services=services, tasks=tuple(tasks))
+
+
+def _place(service: Service, kept: tuple[Task, ...], slots: list[int], nodes: tuple[Node, ...],
+           total: dict[str, int]) -> list[Task]:
+    """``kept`` and a new task of ``service`` in each of ``slots``, by slot; each new one
+    on the eligible node with the fewest tasks of the service, then the fewest in all
+    (``total``, updated), then the first in node order. Raises ValueError naming the
+    service when there are slots and no eligible node."""
+    mine = list(kept)
+    if slots:
+        eligible = eligible_nodes(service, nodes)
+        if not eligible:
+            raise ValueError(service.name)
+        count = {n.name: 0 for n in eligible}
+        for task in mine:
+            if task.node in count:
+                count[task.node] += 1
+        order = {n.name: i for i, n in enumerate(eligible)}
+        for slot in slots:
+            node = min(count, key=lambda n: (count[n], total[n], order[n]))
+            count[node] += 1
+            total[node] += 1
+            mine.append(Task(service.name, slot, node))
+    return sorted(mine, key=lambda t: t.slot)
+
+
+def restart_off(lab: Lab) -> Lab:
+    """``lab`` with every task on a node that is down or drained, or that no longer
+    meets its service's constraints, restarted elsewhere: a new task of the same slot,
+    placed as :func:`_place` does; the others stay (a paused node keeps its tasks).
+
+    As swarmkit's ``restartTasksByNodeID`` (replicated orchestrator, on a node
+    drained or DOWN). Raises ValueError naming a service none of whose tasks
+    may be placed.
+    """
+    by_name = {n.name: n for n in lab.nodes}
+
+    def stays(task: Task) -> bool:
+        n = by_name[task.node]
+        return (n.availability != "drain" and n.state != "down"
+                and all(c.matches(n) for c in lab.service(task.service).constraints))
+
+    total = {n.name: 0 for n in lab.nodes}
+    for task in lab.tasks:
+        if stays(task):
+            total[task.node] += 1
+    tasks: list[Task] = []
+    for service in lab.services:
+        mine = lab.tasks_of(service.name)
+        kept = tuple(t for t in mine if stays(t))
+        tasks += _place(service, kept, [t.slot for t in mine if not stays(t)], lab.nodes, total)
+    return replace(lab, tasks=tuple(tasks))

@@ -51,6 +51,7 @@ def status_of(state: LabState, readers: Readers) -> dict:
         "iptables_backend": DESCRIPTION.get(state.iptables, state.iptables),
         "supervisor": {"pid": pid, "running": bool(pid and readers.supervisor_running(pid))},
         "nodes": [{"name": n.name, "role": n.role, "availability": n.availability,
+                   "state": n.state,
                    "lan_ip": str(a.nodes[n.name].lan_ip),
                    "ingress_sbox_ip": str(a.nodes[n.name].sandbox_ip),
                    "netns": state.targets.get(n.name)} for n in lab.nodes],
@@ -62,6 +63,9 @@ def status_of(state: LabState, readers: Readers) -> dict:
         "tasks": [{"name": t.name, "service": t.service, "node": t.node,
                    "ip": str(a.tasks[t.name].ingress_ip), "netns": state.targets.get(t.name)}
                   for t in lab.tasks],
+        # Every task the orchestrator made, shut-down ones included, as docker service ps.
+        "history": [{"name": t.name, "service": t.service, "slot": t.slot, "node": t.node,
+                     "state": t.state} for t in state.desired_tasks],
         "namespaces": [{"target": ns.target, "netns": ns.name, "role": ns.role,
                         "exists": readers.netns_exists(ns.name)} for ns in plan.netns],
         "drift": [dataclasses.asdict(d) for d in diffs if d.kind != "user-rule"],
@@ -83,13 +87,17 @@ def status(lab: str | None, as_json: bool) -> None:
     click.echo(f"lab {doc['lab']}  ({doc['scenario']})  iptables: {doc['iptables_backend']}")
     click.echo(f"task apps: pid {sup['pid']} " + ("running" if sup["running"] else "NOT running"))
     for n in doc["nodes"]:
-        click.echo(f"  node {n['name']:<10} {n['role']:<8} lan {n['lan_ip']:<15} "
-                   f"ingress_sbox {n['ingress_sbox_ip']}")
+        click.echo(f"  node {n['name']:<10} {n['role']:<8} {n['state']:<5} {n['availability']:<6} "
+                   f"lan {n['lan_ip']:<15} ingress_sbox {n['ingress_sbox_ip']}")
     for s in doc["services"]:
         ports = ", ".join(f"{p['published']}:{p['target']}/{p['protocol']}" for p in s["ports"])
         click.echo(f"  service {s['name']} x{s['replicas']}  {ports}  FWM {s['fwmark']}  VIP {s['vip']}")
     for t in doc["tasks"]:
         click.echo(f"  task {t['name']:<14} on {t['node']:<10} {t['ip']}")
+    if any(h["state"] != "running" for h in doc["history"]):
+        click.echo("task history (slot, node, state):")
+        for h in doc["history"]:
+            click.echo(f"  {h['name']:<14} slot {h['slot']:<4} {h['node']:<10} {h['state']}")
     click.echo("namespaces:")
     for ns in doc["namespaces"]:
         click.echo(f"  {ns['target']:<24} {ns['netns']}" + ("" if ns["exists"] else "  MISSING"))

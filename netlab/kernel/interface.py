@@ -29,6 +29,15 @@ class Kernel(Protocol):
         namespaces; raises on kernel refusals."""
         ...
 
+    def set_weights(self, plan: Plan, addresses: set[str], weight: int) -> int:
+        """Give the IPVS destinations of ``plan`` at ``addresses`` the ``weight``, in
+        every sandbox; returns how many were set. Raises on kernel refusals."""
+        ...
+
+    def set_link(self, netns: str, ifname: str, up: bool) -> None:
+        """Set the link ``ifname`` of ``netns`` up or down; raises when it is missing."""
+        ...
+
     def teardown(self, names: list[str]) -> int:
         """Delete the namespaces ``names``; returns how many existed."""
         ...
@@ -44,6 +53,19 @@ class LinuxKernel:
     def apply(self, plan: Plan, backend: Backend, stale: list[str],
               progress: Progress) -> ApplyStats:
         return kernel_apply.apply(plan, backend, stale=stale, progress=progress)
+
+    def set_weights(self, plan: Plan, addresses: set[str], weight: int) -> int:
+        from netlab.kernel import ipvs
+        done = 0
+        for svc in plan.ipvs:
+            dests = [d for d in svc.dests if d.addr in addresses]
+            if dests:
+                done += ipvs.set_weights(svc.netns, svc.fwmark, dests, weight)
+        return done
+
+    def set_link(self, netns: str, ifname: str, up: bool) -> None:
+        from netlab.kernel.links import set_link_state
+        set_link_state(netns, ifname, up)
 
     def teardown(self, names: list[str]) -> int:
         return kernel_apply.teardown(names)

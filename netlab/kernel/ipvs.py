@@ -95,3 +95,20 @@ def sync(netns: str, wanted: list[IpvsService]) -> int:
             ipvs.service("del", service=_svc(fwmark))
             requests += 1
     return requests
+
+
+def set_weights(netns: str, fwmark: int, dests: list[IpvsDest], weight: int) -> int:
+    """Set the weight of ``dests`` of the fwmark service ``fwmark`` in ``netns``.
+
+    Weight 0 is libnetwork's deweighting (``rmLBBackend`` with
+    ``fullRemove`` false: ``i.SetDestination(s, d)`` with ``Weight: 0``): the
+    scheduler sends no new connection to the destination while established
+    ones keep flowing, until the destination is removed. Returns the number
+    of netlink requests; raises NetlinkError when the kernel refuses (no
+    such service or destination).
+    """
+    with _ipvs(netns) as ipvs:
+        for d in dests:
+            ipvs.dest("set", service=_svc(fwmark),
+                      dest=_dest(IpvsDest(d.addr, d.port, weight, d.forward)))
+    return len(dests)

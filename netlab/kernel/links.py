@@ -194,3 +194,16 @@ def apply_links(nl: Netlink, plan: Plan) -> None:
         peers[(f.netns, f.ifname)][1].append((f.mac, f.dst))
     for (netns, ifname), (neigh, fdb) in peers.items():
         sync_peers(nl, netns, ifname, neigh, fdb)
+
+
+def set_link_state(netns: str, ifname: str, up: bool) -> None:
+    """Set ``ifname`` in ``netns`` administratively up or down (``ip link set … up|down``);
+    raises NetlinkError when it does not exist."""
+    nl = Netlink()
+    try:
+        idx = nl.index(netns, ifname)
+        if idx is None:
+            raise NetlinkError(19, f"{ifname} missing in {netns}")
+        nl.do(netns, "link", "set", index=idx, state="up" if up else "down")
+    finally:
+        nl.close()

@@ -23,19 +23,46 @@ class FakeKernel:
     applied: list[tuple[Plan, str, list[str]]] = field(default_factory=list)
     torn_down: list[str] = field(default_factory=list)
     diffs: list = field(default_factory=list)
+    # Every call in order: ("apply", plan) or ("weight", netns, fwmark, addr, weight).
+    steps: list[tuple] = field(default_factory=list)
+    weights: dict[tuple[str, int, str], int] = field(default_factory=dict)
+    links_down: set[tuple[str, str]] = field(default_factory=set)
 
     def apply(self, plan: Plan, backend: str, stale: list[str], progress) -> ApplyStats:
         self.applied.append((plan, backend, list(stale)))
+        self.steps.append(("apply", plan))
+        # The real apply brings up every link of the plan.
+        self.links_down -= {(v.a.netns, v.a.name) for v in plan.veths}
+        self.weights = {(s.netns, s.fwmark, d.addr): d.weight for s in plan.ipvs for d in s.dests}
         planned = {ns.name for ns in plan.netns}
         removed = [n for n in stale if n in self.namespaces and n not in planned]
         created = planned - self.namespaces
         self.namespaces = (self.namespaces - set(removed)) | planned
         return ApplyStats(netns_created=len(created), netns_removed=len(removed))
 
+    def set_weights(self, plan: Plan, addresses: set[str], weight: int) -> int:
+        done = 0
+        for svc in plan.ipvs:
+            for d in svc.dests:
+                if d.addr in addresses:
+                    key = (svc.netns, svc.fwmark, d.addr)
+                    assert key in self.weights, f"no IPVS destination {key} to set"
+                    self.weights[key] = weight
+                    self.steps.append(("weight", *key, weight))
+                    done += 1
+        return done
+
+    def set_link(self, netns: str, ifname: str, up: bool) -> None:
+        assert netns in self.namespaces, f"no namespace {netns}"
+        self.links_down = (self.links_down - {(netns, ifname)}) if up \
+            else self.links_down | {(netns, ifname)}
+        self.steps.append(("link", netns, ifname, up))
+
     def teardown(self, names: list[str]) -> int:
         for name in names:
             netns.path(name)   # the real confinement check
         self.torn_down += names
+        self.steps.append(("teardown", list(names)))
         gone = [n for n in names if n in self.namespaces]
         self.namespaces -= set(gone)
         return len(gone)
@@ -95,3 +122,4 @@ class FakeHost:
 
     def _update(self, pid: int, apps: list, timeout: float = 0) -> None:
         self.updated.append((pid, list(apps)))
+        self.kernel.steps.append(("update", sorted({a.task for a in apps})))

@@ -136,7 +136,9 @@ BAD = [
     (("model", "ingress", "subnet"), "10.0.0.0/33", "model.ingress.subnet is '10.0.0.0/33', not"),
     (("model", "ingress", "vni"), 1 << 24, "model.ingress.vni must be an integer"),
     (("model", "tasks", 0, "node"), "node9", "model.tasks[0].node is 'node9', not a node of the lab"),
-    (("model", "tasks", 0, "slot"), 7, "model.tasks[0] is web.7, not a slot"),
+    # Slots may have gaps after a scale-down, but web.7 has no addresses.
+    (("model", "tasks", 0, "slot"), 7, "allocations.tasks has no addresses for task web.7"),
+    (("model", "tasks", 1, "slot"), 1, "model.tasks names 'web.1' twice"),
     (("model", "tasks"), [], "model.tasks holds 0 tasks of web, not its 3 replicas"),
     (("model", "name"), "y", "model.name is 'y', not 'x'"),
     (("model", "iptables"), "ebtables", "model.iptables must be one of"),

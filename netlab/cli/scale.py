@@ -1,0 +1,60 @@
+"""``netlab scale LAB SERVICE=N [SERVICE=N ...]``: ``docker service scale`` on a lab that is up."""
+
+from __future__ import annotations
+
+import click
+
+from netlab import lifecycle
+from netlab.cli import common
+from netlab.errors import BadInput
+
+
+def parse_counts(args: tuple[str, ...]) -> dict[str, int]:
+    """``("web=3", "api=0")`` as ``{"web": 3, "api": 0}``; raises BadInput (exit 2)
+    naming the argument when one is not ``SERVICE=N`` with N a whole number >= 0."""
+    if not args:
+        raise BadInput("SERVICE=N: name at least one service and its replicas "
+                       "(hint: netlab scale LAB web=3)")
+    counts: dict[str, int] = {}
+    for arg in args:
+        service, sep, n = arg.partition("=")
+        if not sep or not service:
+            raise BadInput(f"SERVICE=N: {arg!r} is not SERVICE=N (hint: netlab scale LAB web=3)")
+        if not (n.isascii() and n.isdigit()) or len(n) > 6:
+            raise BadInput(f"SERVICE=N: {arg!r}: {n!r} is not a number of replicas "
+                           "(hint: a whole number, 0 or more, such as web=3)")
+        if service in counts:
+            raise BadInput(f"SERVICE=N: {service} is named twice (hint: once per service)")
+        counts[service] = int(n)
+    return counts
+
+
+def change_lines(result: lifecycle.ScaleResult, what: str = "scaled") -> list[str]:
+    """What ``scale`` and ``node`` print: the tasks started and shut down, and each
+    touched service's tasks."""
+    lab = result.lab
+    if not result.added and not result.removed:
+        return [f"lab {lab.name}: no task moved"]
+    lines = [f"lab {lab.name} {what}: {len(result.added)} task(s) started, "
+             f"{len(result.removed)} shut down"
+             + (f" ({result.stats.seconds:.2f} s to converge)" if result.stats else "")]
+    for c in result.removed:
+        lines.append(f"  - {c.task:<14} on {c.node:<10} {c.address}  shutdown")
+    for c in result.added:
+        lines.append(f"  + {c.task:<14} on {c.node:<10} {c.address}  running")
+    touched = {c.service for c in result.added + result.removed}
+    for svc in lab.services:
+        if svc.name in touched:
+            tasks = ", ".join(f"{t.name}@{t.node}" for t in lab.tasks_of(svc.name))
+            lines.append(f"  service {svc.name} x{svc.replicas}: {tasks or 'no tasks'}")
+    return lines
+
+
+@click.command()
+@click.argument("lab", callback=common.lab_name)
+@click.argument("counts", nargs=-1, metavar="SERVICE=N...")
+def scale(lab: str, counts: tuple[str, ...]) -> None:
+    """Scale services of LAB to N replicas each and converge every node (from its state)."""
+    wanted = parse_counts(counts)
+    result = lifecycle.scale(lab, wanted, common.store(), common.progress, common.host())
+    click.echo("\n".join(change_lines(result)))
