@@ -97,12 +97,13 @@ def endpoints(lab: Lab, allocations: Allocations) -> list[AppEndpoint]:
     """The app each task runs: one listener per (protocol, target port).
 
     Two published ports may lead to one target (``["8080:80", "8081:80"]``,
-    which Swarm accepts): both REDIRECT to the same socket.
+    which Swarm accepts): both REDIRECT to the same socket. Host-mode ports
+    listen too: the app binds every address, the node DNATs to the gwbridge one.
     """
     out = []
     for task in lab.tasks:
         service = lab.service(task.service)
-        targets = dict.fromkeys((p.protocol, p.target) for p in service.ingress_ports)
+        targets = dict.fromkeys((p.protocol, p.target) for p in service.ports)
         for protocol, target in targets:
             out.append(AppEndpoint(
                 netns=names.task_ns(lab.name, task.name), service=service.name, task=task.name,

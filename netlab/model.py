@@ -80,6 +80,11 @@ class Service:
         """The ports published through the routing mesh."""
         return tuple(p for p in self.ports if p.mode == "ingress")
 
+    @property
+    def host_ports(self) -> tuple[PublishedPort, ...]:
+        """The ports published in host mode: only on the nodes that run a task."""
+        return tuple(p for p in self.ports if p.mode == "host")
+
 
 @dataclass(frozen=True)
 class Task:
@@ -218,8 +223,11 @@ def place_tasks(nodes: tuple[Node, ...], services: tuple[Service, ...],
                 and all(c.matches(node) for c in service.constraints)):
             stays[(task.service, task.slot)] = task.node
     total: dict[str, int] = {n.name: 0 for n in nodes}
-    for node in stays.values():
+    held: dict[str, set[tuple[int, str]]] = {n.name: set() for n in nodes}   # host-mode ports
+    host_ports = {s.name: {(p.published, p.protocol) for p in s.host_ports} for s in services}
+    for (name, _slot), node in stays.items():
         total[node] += 1
+        held[node] |= host_ports[name]
     tasks: list[Task] = []
     for service in services:
         eligible = eligible_of[service.name]
@@ -231,11 +239,13 @@ def place_tasks(nodes: tuple[Node, ...], services: tuple[Service, ...],
         for slot in range(1, service.replicas + 1):
             node = stays.get((service.name, slot))
             if node is None:
-                if not mine:
+                free = [n for n in mine if not held[n] & host_ports[service.name]]
+                if not free:
                     raise ValueError(service.name)
-                node = min(mine, key=lambda n: (mine[n], total[n], order[n]))
+                node = min(free, key=lambda n: (mine[n], total[n], order[n]))
                 mine[node] += 1
                 total[node] += 1
+                held[node] |= host_ports[service.name]
             tasks.append(Task(service.name, slot, node))
     return tuple(tasks)
 

@@ -63,7 +63,8 @@ def summary_lines(lab: Lab, a: Allocations, plan: Plan, stats: ApplyStats,
                      f"ingress_sbox {na.sandbox_ip}")
     for svc in lab.services:
         sa = a.services.get(svc.name)
-        ports = ", ".join(f"{p.published}:{p.target}/{p.protocol}" for p in svc.ingress_ports)
+        ports = ", ".join(f"{p.published}:{p.target}/{p.protocol}"
+                          + (" (host mode)" if p.mode == "host" else "") for p in svc.ports)
         tasks = ", ".join(f"{t.name}@{t.node} {a.tasks[t.name].ingress_ip}"
                           for t in lab.tasks_of(svc.name))
         mark = f"FWM {sa.fwmark} ({sa.fwmark:#x}) VIP {sa.vip}" if sa else ""

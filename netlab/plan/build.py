@@ -253,6 +253,8 @@ class _Builder:
         self.add("sysctls", *(Sysctl(ns, k, v) for k, v in NO_IPV6))
         self.add("routes", Route(ns, "default", str(na.gateway_ip), "eth1"))
         self.redirect_rules(task, ns, f"{ta.ingress_ip}/32")
+        if self.lab.service(task.service).host_ports:
+            self.host_port_mappings(task)
 
     def redirect_rules(self, task: Task, ns: str, ip: str) -> None:
         """``addRedirectRules``: REDIRECT published→target, accept target, drop the rest."""
@@ -277,6 +279,44 @@ class _Builder:
         for proto in ("sctp", "udp", "tcp"):
             self.rule(ns, "filter", "INPUT", Target("DROP"), obj, dst=ip, proto=proto)
             self.rule(ns, "filter", "OUTPUT", Target("DROP"), obj, src=ip, proto=proto)
+
+    def host_port_mappings(self, task: Task) -> None:
+        """The bridge driver's port mapping for each host-mode port of ``task``, on its node only.
+
+        swarmkit hands host-mode ports to the task's docker_gwbridge endpoint
+        (``setupDefaultGW`` → ``CreateOptionPortMapping``), so they become the
+        bridge driver's ordinary mappings to the task's gwbridge address. The
+        rules are the 20.10 form: libnetwork ``iptables.ChainInfo.Forward``
+        (``Append``, userland proxy on so no hairpin mode, host IP 0.0.0.0 so
+        ``-d 0/0``, which iptables-save omits), called by the portmapper per
+        binding in the binding's order:
+
+        * nat ``-A DOCKER ! -i docker_gwbridge -p P --dport PUBLISHED -j DNAT
+          --to-destination IP:TARGET`` (after the chain's ``-i docker_gwbridge
+          -j RETURN``),
+        * filter ``-A DOCKER -d IP/32 ! -i docker_gwbridge -o docker_gwbridge -p P
+          --dport TARGET -j ACCEPT`` (20.10's filter DOCKER holds only these),
+        * nat ``-A POSTROUTING -s IP/32 -d IP/32 -p P --dport TARGET -j
+          MASQUERADE`` (the hairpin: the task reaching itself through the node).
+
+        No SNAT on the way in: the task sees the client's own address. The
+        task's own filter drops tcp/udp only to its ingress address, so its
+        gwbridge address is open. A node without the task gets nothing, and
+        its kernel refuses the port.
+        """
+        ns = names.node_ns(self.lab.name, task.node)
+        gw, ip = names.GWBRIDGE, str(self.addr.tasks[task.name].gw_ip)
+        for port in self.lab.service(task.service).host_ports:
+            p = port.protocol
+            obj = f"task/{task.name}:host/{port.published}" + ("" if p == "tcp" else f"/{p}")
+            self.rule(ns, "nat", "DOCKER",
+                      Target("DNAT", (("to-destination", f"{ip}:{port.target}"),)), obj,
+                      in_iface=f"!{gw}", proto=p, matches=(_port_match(p, "dport", port.published),))
+            self.rule(ns, "filter", "DOCKER", Target("ACCEPT"), obj, dst=f"{ip}/32",
+                      in_iface=f"!{gw}", out_iface=gw, proto=p,
+                      matches=(_port_match(p, "dport", port.target),))
+            self.rule(ns, "nat", "POSTROUTING", Target("MASQUERADE"), obj, src=f"{ip}/32",
+                      dst=f"{ip}/32", proto=p, matches=(_port_match(p, "dport", port.target),))
 
     def build(self) -> Plan:
         self.lan()

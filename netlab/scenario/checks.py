@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from netlab.ipam import LAN_NODE_OFFSET
-from netlab.model import Node, Task
+from netlab.model import Node, Task, eligible_nodes, place_tasks
 from netlab.scenario.issues import IssueLog, field
 from netlab.scenario.networks import NetworksRead, SubnetSpec
 from netlab.scenario.ports import PortSpec
@@ -38,14 +38,29 @@ def _free_above(used: set[int]) -> list[int | None]:
     return free
 
 
+def _port_conflict(spec: PortSpec, other: PortSpec) -> bool:
+    """True when ``spec`` may not publish what ``other`` (written earlier) publishes.
+
+    As swarmkit's ``controlapi/service.go``: a service's own repeat is
+    refused whatever the modes (``validateEndpointSpec``: "duplicate
+    published ports provided"); another service's port is refused when
+    either is in ingress mode (``checkPortConflicts``); two services in host
+    mode may share it, "handled by the scheduler" (``HostPortFilter``: never
+    two such tasks on one node; see :func:`check_host_ports`).
+    """
+    return (spec.service == other.service or spec.port.mode == "ingress"
+            or other.port.mode == "ingress")
+
+
 def check_published_ports(ports: Sequence[PortSpec], data_path_port: int, log: IssueLog) -> None:
     """Each published port/protocol once in the lab, and never the VXLAN UDP port.
 
     Another service's port is refused as swarmkit does (``port '5000' is
     already in use by service ...``); a service's own repeat as Docker's
-    ``duplicate published ports``.
+    ``duplicate published ports``. Two services may publish one port in host
+    mode (see :func:`_port_conflict`).
     """
-    first: dict[tuple[int, str], PortSpec] = {}
+    first: dict[tuple[int, str], list[PortSpec]] = {}
     free_by_protocol: dict[str, list[int | None]] = {}
     for spec in ports:
         port = spec.port
@@ -55,10 +70,11 @@ def check_published_ports(ports: Sequence[PortSpec], data_path_port: int, log: I
             log.add(path, f"published port {port.published}/udp is the VXLAN data path port",
                     "the nodes' VXLAN traffic would be caught by the routing mesh; publish "
                     "another port or change underlay.data_path_port", spec.pos)
-        if key not in first:
-            first[key] = spec
+        earlier = first.setdefault(key, [])
+        other = next((o for o in earlier if _port_conflict(spec, o)), None)
+        earlier.append(spec)
+        if other is None:
             continue
-        other = first[key]
         if port.protocol not in free_by_protocol:
             free_by_protocol[port.protocol] = _free_above(
                 {p.port.published for p in ports if p.port.protocol == port.protocol})
@@ -66,14 +82,50 @@ def check_published_ports(ports: Sequence[PortSpec], data_path_port: int, log: I
         free_hint = f", e.g. {free}" if free else ""
         proto = "" if port.protocol == "tcp" else f"/{port.protocol}"
         if other.service != spec.service:
+            how = "an ingress port" if other.port.mode == "ingress" else "a host-published port"
             message = (f"port '{port.published}{proto}' is already in use by service "
-                       f"'{other.service}' as an ingress port ({other.path}, line {other.pos.line})")
+                       f"'{other.service}' as {how} ({other.path}, line {other.pos.line})")
+            hint = ("an ingress port is published on every node, so no other service may "
+                    f"publish it; pick another{free_hint}")
         else:
             message = (f"published port {port.published}/{port.protocol} is already published by "
                        f"{other.path} (line {other.pos.line})")
-        log.add(path, message,
-                f"a published port serves one service on the routing mesh; pick another{free_hint}",
-                spec.pos)
+            hint = ("a published port serves one service on the routing mesh; "
+                    f"pick another{free_hint}")
+        log.add(path, message, hint, spec.pos)
+
+
+def check_host_ports(nodes: Sequence[Node], services: Sequence[ServiceSpec],
+                     log: IssueLog) -> tuple[Task, ...] | None:
+    """The placed tasks, or None after recording the service whose task no node can take.
+
+    Call after :func:`check_placement` passed: then the only reason left is
+    swarmkit's ``HostPortFilter``, which keeps two tasks publishing one port
+    in host mode off the same node (Docker would leave the task pending with
+    "host-mode port already in use on N nodes").
+    """
+    try:
+        return place_tasks(tuple(nodes), tuple(s.service for s in services))
+    except ValueError as err:
+        name = str(err)
+    spec = next(s for s in services if s.service.name == name)
+    service = spec.service
+    ports = ", ".join(f"{p.published}/{p.protocol}" for p in service.host_ports)
+    sharing = [s.service for s in services if s.service.name != name and
+               {(p.published, p.protocol) for p in s.service.host_ports}
+               & {(p.published, p.protocol) for p in service.host_ports}]
+    eligible = len(eligible_nodes(service, tuple(nodes)))
+    others = (" (with " + ", ".join(f"{s.name} ({s.replicas})" for s in sharing) + ")"
+              if sharing else "")
+    path, pos = ((field(field(spec.path, "deploy"), "replicas"), spec.replicas_pos)
+                 if spec.replicas_pos else (spec.path, spec.pos))
+    log.add(path,
+            f"no node can run every task: {service.replicas} tasks{others} publish {ports} in "
+            f"host mode, one per node, and {eligible} node{'s' if eligible != 1 else ''} may "
+            "run this service",
+            "Docker would leave the task pending (host-mode port already in use); use fewer "
+            "replicas, more nodes, or mode: ingress", pos)
+    return None
 
 
 def check_placement(nodes: Sequence[Node], services: Sequence[ServiceSpec], log: IssueLog) -> bool:
@@ -202,11 +254,12 @@ def plan_items(nodes: int, services: Sequence[ServiceSpec], tasks: Sequence[Task
     Per node: its namespaces, links, sysctls and Docker's host chains (54), 4
     rules per published port, 3 items per service, and a neighbour and an FDB
     entry per other node and per task; per task: 13 items and 3 rules per
-    published port.
+    published port (ingress or host mode).
     """
     ports = {s.service.name: len(s.service.ingress_ports) for s in services}
+    every = {s.service.name: len(s.service.ports) for s in services}
     per_node = 54 + 4 * sum(ports.values()) + 3 * len(ports) + 2 * (nodes + len(tasks))
-    return 5 + nodes * per_node + sum(13 + 3 * ports.get(t.service, 0) for t in tasks)
+    return 5 + nodes * per_node + sum(13 + 3 * every.get(t.service, 0) for t in tasks)
 
 
 def check_scale(nodes: int, services: Sequence[ServiceSpec], tasks: Sequence[Task],

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from types import MappingProxyType
 
-from netlab.model import Lab, place_tasks
+from netlab.model import Lab
 from netlab.scenario.checks import (
-    check_mtu, check_placement, check_published_ports, check_scale, check_sizes, check_subnets,
+    check_host_ports, check_mtu, check_placement, check_published_ports, check_scale, check_sizes, check_subnets,
 )
 from netlab.scenario.fields import check_keys, read_choice, kind_of, read_str
 from netlab.scenario.issues import Issue, IssueLog, ScenarioError
@@ -87,7 +87,7 @@ def _build(text: str, source_name: str, name_override: str | None, log: IssueLog
     placeable = nodes.clean and check_placement(nodes.nodes, services.services, log)
     tasks = None
     if placeable and services.clean:
-        tasks = place_tasks(nodes.nodes, tuple(s.service for s in services.services))
+        tasks = check_host_ports(nodes.nodes, services.services, log)
     check_sizes(net, len(nodes.nodes), services.services, tasks, log)
     if tasks is not None:
         check_scale(len(nodes.nodes), services.services, tasks, log)

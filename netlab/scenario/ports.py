@@ -1,7 +1,9 @@
 """A service's ``ports:`` list, in Compose's short and long syntax.
 
 Short: ``"5000:3000"`` or ``"5000:3000/udp"``. Long: a mapping with
-``published``, ``target``, ``protocol`` (tcp) and ``mode`` (ingress). The
+``published``, ``target``, ``protocol`` (tcp) and ``mode`` (ingress, or
+host: published only on the nodes that run a task, as the bridge driver
+maps a container's port on docker_gwbridge). The
 published port is required: Docker would pick a random one, this lab wants to
 know where to knock.
 """
@@ -32,7 +34,6 @@ PORT_NOT_MODELLED = MappingProxyType({
 
 SHORT_EXAMPLE = '"8080:80" or "8080:80/udp"'
 _RANGE_HINT = "a port is 1-65535"
-_HOST_MODE_HINT = "use mode: ingress (the routing mesh)"
 
 
 @dataclass(frozen=True)
@@ -134,10 +135,6 @@ def _long(value: Mapping, path: str, service: str, log: IssueLog) -> PortSpec | 
     mode = "ingress"
     if "mode" in values:
         mode = read_choice(values["mode"], field(path, "mode"), log, "publish mode", MODES)
-        if mode == "host":
-            log.add(field(path, "mode"), "publish mode host is not supported by this lab yet",
-                    _HOST_MODE_HINT, values["mode"].pos)
-            return None
     if log.count() != before or published is None or target is None or not protocol or not mode:
         return None
     pos = values["published"].pos

@@ -2,7 +2,8 @@
 
 ``deploy.replicas`` (default 1), ``deploy.placement.constraints`` and
 ``ports`` (see :mod:`netlab.scenario.ports`). Every service must publish at
-least one port through the ingress routing mesh: that is what the lab models.
+least one port, on the ingress routing mesh or in host mode: that is what the
+lab models.
 """
 
 from __future__ import annotations

@@ -42,9 +42,16 @@ def _refused(b: _Builder, reply: list[Seen]) -> tuple[str, str]:
                          and c.chain == "DOCKER-INGRESS")
     ev: tuple[str, ...] = ("capture",)
     obs = b.hops[idx].observed
-    if req.service is None:
-        why = (f"nothing publishes {req.proto}/{req.dst.rsplit(':', 1)[1]} on {req.node}: "
+    port = int(req.dst.rsplit(":", 1)[1])
+    host_mode = b.facts.host_published.get((req.proto, port))
+    if req.service is None and host_mode is not None:
+        svc, nodes = host_mode
+        why = (f"{svc} publishes {req.proto}/{port} in host mode, only on the nodes running its "
+               f"tasks ({', '.join(nodes) or 'none'}); {req.node} runs none, so no DNAT matched")
+    elif req.service is None:
+        why = (f"nothing publishes {req.proto}/{port} on {req.node}: "
                f"no DOCKER-INGRESS DNAT matched")
+    if req.service is None:
         if returned:
             rule = returned[0][0]
             ev += ("counter",)

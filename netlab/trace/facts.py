@@ -28,6 +28,8 @@ class LabFacts:
     node: dict[str, str] = field(default_factory=dict)                      # netns -> node it is on
     node_of_lan_ip: dict[str, str] = field(default_factory=dict)
     vxlan_port: int = 4789
+    # (proto, port) -> (service, nodes running its tasks) for ports published in host mode
+    host_published: dict[tuple[str, int], tuple[str, tuple[str, ...]]] = field(default_factory=dict)
 
 
 def lab_facts(lab: Lab, addr: Allocations, plan: Plan) -> LabFacts:
@@ -58,4 +60,6 @@ def lab_facts(lab: Lab, addr: Allocations, plan: Plan) -> LabFacts:
         node={ns.name: ns.node or ns.target for ns in plan.netns},
         node_of_lan_ip={str(n.lan_ip): node for node, n in addr.nodes.items()},
         vxlan_port=lab.underlay.data_path_port,
+        host_published={(p.protocol, p.published): (s.name, tuple(dict.fromkeys(
+            t.node for t in lab.tasks_of(s.name)))) for s in lab.services for p in s.host_ports},
     )

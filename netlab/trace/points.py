@@ -3,7 +3,9 @@
 The path of a request to ``NODE:PORT`` is known before it is sent, up to the
 one choice IPVS makes: the sender, the LAN, the node's host namespace, its
 ingress_sbox and overlay namespace, and for every task of the service its
-node's host and overlay namespaces and the task itself. Every interface of
+node's host and overlay namespaces and the task itself. A port published in
+host mode by a task on that node takes no such detour: the sender, the LAN,
+the node's host namespace (the bridge driver's DNAT) and the task. Every interface of
 those namespaces is a capture point except bridges (a bridge device does not
 see the unicast it forwards between its ports; its ports do).
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netlab.model import Lab, PublishedPort, Service
+from netlab.model import Lab, PublishedPort, Service, Task
 from netlab.plan.types import Plan
 
 
@@ -50,13 +52,38 @@ def publisher(lab: Lab, port: int, proto: str) -> tuple[Service, PublishedPort] 
     return None
 
 
+def host_publisher(lab: Lab, node: str, port: int,
+                   proto: str) -> tuple[Service, PublishedPort, Task] | None:
+    """The task on ``node`` that publishes ``proto/port`` in host mode, if any.
+
+    Swarm's HostPortFilter keeps it to one task per node and port.
+    """
+    for task in lab.tasks_on(node):
+        for p in lab.service(task.service).host_ports:
+            if p.published == port and p.protocol == proto:
+                return lab.service(task.service), p, task
+    return None
+
+
+def host_publishers(lab: Lab, port: int, proto: str) -> tuple[str, tuple[str, ...]] | None:
+    """(service, the nodes running its tasks) when ``proto/port`` is published in host mode."""
+    for svc in lab.services:
+        if any(p.published == port and p.protocol == proto for p in svc.host_ports):
+            nodes = tuple(dict.fromkeys(t.node for t in lab.tasks_of(svc.name)))
+            return svc.name, nodes
+    return None
+
+
 def _namespaces(lab: Lab, plan: Plan, node: str, sender: str,
-                service: Service | None) -> list[str]:
+                service: Service | None, host_task: Task | None = None) -> list[str]:
     """Targets the request may cross, as plan targets, without duplicates."""
     targets = [sender]
     targets += [t.node for t in lab.tasks if t.name == sender]   # a task sends via its node
-    targets += ["lan", node, f"{node}/ingress_sbox", f"{node}/ov-ingress"]
-    if service is not None:
+    if host_task is not None:
+        targets += ["lan", node, host_task.name]
+    else:
+        targets += ["lan", node, f"{node}/ingress_sbox", f"{node}/ov-ingress"]
+    if service is not None and host_task is None:
         for task in lab.tasks:
             if task.service == service.name:
                 targets += [task.node, f"{task.node}/ov-ingress", task.name]
@@ -74,7 +101,11 @@ def trace_path(lab: Lab, plan: Plan, node: str, port: int, proto: str,
     """The capture points for a request from ``sender`` to ``node``'s ``proto/port``."""
     found = publisher(lab, port, proto)
     service, published = found if found else (None, None)
-    names = _namespaces(lab, plan, node, sender, service)
+    host = host_publisher(lab, node, port, proto) if found is None else None
+    host_task = None
+    if host is not None:
+        service, published, host_task = host
+    names = _namespaces(lab, plan, node, sender, service, host_task)
     info = {ns.name: ns for ns in plan.netns}
     ifaces: dict[str, list[str]] = {n: [] for n in names}
     for veth in plan.veths:

@@ -185,3 +185,57 @@ def test_items_in_holds_what_filtering_by_netns_finds():
         assert items.veths == tuple(v for v in plan.veths if ns.name in (v.a.netns, v.b.netns))
         assert items.user_chains == tuple(c for c in plan.user_chains if c[0] == ns.name)
     assert plan.items_in("nl-no-such-netns").rules == ()
+
+
+# The same node after also `docker service create --name cache --publish
+# mode=host,published=6379,target=6379 …` put cache.1 on it (gwbridge address
+# 172.18.0.4, after hello-a.1's .3): the bridge driver's port mapping, written by
+# hand from libnetwork 20.10 iptables.ChainInfo.Forward (DNAT and the filter
+# ACCEPT appended to DOCKER, the hairpin MASQUERADE appended to POSTROUTING).
+HOST_MODE_NAT = DOCKER_20_10_NODE["nat"].replace(
+    "-A POSTROUTING -s 172.18.0.0/16 ! -o docker_gwbridge -j MASQUERADE\n",
+    "-A POSTROUTING -s 172.18.0.0/16 ! -o docker_gwbridge -j MASQUERADE\n"
+    "-A POSTROUTING -s 172.18.0.4/32 -d 172.18.0.4/32 -p tcp -m tcp --dport 6379 -j MASQUERADE\n",
+).replace(
+    "-A DOCKER -i docker_gwbridge -j RETURN\n",
+    "-A DOCKER -i docker_gwbridge -j RETURN\n"
+    "-A DOCKER ! -i docker_gwbridge -p tcp -m tcp --dport 6379 -j DNAT --to-destination 172.18.0.4:6379\n",
+)
+HOST_MODE_FILTER = DOCKER_20_10_NODE["filter"].replace(
+    "-A DOCKER-INGRESS -p tcp -m tcp --dport 5000 -j ACCEPT\n",
+    "-A DOCKER -d 172.18.0.4/32 ! -i docker_gwbridge -o docker_gwbridge -p tcp -m tcp --dport 6379 -j ACCEPT\n"
+    "-A DOCKER-INGRESS -p tcp -m tcp --dport 5000 -j ACCEPT\n",
+)
+
+
+def test_host_mode_port_is_the_bridge_drivers_mapping_on_the_tasks_node_only():
+    from netlab.plan.render import iptables_save
+    plan = build_plan(load_lab(REPO / "scenarios" / "host-mode.yaml"))
+    lab = load_lab(REPO / "scenarios" / "host-mode.yaml")
+    assert [(t.name, t.node) for t in lab.tasks] == [
+        ("hello-a.1", "node1"), ("hello-a.2", "node2"), ("cache.1", "node1")]
+    assert HOST_MODE_NAT != DOCKER_20_10_NODE["nat"] and HOST_MODE_FILTER != DOCKER_20_10_NODE["filter"]
+    node1, node2 = plan.namespace("node1").name, plan.namespace("node2").name
+    assert without_comments(iptables_save(plan, node1, "nat")) == HOST_MODE_NAT
+    assert without_comments(iptables_save(plan, node1, "filter")) == HOST_MODE_FILTER
+    # node2 runs no cache task: exactly the ingress-only node, nothing on 6379.
+    for table, expected in DOCKER_20_10_NODE.items():
+        assert without_comments(iptables_save(plan, node2, table)) == expected, table
+    # Host mode needs no VIP, no IPVS service and no REDIRECT for cache.
+    assert "cache" not in {s.service for s in plan.ipvs}
+    cache = plan.namespace("cache.1").name
+    assert not [r for r in plan.rules_in(cache) if r.target.name in ("REDIRECT", "ACCEPT")]
+    assert {r.comment for r in plan.rules if "6379" in str(r.matches)} == {
+        "netlab:host-mode:task/cache.1:host/6379"}
+
+
+def test_host_mode_udp_maps_published_to_target_in_the_dnat():
+    from netlab.model import Lab, Node, PublishedPort, Service, place_tasks
+    nodes = (Node("node1", "manager"),)
+    services = (Service("dns", 1, (PublishedPort(53, 5353, "udp", "host"),)),)
+    plan = build_plan(Lab("u", nodes, services, tasks=place_tasks(nodes, services)))
+    from netlab.plan.render import iptables_save
+    nat = without_comments(iptables_save(plan, plan.namespace("node1").name, "nat"))
+    assert ("-A DOCKER ! -i docker_gwbridge -p udp -m udp --dport 53 -j DNAT "
+            "--to-destination 172.18.0.3:5353") in nat
+    assert "-A POSTROUTING -s 172.18.0.3/32 -d 172.18.0.3/32 -p udp -m udp --dport 5353 -j MASQUERADE" in nat

@@ -235,11 +235,74 @@ def test_bad_port(ports, path, needle, message):
     assert_issue(svc(ports), path, needle, message)
 
 
-def test_publish_mode_host_is_refused_with_its_hint():
-    text = svc("      - published: 80\n        target: 80\n        mode: host\n")
-    issue = assert_issue(text, "services.web.ports[0].mode", "host", "")
-    assert issue.message == "publish mode host is not supported by this lab yet"
-    assert issue.hint == "use mode: ingress (the routing mesh)"
+def test_publish_mode_host_is_read_for_tcp_and_udp():
+    text = svc("      - {published: 6379, target: 6379, mode: host}\n"
+               "      - {published: 53, target: 5353, protocol: udp, mode: host}\n")
+    lab = load_lab_from_text(text, "x.yaml")
+    assert lab.services[0].ports == (PublishedPort(6379, 6379, "tcp", "host"),
+                                     PublishedPort(53, 5353, "udp", "host"))
+    assert lab.services[0].host_ports == lab.services[0].ports
+    assert lab.services[0].ingress_ports == ()
+
+
+HOST_NODES = "nodes:\n  node1: {role: manager}\n  node2: {role: worker}\nservices:\n"
+
+
+def test_two_services_may_share_a_host_mode_port_on_different_nodes():
+    # swarmkit checkPortConflicts: "Multiple services with same port in host publish
+    # mode can coexist - this is handled by the scheduler" (HostPortFilter).
+    text = HOST_NODES + ("  a: {ports: [{published: 6379, target: 6379, mode: host}]}\n"
+                         "  b: {ports: [{published: 6379, target: 6379, mode: host}]}\n")
+    lab = load_lab_from_text(text, "x.yaml")
+    assert {t.node for t in lab.tasks} == {"node1", "node2"}
+
+
+def test_host_mode_replicas_spread_one_per_node_even_against_the_task_count():
+    # HostPortFilter: the second task publishing 6379 in host mode cannot join the first.
+    text = HOST_NODES + ("  hello: {ports: [\"5000:80\"]}\n"
+                         "  cache: {deploy: {replicas: 2}, ports: [{published: 6379, target: 6379, mode: host}]}\n")
+    lab = load_lab_from_text(text, "x.yaml")
+    assert sorted(t.node for t in lab.tasks_of("cache")) == ["node1", "node2"]
+
+
+def test_more_host_mode_tasks_than_nodes_is_refused_as_swarm_leaves_them_pending():
+    text = HOST_NODES + "  cache:\n    deploy: {replicas: 3}\n    ports: [{published: 6379, target: 6379, mode: host}]\n"
+    issue = assert_issue(text, "services.cache.deploy.replicas", "3}", "no node can run every task")
+    assert "6379/tcp in host mode, one per node, and 2 nodes may run this service" in issue.message
+    assert "host-mode port already in use" in issue.hint
+
+
+def test_host_mode_port_shared_across_services_beyond_the_nodes_is_refused():
+    text = HOST_NODES + ("  a: {deploy: {replicas: 2}, ports: [{published: 6379, target: 6379, mode: host}]}\n"
+                         "  b: {ports: [{published: 6379, target: 6379, mode: host}]}\n")
+    issue = only_issue(text)
+    assert issue.path == "services.b"
+    assert "(with a (2))" in issue.message
+
+
+@pytest.mark.parametrize("a, b, how", [
+    ('"6379:6379"', "{published: 6379, target: 6379, mode: host}", "an ingress port"),
+    ("{published: 6379, target: 6379, mode: host}", '"6379:6379"', "a host-published port"),
+])
+def test_host_and_ingress_modes_never_share_a_port(a, b, how):
+    text = HOST_NODES + f"  a: {{ports: [{a}]}}\n  b: {{ports: [{b}]}}\n"
+    issue = only_issue(text)
+    assert issue.path == "services.b.ports[0].published"
+    assert issue.message.startswith(f"port '6379' is already in use by service 'a' as {how}")
+
+
+def test_a_service_repeating_a_port_in_host_mode_is_refused_as_swarm_does():
+    # swarmkit validateEndpointSpec: "duplicate published ports provided", whatever the mode.
+    text = svc("      - {published: 6379, target: 6379, mode: host}\n"
+               "      - {published: 6379, target: 6380, mode: host}\n")
+    issue = only_issue(text)
+    assert issue.path == "services.web.ports[1].published"
+    assert "already published by services.web.ports[0]" in issue.message
+
+
+def test_host_mode_udp_on_the_vxlan_port_is_refused():
+    text = svc("      - {published: 4789, target: 4789, protocol: udp, mode: host}\n")
+    assert "VXLAN data path port" in only_issue(text).message
 
 
 def test_ports_not_a_list():
@@ -647,7 +710,7 @@ def test_many_errors_in_one_file_each_with_a_hint():
         services:
           web:
             deploy: {replicas: true}
-            ports: ["8080:80", {published: 9000, target: 9000, mode: host}]
+            ports: ["8080:80", {published: 9000, target: 9000, mode: routing}]
             image: nginx
           api:
             ports: ["8080:81"]

@@ -251,3 +251,15 @@ def test_two_published_ports_to_one_target_plan_docker_s_rules() -> None:
     accepts = [r for r in plan.rules_in(ns, "filter") if r.chain == "INPUT" and r.target.name == "ACCEPT"]
     assert [(r.proto, r.matches[0].options) for r in accepts] == [
         ("udp", (("dport", "80"),)), ("tcp", (("dport", "80"),)), ("tcp", (("dport", "80"),))]
+
+
+def test_a_host_mode_port_gets_a_listener_in_its_task() -> None:
+    # The node DNATs 6379 to the task's gwbridge address; the app binds every address.
+    from pathlib import Path
+    from netlab import ipam
+    from netlab.lifecycle import endpoints
+    from netlab.scenario import load_lab
+    lab = load_lab(Path(__file__).resolve().parents[2] / "scenarios" / "host-mode.yaml")
+    eps = endpoints(lab, ipam.allocate(lab))
+    assert sorted((e.task, e.protocol, e.port) for e in eps) == [
+        ("cache.1", "tcp", 6379), ("hello-a.1", "tcp", 3000), ("hello-a.2", "tcp", 3000)]
