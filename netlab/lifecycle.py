@@ -138,7 +138,7 @@ def next_lab(lab: Lab, previous: LabState | None) -> tuple[Lab, Allocations]:
     Tasks that ran stay on their node and keep their addresses; new ones go
     by Swarm's rules and get the next free addresses (see :mod:`netlab.ipam`).
     Nodes that ``netlab node … down`` took down stay down.
-    Raises ipam.AddressSpaceExhausted.
+    Raises ipam.AddressSpaceExhausted, or BadInput when a task can be placed nowhere.
     """
     if previous is None:
         return lab, ipam.allocate(lab)
@@ -146,7 +146,11 @@ def next_lab(lab: Lab, previous: LabState | None) -> tuple[Lab, Allocations]:
     down = {n.name for n in previous.model.nodes if n.state == "down"}
     lab = replace(lab, nodes=tuple(replace(n, state="down") if n.name in down else n
                                    for n in lab.nodes))
-    lab = reschedule(lab, previous.model.tasks)
+    try:
+        lab = reschedule(lab, previous.model.tasks)
+    except ValueError as err:
+        raise BadInput(f"services.{err}: no node may run one of its tasks now (hint: check its "
+                       "constraints, host-mode ports and the nodes' state; netlab status)") from None
     return lab, ipam.allocate(lab, previous.allocations)
 
 
