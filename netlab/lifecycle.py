@@ -334,7 +334,7 @@ def _changes(lab: Lab, a: Allocations, other: Lab) -> tuple[TaskChange, ...]:
                  for t in lab.tasks if (t.name, t.node) not in theirs)
 
 
-def _loaded(lab_name: str, store: StateStore) -> LabState:
+def loaded(lab_name: str, store: StateStore) -> LabState:
     """The state of the lab ``lab_name``; raises BadInput when it is not a lab name or
     no such lab is up, CorruptState for a corrupt state file."""
     check_lab(lab_name)
@@ -440,7 +440,7 @@ def scale(lab_name: str, replicas: dict[str, int], store: StateStore,
     not root, or when no node may run a new task; MissingFeature (exit 3)
     when the kernel lacks what the lab needs; kernel refusals propagate.
     """
-    state = _loaded(lab_name, store)
+    state = loaded(lab_name, store)
     before = state.model
     for service, count in replicas.items():
         if service not in {s.name for s in before.services}:
@@ -485,7 +485,7 @@ def node(lab_name: str, node_name: str, action: str, store: StateStore,
     unknown lab, node or action, when not root, or when no node may run a
     moved task.
     """
-    state = _loaded(lab_name, store)
+    state = loaded(lab_name, store)
     before = state.model
     if action not in NODE_ACTIONS:
         raise BadInput(f"ACTION: {action!r} is not one of {', '.join(NODE_ACTIONS)} "

@@ -55,20 +55,13 @@ def lab_state(st: StateStore, lab: str | None) -> LabState:
     Raises BadInput for an invalid or unknown lab name, UnsafeStore for an
     unsafe store and CorruptState (both BadInput) for a corrupt state file.
     """
-    if lab is not None:
-        check_lab(lab)
-    else:
+    if lab is None:
         labs = st.labs()
         if len(labs) != 1:
             raise BadInput("LAB: name the lab " + (
                 f"(hint: one of {', '.join(labs)})" if labs else "(hint: no lab is up; netlab up SCENARIO)"))
         lab = labs[0]
-    state = st.load(lab)
-    if state is None:
-        known = st.labs()
-        raise BadInput(f"LAB: no lab named {lab!r} is up (hint: "
-                       + (f"known labs: {', '.join(known)})" if known else "netlab up SCENARIO)"))
-    return state
+    return lifecycle.loaded(lab, st)
 
 
 def plan_from_state(state: LabState) -> Plan:
