@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -139,6 +140,24 @@ def legacy_seed_lab():
 def any_seed_lab(request):
     """The seed lab of each backend: the machine's default (nft here), then legacy."""
     return request.getfixturevalue("seed_lab" if request.param == "auto" else "legacy_seed_lab")
+
+
+@pytest.fixture
+def copied_lab(tmp_path):
+    """``copied_lab("hello-a.yaml")`` copies a scenario into a scratch folder and brings
+    it up under a unique name; ``lab.scenario`` is the copy, for a test to edit or
+    delete. Torn down afterwards, leaving no namespace."""
+    made: list[RunningLab] = []
+
+    def make(scenario: str) -> RunningLab:
+        copy = tmp_path / scenario
+        shutil.copy(SCENARIOS / scenario, copy)
+        made.append(_bring_up(str(copy)))
+        return made[-1]
+
+    yield make
+    for lab in made:
+        _tear_down(lab)
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ real requests; once the file is gone, ``status`` still finds no drift.
 from __future__ import annotations
 
 import json
-import secrets
-import shutil
 
-from tests.integration.conftest import SCENARIOS, lab_netns, netlab, sh
+from tests.integration.conftest import lab_netns, netlab, sh
 
 
 def _backends(ns: str, fwmark: int) -> list[str]:
@@ -25,34 +23,28 @@ def _backends(ns: str, fwmark: int) -> list[str]:
     return sorted(out)
 
 
-def test_scaling_through_up_keeps_the_other_service_in_place(tmp_path):
-    scenario = tmp_path / "three-nodes.yaml"
-    shutil.copy(SCENARIOS / "three-nodes.yaml", scenario)
-    name = "t" + secrets.token_hex(3)
-    try:
-        netlab("up", str(scenario), "--name", name)
-        scenario.write_text(scenario.read_text().replace("replicas: 3", "replicas: 4"))
-        netlab("up", str(scenario), "--name", name)
-        sboxes = [n for n in lab_netns(name) if n.endswith(".ingress_sbox")]
-        assert len(sboxes) == 3
-        for ns in sboxes:
-            assert _backends(ns, 0x100) == ["10.0.0.11", "10.0.0.6", "10.0.0.7", "10.0.0.8"]
-            assert _backends(ns, 0x101) == ["10.0.0.10"]           # api.1: same address
-        replies = json.loads(netlab("curl", name, "node3:9000", "--count", "2", "--json").stdout)
-        assert {(r["task"], r["node"], r["task_ip"]) for r in replies} == {("api.1", "node1", "10.0.0.10")}
-        replies = json.loads(netlab("curl", name, "node2:8080", "--count", "4", "--json").stdout)
-        assert sorted(r["task"] for r in replies) == ["web.1", "web.2", "web.3", "web.4"]
+def test_scaling_through_up_keeps_the_other_service_in_place(copied_lab):
+    lab = copied_lab("three-nodes.yaml")
+    scenario, name = lab.scenario, lab.name
+    scenario.write_text(scenario.read_text().replace("replicas: 3", "replicas: 4"))
+    netlab("up", str(scenario), "--name", name)
+    sboxes = [n for n in lab_netns(name) if n.endswith(".ingress_sbox")]
+    assert len(sboxes) == 3
+    for ns in sboxes:
+        assert _backends(ns, 0x100) == ["10.0.0.11", "10.0.0.6", "10.0.0.7", "10.0.0.8"]
+        assert _backends(ns, 0x101) == ["10.0.0.10"]           # api.1: same address
+    replies = json.loads(netlab("curl", name, "node3:9000", "--count", "2", "--json").stdout)
+    assert {(r["task"], r["node"], r["task_ip"]) for r in replies} == {("api.1", "node1", "10.0.0.10")}
+    replies = json.loads(netlab("curl", name, "node2:8080", "--count", "4", "--json").stdout)
+    assert sorted(r["task"] for r in replies) == ["web.1", "web.2", "web.3", "web.4"]
 
-        scenario.write_text(scenario.read_text().replace("replicas: 4", "replicas: 2"))
-        netlab("up", str(scenario), "--name", name)
-        assert not any(n.endswith((".web.3", ".web.4")) for n in lab_netns(name))
-        for ns in sboxes:
-            assert _backends(ns, 0x100) == ["10.0.0.6", "10.0.0.7"]
-            assert _backends(ns, 0x101) == ["10.0.0.10"]
+    scenario.write_text(scenario.read_text().replace("replicas: 4", "replicas: 2"))
+    netlab("up", str(scenario), "--name", name)
+    assert not any(n.endswith((".web.3", ".web.4")) for n in lab_netns(name))
+    for ns in sboxes:
+        assert _backends(ns, 0x100) == ["10.0.0.6", "10.0.0.7"]
+        assert _backends(ns, 0x101) == ["10.0.0.10"]
 
-        scenario.unlink()
-        doc = json.loads(netlab("status", name, "--json").stdout)
-        assert doc["drift"] == [] and [t["name"] for t in doc["tasks"]] == ["web.1", "web.2", "api.1"]
-    finally:
-        netlab("down", name, check=False)
-    assert lab_netns(name) == []
+    scenario.unlink()
+    doc = json.loads(netlab("status", name, "--json").stdout)
+    assert doc["drift"] == [] and [t["name"] for t in doc["tasks"]] == ["web.1", "web.2", "api.1"]

@@ -5,10 +5,8 @@ the mesh, and ``status`` finding no drift after each change (no scenario file ne
 from __future__ import annotations
 
 import json
-import secrets
-import shutil
 
-from tests.integration.conftest import SCENARIOS, lab_netns, netlab, sh
+from tests.integration.conftest import lab_netns, netlab, sh
 
 
 def _dests(ns: str) -> list[tuple[str, str]]:
@@ -32,96 +30,78 @@ def _no_drift(lab: str) -> dict:
     return doc
 
 
-def test_scale_up_then_down_through_the_mesh(tmp_path):
-    scenario = tmp_path / "hello-a.yaml"
-    shutil.copy(SCENARIOS / "hello-a.yaml", scenario)
-    name = "s" + secrets.token_hex(3)
-    try:
-        netlab("up", str(scenario), "--name", name)
-        scenario.unlink()          # scale works from the lab's memory alone
-        sboxes = [n for n in lab_netns(name) if n.endswith(".ingress_sbox")]
-        assert len(sboxes) == 2
+def test_scale_up_then_down_through_the_mesh(copied_lab):
+    lab = copied_lab("hello-a.yaml")
+    scenario, name = lab.scenario, lab.name
+    scenario.unlink()          # scale works from the lab's memory alone
+    sboxes = [n for n in lab_netns(name) if n.endswith(".ingress_sbox")]
+    assert len(sboxes) == 2
 
-        out = netlab("scale", name, "hello-a=3").stdout
-        assert "+ hello-a.3" in out and "10.0.0.7" in out, out
-        for ns in sboxes:
-            assert _dests(ns) == [("10.0.0.5", "1"), ("10.0.0.6", "1"), ("10.0.0.7", "1")]
-        replies = _replies(name, 6)
-        assert sorted(replies[:3]) == ["hello-a.1", "hello-a.2", "hello-a.3"], replies
-        assert replies[3:] == replies[:3], replies            # round robin, in IPVS order
-        doc = _no_drift(name)
-        assert [(t["name"], t["node"], t["ip"]) for t in doc["tasks"]] == [
-            ("hello-a.1", "node1", "10.0.0.5"), ("hello-a.2", "node2", "10.0.0.6"),
-            ("hello-a.3", "node1", "10.0.0.7")]
+    out = netlab("scale", name, "hello-a=3").stdout
+    assert "+ hello-a.3" in out and "10.0.0.7" in out, out
+    for ns in sboxes:
+        assert _dests(ns) == [("10.0.0.5", "1"), ("10.0.0.6", "1"), ("10.0.0.7", "1")]
+    replies = _replies(name, 6)
+    assert sorted(replies[:3]) == ["hello-a.1", "hello-a.2", "hello-a.3"], replies
+    assert replies[3:] == replies[:3], replies            # round robin, in IPVS order
+    doc = _no_drift(name)
+    assert [(t["name"], t["node"], t["ip"]) for t in doc["tasks"]] == [
+        ("hello-a.1", "node1", "10.0.0.5"), ("hello-a.2", "node2", "10.0.0.6"),
+        ("hello-a.3", "node1", "10.0.0.7")]
 
-        out = netlab("scale", name, "hello-a=1").stdout
-        assert "- hello-a.2" in out and "- hello-a.3" in out, out
-        for ns in sboxes:
-            assert _dests(ns) == [("10.0.0.5", "1")]
-        left = lab_netns(name)
-        assert not any(n.endswith((".hello-a.2", ".hello-a.3")) for n in left), left
-        assert any(n.endswith(".hello-a.1") for n in left)
-        assert set(_replies(name, 4)) == {"hello-a.1"}
-        doc = _no_drift(name)
-        assert [t["name"] for t in doc["tasks"]] == ["hello-a.1"]
-    finally:
-        netlab("down", name, check=False)
-    assert lab_netns(name) == []
+    out = netlab("scale", name, "hello-a=1").stdout
+    assert "- hello-a.2" in out and "- hello-a.3" in out, out
+    for ns in sboxes:
+        assert _dests(ns) == [("10.0.0.5", "1")]
+    left = lab_netns(name)
+    assert not any(n.endswith((".hello-a.2", ".hello-a.3")) for n in left), left
+    assert any(n.endswith(".hello-a.1") for n in left)
+    assert set(_replies(name, 4)) == {"hello-a.1"}
+    doc = _no_drift(name)
+    assert [t["name"] for t in doc["tasks"]] == ["hello-a.1"]
 
 
-def test_node_down_then_up(tmp_path):
-    scenario = tmp_path / "hello-a.yaml"
-    shutil.copy(SCENARIOS / "hello-a.yaml", scenario)
-    name = "n" + secrets.token_hex(3)
-    try:
-        netlab("up", str(scenario), "--name", name)
-        out = netlab("node", name, "node2", "down").stdout
-        assert "- hello-a.2" in out and "+ hello-a.2" in out, out
-        lan = next(n for n in lab_netns(name) if n.endswith(".lan"))
-        assert "state DOWN" in sh(lan, "ip", "link", "show", "veth-node2")
-        sbox1 = next(n for n in lab_netns(name) if n.endswith(".node1.ingress_sbox"))
-        assert _dests(sbox1) == [("10.0.0.5", "1"), ("10.0.0.7", "1")]   # node2's .6 is gone
-        doc = json.loads(netlab("curl", name, "node1:5000", "--count", "4", "--json").stdout)
-        assert {(r["task"], r["node"]) for r in doc} == {("hello-a.1", "node1"),
-                                                        ("hello-a.2", "node1")}, doc
-        status = _no_drift(name)
-        assert [(n["name"], n["state"]) for n in status["nodes"]] == [("node1", "ready"),
-                                                                      ("node2", "down")]
-        assert ("hello-a.2", "node2", "shutdown") in [
-            (h["name"], h["node"], h["state"]) for h in status["history"]]
+def test_node_down_then_up(copied_lab):
+    lab = copied_lab("hello-a.yaml")
+    name = lab.name
+    out = netlab("node", name, "node2", "down").stdout
+    assert "- hello-a.2" in out and "+ hello-a.2" in out, out
+    lan = next(n for n in lab_netns(name) if n.endswith(".lan"))
+    assert "state DOWN" in sh(lan, "ip", "link", "show", "veth-node2")
+    sbox1 = next(n for n in lab_netns(name) if n.endswith(".node1.ingress_sbox"))
+    assert _dests(sbox1) == [("10.0.0.5", "1"), ("10.0.0.7", "1")]   # node2's .6 is gone
+    doc = json.loads(netlab("curl", name, "node1:5000", "--count", "4", "--json").stdout)
+    assert {(r["task"], r["node"]) for r in doc} == {("hello-a.1", "node1"),
+                                                    ("hello-a.2", "node1")}, doc
+    status = _no_drift(name)
+    assert [(n["name"], n["state"]) for n in status["nodes"]] == [("node1", "ready"),
+                                                                  ("node2", "down")]
+    assert ("hello-a.2", "node2", "shutdown") in [
+        (h["name"], h["node"], h["state"]) for h in status["history"]]
 
-        out = netlab("node", name, "node2", "up").stdout
-        assert "no task moved" in out, out
-        assert "state DOWN" not in sh(lan, "ip", "link", "show", "veth-node2")
-        doc = json.loads(netlab("curl", name, "node2:5000", "--count", "4", "--json").stdout)
-        assert {r["task"] for r in doc} == {"hello-a.1", "hello-a.2"}, doc
-        assert {r["node"] for r in doc} == {"node1"}                     # nothing moved back
-        _no_drift(name)
-    finally:
-        netlab("down", name, check=False)
-    assert lab_netns(name) == []
+    out = netlab("node", name, "node2", "up").stdout
+    assert "no task moved" in out, out
+    assert "state DOWN" not in sh(lan, "ip", "link", "show", "veth-node2")
+    doc = json.loads(netlab("curl", name, "node2:5000", "--count", "4", "--json").stdout)
+    assert {r["task"] for r in doc} == {"hello-a.1", "hello-a.2"}, doc
+    assert {r["node"] for r in doc} == {"node1"}                     # nothing moved back
+    _no_drift(name)
 
 
-def test_drain_moves_tasks_off_a_node_whose_mesh_still_answers(tmp_path):
-    scenario = tmp_path / "hello-a.yaml"
-    shutil.copy(SCENARIOS / "hello-a.yaml", scenario)
-    name = "d" + secrets.token_hex(3)
-    try:
-        netlab("up", str(scenario), "--name", name)
-        out = netlab("node", name, "node1", "drain").stdout
-        assert "- hello-a.1" in out and "+ hello-a.1" in out, out
-        for ns in (n for n in lab_netns(name) if n.endswith(".ingress_sbox")):
-            assert _dests(ns) == [("10.0.0.6", "1"), ("10.0.0.7", "1")]
-        # node1 runs no task now, yet its port answers, from node2's tasks.
-        doc = json.loads(netlab("curl", name, "node1:5000", "--count", "4", "--json").stdout)
-        assert {(r["task"], r["node"]) for r in doc} == {("hello-a.1", "node2"),
-                                                        ("hello-a.2", "node2")}, doc
-        status = _no_drift(name)
-        assert [(n["name"], n["availability"]) for n in status["nodes"]] == [
-            ("node1", "drain"), ("node2", "active")]
-        out = netlab("node", name, "node1", "active").stdout
-        assert "no task moved" in out, out
-        assert {t["node"] for t in _no_drift(name)["tasks"]} == {"node2"}
-    finally:
-        netlab("down", name, check=False)
-    assert lab_netns(name) == []
+def test_drain_moves_tasks_off_a_node_whose_mesh_still_answers(copied_lab):
+    lab = copied_lab("hello-a.yaml")
+    name = lab.name
+    out = netlab("node", name, "node1", "drain").stdout
+    assert "- hello-a.1" in out and "+ hello-a.1" in out, out
+    for ns in (n for n in lab_netns(name) if n.endswith(".ingress_sbox")):
+        assert _dests(ns) == [("10.0.0.6", "1"), ("10.0.0.7", "1")]
+    # node1 runs no task now, yet its port answers, from node2's tasks.
+    doc = json.loads(netlab("curl", name, "node1:5000", "--count", "4", "--json").stdout)
+    assert {(r["task"], r["node"]) for r in doc} == {("hello-a.1", "node2"),
+                                                    ("hello-a.2", "node2")}, doc
+    status = _no_drift(name)
+    assert [(n["name"], n["availability"]) for n in status["nodes"]] == [
+        ("node1", "drain"), ("node2", "active")]
+    out = netlab("node", name, "node1", "active").stdout
+    assert "no task moved" in out, out
+    assert {t["node"] for t in _no_drift(name)["tasks"]} == {"node2"}
