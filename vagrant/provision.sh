@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Provision a Vagrant VM for netlab (run by the Vagrantfile, as root, in the VM).
+#
+#   provision.sh netlab                 netlab, natively: scripts/setup.sh, the
+#                                       kernel modules a lab needs, `netlab` on PATH
+#   provision.sh swarm-manager IP       the same, Docker, `docker swarm init`
+#   provision.sh swarm-worker IP        the same, Docker (the host's trigger joins it)
+#   provision.sh seed-service           on the manager: the seed service hello-a
+#
+# Idempotent: running it again changes nothing that is already right.
+# NETLAB_REHEARSAL=1 (the fresh-machine rehearsal, a chroot) skips what only a
+# booted VM can do: loading modules and starting dockerd.
+set -euo pipefail
+
+REPO="${NETLAB_REPO:-/vagrant}"
+say() { echo "provision: $*"; }
+die() { echo "provision: error: $*" >&2; exit 1; }
+[[ "$(id -u)" == 0 ]] || die "run as root"
+[[ -f "$REPO/scripts/setup.sh" ]] || die "$REPO holds no netlab checkout (is the synced folder there?)"
+
+# What a lab needs from the VM's own kernel, loaded now and at every boot
+# (dockerd loads the same ones on a Swarm node; netlab itself never loads a module).
+MODULES=(br_netfilter ip_vs ip_vs_rr xt_ipvs vxlan veth bridge nf_tables nft_compat
+         nf_conntrack xt_conntrack xt_state xt_mark xt_addrtype iptable_nat iptable_mangle
+         iptable_filter)
+
+netlab_node() {
+    bash "$REPO/scripts/setup.sh"
+    ln -sfn "$REPO/.venv/bin/netlab" /usr/local/bin/netlab
+    printf '%s\n' "# netlab: modules a lab needs (vagrant/provision.sh)" "${MODULES[@]}" \
+        > /etc/modules-load.d/netlab.conf
+    if [[ "${NETLAB_REHEARSAL:-0}" == 1 ]]; then
+        say "rehearsal: modules not loaded (a chroot shares the host's kernel)"
+    else
+        for m in "${MODULES[@]}"; do modprobe "$m" || die "modprobe $m failed: this kernel lacks it"; done
+    fi
+    say "netlab $(/usr/local/bin/netlab --version 2>/dev/null | awk '{print $NF}') at /usr/local/bin/netlab"
+}
+
+docker_node() {
+    if ! dpkg-query -W -f='${Status}' docker.io 2>/dev/null | grep -q 'install ok installed'; then
+        say "installing docker.io"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker.io >/dev/null
+    fi
+    if [[ "${NETLAB_REHEARSAL:-0}" == 1 ]]; then
+        say "rehearsal: dockerd not started"; return
+    fi
+    systemctl enable --now docker >/dev/null
+    docker image inspect netlab/task:latest >/dev/null 2>&1 || bash "$REPO/scripts/task-image.sh"
+}
+
+case "${1:-}" in
+    netlab)
+        netlab_node ;;
+    swarm-manager)
+        ip="${2:?swarm-manager needs its IP}"
+        netlab_node; docker_node
+        [[ "${NETLAB_REHEARSAL:-0}" == 1 ]] && exit 0
+        if [[ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]]; then
+            docker swarm init --advertise-addr "$ip" >/dev/null
+            say "swarm initialised at $ip"
+        fi ;;
+    swarm-worker)
+        netlab_node; docker_node ;;
+    seed-service)
+        # Wait for the three nodes, then create the seed as the scenario says.
+        for _ in $(seq 1 60); do
+            ready="$(docker node ls --format '{{.Status}}' | grep -c '^Ready$' || true)"
+            ((ready >= 3)) && break
+            sleep 5
+        done
+        if ! docker service inspect hello-a >/dev/null 2>&1; then
+            docker service create --detach --name hello-a --replicas 2 -p 5000:3000 \
+                --hostname '{{.Task.Name}}' --env NODE='{{.Node.Hostname}}' netlab/task:latest >/dev/null
+            say "service hello-a created (2 replicas, -p 5000:3000)"
+        fi
+        docker service ps hello-a --format '{{.Name}} {{.Node}} {{.CurrentState}}' ;;
+    *)
+        die "usage: provision.sh netlab | swarm-manager IP | swarm-worker IP | seed-service" ;;
+esac
