@@ -27,6 +27,7 @@ MODULES=(br_netfilter ip_vs ip_vs_rr xt_ipvs vxlan veth bridge nf_tables nft_com
 netlab_node() {
     bash "$REPO/scripts/setup.sh"
     ln -sfn "$REPO/.venv/bin/netlab" /usr/local/bin/netlab
+    mkdir -p /etc/modules-load.d
     printf '%s\n' "# netlab: modules a lab needs (vagrant/provision.sh)" "${MODULES[@]}" \
         > /etc/modules-load.d/netlab.conf
     if [[ "${NETLAB_REHEARSAL:-0}" == 1 ]]; then
