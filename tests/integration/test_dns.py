@@ -148,3 +148,13 @@ def test_scale_down_and_down_remove_the_etc_netns_dirs_and_nothing_else():
         assert os.path.isdir(marker)
     finally:
         os.rmdir(marker)
+
+
+def test_the_legacy_backend_holds_the_same_rules_without_drift(legacy_seed_lab):
+    lab = legacy_seed_lab
+    port = _port(lab, "hello-a.2")
+    nat = sh(lab.netns("hello-a.2"), lab.save, "-t", "nat")
+    assert f"-j DNAT --to-destination 127.0.0.11:{port}" in nat
+    assert f"-p udp -m udp --sport {port}" in nat and "-j SNAT --to-source :53" in nat
+    assert lab.status()["drift"] == []
+    assert _query(lab, "hello-a.2", "tasks.x") == "NXDOMAIN 53"
