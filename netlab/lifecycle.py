@@ -25,13 +25,13 @@ from netlab.kernel.xtables import Backend
 from netlab.model import Lab, TaskRecord, reschedule
 from netlab.model import restart_off
 from netlab.model import scale as model_scale
-from netlab.plan import names
+from netlab.plan import dns, names
 from netlab.plan.build import build_plan
 from netlab.plan.types import Plan
 from netlab.state import CorruptState, LabState, StateStore, check_lab
 from netlab.workload import supervisor
 from netlab.workload.app import status_path_for
-from netlab.workload.endpoints import AppEndpoint
+from netlab.workload.endpoints import AppEndpoint, DnsEndpoint
 
 Progress = Callable[[str], None]
 # Python starts slowly under plain emulation (netlab vm without KVM).
@@ -112,6 +112,22 @@ def endpoints(lab: Lab, allocations: Allocations) -> list[AppEndpoint]:
     return out
 
 
+def resolvers(lab: Lab, allocations: Allocations) -> list[DnsEndpoint]:
+    """Each task's embedded DNS server: its port (as the plan's DNAT names it) and records."""
+    return [DnsEndpoint(netns=names.task_ns(lab.name, t.name), task=t.name, node=t.node,
+                        port=dns.task_dns_port(lab, t),
+                        records=tuple(sorted(dns.records_for(lab, allocations, t.name).items())))
+            for t in lab.tasks]
+
+
+def _kept_resolvers(before: Lab, after: Lab, allocations: Allocations,
+                    ended: set[tuple[str, str]]) -> list[DnsEndpoint]:
+    """The DNS servers of the tasks that stay, answering ``after``'s records already:
+    a removed task's names go before its namespace does."""
+    kept = {(t.name, t.node) for t in before.tasks} - ended
+    return [d for d in resolvers(after, allocations) if (d.task, d.node) in kept]
+
+
 def running(lab: Lab) -> tuple[TaskRecord, ...]:
     """The tasks of ``lab`` as records in the ``running`` state."""
     return tuple(TaskRecord(t.service, t.slot, t.node, "running") for t in lab.tasks)
@@ -187,11 +203,12 @@ def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
     pid = state.supervisor_pid
     if pid and host.supervisor_running(pid):
         progress("updating the task apps")
-        host.update_supervisor(pid, apps, timeout=APP_READY_TIMEOUT)
+        host.update_supervisor(pid, apps, timeout=APP_READY_TIMEOUT,
+                               dns=resolvers(lab, allocations))
     else:
         progress("starting the task apps")
         pid = host.start_supervisor(apps, store.log_path(lab.name),
-                                    ready_timeout=APP_READY_TIMEOUT)
+                                    ready_timeout=APP_READY_TIMEOUT, dns=resolvers(lab, allocations))
     state.netns = [ns.name for ns in plan.netns]
     state.supervisor_pid = pid
     state.actual_tasks = running(lab)
@@ -393,7 +410,8 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
         ended = {(c.task, c.node) for c in removed}
         host.update_supervisor(pid, [e for e in endpoints(before, old_alloc)
                                      if (e.task, e.node) not in ended],
-                               timeout=APP_READY_TIMEOUT)
+                               timeout=APP_READY_TIMEOUT,
+                               dns=_kept_resolvers(before, after, allocations, ended))
         # Their namespaces go now: a task restarted on another node keeps its
         # name, and so its namespace's name, which must not be reused as it is.
         progress(f"removing {len(removed)} task namespaces")
@@ -404,7 +422,8 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
                               progress)
     if fresh:
         progress("starting the new tasks' apps")
-        host.update_supervisor(pid, endpoints(after, allocations), timeout=APP_READY_TIMEOUT)
+        host.update_supervisor(pid, endpoints(after, allocations), timeout=APP_READY_TIMEOUT,
+                               dns=resolvers(after, allocations))
         host.kernel.set_weights(plan, fresh, 1)
     history = tuple(TaskRecord(c.service, c.slot, c.node, "shutdown") for c in removed)
     earlier = tuple(t for t in state.desired_tasks if t.state != "running")

@@ -5,7 +5,8 @@ removes namespaces the plan no longer has. Order: namespaces, links and
 addresses (IPVS refuses destinations it has no route to), IPVS services
 (loading ip_vs makes ``net.ipv4.vs.*`` appear), then sysctls and one
 iptables commit per table that differs, per namespace, with the lab's
-backend. ``net.ipv6.conf.default.*`` sysctls are written first, right after
+backend. A task's /etc/netns files are written once its namespace exists.
+``net.ipv6.conf.default.*`` sysctls are written first, right after
 the namespaces are made, so that every interface made there inherits them.
 """
 
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netlab.kernel import ipvs, netns
+from netlab.kernel import etcnetns, ipvs, netns
 from netlab.kernel.iptables import TableSpec, configure, preload, write_sysctls
 from netlab.kernel.links import Netlink, apply_links
 from netlab.kernel.xtables import Backend
@@ -59,13 +60,14 @@ def apply(plan: Plan, backend: Backend, stale: list[str] | None = None,
     planned = {ns.name for ns in plan.netns}
     fresh: set[str] = set()        # made just now: no table to read before writing
     for name in stale or []:
-        if name not in planned and netns.remove(name):
+        if name not in planned and _remove(name):
             stats.netns_removed += 1
     progress(f"namespaces: {len(plan.netns)}")
     for ns in plan.netns:
         if netns.create(ns.name):
             stats.netns_created += 1
             fresh.add(ns.name)
+    etcnetns.write(plan.etc_files)
     early: dict[str, tuple[tuple[str, str], ...]] = {}
     for s in plan.sysctls:
         if s.key.startswith(EARLY_SYSCTLS):
@@ -99,5 +101,13 @@ def apply(plan: Plan, backend: Backend, stale: list[str] | None = None,
 
 def teardown(names: list[str]) -> int:
     """Delete the namespaces ``names`` (links, rules, IPVS and conntrack go with
-    them); returns how many existed. Never fails on ones already gone."""
-    return sum(1 for name in names if netns.remove(name))
+    them, and the files under /etc/netns/<name>); returns how many existed.
+    Never fails on ones already gone."""
+    return sum(1 for name in names if _remove(name))
+
+
+def _remove(name: str) -> bool:
+    """Remove namespace ``name`` and its /etc/netns files; True when the namespace existed."""
+    existed = netns.remove(name)
+    etcnetns.remove(name)
+    return existed

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netlab.kernel import ipvs, netns
+from netlab.kernel import etcnetns, ipvs, netns
 from netlab.kernel.apply import table_specs
 from netlab.kernel.iptables import read_tables, user_rules, with_user_rules
 from netlab.kernel.xtables import Backend
@@ -21,7 +21,7 @@ from netlab.plan.types import Plan
 @dataclass(frozen=True)
 class Drift:
     netns: str
-    kind: str        # netns, link, iptables, ipvs, fdb, neigh; user-rule: not drift, a note
+    kind: str        # netns, link, iptables, ipvs, fdb, neigh, etc; user-rule: not drift, a note
     detail: str
 
 
@@ -89,6 +89,12 @@ def drift(plan: Plan, backend: Backend) -> list[Drift]:
                         out.append(Drift(ns.name, "iptables", f"{spec.table}: unexpected {line}"))
                 if sorted(want_lines) == sorted(have_lines) and want_lines != have_lines:
                     out.append(Drift(ns.name, "iptables", f"{spec.table}: rules are out of order"))
+        files = plan.items_in(ns.name).etc_files
+        if files:
+            have_files = etcnetns.read(ns.name)
+            out += [Drift(ns.name, "etc", f"/etc/netns/{ns.name}/{f.name} "
+                          + ("is missing" if f.name not in have_files else "differs"))
+                    for f in files if have_files.get(f.name) != f.content]
         if ns.role == "sandbox":
             want = ipvsadm(plan.items_in(ns.name).ipvs)
             have_text = ipvsadm(ipvs.read(ns.name))

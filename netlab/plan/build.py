@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from netlab import ipam
 from netlab.ipam import Allocations
 from netlab.model import Lab, PublishedPort, Service, Task
-from netlab.plan import names
+from netlab.plan import dns, names
 from netlab.plan.types import (
     Address, Bridge, ChainPolicy, FdbEntry, IpvsDest, IpvsService, Match, Neighbour,
     Netns, Plan, Route, Rule, Sysctl, Target, Veth, VethEnd, Vxlan,
@@ -64,7 +64,7 @@ class _Builder:
     items: dict[str, list] = field(default_factory=lambda: {
         k: [] for k in ("netns", "bridges", "veths", "vxlans", "addresses", "routes",
                         "neighbours", "fdb", "sysctls", "user_chains", "policies",
-                        "rules", "ipvs")})
+                        "rules", "ipvs", "etc_files")})
 
     def tag(self, obj: str) -> str:
         return f"netlab:{self.lab.name}:{obj}"
@@ -253,8 +253,17 @@ class _Builder:
         self.add("sysctls", *(Sysctl(ns, k, v) for k, v in NO_IPV6))
         self.add("routes", Route(ns, "default", str(na.gateway_ip), "eth1"))
         self.redirect_rules(task, ns, f"{ta.ingress_ip}/32")
+        self.embedded_dns(task, ns, str(ta.ingress_ip))
         if self.lab.service(task.service).host_ports:
             self.host_port_mappings(task)
+
+    def embedded_dns(self, task: Task, ns: str, ip: str) -> None:
+        """The resolver's NAT rules (``setupIptablesNAT``) and the task's resolv.conf and hosts."""
+        chains, rules = dns.nat_rules(ns, dns.task_dns_port(self.lab, task),
+                                      self.tag(f"task/{task.name}:dns"))
+        self.add("user_chains", *((ns, "nat", c) for c in chains))
+        self.add("rules", *rules)
+        self.add("etc_files", *dns.etc_files(ns, ip, task.name))
 
     def redirect_rules(self, task: Task, ns: str, ip: str) -> None:
         """``addRedirectRules``: REDIRECT published→target, accept target, drop the rest."""

@@ -151,6 +151,8 @@ def namespace_text(plan: Plan, netns: str) -> str:
             for n in items.neighbours]
     out += [f"fdb {f.mac} dev {f.ifname} dst {f.dst} self permanent" for f in items.fdb]
     out += [f"sysctl {s.key}={s.value}" for s in items.sysctls]
+    out += [f"file /etc/netns/{f.netns}/{f.name}: " + "; ".join(f.content.splitlines())
+            for f in items.etc_files]
     return "\n".join(out)
 
 

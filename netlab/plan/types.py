@@ -189,6 +189,16 @@ class IpvsService:
 
 
 @dataclass(frozen=True)
+class EtcFile:
+    """``/etc/netns/<netns>/<name>``: what ``ip netns exec`` bind-mounts over ``/etc/<name>``
+    (a task's ``resolv.conf`` and ``hosts``, as Docker writes a container's)."""
+
+    netns: str
+    name: str
+    content: str
+
+
+@dataclass(frozen=True)
 class NetnsItems:
     """What a plan holds in one namespace, each kind in plan order.
 
@@ -208,11 +218,12 @@ class NetnsItems:
     policies: tuple[ChainPolicy, ...] = ()
     rules: tuple[Rule, ...] = ()
     ipvs: tuple[IpvsService, ...] = ()
+    etc_files: tuple[EtcFile, ...] = ()
 
 
 _NOTHING = NetnsItems()
 _BY_NETNS_ATTR = ("bridges", "vxlans", "addresses", "routes", "neighbours", "fdb", "sysctls",
-                  "policies", "rules", "ipvs")
+                  "policies", "rules", "ipvs", "etc_files")
 
 
 @dataclass(frozen=True)
@@ -233,6 +244,7 @@ class Plan:
     policies: tuple[ChainPolicy, ...] = ()
     rules: tuple[Rule, ...] = ()
     ipvs: tuple[IpvsService, ...] = ()
+    etc_files: tuple[EtcFile, ...] = ()
 
     @cached_property
     def _by_netns(self) -> dict[str, NetnsItems]:

@@ -253,13 +253,14 @@ def plan_items(nodes: int, services: Sequence[ServiceSpec], tasks: Sequence[Task
 
     Per node: its namespaces, links, sysctls and Docker's host chains (54), 4
     rules per published port, 3 items per service, and a neighbour and an FDB
-    entry per other node and per task; per task: 13 items and 3 rules per
+    entry per other node and per task; per task: 13 items, 10 for its
+    embedded DNS (2 chains, 6 rules, resolv.conf and hosts) and 3 rules per
     published port (ingress or host mode).
     """
     ports = {s.service.name: len(s.service.ingress_ports) for s in services}
     every = {s.service.name: len(s.service.ports) for s in services}
     per_node = 54 + 4 * sum(ports.values()) + 3 * len(ports) + 2 * (nodes + len(tasks))
-    return 5 + nodes * per_node + sum(13 + 3 * every.get(t.service, 0) for t in tasks)
+    return 5 + nodes * per_node + sum(23 + 3 * every.get(t.service, 0) for t in tasks)
 
 
 def check_scale(nodes: int, services: Sequence[ServiceSpec], tasks: Sequence[Task],

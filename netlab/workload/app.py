@@ -11,9 +11,13 @@ namespace they were created in. One ``selectors`` loop then serves them all:
   port the socket saw (how a user sees the ingress SNAT hide the client) and
   the request path, then close. Anything that is not HTTP gets the same answer.
 * UDP: answer each datagram with the same JSON, from the address it was sent to.
+* DNS: each task's embedded DNS server at ``127.0.0.11:<port>`` (UDP and
+  TCP), answering its records (see :mod:`netlab.workload.dnsio` and
+  :mod:`netlab.workload.dns`), as dockerd serves every container's.
 
 SIGTERM/SIGINT close every socket and exit 0. SIGHUP re-reads the endpoints
-file and opens/closes sockets for added/removed endpoints. After every
+file and opens/closes sockets for added/removed endpoints; a DNS server whose
+records changed answers the new ones at once. After every
 (re)load the app writes a status file (see :func:`status_path_for`) that the
 supervisor waits on.
 """
@@ -33,23 +37,22 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TypeVar
 
 from netlab.errors import NetlabError
-from netlab.nsenter import in_thread
 from netlab.workload.http import (  # noqa: F401 - re-exported for callers and tests
     MAX_REQUEST, http_response, parse_request_line, reply_body, reply_fields, request_complete,
 )
-from netlab.workload.endpoints import AppEndpoint, EndpointKey, endpoints_from_json
+from netlab.workload.dns import Resolver
+from netlab.workload.dnsio import DnsConn, DnsSocket, accept_dns, answer_datagrams, dns_sockets
+from netlab.workload.endpoints import AppEndpoint, EndpointKey, dns_from_json, endpoints_from_json
+from netlab.workload.sockets import IP_PKTINFO, open_socket, run_in_netns
 
-IP_PKTINFO = 8  # linux/in.h; the socket module of Python 3.11 lacks it
 REQUEST_TIMEOUT = 5.0  # seconds to read a request before answering anyway
 LINGER = 1.0  # seconds to drain the client after answering, so close() sends FIN, not RST
 MAX_CONNECTIONS = 512
 BATCH = 64  # accepts/datagrams handled per readiness event, so no socket starves the rest
 
 log = logging.getLogger("netlab.workload")
-T = TypeVar("T")
 
 
 def status_path_for(endpoints_path: Path) -> Path:
@@ -57,42 +60,21 @@ def status_path_for(endpoints_path: Path) -> Path:
     return Path(endpoints_path).with_name(Path(endpoints_path).name + ".status")
 
 
-# ---- sockets inside a namespace ------------------------------------------------------
-
-def run_in_netns(netns_fd: int, fn: Callable[[], T]) -> T:
-    """Run ``fn`` in a thread inside the namespace ``netns_fd`` (see :func:`netlab.nsenter.in_thread`)."""
-    return in_thread(netns_fd, fn)
-
-
-def open_socket(ep: AppEndpoint) -> socket.socket:
-    """A non-blocking socket bound to ``0.0.0.0:port`` (listening for TCP) in the current netns.
-
-    Bound to the wildcard because the task's REDIRECT rewrites the destination
-    to the primary address of the interface the packet came in on.
-    """
-    kind = socket.SOCK_STREAM if ep.protocol == "tcp" else socket.SOCK_DGRAM
-    sock = socket.socket(socket.AF_INET, kind)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if ep.protocol == "udp":
-            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-        sock.bind(("0.0.0.0", ep.port))
-        if ep.protocol == "tcp":
-            sock.listen(socket.SOMAXCONN)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 # ---- the server loop ----------------------------------------------------------------
 
 @dataclass
 class _Listener:
-    endpoint: AppEndpoint
+    endpoint: AppEndpoint | DnsSocket
     sock: socket.socket
     netns_id: tuple[int, int]  # (st_dev, st_ino) of the namespace: a recreated netns differs
+    resolver: Resolver | None = None  # a DNS socket's answers, rebuilt when its records change
+
+    def bind(self, endpoint: AppEndpoint | DnsSocket) -> None:
+        """Serve ``endpoint`` (same socket; its names or records may have changed)."""
+        if isinstance(endpoint, DnsSocket) and (
+                self.resolver is None or self.endpoint != endpoint):
+            self.resolver = Resolver(endpoint.server.table)
+        self.endpoint = endpoint
 
 
 @dataclass(eq=False)  # hashed by identity: kept in a set
@@ -116,6 +98,7 @@ class Server:
         self.sel = selectors.DefaultSelector()
         self.listeners: dict[EndpointKey, _Listener] = {}
         self.conns: set[_Conn] = set()
+        self.dns_conns: set[DnsConn] = set()
         self.generation = 0
         self.running = True
         self._wake_r, self._wake_w = socket.socketpair()
@@ -148,12 +131,13 @@ class Server:
         try:
             text = self.endpoints_path.read_text()
             digest = hashlib.sha256(text.encode()).hexdigest()
-            wanted = {ep.key: ep for ep in endpoints_from_json(text)}
+            wanted: dict[EndpointKey, AppEndpoint | DnsSocket] = {
+                ep.key: ep for ep in [*endpoints_from_json(text), *dns_sockets(dns_from_json(text))]}
         except (OSError, NetlabError) as exc:
             return [f"cannot load {self.endpoints_path}: {exc}"], ""
         for key in [k for k in self.listeners if k not in wanted]:
             self._close_listener(key, "removed")
-        by_netns: dict[str, list[AppEndpoint]] = {}
+        by_netns: dict[str, list[AppEndpoint | DnsSocket]] = {}
         for ep in wanted.values():
             by_netns.setdefault(ep.netns_path, []).append(ep)
         errors: list[str] = []
@@ -161,7 +145,7 @@ class Server:
             errors += self._load_netns(path, eps)
         return errors, digest
 
-    def _load_netns(self, path: str, eps: list[AppEndpoint]) -> list[str]:
+    def _load_netns(self, path: str, eps: list[AppEndpoint | DnsSocket]) -> list[str]:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
@@ -176,7 +160,7 @@ class Server:
             for ep in eps:
                 current = self.listeners.get(ep.key)
                 if current is not None and current.netns_id == netns_id:
-                    current.endpoint = ep  # same socket; the names may have changed
+                    current.bind(ep)  # same socket; the names or records may have changed
                     continue
                 if current is not None:
                     self._close_listener(ep.key, "its namespace was recreated")
@@ -205,6 +189,7 @@ class Server:
                 errors.append(f"{ep}: cannot listen: {res.strerror or res}")
                 continue
             listener = _Listener(ep, res, netns_id)
+            listener.bind(ep)
             self.listeners[ep.key] = listener
             self.sel.register(res, selectors.EVENT_READ, ("listener", listener))
             log.info("listening: %s", ep)
@@ -238,19 +223,33 @@ class Server:
         """Serve until SIGTERM/SIGINT."""
         while self.running:
             now = time.monotonic()
-            timeout = min((c.deadline for c in self.conns), default=now + 60.0) - now
-            for key, _ in self.sel.select(max(timeout, 0.0)):
+            deadlines = [c.deadline for c in self.conns] + [c.deadline for c in self.dns_conns]
+            timeout = min(deadlines, default=now + 60.0) - now
+            for key, mask in self.sel.select(max(timeout, 0.0)):
                 kind, obj = key.data
                 if kind == "signal":
                     self._on_signal()
                     break  # a reload may have closed sockets with pending events; select again
                 if kind == "conn":
                     self._on_conn(obj)
+                elif kind == "dnsconn":
+                    if not obj.closed:
+                        obj.on_ready(self.sel, mask)
+                elif obj.resolver is not None:
+                    self._serve_dns(obj)
                 elif obj.endpoint.protocol == "tcp":
                     self._accept(obj)
                 else:
                     self._answer_datagrams(obj)
             self._expire(time.monotonic())
+
+    def _serve_dns(self, listener: _Listener) -> None:
+        assert listener.resolver is not None
+        if listener.endpoint.protocol == "udp":
+            answer_datagrams(listener.sock, listener.resolver, BATCH)
+        else:
+            accept_dns(listener.sock, listener.resolver, self.sel, self.dns_conns,
+                       MAX_CONNECTIONS, BATCH)
 
     def _accept(self, listener: _Listener) -> None:
         for _ in range(BATCH):
@@ -320,6 +319,9 @@ class Server:
             self.sel.modify(conn.sock, selectors.EVENT_READ, ("conn", conn))
 
     def _expire(self, now: float) -> None:
+        for dconn in [c for c in self.dns_conns if c.closed or c.deadline <= now]:
+            dconn.close(self.sel)
+            self.dns_conns.discard(dconn)
         for conn in [c for c in self.conns if c.deadline <= now]:
             if conn.state == "read":
                 self._respond(conn)  # a slow or silent client still gets its JSON
@@ -361,6 +363,8 @@ class Server:
         """Close every connection and socket."""
         for conn in list(self.conns):
             self._close(conn)
+        for dconn in self.dns_conns:
+            dconn.close(self.sel)
         for key in list(self.listeners):
             self._close_listener(key, "stopping")
         self.sel.close()

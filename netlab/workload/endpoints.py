@@ -5,13 +5,18 @@ the names the app puts in its reply (service, task, node, task IP). The list
 travels from ``netlab up``/``netlab scale`` to the supervisor process as a JSON
 file (see :func:`dump_endpoints` / :func:`load_endpoints`)::
 
-    {"version": 1, "endpoints": [{"netns": "nl-hello-hello-a.1", ...}, ...]}
+    {"version": 1, "endpoints": [{"netns": "nl-hello-hello-a.1", ...}, ...],
+     "dns": [{"netns": "nl-hello-hello-a.1", "port": 40123, "records": {...}}, ...]}
+
+``dns`` (optional) holds one :class:`DnsEndpoint` per task: the embedded
+DNS server's port at 127.0.0.11 and the records it answers.
 
 Nothing here needs root or touches the kernel.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tempfile
@@ -92,6 +97,73 @@ class AppEndpoint:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class DnsEndpoint:
+    """One task's embedded DNS server: UDP and TCP at ``127.0.0.11:port`` in its netns.
+
+    ``records`` are (lower-case name, IPv4 addresses) pairs, what the server
+    answers. Raises ValueError when a field is out of range.
+    """
+
+    netns: str
+    task: str
+    node: str
+    port: int
+    records: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("netns", "task", "node"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+        if "/" in self.netns and not self.netns.startswith("/"):
+            raise ValueError(f"netns must be a name or an absolute path, got {self.netns!r}")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
+            raise ValueError(f"port must be an integer 1-65535, got {self.port!r}")
+        for name, addrs in self.records:
+            if not isinstance(name, str) or not name or name != name.lower():
+                raise ValueError(f"record names must be lower-case strings, got {name!r}")
+            for addr in addrs:
+                try:
+                    ipaddress.IPv4Address(addr)
+                except ValueError:
+                    raise ValueError(f"record {name}: {addr!r} is not an IPv4 address") from None
+
+    @property
+    def table(self) -> dict[str, tuple[str, ...]]:
+        """The records as a dict, as :class:`netlab.workload.dns.Resolver` takes them."""
+        return dict(self.records)
+
+    @property
+    def netns_path(self) -> str:
+        """The file to ``setns`` into: ``/var/run/netns/<netns>`` or the path itself."""
+        return self.netns if self.netns.startswith("/") else f"/var/run/netns/{self.netns}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The endpoint as a plain JSON-ready dict (records as {name: [addresses]})."""
+        return {"netns": self.netns, "task": self.task, "node": self.node, "port": self.port,
+                "records": {n: list(a) for n, a in self.records}}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DnsEndpoint:
+        """Build one from a dict; raises ValueError naming the bad or missing field."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a dns entry must be an object, got {type(data).__name__}")
+        names = ("netns", "task", "node", "port", "records")
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(unknown)}")
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise ValueError(f"missing field(s) {', '.join(missing)}")
+        records = data["records"]
+        if not isinstance(records, dict) or not all(
+                isinstance(v, list) and all(isinstance(a, str) for a in v) for v in records.values()):
+            raise ValueError("records must map names to lists of addresses")
+        return cls(data["netns"], data["task"], data["node"], data["port"],
+                   tuple((n, tuple(a)) for n, a in records.items()))
+
+
 def check_unique(endpoints: Iterable[AppEndpoint]) -> None:
     """Raise ValueError when two endpoints need the same socket (netns, protocol, port)."""
     seen: dict[EndpointKey, AppEndpoint] = {}
@@ -101,12 +173,46 @@ def check_unique(endpoints: Iterable[AppEndpoint]) -> None:
         seen[ep.key] = ep
 
 
-def endpoints_to_json(endpoints: Iterable[AppEndpoint]) -> str:
-    """Serialise endpoints to the versioned JSON document (stable field order)."""
-    eps = list(endpoints)
+def endpoints_to_json(endpoints: Iterable[AppEndpoint], dns: Iterable[DnsEndpoint] = ()) -> str:
+    """Serialise endpoints (and the tasks' DNS servers) to the versioned JSON document."""
+    eps, servers = list(endpoints), list(dns)
     check_unique(eps)
-    doc = {"version": FORMAT_VERSION, "endpoints": [ep.to_dict() for ep in eps]}
+    doc: dict[str, Any] = {"version": FORMAT_VERSION, "endpoints": [ep.to_dict() for ep in eps]}
+    if servers:
+        _check_one_dns_per_netns(servers)
+        doc["dns"] = [d.to_dict() for d in servers]
     return json.dumps(doc, indent=2) + "\n"
+
+
+def _check_one_dns_per_netns(servers: list[DnsEndpoint]) -> None:
+    seen: set[str] = set()
+    for d in servers:
+        if d.netns in seen:
+            raise ValueError(f"two DNS servers for {d.netns}")
+        seen.add(d.netns)
+
+
+def dns_from_json(text: str) -> list[DnsEndpoint]:
+    """The ``dns`` entries of the document (none when absent); raises NetlabError
+    naming the bad entry and why."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NetlabError(f"endpoints file is not JSON: {exc}") from None
+    items = doc.get("dns", []) if isinstance(doc, dict) else None
+    if not isinstance(items, list):
+        raise NetlabError('endpoints file: "dns" must be a list')
+    servers = []
+    for i, item in enumerate(items):
+        try:
+            servers.append(DnsEndpoint.from_dict(item))
+        except (TypeError, ValueError) as exc:
+            raise NetlabError(f"dns[{i}]: {exc}") from None
+    try:
+        _check_one_dns_per_netns(servers)
+    except ValueError as exc:
+        raise NetlabError(f"dns: {exc}") from None
+    return servers
 
 
 def endpoints_from_json(text: str) -> list[AppEndpoint]:
@@ -132,13 +238,14 @@ def endpoints_from_json(text: str) -> list[AppEndpoint]:
     return endpoints
 
 
-def dump_endpoints(path: Path, endpoints: Iterable[AppEndpoint]) -> None:
+def dump_endpoints(path: Path, endpoints: Iterable[AppEndpoint],
+                   dns: Iterable[DnsEndpoint] = ()) -> None:
     """Write the endpoints file atomically (temp file + rename, mode 0600).
 
     A supervisor re-reading it on SIGHUP never sees half a file. Raises
     ValueError for duplicate sockets and OSError when the file cannot be written.
     """
-    text = endpoints_to_json(endpoints)
+    text = endpoints_to_json(endpoints, dns)
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

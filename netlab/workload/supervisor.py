@@ -25,7 +25,7 @@ from typing import Any
 import netlab
 from netlab.errors import NetlabError
 from netlab.workload.app import status_path_for
-from netlab.workload.endpoints import AppEndpoint, dump_endpoints
+from netlab.workload.endpoints import AppEndpoint, DnsEndpoint, dump_endpoints
 
 APP_MODULE = "netlab.workload.app"
 _POLL = 0.05
@@ -39,11 +39,11 @@ def endpoints_path_for(log_path: Path) -> Path:
 
 def start(
     endpoints: list[AppEndpoint], log_path: Path, ready_timeout: float = 10,
-    *, endpoints_path: Path | None = None,
+    *, endpoints_path: Path | None = None, dns: list[DnsEndpoint] | None = None,
 ) -> int:
     """Launch the lab's supervisor and return its pid once every socket listens.
 
-    Writes the endpoints to ``endpoints_path`` (default: :func:`endpoints_path_for`),
+    Writes the endpoints (and the tasks' ``dns`` servers) to ``endpoints_path`` (default: :func:`endpoints_path_for`),
     starts the app detached (new session, stdout/stderr appended to ``log_path``)
     and waits for its status file. Raises NetlabError, with the app's errors and
     the tail of its log, when it exits early, reports an endpoint it could not
@@ -54,7 +54,7 @@ def start(
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     ep_path = Path(endpoints_path or endpoints_path_for(log_path)).absolute()
     try:
-        dump_endpoints(ep_path, endpoints)
+        dump_endpoints(ep_path, endpoints, dns or ())
     except (OSError, ValueError) as exc:
         raise NetlabError(f"cannot write workload endpoints {ep_path}: {exc}") from None
     status_path = status_path_for(ep_path)
@@ -107,8 +107,10 @@ def start(
         time.sleep(_POLL)
 
 
-def update(pid: int, endpoints: list[AppEndpoint], timeout: float = 10) -> None:
-    """Give a running supervisor a new endpoint list (SIGHUP) and wait until it applied it.
+def update(pid: int, endpoints: list[AppEndpoint], timeout: float = 10,
+           *, dns: list[DnsEndpoint] | None = None) -> None:
+    """Give a running supervisor a new endpoint list and ``dns`` servers (SIGHUP) and wait
+    until it applied them (new records are answered from then on).
 
     Sockets of removed endpoints close, added ones open; the others keep
     serving. Raises NetlabError when ``pid`` is not a running supervisor, when
@@ -119,7 +121,7 @@ def update(pid: int, endpoints: list[AppEndpoint], timeout: float = 10) -> None:
         raise NetlabError(f"no workload supervisor runs with pid {pid}")
     ep_path = Path(args[args.index("--endpoints") + 1])
     try:
-        dump_endpoints(ep_path, endpoints)
+        dump_endpoints(ep_path, endpoints, dns or ())
     except (OSError, ValueError) as exc:
         raise NetlabError(f"cannot write workload endpoints {ep_path}: {exc}") from None
     # The digest and generation tell our reload from an earlier one.

@@ -82,6 +82,7 @@ class FakeHost:
     stopped: list[int] = field(default_factory=list)
     started: list[list] = field(default_factory=list)          # the apps of each start
     updated: list[tuple[int, list]] = field(default_factory=list)
+    dns: list[list] = field(default_factory=list)              # the DNS servers of each start/update
     root: bool = True
     next_pid: int = 4000
 
@@ -114,12 +115,14 @@ class FakeHost:
         self.stopped.append(pid)
         self.supervisors.pop(pid)
 
-    def _start(self, apps: list, log_path, ready_timeout: float = 0) -> int:
+    def _start(self, apps: list, log_path, ready_timeout: float = 0, dns: list = ()) -> int:
         self.next_pid += 1
         self.supervisors[self.next_pid] = str(log_path)
         self.started.append(list(apps))
+        self.dns.append(list(dns))
         return self.next_pid
 
-    def _update(self, pid: int, apps: list, timeout: float = 0) -> None:
+    def _update(self, pid: int, apps: list, timeout: float = 0, dns: list = ()) -> None:
         self.updated.append((pid, list(apps)))
+        self.dns.append(list(dns))
         self.kernel.steps.append(("update", sorted({a.task for a in apps})))

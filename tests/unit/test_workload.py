@@ -244,7 +244,7 @@ def test_two_published_ports_to_one_target_plan_docker_s_rules() -> None:
     from netlab.scenario import load_lab_from_text
     plan = build_plan(load_lab_from_text(TWO_PORTS_ONE_TARGET, "two.yaml"))
     ns = plan.namespace("web.1").name
-    redirects = [rule_spec(r) for r in plan.rules_in(ns, "nat")]
+    redirects = [rule_spec(r) for r in plan.rules_in(ns, "nat") if r.chain == "PREROUTING"]
     assert [r.split(" -m comment")[0] for r in redirects] == [
         "-d 10.0.0.5/32 -p tcp -m tcp --dport 8080", "-d 10.0.0.5/32 -p tcp -m tcp --dport 8081",
         "-d 10.0.0.5/32 -p udp -m udp --dport 9053"]
