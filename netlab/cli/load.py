@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 
 import click
@@ -54,7 +56,8 @@ def load(lab: str, target_text: str, requests: str | None, concurrency: str,
     N requests or S seconds; report rate, latency, errors, replies per task, and the
     failures during and after each change of the lab (scale, node) that overlapped.
 
-    Exit 0 when every failure happened while a change converged, 1 otherwise."""
+    Exit 0 when every failure happened while a change converged, 1 otherwise.
+    SIGINT or SIGTERM ends the run early, with its report."""
     n = _number(requests, "--requests", 1, 10_000_000, True, "1000")
     c = _number(concurrency, "--concurrency", 1, 1000, True, "20")
     d = _number(duration, "--duration", 0.1, 3600, False, "30")
@@ -65,7 +68,14 @@ def load(lab: str, target_text: str, requests: str | None, concurrency: str,
     spec = engine.LoadSpec(dst.ip, dst.port, dst.target,
                            n if n is not None or d is not None else DEFAULT_REQUESTS,
                            c, d, t, keepalive)
-    outcomes, started, ended = netns.in_thread(src.netns, lambda: engine.run(spec))
+    stop = threading.Event()   # SIGINT/SIGTERM: no new request; report what was sent
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        outcomes, started, ended = netns.in_thread(src.netns, lambda: engine.run(spec, stop))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     changes = common.lab_state(common.store(), lab).changes   # as they are now, after the run
     summary = report.summarize(outcomes, started, ended)
     attributions, unexplained = report.attribute(outcomes, changes, started, ended)
@@ -90,8 +100,9 @@ def document(lab: str, spec: engine.LoadSpec, src: target.Source, s: report.Summ
         "latency_ms": s.latency_ms, "errors": s.errors, "replies": s.replies,
         "changes": [{"kind": a.change.kind, "what": a.change.what,
                      "started": a.change.started, "converged": a.change.converged,
-                     "failed_during": a.failed_during, "failed_after": a.failed_after,
-                     "kinds_during": a.kinds_during} for a in attributions],
+                     "requests_during": a.requests_during, "failed_during": a.failed_during,
+                     "kinds_during": a.kinds_during, "requests_after": a.requests_after,
+                     "failed_after": a.failed_after} for a in attributions],
         "unexplained_failures": unexplained,
         "failures": [{"started": o.started, "elapsed_ms": o.elapsed_ms, "kind": o.kind,
                       "detail": o.detail} for o in sorted(outcomes, key=lambda o: o.started)
@@ -125,9 +136,9 @@ def lines(lab: str, spec: engine.LoadSpec, src: target.Source, s: report.Summary
                 else "NOT converged (interrupted?)")
         detail = ", ".join(f"{k} {v}" for k, v in a.kinds_during.items())
         out.append(f"  {c.label:<24} started {_clock(c.started)}, {took}: "
-                   f"{a.failed_during} failed while converging"
+                   f"{a.failed_during} of {a.requests_during} failed while converging"
                    + (f" ({detail})" if detail else "")
-                   + f", {a.failed_after} failed after it converged")
+                   + f", {a.failed_after} of {a.requests_after} failed after it converged")
         kinds |= set(a.kinds_during)
     for kind in sorted(kinds):
         out.append(f"  why {kind}: {report.WHY.get(kind, 'see the failures in --json')}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import threading
 import time
 from dataclasses import dataclass
 
@@ -74,13 +75,16 @@ class _Closed(Exception):
     """A reused connection was closed before any byte of the answer."""
 
 
-def run(spec: LoadSpec) -> tuple[list[Outcome], float, float]:
-    """Send the load of ``spec``; returns the outcomes in completion order and the
-    run's start and end (epoch seconds). Never raises for a failed request."""
-    return asyncio.run(_drive(spec))
+def run(spec: LoadSpec, stop: threading.Event | None = None
+        ) -> tuple[list[Outcome], float, float]:
+    """Send the load of ``spec`` (no new request once ``stop`` is set); returns the
+    outcomes in completion order and the run's start and end (epoch seconds).
+    Never raises for a failed request."""
+    return asyncio.run(_drive(spec, stop or threading.Event()))
 
 
-async def _drive(spec: LoadSpec) -> tuple[list[Outcome], float, float]:
+async def _drive(spec: LoadSpec, stop: threading.Event
+                 ) -> tuple[list[Outcome], float, float]:
     outcomes: list[Outcome] = []
     started = time.time()
     deadline = time.monotonic() + spec.duration if spec.duration is not None else None
@@ -88,7 +92,7 @@ async def _drive(spec: LoadSpec) -> tuple[list[Outcome], float, float]:
 
     def more() -> bool:
         return ((spec.requests is None or issued < spec.requests)
-                and (deadline is None or time.monotonic() < deadline))
+                and (deadline is None or time.monotonic() < deadline) and not stop.is_set())
 
     async def worker() -> None:
         nonlocal issued

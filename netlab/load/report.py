@@ -53,6 +53,8 @@ class Attribution:
     failed_during: int
     failed_after: int
     kinds_during: dict[str, int]
+    requests_during: int      # every request in flight while it converged, ok or not
+    requests_after: int       # every request started after it converged (and ended before the next)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -86,15 +88,16 @@ def attribute(outcomes: list[Outcome], changes: tuple[Change, ...], started: flo
     during it.
     """
     out, explained = [], set()
-    failures = [o for o in outcomes if not o.ok]
     for i, c in enumerate(changes):
         nxt = changes[i + 1].started if i + 1 < len(changes) else math.inf
         done = c.converged if c.converged is not None else math.inf
         if not (c.started <= ended and done >= started):
             continue
-        during = [o for o in failures if o.started < done and o.ended >= c.started]
-        after = [o for o in failures if done <= o.started and o.ended < nxt]
-        explained.update(id(o) for o in during)
-        out.append(Attribution(c, len(during), len(after),
-                               dict(sorted(Counter(o.kind for o in during).items()))))
-    return out, sum(1 for o in failures if id(o) not in explained)
+        during = [o for o in outcomes if o.started < done and o.ended >= c.started]
+        after = [o for o in outcomes if done <= o.started and o.ended < nxt]
+        lost = [o for o in during if not o.ok]
+        explained.update(id(o) for o in lost)
+        out.append(Attribution(c, len(lost), sum(1 for o in after if not o.ok),
+                               dict(sorted(Counter(o.kind for o in lost).items())),
+                               len(during), len(after)))
+    return out, sum(1 for o in outcomes if not o.ok and id(o) not in explained)

@@ -153,6 +153,14 @@ def test_refused_when_nothing_listens():
     assert [o.kind for o in outcomes] == ["refused"] * 3
 
 
+def test_a_set_stop_event_issues_no_request():
+    stop = threading.Event()
+    stop.set()
+    with server("ok") as (port, per_conn):
+        outcomes, *_ = engine.run(spec(port), stop)
+    assert outcomes == [] and per_conn == []
+
+
 def test_duration_bounds_a_run_without_a_request_count():
     with server("ok") as (port, _):
         outcomes, started, ended = engine.run(spec(port, requests=None, duration=0.3))
@@ -190,6 +198,7 @@ def test_failures_are_attributed_during_and_after_each_change():
             for a in attributions] == [
         ("scale web=5", 2, 1, {"timeout": 2}),
         ("node node2 down", 2, 1, {"reset": 1, "timeout": 1})]
+    assert [(a.requests_during, a.requests_after) for a in attributions] == [(2, 1), (2, 1)]
     assert unexplained == 2
 
 
