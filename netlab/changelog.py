@@ -47,7 +47,8 @@ def begin(log: tuple[Change, ...], kind: str, what: str,
     return (*log, Change(kind, what[:_WHAT_MAX], clock()))[-KEEP:]
 
 
-def converged(log: tuple[Change, ...], clock: Callable[[], float] = time.time) -> tuple[Change, ...]:
+def converged(log: tuple[Change, ...],
+              clock: Callable[[], float] = time.time) -> tuple[Change, ...]:
     """``log`` with its last change stamped converged now (re-stamped if it already was)."""
     if not log:
         return log

@@ -68,6 +68,8 @@ def load(lab: str, target_text: str, requests: str | None, concurrency: str,
     spec = engine.LoadSpec(dst.ip, dst.port, dst.target,
                            n if n is not None or d is not None else DEFAULT_REQUESTS,
                            c, d, t, keepalive)
+    common.progress(f"sending to {dst.target} ({dst.ip}:{dst.port}) from {src.name}, "
+                    f"concurrency {c}")
     stop = threading.Event()   # SIGINT/SIGTERM: no new request; report what was sent
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
