@@ -264,3 +264,22 @@ def test_bad_input_is_one_line_exit_2(lab, args, field):
     r = CliRunner().invoke(cli, ["load", *args])
     assert r.exit_code == 2, r.output
     assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"Error: {field}:"), r.stderr
+
+
+def test_sources_and_a_plugged_in_resolver(lab):
+    from netlab.errors import BadInput
+    from netlab.load import target
+    st = lab.load("hello-a")
+    assert target.source(st, "client") == target.Source("client", st.targets["client"])
+    assert target.source(st, "hello-a.2").netns == st.targets["hello-a.2"]
+    src = target.source(st, "client")
+    assert target.destination(st, "node2:5000", src) == target.Destination(
+        "node2:5000", st.lan["node2"], 5000)
+
+    def by_service(state, text, _src):
+        return target.Destination(text, "10.0.0.2", 80) if text == "hello-a:80" else None
+
+    chain = (target.node_port, by_service)
+    assert target.destination(st, "hello-a:80", src, chain).ip == "10.0.0.2"
+    with pytest.raises(BadInput, match="^TARGET: "):
+        target.destination(st, "hello-b:80", src, chain)
