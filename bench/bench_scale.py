@@ -7,10 +7,11 @@ From one run, on the seed (hello-a, 2 nodes) and on a generated 16-node,
 - ``scale``: the time from the call to the last node converged (as the lab's
   change log records it), hello-a 2 → 10 → 2 and svc1 20 → 40 → 20;
 - ``node down``: the time from the call until the mesh answers again on every
-  live node: every poll round sends, from the client, as many requests to each
-  live node's published port as the service has tasks (so IPVS round robin
-  tries each backend); the first round where all answer ends the wait. Each
-  request is bounded (1 s), and so is the wait (60 s).
+  live node: from the moment the node is cut off, poll rounds run alongside
+  the change, each sending from the client as many requests to each live
+  node's published port as the service has tasks (so IPVS round robin tries
+  each backend); the first round where all answer ends the wait. Each request
+  is bounded (1 s), and so is the wait (60 s).
 
 A real Swarm comparison is not possible here: the VM has no dockerd (said in
 the output). Run it as root on a kernel with IPVS, alone, inside the VM:
@@ -26,6 +27,7 @@ import platform
 import secrets
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -52,10 +54,11 @@ def timed_scale(store: StateStore, lab: str, service: str, n: int) -> tuple[floa
     return wall, change.converged - change.started
 
 
-def mesh_answers(store: StateStore, lab: str, service: str, port: int) -> bool:
-    """One poll round: every live node answers as many requests as ``service`` has tasks."""
+def mesh_answers(store: StateStore, lab: str, service: str, port: int,
+                 live: list[str]) -> bool:
+    """One poll round: every ``live`` node answers as many requests as ``service`` has
+    tasks (read from the state as it is now)."""
     st = store.load(lab)
-    live = [n.name for n in st.model.nodes if n.state != "down"]
     tasks = len(st.model.tasks_of(service))
     for node in live:
         for _ in range(max(tasks, 1)):
@@ -69,18 +72,43 @@ def mesh_answers(store: StateStore, lab: str, service: str, port: int) -> bool:
 
 def timed_node_down(store: StateStore, lab: str, node: str, service: str,
                     port: int) -> tuple[float, float, float, int]:
-    """(seconds to converge, seconds until the first round that all answered started and
-    ended, rounds); nan when the mesh did not answer within WAIT_MAX."""
+    """(seconds to converge, seconds from the call until the first poll round that all
+    answered started and ended, rounds polled); nan when none did within WAIT_MAX.
+
+    The rounds run in a thread alongside the change, from the moment the node is
+    cut off the LAN (the change's second progress message), so the figure is the
+    mesh's outage as a client sees it, not the change's own time.
+    """
+    cut = threading.Event()
+    said: list[str] = []
+    result: dict[str, float] = {}
+
+    def progress(message: str) -> None:
+        said.append(message)
+        if len(said) == 2:      # the first step ("cutting … off the LAN") is done
+            cut.set()
+
+    def poll() -> None:
+        cut.wait(WAIT_MAX)
+        rounds = 0
+        while time.monotonic() - t0 < WAIT_MAX:
+            rounds += 1
+            began = time.monotonic() - t0
+            if mesh_answers(store, lab, service, port, ready):
+                result.update(began=began, answered=time.monotonic() - t0, rounds=rounds)
+                return
+        result.update(began=float("nan"), answered=float("nan"), rounds=rounds)
+
+    st = store.load(lab)
+    ready = [n.name for n in st.model.nodes if n.name != node and n.state != "down"]
     t0 = time.monotonic()
-    lifecycle.node(lab, node, "down", store)
+    poller = threading.Thread(target=poll)
+    poller.start()
+    lifecycle.node(lab, node, "down", store, progress)
     converged = time.monotonic() - t0
-    rounds = 0
-    while time.monotonic() - t0 < WAIT_MAX:
-        rounds += 1
-        began = time.monotonic() - t0
-        if mesh_answers(store, lab, service, port):
-            return converged, began, time.monotonic() - t0, rounds
-    return converged, float("nan"), float("nan"), rounds
+    cut.set()
+    poller.join()
+    return converged, result["began"], result["answered"], int(result["rounds"])
 
 
 def bench(store: StateStore, lab, backend: str, service: str, port: int, low: int,
