@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import secrets
 import sys
 import tempfile
@@ -138,10 +139,20 @@ def main() -> None:
     parser.add_argument("--iptables", choices=xtables.CHOICES, default=None)
     args = parser.parse_args()
     backend = xtables.choose(args.iptables)
+    # One apply holds a netlink socket (and its event loop's descriptors) per namespace
+    # it touches: the generated lab needs more than the usual soft limit of 1024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    raised = max(hard, 65536)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, raised))   # root may raise both
+    except (ValueError, OSError):
+        raised = hard
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     where = "in netlab vm" if os.environ.get("NETLAB_IN_VM") else "natively"
     store = StateStore(Path(tempfile.mkdtemp(prefix="netlab-bench-")))
     tag = secrets.token_hex(2)
-    print(f"netlab bench scale/node: kernel {platform.release()}, {where}, iptables {backend}")
+    print(f"netlab bench scale/node: kernel {platform.release()}, {where}, iptables {backend}, "
+          f"open files limit raised from {soft} to {raised}")
     seed = load_lab(REPO / "scenarios" / "hello-a.yaml", name_override=f"ss{tag}")
     print("  seed (hello-a, 2 nodes):")
     print("\n".join(bench(store, seed, backend, "hello-a", 5000, 2, 10)))
