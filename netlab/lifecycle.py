@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, replace
 from collections.abc import Callable
 
-from netlab import ipam
+from netlab import changelog, ipam
 from netlab.errors import BadInput
 from netlab.ipam import Allocations
 from netlab.kernel import apply as kernel_apply
@@ -196,6 +196,7 @@ def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
     state.netns = sorted(set(owned_before) | set(state.netns))
     state.supervisor_pid = previous.supervisor_pid if previous else None
     state.actual_tasks = previous.actual_tasks if previous else ()
+    state.changes = changelog.begin(previous.changes if previous else (), "up", scenario)
     store.save(state)
     stale = [n for n in owned_before if n not in {ns.name for ns in plan.netns}]
     stats = host.kernel.apply(_cut(plan, lab), backend, stale, progress)
@@ -213,6 +214,7 @@ def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
     state.supervisor_pid = pid
     state.actual_tasks = running(lab)
     state.complete = True
+    state.changes = changelog.converged(state.changes)
     store.save(state)
     return UpResult(lab, allocations, plan, stats, pid)
 
@@ -375,9 +377,10 @@ def _cut(plan: Plan, lab: Lab) -> Plan:
 
 
 def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress,
-              host: Host) -> ScaleResult:
+              host: Host, change: tuple[str, str]) -> ScaleResult:
     """Move the lab of ``state`` to the model ``after`` (same nodes and services,
     tasks changed), task by task as Swarm and libnetwork do; see :func:`scale`.
+    ``change`` (kind, what) goes to the lab's change log, stamped converged at the end.
 
     Raises BadInput when the lab's task apps are not running; kernel
     refusals and supervisor errors propagate.
@@ -387,8 +390,10 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
     plan = build_plan(after, allocations)
     added = _changes(after, allocations, before)
     removed = _changes(before, old_alloc, after)
+    state.changes = changelog.begin(state.changes, *change)
     if not added and not removed:
         state.model, state.allocations = after, allocations
+        state.changes = changelog.converged(state.changes)
         store.save(state)
         return ScaleResult(after, allocations, plan, (), (), None)
     pid = state.supervisor_pid
@@ -401,6 +406,7 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
     # Record every namespace we may own before creating any.
     new_state.netns = sorted(set(state.netns) | set(new_state.netns))
     new_state.actual_tasks = state.actual_tasks
+    new_state.changes = state.changes
     store.save(new_state)
     gone = {c.address for c in removed}
     if gone:
@@ -431,6 +437,7 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
     new_state.desired_tasks = earlier + history + running(after)
     new_state.actual_tasks = earlier + history + running(after)
     new_state.complete = True
+    new_state.changes = changelog.converged(new_state.changes)
     store.save(new_state)
     return ScaleResult(after, allocations, plan, added, removed, stats)
 
@@ -476,7 +483,8 @@ def scale(lab_name: str, replicas: dict[str, int], store: StateStore,
     except ValueError as err:
         raise BadInput(f"SERVICE: no node may run a new task of {err} "
                        "(hint: check its constraints and the nodes' availability)") from None
-    return _converge(state, after, store, progress, host)
+    what = " ".join(f"{s}={n}" for s, n in replicas.items())
+    return _converge(state, after, store, progress, host, ("scale", what))
 
 
 NODE_ACTIONS = ("down", "up", "drain", "active")
@@ -527,8 +535,11 @@ def node(lab_name: str, node_name: str, action: str, store: StateStore,
     if action == "down":
         progress(f"cutting {node_name} off the LAN ({port} down)")
         host.kernel.set_link(lan, port, False)
-    result = _converge(state, after, store, progress, host)
+    result = _converge(state, after, store, progress, host, ("node", f"{node_name} {action}"))
     if action == "up":
         progress(f"bringing {node_name} back on the LAN ({port} up)")
         host.kernel.set_link(lan, port, True)
+        back = loaded(lab_name, store)   # converged once the node is back on the LAN
+        back.changes = changelog.converged(back.changes)
+        store.save(back)
     return result

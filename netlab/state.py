@@ -5,7 +5,8 @@ placement), its allocations (addresses, marks, VNIs, pool cursors), the
 desired and actual tasks, the scenario it came from, the namespaces the lab
 owns (written *before* any is created, so ``down`` can clean up after an
 ``up`` killed halfway) and the workload supervisor's pid. ``status``,
-``trace``, ``graph``, ``exec`` and ``curl`` work from it alone. The document
+``trace``, ``graph``, ``exec`` and ``curl`` work from it alone, and its change log
+(see :mod:`netlab.changelog`) says when each change started and converged. The document
 carries a ``version``; a file of another version is reported as corrupt
 (``netlab down LAB`` still removes its lab). The store is passed in, never
 global.
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from netlab import codec
+from netlab import changelog, codec
 from netlab.errors import BadInput, NetlabError
 from netlab.ipam import Allocations
 from netlab.kernel.xtables import BACKENDS
@@ -87,6 +88,7 @@ class LabState:
     iptables: str = "legacy"   # the backend the rules are in (labs before nft support: legacy)
     desired_tasks: tuple[TaskRecord, ...] = ()
     actual_tasks: tuple[TaskRecord, ...] = ()
+    changes: tuple[changelog.Change, ...] = ()   # the change log (files before it: empty)
 
 
 def to_json(state: LabState) -> dict[str, Any]:
@@ -100,6 +102,7 @@ def to_json(state: LabState) -> dict[str, Any]:
         "allocations": codec.allocations_to_json(state.allocations),
         "desired_tasks": codec.tasks_to_json(state.desired_tasks),
         "actual_tasks": codec.tasks_to_json(state.actual_tasks),
+        "changes": changelog.to_json(state.changes),
     }
 
 
@@ -431,12 +434,13 @@ def _parse(lab: str, raw: bytes) -> LabState:
         allocations = codec.allocations_from_json(doc["allocations"], model)
         desired = codec.tasks_from_json(doc["desired_tasks"], "desired_tasks", model)
         actual = codec.tasks_from_json(doc["actual_tasks"], "actual_tasks")
-    except codec.Invalid as bad:
+        changes = changelog.from_json(doc.get("changes", []))
+    except (codec.Invalid, changelog.Invalid) as bad:
         raise _Bad(str(bad)) from None
     return LabState(lab=lab, scenario=scenario, model=model, allocations=allocations,
                     netns=netns, targets=targets, supervisor_pid=pid, complete=complete,
                     lan=lan, client_ip=client_ip, iptables=iptables,
-                    desired_tasks=desired, actual_tasks=actual)
+                    desired_tasks=desired, actual_tasks=actual, changes=changes)
 
 
 def _list_of(doc: dict[str, Any], key: str, ok, what: str) -> list[str]:

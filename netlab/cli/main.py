@@ -35,9 +35,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from netlab.cli import curl, lab, node, scale, status, trace, validate, vm
+    from netlab.cli import curl, lab, load, node, scale, status, trace, validate, vm
     for command in (validate.validate, lab.plan, lab.up, lab.down, status.status,
-                    scale.scale, node.node, lab.exec_, curl.curl, trace.trace, lab.graph, vm.vm):
+                    scale.scale, node.node, lab.exec_, curl.curl, load.load, trace.trace, lab.graph,
+                    vm.vm):
         cli.add_command(command)
 
 

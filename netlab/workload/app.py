@@ -10,6 +10,9 @@ namespace they were created in. One ``selectors`` loop then serves them all:
   JSON body naming service, task, node, task IP, port, the client address and
   port the socket saw (how a user sees the ingress SNAT hide the client) and
   the request path, then close. Anything that is not HTTP gets the same answer.
+  A request that asks ``Connection: keep-alive`` keeps its connection for the
+  next request (idle at most KEEPALIVE_IDLE seconds); when its task is
+  removed, an idle kept connection is closed and a busy one after its answer.
 * UDP: answer each datagram with the same JSON, from the address it was sent to.
 * DNS: each task's embedded DNS server at ``127.0.0.11:<port>`` (UDP and
   TCP), answering its records (see :mod:`netlab.workload.dnsio` and
@@ -41,6 +44,7 @@ from pathlib import Path
 from netlab.errors import NetlabError
 from netlab.workload.http import (  # noqa: F401 - re-exported for callers and tests
     MAX_REQUEST, http_response, parse_request_line, reply_body, reply_fields, request_complete,
+    wants_keepalive,
 )
 from netlab.workload.dns import Resolver
 from netlab.workload.dnsio import DnsConn, DnsSocket, accept_dns, answer_datagrams, dns_sockets
@@ -49,6 +53,7 @@ from netlab.workload.sockets import IP_PKTINFO, open_socket, run_in_netns
 
 REQUEST_TIMEOUT = 5.0  # seconds to read a request before answering anyway
 LINGER = 1.0  # seconds to drain the client after answering, so close() sends FIN, not RST
+KEEPALIVE_IDLE = 5.0  # seconds a kept connection may wait for its next request
 MAX_CONNECTIONS = 512
 BATCH = 64  # accepts/datagrams handled per readiness event, so no socket starves the rest
 
@@ -85,8 +90,15 @@ class _Conn:
     deadline: float
     request: bytearray = field(default_factory=bytearray)
     out: bytes = b""
-    state: str = "read"  # read -> write -> drain -> closed
+    state: str = "read"  # read -> write -> drain -> closed (read again when kept alive)
     peer_closed: bool = False
+    keep: bool = False   # the request asked for keep-alive: read the next one after answering
+    served: int = 0
+
+    @property
+    def idle(self) -> bool:
+        """A kept connection waiting for its next request."""
+        return self.state == "read" and self.served > 0 and not self.request
 
 
 class Server:
@@ -199,6 +211,10 @@ class Server:
         listener = self.listeners.pop(key)
         self.sel.unregister(listener.sock)
         listener.sock.close()
+        for conn in [c for c in self.conns if c.endpoint.key == key]:
+            conn.keep = False   # its task is gone: finish the answer under way, keep nothing
+            if conn.idle:
+                self._close(conn)
         log.info("closed: %s (%s)", listener.endpoint, why)
 
     def load_and_report(self) -> list[str]:
@@ -283,6 +299,9 @@ class Server:
             if not data:
                 self._close(conn)
             return
+        if not data and conn.idle:
+            self._close(conn)   # the client closed its kept connection
+            return
         conn.request += data
         conn.peer_closed = not data
         if conn.peer_closed or request_complete(bytes(conn.request)):
@@ -291,7 +310,9 @@ class Server:
     def _respond(self, conn: _Conn) -> None:
         method, path, _ = parse_request_line(bytes(conn.request))
         body = reply_body(conn.endpoint, conn.peer[0], conn.peer[1], path)
-        conn.out = http_response(body, head_only=method == "HEAD")
+        conn.keep = (not conn.peer_closed and conn.endpoint.key in self.listeners
+                     and wants_keepalive(bytes(conn.request)))
+        conn.out = http_response(body, head_only=method == "HEAD", keep_alive=conn.keep)
         conn.state = "write"
         conn.deadline = time.monotonic() + LINGER
         self.sel.modify(conn.sock, selectors.EVENT_WRITE, ("conn", conn))
@@ -308,6 +329,11 @@ class Server:
         conn.out = conn.out[sent:]
         if conn.out:
             return
+        if conn.keep:
+            conn.state, conn.request, conn.served = "read", bytearray(), conn.served + 1
+            conn.deadline = time.monotonic() + KEEPALIVE_IDLE
+            self.sel.modify(conn.sock, selectors.EVENT_READ, ("conn", conn))
+            return
         try:
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
@@ -323,7 +349,9 @@ class Server:
             dconn.close(self.sel)
             self.dns_conns.discard(dconn)
         for conn in [c for c in self.conns if c.deadline <= now]:
-            if conn.state == "read":
+            if conn.idle:
+                self._close(conn)    # a kept connection idle too long
+            elif conn.state == "read":
                 self._respond(conn)  # a slow or silent client still gets its JSON
             else:
                 self._close(conn)

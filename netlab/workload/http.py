@@ -54,13 +54,31 @@ def request_complete(request: bytes) -> bool:
     return b"\r\n\r\n" in request or b"\n\n" in request
 
 
-def http_response(body: bytes, head_only: bool = False) -> bytes:
-    """A complete ``HTTP/1.1 200 OK`` JSON response that closes the connection."""
+def wants_keepalive(request: bytes) -> bool:
+    """True when an HTTP/1.x request asks to keep its connection (``Connection: keep-alive``).
+
+    Only an explicit ask keeps it: a request without the header is answered and
+    closed, as the app always did.
+    """
+    head = request.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    if not parse_request_line(head)[2]:
+        return False
+    for line in head.split(b"\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() == b"connection":
+            tokens = {t.strip().lower() for t in value.split(b",")}
+            return b"keep-alive" in tokens and b"close" not in tokens
+    return False
+
+
+def http_response(body: bytes, head_only: bool = False, keep_alive: bool = False) -> bytes:
+    """A complete ``HTTP/1.1 200 OK`` JSON response that closes the connection (or, with
+    ``keep_alive``, says it stays open)."""
     head = (
         "HTTP/1.1 200 OK\r\n"
         "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n"
+        f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n"
         "\r\n"
     ).encode()
     return head if head_only else head + body

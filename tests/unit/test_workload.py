@@ -20,6 +20,7 @@ from netlab.workload.app import (
     reply_fields,
     request_complete,
     status_path_for,
+    wants_keepalive,
 )
 from netlab.workload.endpoints import (
     AppEndpoint,
@@ -263,3 +264,21 @@ def test_a_host_mode_port_gets_a_listener_in_its_task() -> None:
     eps = endpoints(lab, ipam.allocate(lab))
     assert sorted((e.task, e.protocol, e.port) for e in eps) == [
         ("cache.1", "tcp", 6379), ("hello-a.1", "tcp", 3000), ("hello-a.2", "tcp", 3000)]
+
+
+@pytest.mark.parametrize("request_, keep", [
+    (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n", True),
+    (b"GET / HTTP/1.0\r\nconnection: Keep-Alive\r\n\r\n", True),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", False),          # only an explicit ask
+    (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\nConnection: keep-alive\r\n\r\n", False),  # a body
+    (b"hello\nConnection: keep-alive\n\n", False),             # not HTTP
+])
+def test_keepalive_only_when_the_request_asks(request_: bytes, keep: bool) -> None:
+    assert wants_keepalive(request_) is keep
+
+
+def test_a_kept_answer_says_keep_alive() -> None:
+    raw = http_response(b"{}\n", keep_alive=True)
+    assert b"\r\nConnection: keep-alive\r\n" in raw and raw.endswith(b"\r\n\r\n{}\n")

@@ -1,0 +1,149 @@
+"""``netlab load LAB TARGET``: a bounded HTTP load through the mesh, and what it lost."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+
+import click
+
+from netlab.cli import common
+from netlab.errors import BadInput
+from netlab.kernel import netns
+from netlab.load import engine, report, target
+
+DEFAULT_REQUESTS = 1000
+
+
+def _number(value: str | None, field: str, low: float, high: float, whole: bool,
+            example: str) -> float | int | None:
+    """``value`` as a number in [low, high]; raises BadInput naming ``field``."""
+    if value is None:
+        return None
+    try:
+        number = int(value) if whole else float(value)
+    except ValueError:
+        number = None
+    if number is None or not low <= number <= high:
+        what = "a whole number" if whole else "a number of seconds"
+        raise BadInput(f"{field}: {value[:40]!r} is not {what} from {low:g} to {high:g} "
+                       f"(hint: {field} {example})")
+    return number
+
+
+@click.command()
+@click.argument("lab", callback=common.lab_name)
+@click.argument("target_text", metavar="TARGET")
+@click.option("--requests", "-n", "requests", metavar="N",
+              help=f"Stop after N requests (default {DEFAULT_REQUESTS} without --duration).")
+@click.option("--concurrency", "-c", metavar="C", default="10", show_default=True,
+              help="Requests in flight at once.")
+@click.option("--duration", "-d", metavar="S", help="Stop issuing requests after S seconds.")
+@click.option("--timeout", metavar="S", default="3", show_default=True,
+              help="Per request, connect included.")
+@click.option("--from", "sender", default="client", show_default=True, metavar="client|TASK",
+              help="Send from the client namespace or from a task's.")
+@click.option("--keepalive", is_flag=True,
+              help="Reuse each worker's connection while the server keeps it open.")
+@common.json_option("One JSON document, every failure with its start time and kind.")
+def load(lab: str, target_text: str, requests: str | None, concurrency: str,
+         duration: str | None, timeout: str, sender: str, keepalive: bool,
+         as_json: bool) -> None:
+    """Send HTTP GETs to TARGET (NODE:PORT) from the client or a task, C at a time, until
+    N requests or S seconds; report rate, latency, errors, replies per task, and the
+    failures during and after each change of the lab (scale, node) that overlapped.
+
+    Exit 0 when every failure happened while a change converged, 1 otherwise.
+    SIGINT or SIGTERM ends the run early, with its report."""
+    n = _number(requests, "--requests", 1, 10_000_000, True, "1000")
+    c = _number(concurrency, "--concurrency", 1, 1000, True, "20")
+    d = _number(duration, "--duration", 0.1, 3600, False, "30")
+    t = _number(timeout, "--timeout", 0.1, 60, False, "3")
+    state = common.lab_state(common.store(), lab)
+    src = target.source(state, sender)
+    dst = target.destination(state, target_text, src)
+    spec = engine.LoadSpec(dst.ip, dst.port, dst.target,
+                           n if n is not None or d is not None else DEFAULT_REQUESTS,
+                           c, d, t, keepalive)
+    common.progress(f"sending to {dst.target} ({dst.ip}:{dst.port}) from {src.name}, "
+                    f"concurrency {c}")
+    stop = threading.Event()   # SIGINT/SIGTERM: no new request; report what was sent
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        outcomes, started, ended = netns.in_thread(src.netns, lambda: engine.run(spec, stop))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    changes = common.lab_state(common.store(), lab).changes   # as they are now, after the run
+    summary = report.summarize(outcomes, started, ended)
+    attributions, unexplained = report.attribute(outcomes, changes, started, ended)
+    if as_json:
+        click.echo(json.dumps(document(lab, spec, src, summary, attributions, unexplained,
+                                       outcomes, started, ended), indent=2))
+    else:
+        click.echo("\n".join(lines(lab, spec, src, summary, attributions, unexplained)))
+    if unexplained or any(a.failed_after for a in attributions):
+        sys.exit(1)
+
+
+def document(lab: str, spec: engine.LoadSpec, src: target.Source, s: report.Summary,
+             attributions: list[report.Attribution], unexplained: int,
+             outcomes: list[engine.Outcome], started: float, ended: float) -> dict:
+    """The ``--json`` document."""
+    return {
+        "lab": lab, "target": spec.host, "from": src.name, "concurrency": spec.concurrency,
+        "keepalive": spec.keepalive, "timeout_s": spec.timeout,
+        "started": started, "ended": ended, "seconds": s.seconds,
+        "requests": s.requests, "ok": s.ok, "failed": s.failed, "requests_per_s": s.rate,
+        "latency_ms": s.latency_ms, "errors": s.errors, "replies": s.replies,
+        "changes": [{"kind": a.change.kind, "what": a.change.what,
+                     "started": a.change.started, "converged": a.change.converged,
+                     "requests_during": a.requests_during, "failed_during": a.failed_during,
+                     "kinds_during": a.kinds_during, "requests_after": a.requests_after,
+                     "failed_after": a.failed_after} for a in attributions],
+        "unexplained_failures": unexplained,
+        "failures": [{"started": o.started, "elapsed_ms": o.elapsed_ms, "kind": o.kind,
+                      "detail": o.detail} for o in sorted(outcomes, key=lambda o: o.started)
+                     if not o.ok],
+    }
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}"
+
+
+def lines(lab: str, spec: engine.LoadSpec, src: target.Source, s: report.Summary,
+          attributions: list[report.Attribution], unexplained: int) -> list[str]:
+    """The text report."""
+    how = "keep-alive connections" if spec.keepalive else "a new connection each"
+    lat = s.latency_ms
+    out = [f"load {lab} {spec.host} from {src.name}: {s.requests} requests, {s.ok} ok, "
+           f"{s.failed} failed in {s.seconds:.2f} s ({s.rate:.1f} requests/s), "
+           f"concurrency {spec.concurrency}, {how}",
+           f"latency (ok requests): p50 {lat['p50']:.1f} ms  p90 {lat['p90']:.1f} ms  "
+           f"p99 {lat['p99']:.1f} ms  max {lat['max']:.1f} ms",
+           "errors: " + (", ".join(f"{k} {v}" for k, v in s.errors.items()) or "none"),
+           "replies per task: " + (", ".join(f"{k} {v}" for k, v in s.replies.items())
+                                   or "none")]
+    if attributions:
+        out.append("changes of the lab during the run (UTC):")
+    kinds: set[str] = set()
+    for a in attributions:
+        c = a.change
+        took = (f"converged after {c.converged - c.started:.2f} s" if c.converged is not None
+                else "NOT converged (interrupted?)")
+        detail = ", ".join(f"{k} {v}" for k, v in a.kinds_during.items())
+        out.append(f"  {c.label:<24} started {_clock(c.started)}, {took}: "
+                   f"{a.failed_during} of {a.requests_during} failed while converging"
+                   + (f" ({detail})" if detail else "")
+                   + f", {a.failed_after} of {a.requests_after} failed after it converged")
+        kinds |= set(a.kinds_during)
+    for kind in sorted(kinds):
+        out.append(f"  why {kind}: {report.WHY.get(kind, 'see the failures in --json')}")
+    if unexplained:
+        out.append(f"failures while no change was converging: {unexplained}")
+    return out

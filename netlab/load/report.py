@@ -1,0 +1,103 @@
+"""What a load run says: counts, rate, latency percentiles, errors by kind, replies per
+task, and the failures attributed to the lab's changes (pure; unit-tested).
+
+A failed request is *during* a change when it was in flight while the change
+converged (it started before the change converged and ended after it
+started); it is *after* a change when it started once the change had
+converged and ended before the next change started (one still in flight
+then is during the next change). On a mesh that loses nothing,
+every change has zero failures after it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from netlab.changelog import Change
+from netlab.load.engine import Outcome
+
+#: Why a request in flight during a change fails, by kind (printed with the attribution).
+WHY = {
+    "timeout": "its connection went to a task that vanished mid-way (namespace removed, or "
+               "its node cut off the LAN): nothing answers or resets, the client waits out "
+               "its timeout",
+    "reset": "its task's app stopped serving it, or its namespace was removed, while the "
+             "connection was open: the kernel answers with a reset",
+    "refused": "it reached a task port nobody listens on (an app not yet or no longer serving)",
+    "unreachable": "a route or neighbour on its path was gone while the nodes converged",
+    "short reply": "its connection closed before the whole answer came",
+}
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The numbers of one run."""
+
+    requests: int
+    ok: int
+    failed: int
+    seconds: float
+    rate: float                          # requests per second
+    latency_ms: dict[str, float]         # p50, p90, p99, max of the ok requests
+    errors: dict[str, int]               # kind -> count
+    replies: dict[str, int]              # "task@node" -> count
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The failures of a run against one change that overlapped it."""
+
+    change: Change
+    failed_during: int
+    failed_after: int
+    kinds_during: dict[str, int]
+    requests_during: int      # every request in flight while it converged, ok or not
+    requests_after: int       # every request started after it converged (and ended before the next)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile (0 < q <= 100) of sorted ``values`` (0 when empty)."""
+    if not values:
+        return 0.0
+    return values[max(1, math.ceil(q / 100 * len(values))) - 1]
+
+
+def summarize(outcomes: list[Outcome], started: float, ended: float) -> Summary:
+    """The numbers of a run of ``outcomes`` between ``started`` and ``ended`` (epoch s)."""
+    seconds = max(ended - started, 1e-9)
+    latencies = sorted(o.elapsed_ms for o in outcomes if o.ok)
+    ok = len(latencies)
+    return Summary(
+        requests=len(outcomes), ok=ok, failed=len(outcomes) - ok, seconds=round(seconds, 3),
+        rate=round(len(outcomes) / seconds, 1),
+        latency_ms={f"p{q}": percentile(latencies, q) for q in (50, 90, 99)}
+        | {"max": latencies[-1] if latencies else 0.0},
+        errors=dict(sorted(Counter(o.kind for o in outcomes if not o.ok).items())),
+        replies=dict(sorted(Counter(f"{o.task}@{o.node}" for o in outcomes if o.ok).items())))
+
+
+def attribute(outcomes: list[Outcome], changes: tuple[Change, ...], started: float,
+              ended: float) -> tuple[list[Attribution], int]:
+    """Each change that was converging at some time of the run [started, ended], with
+    its failures during and after it, and how many failures no change explains (they
+    ran while no change was converging).
+
+    A change never stamped converged (interrupted) counts every later failure as
+    during it.
+    """
+    out, explained = [], set()
+    for i, c in enumerate(changes):
+        nxt = changes[i + 1].started if i + 1 < len(changes) else math.inf
+        done = c.converged if c.converged is not None else math.inf
+        if not (c.started <= ended and done >= started):
+            continue
+        during = [o for o in outcomes if o.started < done and o.ended >= c.started]
+        after = [o for o in outcomes if done <= o.started and o.ended < nxt]
+        lost = [o for o in during if not o.ok]
+        explained.update(id(o) for o in lost)
+        out.append(Attribution(c, len(lost), sum(1 for o in after if not o.ok),
+                               dict(sorted(Counter(o.kind for o in lost).items())),
+                               len(during), len(after)))
+    return out, sum(1 for o in outcomes if not o.ok and id(o) not in explained)
