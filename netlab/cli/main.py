@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import sys
 
 import click
@@ -45,5 +46,23 @@ def _register() -> None:
 _register()
 
 
+def raise_open_files_limit() -> None:
+    """Lift this process's soft limit on open files to its hard limit.
+
+    Applying a plan holds a few descriptors per namespace at once (netlink
+    sockets, namespace files), so a lab of a few hundred namespaces passes
+    the usual soft limit of 1024 and ``scale`` failed with "Too many open
+    files". dockerd's unit sets ``LimitNOFILE=infinity`` for the same reason.
+    The hard limit is left alone; a refusal leaves the soft one as it was.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
 def main() -> None:
+    raise_open_files_limit()
     cli(prog_name="netlab")

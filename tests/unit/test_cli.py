@@ -156,3 +156,17 @@ def test_validate_json_lists_every_issue(tmp_path):
     assert doc["field"] == "nodes.n1.role" and (doc["line"], doc["column"]) == (1, 20)
     ok = CliRunner().invoke(cli, ["validate", "--json", SEED])
     assert ok.exit_code == 0 and json.loads(ok.stdout)["tasks"] == 2
+
+
+def test_main_lifts_the_open_files_soft_limit_to_the_hard_one():
+    """A lab of hundreds of namespaces needs more than the usual 1024 descriptors."""
+    import resource
+    from netlab.cli.main import raise_open_files_limit
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, before[1]), before[1]))
+        raise_open_files_limit()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        assert (soft, hard) == (before[1], before[1])
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
