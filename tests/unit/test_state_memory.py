@@ -88,7 +88,11 @@ def test_status_reports_drift_from_the_kernel_it_is_given(lab_dir):
     kernel = status_cli.readers().kernel
     kernel.namespaces.discard("nl-x.web.2")
     doc = json.loads(CliRunner().invoke(cli, ["status", "--json", "x"]).output)
-    assert {"netns": "nl-x.web.2", "kind": "netns", "detail": "namespace is missing"} in doc["drift"]
+    # Fields are only ever added to a drift item (status --json stays compatible).
+    assert [{k: d[k] for k in ("netns", "kind", "detail", "target")} for d in doc["drift"]] \
+        == [{"netns": "nl-x.web.2", "kind": "netns", "detail": "namespace is missing",
+             "target": "web.2"}]
+    assert {"object", "plan", "kernel", "hint"} <= set(doc["drift"][0])
     assert [n["exists"] for n in doc["namespaces"] if n["target"] == "web.2"] == [False]
 
 
