@@ -96,6 +96,26 @@ def test_status_reports_drift_from_the_kernel_it_is_given(lab_dir):
     assert [n["exists"] for n in doc["namespaces"] if n["target"] == "web.2"] == [False]
 
 
+
+def test_status_tells_the_kernel_what_the_lab_allows(lab_dir):
+    """A finished lab allows nothing; a change under way allows libnetwork's weight-0
+    steps, and a node that is down keeps its LAN port down."""
+    from dataclasses import replace
+
+    from netlab.kernel.drift import Allowance
+    _, store = lab_dir
+    kernel = status_cli.readers().kernel
+    assert CliRunner().invoke(cli, ["status", "--json", "x"]).exit_code == 0
+    assert kernel.allowed[-1] == Allowance()
+    st = store.load("x")
+    st.complete = False
+    st.model = replace(st.model, nodes=tuple(replace(n, state="down") if n.name == "node2" else n
+                                             for n in st.model.nodes))
+    store.save(st)
+    assert CliRunner().invoke(cli, ["status", "--json", "x"]).exit_code == 0
+    assert kernel.allowed[-1] == Allowance(changing=True,
+                                           links_down=frozenset({("nl-x.lan", "veth-node2")}))
+
 # -- the file ---------------------------------------------------------------------------------
 
 def _state(scenario: str = "three-nodes", lab: str = "x") -> state.LabState:
