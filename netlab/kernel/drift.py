@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netlab.plan.render import FwmarkService
-from netlab.plan.types import Address, FdbEntry, IpvsDest, IpvsService, Neighbour, NetnsItems, Route
+from netlab.plan.types import (Address, FdbEntry, IpvsDest, IpvsService, Neighbour, NetnsItems,
+                               Route, Vxlan)
 
 #: What to do about any drift: ``up`` converges the lab back to its plan.
 HINT = "netlab up SCENARIO --name LAB restores it"
@@ -104,14 +105,17 @@ class LinkWant:
     vxlan: tuple[tuple[str, int], ...] = ()
 
 
+def vxlan_attrs(v: Vxlan) -> tuple[tuple[str, int], ...]:
+    """The attributes a planned VXLAN must have, as the reader names them."""
+    return (("vni", v.vni), ("port", v.port), ("learning", int(v.learning)),
+            ("proxy", int(v.proxy)), ("l2miss", int(v.l2miss)), ("l3miss", int(v.l3miss)))
+
+
 def planned_links(netns: str, items: NetnsItems, allow: Allowance) -> list[LinkWant]:
     """Every interface the plan puts in ``netns`` (``lo`` included: up brings it up)."""
     out = [LinkWant("lo", "loopback", None)]
     out += [LinkWant(b.name, "bridge", b.mtu) for b in items.bridges]
-    out += [LinkWant(v.name, "vxlan", v.mtu, master=v.master,
-                     vxlan=(("vni", v.vni), ("port", v.port), ("learning", int(v.learning)),
-                            ("proxy", int(v.proxy)), ("l2miss", int(v.l2miss)),
-                            ("l3miss", int(v.l3miss))))
+    out += [LinkWant(v.name, "vxlan", v.mtu, master=v.master, vxlan=vxlan_attrs(v))
             for v in items.vxlans]
     for veth in items.veths:
         for end in (veth.a, veth.b):

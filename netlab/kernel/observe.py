@@ -18,19 +18,13 @@ from netlab.kernel import ipvs, netns
 from netlab.kernel.compare import KernelView, plan_drift
 from netlab.kernel.drift import Allowance, Drift, LinkSeen, NetnsSeen
 from netlab.kernel.iptables import SaveRead, split_tables
-from netlab.kernel.links import NUD_PERMANENT
+from netlab.kernel.links import NUD_PERMANENT, RT_TABLE_MAIN, RTPROT_KERNEL, vxlan_attrs
 from netlab.kernel.xtables import Backend
 from netlab.plan import names
 from netlab.plan.render import normalize_save
 from netlab.plan.types import Address, FdbEntry, Neighbour, Plan, Route
 
 IFF_UP = 0x1
-RTPROT_KERNEL = 2
-RT_TABLE_MAIN = 254
-_VXLAN_ATTRS = (("vni", "IFLA_VXLAN_ID"), ("port", "IFLA_VXLAN_PORT"),
-                ("learning", "IFLA_VXLAN_LEARNING"), ("proxy", "IFLA_VXLAN_PROXY"),
-                ("l2miss", "IFLA_VXLAN_L2MISS"), ("l3miss", "IFLA_VXLAN_L3MISS"))
-
 
 def _links(msgs: list) -> tuple[dict[int, str], tuple[LinkSeen, ...]]:
     by_index = {m["index"]: m.get_attr("IFLA_IFNAME") for m in msgs}
@@ -38,13 +32,10 @@ def _links(msgs: list) -> tuple[dict[int, str], tuple[LinkSeen, ...]]:
     for m in msgs:
         info = m.get_attr("IFLA_LINKINFO")
         kind = info.get_attr("IFLA_INFO_KIND") if info else None
-        data = info.get_attr("IFLA_INFO_DATA") if info and kind == "vxlan" else None
-        vxlan = tuple((k, int(data.get_attr(a))) for k, a in _VXLAN_ATTRS
-                      if data is not None and data.get_attr(a) is not None)
         master = m.get_attr("IFLA_MASTER")
         out.append(LinkSeen(m.get_attr("IFLA_IFNAME"), kind, m.get_attr("IFLA_MTU"),
                             bool(m["flags"] & IFF_UP), m.get_attr("IFLA_ADDRESS"),
-                            by_index.get(master) if master else None, vxlan))
+                            by_index.get(master) if master else None, vxlan_attrs(m)))
     return by_index, tuple(out)
 
 

@@ -62,6 +62,8 @@ def test_status_names_each_kind_of_drift_and_up_repairs_it(seed_lab):
     sh(ns("hello-a.1"), "ip", "route", "del", "default")
     sh(ns("client"), "ip", "link", "set", "eth0", "down")
     sh(ns("hello-a.2"), "ip", "addr", "add", "10.99.0.9/32", "dev", "eth0")
+    sh(ns("hello-a.1"), "ip", "route", "add", "10.50.0.0/16", "dev", "eth0")
+    sh(ns("node1/ov-ingress"), "ip", "link", "set", "vxlan0", "type", "vxlan", "nolearning")
     subprocess.run(["ip", "netns", "add", stray], check=True)
     try:
         doc = lab.status()
@@ -85,6 +87,8 @@ def test_status_names_each_kind_of_drift_and_up_repairs_it(seed_lab):
         ("client", "link eth0 state"): ("up", "down"),
         ("hello-a.2", "address 10.99.0.9/32 dev eth0"): ("absent", "10.99.0.9/32"),
         (stray, f"netns {stray}"): ("absent", "present"),
+        ("hello-a.1", "route 10.50.0.0/16"): ("absent", "10.50.0.0/16 dev eth0"),
+        ("node1/ov-ingress", "link vxlan0 learning"): ("1", "0"),
     }
     assert {k: (d["plan"], d["kernel"]) for k, d in found.items()} == want, doc["drift"]
     moved = found[("node1", "nat DOCKER-INGRESS rule 1")]["detail"]
@@ -92,7 +96,7 @@ def test_status_names_each_kind_of_drift_and_up_repairs_it(seed_lab):
     assert all(d["hint"] for d in doc["drift"])
     assert [r["rule"] for r in doc["user_rules"]] == ["-A DOCKER-USER -s 10.9.9.9/32 -j DROP"]
     text = netlab("status", lab.name).stdout
-    assert "node2/ingress_sbox ipvs: IPVS FWM" in text and "drift: 12 difference(s)" in text, text   # the stray is gone
+    assert "node2/ingress_sbox ipvs: IPVS FWM" in text and "drift: 14 difference(s)" in text, text   # the stray is gone
 
     netlab("up", str(lab.scenario), "--name", lab.name)
     after = lab.status()
