@@ -192,7 +192,7 @@ class SaveRead:
     ``parallel`` at a time (each exec is slow under emulation; the CPUs
     overlap them), started at once so the caller can read other things
     meanwhile; :meth:`result` waits for all of them. Raises IptablesError
-    when a tool is missing or fails.
+    when a tool is missing.
     """
 
     def __init__(self, paths: dict[str, str], backend: Backend, parallel: int = 8):
@@ -218,11 +218,16 @@ class SaveRead:
                                 f"{proc.stderr.strip()}")
         return proc.stdout
 
-    def result(self) -> dict[str, str]:
-        try:
-            return {name: f.result() for name, f in self._futures.items()}
-        finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+    def result(self) -> dict[str, str | IptablesError]:
+        """The save text of each namespace, or the error its tool gave."""
+        out: dict[str, str | IptablesError] = {}
+        for name, future in self._futures.items():
+            try:
+                out[name] = future.result()
+            except IptablesError as err:
+                out[name] = err
+        self._pool.shutdown(wait=True)
+        return out
 
 
 # -- the user's own rules ---------------------------------------------------

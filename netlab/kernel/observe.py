@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import os
 
+from netlab.errors import MissingFeature, NetlabError
 from netlab.kernel import ipvs, netns
 from netlab.kernel.compare import KernelView, plan_drift
 from netlab.kernel.drift import Allowance, Drift, LinkSeen, NetnsSeen
-from netlab.kernel.iptables import SaveRead, split_tables
+from netlab.kernel.iptables import IptablesError, SaveRead, split_tables
 from netlab.kernel.links import NUD_PERMANENT, RT_TABLE_MAIN, RTPROT_KERNEL, vxlan_attrs
 from netlab.kernel.xtables import Backend
 from netlab.plan import names
@@ -95,10 +96,14 @@ def read_netns(name: str, sysctls: list[str], with_ipvs: bool) -> NetnsSeen:
 
 def read_view(plan: Plan, backend: Backend) -> KernelView:
     """The kernel as it is for ``plan``'s lab: its namespaces and what each planned
-    one holds. Raises IptablesError when the save tool fails or is missing."""
+    one holds. Raises MissingFeature (exit 3) when the save tool or nsenter is
+    missing, NetlabError when it fails in a namespace that exists."""
     listed = tuple(netns.listed(names.lab_prefix(plan.lab)))
     present = [ns for ns in plan.netns if ns.name in listed]
-    saves = SaveRead({ns.name: netns.path(ns.name) for ns in present}, backend)
+    try:
+        saves = SaveRead({ns.name: netns.path(ns.name) for ns in present}, backend)
+    except IptablesError as err:
+        raise MissingFeature(str(err)) from None
     seen: dict[str, NetnsSeen] = {}
     try:
         for ns in present:
@@ -110,8 +115,14 @@ def read_view(plan: Plan, backend: Backend) -> KernelView:
                 continue     # gone while reading: reported missing
     finally:
         texts = saves.result()
-    for name, s in seen.items():
-        tables = {t: normalize_save(text) for t, text in split_tables(texts[name]).items()}
+    for name, s in list(seen.items()):
+        text = texts[name]
+        if isinstance(text, IptablesError):
+            if netns.exists(name):
+                raise NetlabError(f"status: {text}")
+            del seen[name]   # gone while reading: reported missing
+            continue
+        tables = {t: normalize_save(body) for t, body in split_tables(text).items()}
         seen[name] = NetnsSeen(s.links, s.addresses, s.routes, s.neighbours, s.fdb, s.sysctls,
                                tables, s.ipvs)
     return KernelView(listed, seen)
