@@ -176,9 +176,13 @@ def drop_stray_routes(nl: Netlink, netns: str, planned: set[str]) -> None:
             continue
         dst = "default" if r["dst_len"] == 0 else f"{r.get_attr('RTA_DST')}/{r['dst_len']}"
         if dst not in planned:
-            kw = {"dst": "0.0.0.0/0" if dst == "default" else dst}
-            if r.get_attr("RTA_OIF"):
-                kw["oif"] = r.get_attr("RTA_OIF")
+            # The kernel deletes only a route whose protocol and scope match the
+            # request's: pass the route's own, not pyroute2's defaults.
+            kw = {"dst": "0.0.0.0/0" if dst == "default" else dst, "table": RT_TABLE_MAIN,
+                  "proto": r["proto"], "scope": r["scope"], "type": r["type"]}
+            for key, attr in (("oif", "RTA_OIF"), ("gateway", "RTA_GATEWAY")):
+                if r.get_attr(attr):
+                    kw[key] = r.get_attr(attr)
             nl.do(netns, "route", "del", **kw)
 
 
