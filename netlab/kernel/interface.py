@@ -45,7 +45,8 @@ class Kernel(Protocol):
 
     def drift(self, plan: Plan, backend: Backend, allow: Allowance = Allowance()) -> list:
         """Every difference between ``plan`` and the kernel (``drift.Drift`` items), but
-        what ``allow`` allows; raises IptablesError when the rules cannot be read."""
+        what ``allow`` allows. Raises MissingFeature when a read tool is missing,
+        NetlabError when one fails."""
         ...
 
 
