@@ -365,15 +365,20 @@ def loaded(lab_name: str, store: StateStore) -> LabState:
     return state
 
 
+def links_down(lab: Lab) -> frozenset[tuple[str, str]]:
+    """(netns, ifname) of the links the lab keeps down: the LAN port of each node
+    that is down (``netlab node LAB NODE down``)."""
+    lan = names.lan_ns(lab.name)
+    return frozenset((lan, names.lan_port(n.name)) for n in lab.nodes if n.state == "down")
+
+
 def _cut(plan: Plan, lab: Lab) -> Plan:
     """``plan`` without the LAN ports of nodes that are down: applying it leaves
     them down (the kernel's apply brings up every port it is given)."""
-    down = {names.lan_port(n.name) for n in lab.nodes if n.state == "down"}
+    down = links_down(lab)
     if not down:
         return plan
-    lan = names.lan_ns(lab.name)
-    return replace(plan, veths=tuple(v for v in plan.veths
-                                     if not (v.a.netns == lan and v.a.name in down)))
+    return replace(plan, veths=tuple(v for v in plan.veths if (v.a.netns, v.a.name) not in down))
 
 
 def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress,

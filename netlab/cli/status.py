@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 import click
 
+from netlab import lifecycle
 from netlab.cli import common
 from netlab.kernel import netns
+from netlab.kernel.drift import Allowance
 from netlab.kernel.interface import Kernel, LinuxKernel
 from netlab.kernel.xtables import DESCRIPTION
 from netlab.state import LabState
@@ -41,7 +43,9 @@ def status_of(state: LabState, readers: Readers) -> dict:
     alone (never from the scenario file), compared with what ``readers`` see."""
     lab, a = state.model, state.allocations
     plan = common.plan_from_state(state)
-    diffs = readers.kernel.drift(plan, state.iptables)
+    # A change under way (scale, node) has its plan's weights at 0 on the way: not drift.
+    allow = Allowance(changing=not state.complete, links_down=lifecycle.links_down(lab))
+    diffs = readers.kernel.drift(plan, state.iptables, allow)
     pid = state.supervisor_pid
     return {
         "lab": lab.name,
@@ -68,10 +72,16 @@ def status_of(state: LabState, readers: Readers) -> dict:
                      "state": t.state} for t in state.desired_tasks],
         "namespaces": [{"target": ns.target, "netns": ns.name, "role": ns.role,
                         "exists": readers.netns_exists(ns.name)} for ns in plan.netns],
-        "drift": [dataclasses.asdict(d) for d in diffs if d.kind != "user-rule"],
+        "drift": [_concrete(dataclasses.asdict(d), state) for d in diffs if d.kind != "user-rule"],
         # Rules a user added to DOCKER-USER: kept by up, as Docker keeps them; not drift.
         "user_rules": [{"netns": d.netns, "rule": d.detail} for d in diffs if d.kind == "user-rule"],
     }
+
+
+def _concrete(drift: dict, state: LabState) -> dict:
+    """A drift item whose hint names this lab's scenario and name."""
+    hint = drift["hint"].replace("SCENARIO --name LAB", f"{state.scenario} --name {state.lab}")
+    return {**drift, "hint": hint}
 
 
 @click.command()
@@ -106,6 +116,7 @@ def status(lab: str | None, as_json: bool) -> None:
     if doc["drift"]:
         click.echo(f"drift: {len(doc['drift'])} difference(s) from the plan")
         for d in doc["drift"]:
-            click.echo(f"  {d['netns']} {d['kind']}: {d['detail']}")
+            click.echo(f"  {d['target'] or d['netns']} {d['kind']}: {d['detail']}")
+        click.echo("  hint: " + "; ".join(dict.fromkeys(d["hint"] for d in doc["drift"])))
     else:
         click.echo("drift: none (the kernel matches the plan)")

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from netlab.kernel import apply as kernel_apply
 from netlab.kernel.apply import ApplyStats
+from netlab.kernel.drift import Allowance
 from netlab.kernel.xtables import Backend
 from netlab.plan.types import Plan
 
@@ -42,8 +43,10 @@ class Kernel(Protocol):
         """Delete the namespaces ``names``; returns how many existed."""
         ...
 
-    def drift(self, plan: Plan, backend: Backend) -> list:
-        """Every difference between ``plan`` and the kernel (``observe.Drift`` items)."""
+    def drift(self, plan: Plan, backend: Backend, allow: Allowance = Allowance()) -> list:
+        """Every difference between ``plan`` and the kernel (``drift.Drift`` items), but
+        what ``allow`` allows. Raises MissingFeature when a read tool is missing,
+        NetlabError when one fails."""
         ...
 
 
@@ -70,6 +73,6 @@ class LinuxKernel:
     def teardown(self, names: list[str]) -> int:
         return kernel_apply.teardown(names)
 
-    def drift(self, plan: Plan, backend: Backend) -> list:
+    def drift(self, plan: Plan, backend: Backend, allow: Allowance = Allowance()) -> list:
         from netlab.kernel.observe import drift   # reads the kernel back; imported when asked
-        return drift(plan, backend)
+        return drift(plan, backend, allow)

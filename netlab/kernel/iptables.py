@@ -185,6 +185,51 @@ class CounterRead:
         return out
 
 
+class SaveRead:
+    """The save text of several namespaces, read in the background, a few side by side.
+
+    One ``nsenter --net=PATH iptables-<backend>-save`` per namespace, at most
+    ``parallel`` at a time (each exec is slow under emulation; the CPUs
+    overlap them), started at once so the caller can read other things
+    meanwhile; :meth:`result` waits for all of them. Raises IptablesError
+    when a tool is missing.
+    """
+
+    def __init__(self, paths: dict[str, str], backend: Backend, parallel: int = 8):
+        from concurrent.futures import ThreadPoolExecutor
+        nsenter, save = find_tool("nsenter"), find_tool(save_tool(backend))
+        if nsenter is None or save is None:
+            raise IptablesError(f"{'nsenter' if nsenter is None else save_tool(backend)} is missing "
+                                "(hint: apt-get install util-linux iptables)")
+        self._nsenter, self._save = nsenter, save
+        self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="netlab-save")
+        self._futures = {name: self._pool.submit(self._one, name, path)
+                         for name, path in paths.items()}
+
+    def _one(self, name: str, path: str) -> str:
+        argv = [self._nsenter, f"--net={path}", self._save]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT,
+                                  stdin=subprocess.DEVNULL, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise IptablesError(f"iptables-save in {name}: {exc}") from exc
+        if proc.returncode != 0:
+            raise IptablesError(f"iptables-save in {name} failed (exit {proc.returncode}): "
+                                f"{proc.stderr.strip()}")
+        return proc.stdout
+
+    def result(self) -> dict[str, str | IptablesError]:
+        """The save text of each namespace, or the error its tool gave."""
+        out: dict[str, str | IptablesError] = {}
+        for name, future in self._futures.items():
+            try:
+                out[name] = future.result()
+            except IptablesError as err:
+                out[name] = err
+        self._pool.shutdown(wait=True)
+        return out
+
+
 # -- the user's own rules ---------------------------------------------------
 
 #: The chain Docker leaves to its users: it creates it (``-j RETURN``) and

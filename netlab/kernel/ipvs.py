@@ -26,8 +26,12 @@ class ObservedService:
     dests: tuple[IpvsDest, ...]
 
 
-def _ipvs(netns: str):
+def _ipvs(netns: str | None):
+    """A generic-netlink IPVS session in ``netns``; None: the caller's own namespace
+    (a thread that entered one, see :func:`netlab.kernel.netns.in_thread`)."""
     from pyroute2 import IPVS
+    if netns is None:
+        return IPVS()
     patient_pyroute2()
     return IPVS(netns=netns, flags=0)
 
@@ -45,8 +49,8 @@ def _dest(d: IpvsDest):
     return IPVSDest(addr=d.addr, port=d.port, fwd_method=FWD[d.forward], weight=d.weight)
 
 
-def read(netns: str) -> list[ObservedService]:
-    """The fwmark services in ``netns`` and their destinations."""
+def read(netns: str | None) -> list[ObservedService]:
+    """The fwmark services in ``netns`` (None: the calling thread's) and their destinations."""
     from pyroute2 import IPVSDest, IPVSService
     out = []
     with _ipvs(netns) as ipvs:

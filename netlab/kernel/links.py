@@ -16,6 +16,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import ndmsg
 
+from netlab.kernel.drift import vxlan_attrs as planned_vxlan_attrs
 from netlab.kernel.netns import patient_pyroute2
 from netlab.plan.types import Plan, Veth, Vxlan
 
@@ -93,10 +94,33 @@ def ensure_veth(nl: Netlink, veth: Veth) -> None:
         _bring_up(nl, end.netns, end.name, **attrs)
 
 
+VXLAN_ATTRS = (("vni", "IFLA_VXLAN_ID"), ("port", "IFLA_VXLAN_PORT"),
+               ("learning", "IFLA_VXLAN_LEARNING"), ("proxy", "IFLA_VXLAN_PROXY"),
+               ("l2miss", "IFLA_VXLAN_L2MISS"), ("l3miss", "IFLA_VXLAN_L3MISS"))
+
+
+def vxlan_attrs(msg) -> tuple[tuple[str, int], ...]:
+    """(attribute, value) of a VXLAN link message, as :data:`VXLAN_ATTRS` names them;
+    () for another kind of link."""
+    info = msg.get_attr("IFLA_LINKINFO")
+    if not info or info.get_attr("IFLA_INFO_KIND") != "vxlan":
+        return ()
+    data = info.get_attr("IFLA_INFO_DATA")
+    return tuple((k, int(data.get_attr(a))) for k, a in VXLAN_ATTRS
+                 if data is not None and data.get_attr(a) is not None)
+
+
 def ensure_vxlan(nl: Netlink, vx: Vxlan) -> None:
     """Create the VXLAN in the node's host namespace (its UDP socket stays
-    there, on the underlay), move it into the overlay namespace and rename it."""
-    if nl.index(vx.netns, vx.name) is None:
+    there, on the underlay), move it into the overlay namespace and rename it.
+    One whose VXLAN attributes differ from ``vx`` (``ip link set … type vxlan
+    nolearning``) is made again: the kernel cannot change most of them in place."""
+    idx = nl.index(vx.netns, vx.name)
+    if idx is not None and vxlan_attrs(nl.do(vx.netns, "link", "get", index=idx)[0]) != \
+            planned_vxlan_attrs(vx):
+        nl.do(vx.netns, "link", "del", index=idx)
+        idx = None
+    if idx is None:
         temp = f"vx-{vx.vni:06x}-ingre"[:15]
         old = nl.index(vx.underlay_netns, temp)
         if old is not None:
@@ -137,6 +161,29 @@ def ensure_route(nl: Netlink, netns: str, dst: str, gateway: str | None, ifname:
         kw["gateway"] = gateway
     kw["dst"] = "0.0.0.0/0" if dst == "default" else dst
     nl.do(netns, "route", "replace", **kw)
+
+
+RTPROT_KERNEL = 2
+RT_TABLE_MAIN = 254
+
+
+def drop_stray_routes(nl: Netlink, netns: str, planned: set[str]) -> None:
+    """Delete the main table's IPv4 routes of ``netns`` whose destination (``default``
+    or a CIDR) the plan does not have; connected routes (the kernel's) stay."""
+    nl.requests += 1
+    for r in nl(netns).get_routes(family=2):
+        if r.get_attr("RTA_TABLE", r["table"]) != RT_TABLE_MAIN or r["proto"] == RTPROT_KERNEL:
+            continue
+        dst = "default" if r["dst_len"] == 0 else f"{r.get_attr('RTA_DST')}/{r['dst_len']}"
+        if dst not in planned:
+            # The kernel deletes only a route whose protocol and scope match the
+            # request's: pass the route's own, not pyroute2's defaults.
+            kw = {"dst": "0.0.0.0/0" if dst == "default" else dst, "table": RT_TABLE_MAIN,
+                  "proto": r["proto"], "scope": r["scope"], "type": r["type"]}
+            for key, attr in (("oif", "RTA_OIF"), ("gateway", "RTA_GATEWAY")):
+                if r.get_attr(attr):
+                    kw[key] = r.get_attr(attr)
+            nl.do(netns, "route", "del", **kw)
 
 
 def sync_peers(nl: Netlink, netns: str, ifname: str,
@@ -183,6 +230,11 @@ def apply_links(nl: Netlink, plan: Plan) -> None:
         by_ns[a.netns].append((a.ifname, a.cidr, a.broadcast))
     for netns, wanted in by_ns.items():
         sync_addresses(nl, netns, wanted)
+    routed: dict[str, set[str]] = {ns.name: set() for ns in plan.netns}
+    for r in plan.routes:
+        routed.setdefault(r.netns, set()).add(r.dst)
+    for netns, dsts in routed.items():
+        drop_stray_routes(nl, netns, dsts)
     for r in plan.routes:
         ensure_route(nl, r.netns, r.dst, r.gateway, r.ifname)
     peers: dict[tuple[str, str], tuple[list, list]] = defaultdict(lambda: ([], []))

@@ -1,104 +1,156 @@
-"""Read the kernel back and compare it with the plan: what ``status`` calls drift.
+"""Read the kernel back for one lab and compare it with the plan: what ``status`` calls drift.
 
-Each difference is one :class:`Drift` naming the namespace, the kind of
-object and what differs. iptables tables are compared as save text (counters
-aside), IPVS as ``ipvsadm -Ln`` text, FDB and neighbour entries as sets.
+Few round trips: every planned namespace is read in one short-lived thread
+that enters it (:func:`netlab.kernel.netns.in_thread`): one rtnetlink
+session dumps its links, addresses, routes, neighbours and FDB, the planned
+sysctls are read from /proc/sys (which follows the reading thread's
+namespace), and, where the plan has IPVS services or the namespace is a
+sandbox, one generic-netlink session dumps IPVS. Meanwhile one
+``iptables-<backend>-save`` per namespace runs in the background, a few side
+by side. The comparison itself is pure: :mod:`netlab.kernel.compare`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
 
+from netlab.errors import MissingFeature, NetlabError
 from netlab.kernel import etcnetns, ipvs, netns
-from netlab.kernel.apply import table_specs
-from netlab.kernel.iptables import read_tables, user_rules, with_user_rules
+from netlab.kernel.compare import KernelView, plan_drift
+from netlab.kernel.drift import Allowance, Drift, LinkSeen, NetnsSeen
+from netlab.kernel.iptables import IptablesError, SaveRead, split_tables
+from netlab.kernel.links import NUD_PERMANENT, RT_TABLE_MAIN, RTPROT_KERNEL, vxlan_attrs
 from netlab.kernel.xtables import Backend
-from netlab.kernel.links import NUD_PERMANENT, Netlink
-from netlab.plan.render import ipvsadm
-from netlab.plan.types import Plan
+from netlab.plan import names
+from netlab.plan.render import normalize_save
+from netlab.plan.types import Address, FdbEntry, Neighbour, Plan, Route
 
+IFF_UP = 0x1
 
-@dataclass(frozen=True)
-class Drift:
-    netns: str
-    kind: str        # netns, link, iptables, ipvs, fdb, neigh, etc; user-rule: not drift, a note
-    detail: str
-
-
-def _links(nl: Netlink, plan: Plan, present: set[str]) -> list[Drift]:
-    wanted: list[tuple[str, str]] = [(b.netns, b.name) for b in plan.bridges]
-    wanted += [(v.netns, v.name) for v in plan.vxlans]
-    for veth in plan.veths:
-        wanted += [(veth.a.netns, veth.a.name), (veth.b.netns, veth.b.name)]
-    return [Drift(ns, "link", f"{name} is missing") for ns, name in wanted
-            if ns in present and nl.index(ns, name) is None]
-
-
-def _peers(nl: Netlink, plan: Plan, present: set[str]) -> list[Drift]:
+def _links(msgs: list) -> tuple[dict[int, str], tuple[LinkSeen, ...]]:
+    by_index = {m["index"]: m.get_attr("IFLA_IFNAME") for m in msgs}
     out = []
-    for vx in plan.vxlans:
-        if vx.netns not in present:
+    for m in msgs:
+        info = m.get_attr("IFLA_LINKINFO")
+        kind = info.get_attr("IFLA_INFO_KIND") if info else None
+        master = m.get_attr("IFLA_MASTER")
+        out.append(LinkSeen(m.get_attr("IFLA_IFNAME"), kind, m.get_attr("IFLA_MTU"),
+                            bool(m["flags"] & IFF_UP), m.get_attr("IFLA_ADDRESS"),
+                            by_index.get(master) if master else None, vxlan_attrs(m)))
+    return by_index, tuple(out)
+
+
+def read_netlink(name: str) -> NetnsSeen:
+    """Links, IPv4 addresses, main-table routes (connected ones aside), permanent
+    neighbours and remote FDB entries of the namespace this thread is in."""
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        by_index, links = _links(list(ipr.get_links()))
+        addrs = tuple(Address(name, by_index.get(a["index"], "?"),
+                              f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}",
+                              a.get_attr("IFA_BROADCAST"))
+                      for a in ipr.get_addr(family=2) if by_index.get(a["index"]) != "lo")
+        routes = []
+        for r in ipr.get_routes(family=2):
+            if r.get_attr("RTA_TABLE", r["table"]) != RT_TABLE_MAIN or r["proto"] == RTPROT_KERNEL:
+                continue
+            dst = "default" if r["dst_len"] == 0 else f"{r.get_attr('RTA_DST')}/{r['dst_len']}"
+            routes.append(Route(name, dst, r.get_attr("RTA_GATEWAY"),
+                                by_index.get(r.get_attr("RTA_OIF"), "?")))
+        neigh = tuple(Neighbour(name, by_index.get(n["ifindex"], "?"), n.get_attr("NDA_DST"),
+                                n.get_attr("NDA_LLADDR") or "none")
+                      for n in ipr.get_neighbours(family=2) if n["state"] & NUD_PERMANENT)
+        fdb = tuple(FdbEntry(name, by_index.get(f["ifindex"], "?"), f.get_attr("NDA_LLADDR"),
+                             f.get_attr("NDA_DST"))
+                    for f in ipr.fdb("dump") if f.get_attr("NDA_DST"))
+    return NetnsSeen(links, addrs, tuple(routes), neigh, fdb)
+
+
+def read_sysctls(keys: list[str]) -> dict[str, str | None]:
+    """/proc/sys values of ``keys`` in this thread's namespace; None for an absent
+    file; IPv6 keys are left out where the kernel has no IPv6 (as apply skips them)."""
+    out: dict[str, str | None] = {}
+    for key in keys:
+        if key.startswith("net.ipv6.") and not os.path.isdir("/proc/sys/net/ipv6"):
             continue
-        idx = nl.index(vx.netns, vx.name)
-        if idx is None:
-            continue
-        want_fdb = {(f.mac, f.dst) for f in plan.items_in(vx.netns).fdb}
-        have_fdb = {(f.get_attr("NDA_LLADDR"), f.get_attr("NDA_DST"))
-                    for f in nl(vx.netns).fdb("dump", ifindex=idx)
-                    if f["ifindex"] == idx and f.get_attr("NDA_DST")}
-        out += [Drift(vx.netns, "fdb", f"missing {m} dst {d}") for m, d in sorted(want_fdb - have_fdb)]
-        out += [Drift(vx.netns, "fdb", f"unexpected {m} dst {d}") for m, d in sorted(have_fdb - want_fdb)]
-        want_n = {(n.ip, n.mac) for n in plan.items_in(vx.netns).neighbours}
-        have_n = {(n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR"))
-                  for n in nl(vx.netns).get_neighbours(ifindex=idx, family=2)
-                  if n["state"] & NUD_PERMANENT}
-        out += [Drift(vx.netns, "neigh", f"missing {i} lladdr {m}") for i, m in sorted(want_n - have_n)]
-        out += [Drift(vx.netns, "neigh", f"unexpected {i} lladdr {m}") for i, m in sorted(have_n - want_n)]
+        try:
+            with open("/proc/sys/" + key.replace(".", "/")) as f:
+                out[key] = f.read().strip()
+        except FileNotFoundError:
+            out[key] = None
     return out
 
 
-def drift(plan: Plan, backend: Backend) -> list[Drift]:
-    """Every difference between ``plan`` and the kernel (rules read from
-    ``backend``); empty when they agree."""
-    out: list[Drift] = []
-    present = {ns.name for ns in plan.netns if netns.exists(ns.name)}
-    out += [Drift(ns.name, "netns", "namespace is missing") for ns in plan.netns
-            if ns.name not in present]
-    nl = Netlink()
+def read_netns(name: str, sysctls: list[str], with_ipvs: bool) -> NetnsSeen:
+    """Everything but iptables of namespace ``name``, read by one thread inside it.
+
+    Raises NetnsError when the namespace is gone or cannot be entered.
+    """
+    def inside() -> NetnsSeen:
+        seen = read_netlink(name)
+        return NetnsSeen(seen.links, seen.addresses, seen.routes, seen.neighbours, seen.fdb,
+                         read_sysctls(sysctls), {},
+                         tuple(ipvs.read(None)) if with_ipvs else None)
+    return netns.in_thread(name, inside)
+
+
+def read_view(plan: Plan, backend: Backend) -> KernelView:
+    """The kernel as it is for ``plan``'s lab: its namespaces and what each planned
+    one holds. Raises MissingFeature (exit 3) when the save tool or nsenter is
+    missing, NetlabError when it fails in a namespace that exists."""
+    listed = tuple(netns.listed(names.lab_prefix(plan.lab)))
+    present = [ns for ns in plan.netns if ns.name in listed]
     try:
-        out += _links(nl, plan, present)
-        out += _peers(nl, plan, present)
+        saves = SaveRead({ns.name: netns.path(ns.name) for ns in present}, backend)
+    except IptablesError as err:
+        raise MissingFeature(str(err)) from None
+    seen: dict[str, NetnsSeen] = {}
+    try:
+        for ns in present:
+            items = plan.items_in(ns.name)
+            try:
+                seen[ns.name] = read_netns(ns.name, [s.key for s in items.sysctls],
+                                           bool(items.ipvs) or ns.role == "sandbox")
+            except netns.NetnsError:
+                continue     # gone while reading: reported missing
     finally:
-        nl.close()
-    for ns in plan.netns:
-        if ns.name not in present:
+        texts = saves.result()
+    for name, s in list(seen.items()):
+        text = texts[name]
+        if isinstance(text, IptablesError):
+            if netns.exists(name):
+                raise NetlabError(f"status: {text}")
+            del seen[name]   # gone while reading: reported missing
             continue
-        specs = table_specs(plan, ns.name)
-        if specs:
-            have = netns.run_in(ns.name, read_tables, backend, tuple(s.table for s in specs))
-            for spec in specs:
-                kept = user_rules(have[spec.table])
-                out += [Drift(ns.name, "user-rule", line) for line in kept]
-                want_lines = with_user_rules(spec.save_text(), kept).splitlines()
-                have_lines = have[spec.table].splitlines()
-                for line in want_lines:
-                    if line not in have_lines:
-                        out.append(Drift(ns.name, "iptables", f"{spec.table}: missing {line}"))
-                for line in have_lines:
-                    if line not in want_lines:
-                        out.append(Drift(ns.name, "iptables", f"{spec.table}: unexpected {line}"))
-                if sorted(want_lines) == sorted(have_lines) and want_lines != have_lines:
-                    out.append(Drift(ns.name, "iptables", f"{spec.table}: rules are out of order"))
+        tables = {t: normalize_save(body) for t, body in split_tables(text).items()}
+        seen[name] = NetnsSeen(s.links, s.addresses, s.routes, s.neighbours, s.fdb, s.sysctls,
+                               tables, s.ipvs)
+    return KernelView(listed, seen)
+
+
+def drift(plan: Plan, backend: Backend, allow: Allowance = Allowance()) -> list[Drift]:
+    """Every difference between ``plan`` and the kernel (rules read from ``backend``);
+    empty when they agree. See :func:`netlab.kernel.compare.plan_drift`."""
+    view = read_view(plan, backend)
+    return plan_drift(plan, view, allow) + etc_drift(plan, view)
+
+
+def etc_drift(plan: Plan, view: KernelView, root=etcnetns.ETC_NETNS) -> list[Drift]:
+    """The files ``ip netns exec`` mounts over /etc (a task's resolv.conf and
+    hosts, see :mod:`netlab.kernel.etcnetns`) that are missing or differ, for
+    the namespaces that exist."""
+    out = []
+    for ns in plan.netns:
         files = plan.items_in(ns.name).etc_files
-        if files:
-            have_files = etcnetns.read(ns.name)
-            out += [Drift(ns.name, "etc", f"/etc/netns/{ns.name}/{f.name} "
-                          + ("is missing" if f.name not in have_files else "differs"))
-                    for f in files if have_files.get(f.name) != f.content]
-        if ns.role == "sandbox":
-            want = ipvsadm(plan.items_in(ns.name).ipvs)
-            have_text = ipvsadm(ipvs.read(ns.name))
-            if want != have_text:
-                out.append(Drift(ns.name, "ipvs", "IPVS services differ:\nwant:\n" + want
-                                 + "\nhave:\n" + have_text))
+        if not files or ns.name not in view.seen:
+            continue
+        have = etcnetns.read(ns.name, root)
+        for f in files:
+            if have.get(f.name) == f.content:
+                continue
+            path = f"/etc/netns/{ns.name}/{f.name}"
+            state = "absent" if f.name not in have else "other content"
+            out.append(Drift(ns.name, "etc", f"{path} is {'missing' if state == 'absent' else 'changed'}",
+                             target=ns.target, object=f"file {path}", plan="netlab's content",
+                             kernel=state))
     return out

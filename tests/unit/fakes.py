@@ -27,6 +27,7 @@ class FakeKernel:
     steps: list[tuple] = field(default_factory=list)
     weights: dict[tuple[str, int, str], int] = field(default_factory=dict)
     links_down: set[tuple[str, str]] = field(default_factory=set)
+    allowed: list = field(default_factory=list)     # the Allowance of each drift call
 
     def apply(self, plan: Plan, backend: str, stale: list[str], progress) -> ApplyStats:
         self.applied.append((plan, backend, list(stale)))
@@ -67,9 +68,10 @@ class FakeKernel:
         self.namespaces -= set(gone)
         return len(gone)
 
-    def drift(self, plan: Plan, backend: str) -> list:
-        from netlab.kernel.observe import Drift
-        return [Drift(ns.name, "netns", "namespace is missing") for ns in plan.netns
+    def drift(self, plan: Plan, backend: str, allow=None) -> list:
+        from netlab.kernel.drift import Drift
+        self.allowed.append(allow)
+        return [Drift(ns.name, "netns", "namespace is missing", ns.target) for ns in plan.netns
                 if ns.name not in self.namespaces] + list(self.diffs)
 
 

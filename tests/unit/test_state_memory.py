@@ -88,9 +88,33 @@ def test_status_reports_drift_from_the_kernel_it_is_given(lab_dir):
     kernel = status_cli.readers().kernel
     kernel.namespaces.discard("nl-x.web.2")
     doc = json.loads(CliRunner().invoke(cli, ["status", "--json", "x"]).output)
-    assert {"netns": "nl-x.web.2", "kind": "netns", "detail": "namespace is missing"} in doc["drift"]
+    # Fields are only ever added to a drift item (status --json stays compatible).
+    assert [{k: d[k] for k in ("netns", "kind", "detail", "target")} for d in doc["drift"]] \
+        == [{"netns": "nl-x.web.2", "kind": "netns", "detail": "namespace is missing",
+             "target": "web.2"}]
+    assert {"object", "plan", "kernel", "hint"} <= set(doc["drift"][0])
     assert [n["exists"] for n in doc["namespaces"] if n["target"] == "web.2"] == [False]
 
+
+
+def test_status_tells_the_kernel_what_the_lab_allows(lab_dir):
+    """A finished lab allows nothing; a change under way allows libnetwork's weight-0
+    steps, and a node that is down keeps its LAN port down."""
+    from dataclasses import replace
+
+    from netlab.kernel.drift import Allowance
+    _, store = lab_dir
+    kernel = status_cli.readers().kernel
+    assert CliRunner().invoke(cli, ["status", "--json", "x"]).exit_code == 0
+    assert kernel.allowed[-1] == Allowance()
+    st = store.load("x")
+    st.complete = False
+    st.model = replace(st.model, nodes=tuple(replace(n, state="down") if n.name == "node2" else n
+                                             for n in st.model.nodes))
+    store.save(st)
+    assert CliRunner().invoke(cli, ["status", "--json", "x"]).exit_code == 0
+    assert kernel.allowed[-1] == Allowance(changing=True,
+                                           links_down=frozenset({("nl-x.lan", "veth-node2")}))
 
 # -- the file ---------------------------------------------------------------------------------
 
