@@ -260,6 +260,15 @@ def plan_items(nodes: int, services: Sequence[ServiceSpec], tasks: Sequence[Task
     ports = {s.service.name: len(s.service.ingress_ports) for s in services}
     every = {s.service.name: len(s.service.ports) for s in services}
     per_node = 54 + 4 * sum(ports.values()) + 3 * len(ports) + 2 * (nodes + len(tasks))
+    # Per user network and node: its two namespaces (~20 items), 4 per service on it
+    # (VIP, mark, IPVS), a neighbour and an FDB entry per endpoint; 3 per task on it.
+    on: dict[str, list[ServiceSpec]] = {}
+    for s in services:
+        for net in s.service.networks:
+            on.setdefault(net, []).append(s)
+    for specs in on.values():
+        on_net = sum(s.service.replicas for s in specs)
+        per_node += 20 + 4 * len(specs) + 2 * (nodes + on_net) + 3 * on_net
     return 5 + nodes * per_node + sum(13 + 3 * every.get(t.service, 0) for t in tasks)
 
 

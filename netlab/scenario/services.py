@@ -176,8 +176,11 @@ def _read_service(entry: Entry, log: IssueLog,
     ports: list[PortSpec] = []
     written = 0
     networks: tuple[str, ...] = ()
+    networks_ok = True
     if (n := body.get("networks")) is not None:
+        ahead = log.count()
         networks = _read_networks(n, field(path, "networks"), known_networks, log)
+        networks_ok = log.count() == ahead
     expose: tuple[int, ...] = ()
     if (x := body.get("expose")) is not None:
         expose = _read_expose(x, field(path, "expose"), log)
@@ -188,7 +191,7 @@ def _read_service(entry: Entry, log: IssueLog,
                 f"EndpointSpec: {DNSRR_INGRESS}",
                 "Swarm refuses it the same way: publish the port with mode: host, or use "
                 "endpoint_mode: vip (the default)", deploy.endpoint_mode_pos)
-    if written == 0 and not networks and n is None:
+    if written == 0 and not networks and networks_ok:
         where = e.value.pos if e is not None else entry.key_pos
         log.add(field(path, "ports") if e is not None else path,
                 "the service publishes no port through the ingress routing mesh",

@@ -319,3 +319,19 @@ def test_status_of_a_network_lab_lists_networks_and_vips():
         {"network": "backend", "vip": "10.0.1.7", "fwmark": 258}]
     cache = next(s for s in doc["services"] if s["name"] == "cache")
     assert cache["networks"] == [{"network": "backend", "vip": None, "fwmark": None}]
+
+
+def test_an_empty_networks_list_still_needs_a_port():
+    found = issues(BASE + "services: {s: {networks: []}}")
+    assert [i.path for i in found] == ["services.s"]
+    assert "publishes no port" in found[0].message
+
+
+def test_trace_facts_know_every_overlay_address_and_lb_sandbox():
+    from netlab.trace.facts import lab_facts
+    lab = load_lab(EW)
+    a = ipam.allocate(lab)
+    facts = lab_facts(lab, a, build_plan(lab, a))
+    assert facts.tasks_by_ip["10.0.1.8"] == ("api.1", "node1")
+    assert facts.tasks_by_ip["10.0.0.5"] == ("web.1", "node1")
+    assert facts.owner_of_mac["02:42:0a:00:01:03"] == "node2/lb-backend"
