@@ -335,3 +335,29 @@ def test_trace_facts_know_every_overlay_address_and_lb_sandbox():
     assert facts.tasks_by_ip["10.0.1.8"] == ("api.1", "node1")
     assert facts.tasks_by_ip["10.0.0.5"] == ("web.1", "node1")
     assert facts.owner_of_mac["02:42:0a:00:01:03"] == "node2/lb-backend"
+
+
+def test_scale_deweights_and_weights_every_lb_sandbox(tmp_path):
+    from netlab import converge, lifecycle, state
+    from tests.unit.fakes import FakeHost
+    lab = load_lab(EW)
+    store, fake = state.StateStore(tmp_path / "store"), FakeHost()
+    lifecycle.up(lab, str(EW), store, "legacy", host=fake.host())
+    lbs = {ns for ns in fake.kernel.namespaces if ns.endswith("lb-backend")}
+    assert len(lbs) == 2
+    fake.kernel.steps.clear()
+    result = converge.scale(lab.name, {"api": 4}, store, host=fake.host())
+    assert [c.task for c in result.added] == ["api.4"]
+    ip = str(result.allocations.networks["backend"].tasks["api.4"])
+    # the new destination is added at weight 0 in both lb-backend sandboxes, then weighted 1
+    weighted = [s for s in fake.kernel.steps if s[0] == "weight" and s[3] == ip]
+    assert {(s[1], s[4]) for s in weighted} == {(ns, 1) for ns in lbs}
+    fake.kernel.steps.clear()
+    result = converge.scale(lab.name, {"api": 3}, store, host=fake.host())
+    (gone,) = result.removed
+    assert gone.addresses and gone.task.startswith("api.")
+    deweighted = [s for s in fake.kernel.steps if s[0] == "weight" and s[4] == 0]
+    assert {s[1] for s in deweighted} == lbs
+    assert {s[3] for s in deweighted} == set(gone.addresses)
+    first_apply = next(i for i, s in enumerate(fake.kernel.steps) if s[0] == "apply")
+    assert all(fake.kernel.steps.index(s) < first_apply for s in deweighted)
