@@ -115,14 +115,17 @@ def status(lab: str | None, as_json: bool) -> None:
                    + ", ".join(f"{node} {ip}" for node, ip in n["lb"].items()))
     for s in doc["services"]:
         ports = ", ".join(f"{p['published']}:{p['target']}/{p['protocol']}" for p in s["ports"])
-        line = f"  service {s['name']} x{s['replicas']}  {ports}  FWM {s['fwmark']}  VIP {s['vip']}"
+        line = f"  service {s['name']} x{s['replicas']}  {ports}"
+        if s["vip"] is not None or not s["networks"]:
+            line += f"  FWM {s['fwmark']}  VIP {s['vip']}"
         if s["networks"]:
             line += f"  endpoint_mode {s['endpoint_mode']}" + "".join(
                 f"  {v['network']}: " + (f"VIP {v['vip']} FWM {v['fwmark']}" if v["vip"]
                                          else "no VIP (dnsrr)") for v in s["networks"])
         click.echo(line)
     for t in doc["tasks"]:
-        extra = "".join(f"  {net} {ip}" for net, ip in t["addresses"].items() if net != "ingress")
+        extra = "".join(f"  {net} {ip}" for net, ip in t["addresses"].items()
+                        if net != "ingress" and ip != t["ip"])
         click.echo(f"  task {t['name']:<14} on {t['node']:<10} {t['ip']}{extra}")
     if any(h["state"] != "running" for h in doc["history"]):
         click.echo("task history (slot, node, state):")
