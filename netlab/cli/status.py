@@ -115,7 +115,7 @@ def status(lab: str | None, as_json: bool) -> None:
                    + ", ".join(f"{node} {ip}" for node, ip in n["lb"].items()))
     for s in doc["services"]:
         ports = ", ".join(f"{p['published']}:{p['target']}/{p['protocol']}" for p in s["ports"])
-        line = f"  service {s['name']} x{s['replicas']}  {ports}"
+        line = f"  service {s['name']} x{s['replicas']}" + (f"  {ports}" if ports else "")
         if s["vip"] is not None or not s["networks"]:
             line += f"  FWM {s['fwmark']}  VIP {s['vip']}"
         if s["networks"]:
