@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_up_down import REPO, generated_lab  # noqa: E402
 
-from netlab import lifecycle  # noqa: E402
+from netlab import converge, lifecycle  # noqa: E402
 from netlab.client import http_get  # noqa: E402
 from netlab.kernel import xtables  # noqa: E402
 from netlab.scenario import load_lab  # noqa: E402
@@ -49,7 +49,7 @@ WAIT_MAX = 60.0
 def timed_scale(store: StateStore, lab: str, service: str, n: int) -> tuple[float, float]:
     """(wall seconds of the call, started → converged from the change log)."""
     t0 = time.monotonic()
-    lifecycle.scale(lab, {service: n}, store)
+    converge.scale(lab, {service: n}, store)
     wall = time.monotonic() - t0
     change = store.load(lab).changes[-1]
     return wall, change.converged - change.started
@@ -105,7 +105,7 @@ def timed_node_down(store: StateStore, lab: str, node: str, service: str,
     t0 = time.monotonic()
     poller = threading.Thread(target=poll)
     poller.start()
-    lifecycle.node(lab, node, "down", store, progress)
+    converge.node(lab, node, "down", store, progress)
     converged = time.monotonic() - t0
     cut.set()
     poller.join()
@@ -121,7 +121,7 @@ def bench(store: StateStore, lab, backend: str, service: str, port: int, low: in
         conv, began, answered, rounds = timed_node_down(store, lab.name, "node2", service,
                                                         port)
         t0 = time.monotonic()
-        lifecycle.node(lab.name, "node2", "up", store)
+        converge.node(lab.name, "node2", "up", store)
         back = time.monotonic() - t0
     finally:
         lifecycle.down(lab.name, store)

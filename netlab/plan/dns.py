@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from netlab.ipam import Allocations
 from netlab.model import Lab, Task
 from netlab.plan.types import EtcFile, Match, Rule, Target
 
@@ -42,15 +41,6 @@ def dns_port(task: str, taken: Iterable[int] = ()) -> int:
 def task_dns_port(lab: Lab, task: Task) -> int:
     """:func:`dns_port` of a task of ``lab``, avoiding its service's target ports."""
     return dns_port(task.name, (p.target for p in lab.service(task.service).ports))
-
-
-def records_for(lab: Lab, allocations: Allocations, task: str) -> dict[str, tuple[str, ...]]:
-    """The names ``task``'s DNS server answers (lower case → IPv4 addresses).
-
-    The ingress network gives no service discovery in Docker, so this is
-    empty until overlay networks provide ``netlab.plan.discovery.records_for_task``.
-    """
-    return {}
 
 
 def hosts_file(ip: str, hostname: str) -> str:

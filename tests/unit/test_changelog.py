@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from netlab import changelog, lifecycle, state
+from netlab import changelog, converge, lifecycle, state
 from netlab.scenario import load_lab
 from tests.unit.fakes import FakeHost
 
@@ -62,10 +62,10 @@ def seed(tmp_path):
 
 def test_up_scale_and_node_are_logged_started_then_converged(seed):
     store, fake = seed
-    lifecycle.scale("hello-a", {"hello-a": 5}, store, host=fake.host())
-    lifecycle.node("hello-a", "node2", "down", store, host=fake.host())
-    lifecycle.node("hello-a", "node2", "up", store, host=fake.host())
-    lifecycle.scale("hello-a", {"hello-a": 5}, store, host=fake.host())   # nothing moves
+    converge.scale("hello-a", {"hello-a": 5}, store, host=fake.host())
+    converge.node("hello-a", "node2", "down", store, host=fake.host())
+    converge.node("hello-a", "node2", "up", store, host=fake.host())
+    converge.scale("hello-a", {"hello-a": 5}, store, host=fake.host())   # nothing moves
     log = store.load("hello-a").changes
     assert [c.label for c in log] == ["up " + str(store.load("hello-a").scenario),
                                       "scale hello-a=5", "node node2 down", "node node2 up",
@@ -86,7 +86,7 @@ def test_a_change_is_recorded_unconverged_before_the_kernel_is_touched(seed):
         return apply(*args, **kw)
 
     fake.kernel.apply = spy
-    lifecycle.scale("hello-a", {"hello-a": 3}, store, host=fake.host())
+    converge.scale("hello-a", {"hello-a": 3}, store, host=fake.host())
     assert seen and seen[0].label == "scale hello-a=3" and seen[0].converged is None
 
 
