@@ -77,7 +77,7 @@ def test_status_names_each_kind_of_drift_and_up_repairs_it(seed_lab):
         ("node2/ingress_sbox", "sysctl net.ipv4.ip_forward"): ("1", "0"),
         ("node1", "nat DOCKER-INGRESS rule 1"): ("at position 2", "at position 1"),
         ("node2", "filter FORWARD policy"): ("DROP", "ACCEPT"),
-        ("hello-a.2", "nat POSTROUTING rule 1"):
+        ("hello-a.2", "nat POSTROUTING rule 2"):
             ("absent", "-A POSTROUTING -s 10.99.0.0/24 -j MASQUERADE"),
         ("node2/ov-ingress", f"fdb {fdb.mac} dev vxlan0"): (f"dst {fdb.dst}", "absent"),
         ("node2/ov-ingress", f"neighbour {neigh.ip} dev vxlan0"): (f"lladdr {neigh.mac}", "absent"),
