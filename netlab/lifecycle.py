@@ -12,6 +12,7 @@ file for; other ``nl-`` namespaces are reported, not removed.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, replace
 from collections.abc import Callable
 
@@ -358,9 +359,10 @@ def _cut(plan: Plan, lab: Lab) -> Plan:
 
 
 def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress,
-              host: Host) -> ScaleResult:
+              host: Host, why: str) -> ScaleResult:
     """Move the lab of ``state`` to the model ``after`` (same nodes and services,
     tasks changed), task by task as Swarm and libnetwork do; see :func:`scale`.
+    ``why`` names the change (``scale hello-a=1``) in the history of the tasks it ends.
 
     Raises BadInput when the lab's task apps are not running; kernel
     refusals and supervisor errors propagate.
@@ -406,7 +408,9 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
         progress("starting the new tasks' apps")
         host.update_supervisor(pid, endpoints(after, allocations), timeout=APP_READY_TIMEOUT)
         host.kernel.set_weights(plan, fresh, 1)
-    history = tuple(TaskRecord(c.service, c.slot, c.node, "shutdown") for c in removed)
+    ended_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    history = tuple(TaskRecord(c.service, c.slot, c.node, "shutdown", c.address, ended_at, why)
+                    for c in removed)
     earlier = tuple(t for t in state.desired_tasks if t.state != "running")
     new_state.netns = [ns.name for ns in plan.netns]
     new_state.desired_tasks = earlier + history + running(after)
@@ -457,7 +461,8 @@ def scale(lab_name: str, replicas: dict[str, int], store: StateStore,
     except ValueError as err:
         raise BadInput(f"SERVICE: no node may run a new task of {err} "
                        "(hint: check its constraints and the nodes' availability)") from None
-    return _converge(state, after, store, progress, host)
+    why = "scale " + " ".join(f"{s}={n}" for s, n in replicas.items())
+    return _converge(state, after, store, progress, host, why)
 
 
 NODE_ACTIONS = ("down", "up", "drain", "active")
@@ -508,7 +513,7 @@ def node(lab_name: str, node_name: str, action: str, store: StateStore,
     if action == "down":
         progress(f"cutting {node_name} off the LAN ({port} down)")
         host.kernel.set_link(lan, port, False)
-    result = _converge(state, after, store, progress, host)
+    result = _converge(state, after, store, progress, host, f"node {node_name} {action}")
     if action == "up":
         progress(f"bringing {node_name} back on the LAN ({port} up)")
         host.kernel.set_link(lan, port, True)
