@@ -40,7 +40,8 @@ def trace(lab: str, target: str, sender: str, as_json: bool, pcap: str | None, f
         raise BadInput("--format: mermaid and --json both print to stdout (hint: pick one)")
     state = common.lab_state(common.store(), lab)
     tracer = Tracer(state.model, state.allocations, common.plan_from_state(state),
-                    parse(state, target, sender), state.iptables)
+                    parse(state, target, sender), state.iptables, state.desired_tasks,
+                    state.scenario)
     traces, frames = [], []
     for _ in range(repeat):
         t, f = tracer.once(timeout)
@@ -52,7 +53,8 @@ def trace(lab: str, target: str, sender: str, as_json: bool, pcap: str | None, f
         except OSError as exc:
             raise BadInput(f"--pcap: cannot write {pcap}: {exc.strerror} (hint: a writable path)")
     summary = RepeatSummary(target, tuple(t.backend.task if t.backend else None for t in traces),
-                            tuple(t.verdict for t in traces))
+                            tuple(t.verdict for t in traces),
+                            tuple(t.cause.summary if t.cause else None for t in traces))
     if as_json:
         doc = traces[0].to_json() if repeat == 1 else render.repeat_json(summary, traces)
         click.echo(json.dumps(doc, indent=2))

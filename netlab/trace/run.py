@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from netlab.client import parse_target
 from netlab.errors import BadInput
 from netlab.ipam import Allocations
+from netlab.kernel import netns
 from netlab.kernel.xtables import Backend
-from netlab.model import Lab
+from netlab.model import Lab, TaskRecord
 from netlab.plan.types import Plan
 from netlab.state import LabState
 from netlab.trace import probe
@@ -78,14 +79,13 @@ class Tracer:
     """Traces requests into one lab; holds what does not change between requests."""
 
     def __init__(self, lab: Lab, allocations: Allocations, plan: Plan, target: TraceTarget,
-                 backend: Backend):
+                 backend: Backend, history: tuple[TaskRecord, ...] = (), scenario: str = ""):
         self.lab, self.target, self.backend = lab, target, backend
         self.path: TracePath = trace_path(lab, plan, target.node, target.port, target.proto,
                                           target.sender)
-        self.facts: LabFacts = lab_facts(lab, allocations, plan)
-        # The LAN only bridges: it has no rules or NAT worth reading.
-        self.snap_roles = {n: self.facts.role[n] for n in self.path.namespaces
-                           if self.facts.role[n] != "lan"}
+        self.facts: LabFacts = lab_facts(lab, allocations, plan, history, scenario)
+        # The LAN has no rules or NAT, but its ports say which node is cut off.
+        self.snap_roles = {n: self.facts.role[n] for n in self.path.namespaces}
         self.phases: dict[str, float] = {}
 
     def once(self, timeout: float) -> tuple[Trace, list[Frame]]:
@@ -95,9 +95,13 @@ class Tracer:
         """
         t = self.target
         clock = _Clock()
-        before = snapshot(self.snap_roles, with_flows=False, backend=self.backend)
+        # A namespace removed behind netlab's back (a task gone) is said, not fatal.
+        missing = tuple(n for n in self.path.namespaces if not netns.exists(n))
+        roles = {n: r for n, r in self.snap_roles.items() if n not in missing}
+        points = [p for p in self.path.points if p.netns not in missing]
+        before = snapshot(roles, with_flows=False, backend=self.backend)
         clock.lap("counters before")
-        with Capture(self.path.points) as cap:
+        with Capture(points) as cap:
             clock.lap("open capture")
             result = probe.send(t.sender_ns, t.sender_ip, t.node_ip, t.port, t.proto,
                                 t.text, timeout)
@@ -105,14 +109,14 @@ class Tracer:
             time.sleep(SETTLE_S)
             frames = cap.stop()
             clock.lap("stop capture")
-        after = snapshot(self.snap_roles, with_flows=True, backend=self.backend)
+        after = snapshot(roles, with_flows=True, backend=self.backend)
         clock.lap("counters, conntrack, IPVS after")
         orig = Flow(t.proto, t.sender_ip, result.src[1], t.node_ip, t.port)
         request = Request(self.lab.name, t.text, t.node, f"{t.node_ip}:{t.port}", t.proto,
                           f"{t.sender_ip}:{result.src[1]}", t.sender,
                           self.path.service.name if self.path.service else None)
         obs = Observation(request, orig, result, tuple(frames), before, after,
-                          tuple(p.label for p in self.path.points))
+                          tuple(p.label for p in points), missing)
         trace = correlate(obs, self.facts)
         clock.lap("correlate")
         self.phases = clock.laps
