@@ -274,10 +274,10 @@ def correlate(obs: Observation, facts: LabFacts) -> Trace:
     verdict, reason = diagnose(b, request, reply, backend)
     missing = tuple(facts.target.get(n, n) for n in obs.missing)
     if verdict == "delivered" and missing:
-        b.notes.append(f"the namespaces of {', '.join(missing)} no longer exist (removed outside "
-                       f"netlab); what was in them was not captured, and a task's namespace "
-                       f"that still answers is held alive by its app's socket: netlab up "
-                       f"{facts.scenario or 'SCENARIO'} recreates them")
+        b.notes.append(f"no namespace is named for {', '.join(missing)} any more (removed "
+                       f"outside netlab), so nothing there was captured; a task that still "
+                       f"answers lives on in a namespace its app's socket holds: netlab up "
+                       f"{facts.scenario or 'SCENARIO'} recreates it")
     hops = tuple(replace(h, seq=i) for i, h in enumerate(b.hops, 1))
     return Trace(obs.request, backend, verdict, reason, hops, obs.probe.body,
                  obs.capture_points, len(decoded), obs.probe.elapsed_ms, b.cause,

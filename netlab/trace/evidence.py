@@ -115,7 +115,7 @@ class NsSnapshot:
     notes: tuple[str, ...] = ()
     ipvs_table: tuple[IpvsDestination, ...] = ()   # sandboxes: the services' destinations
     links: tuple[LinkState, ...] = ()              # hosts and the LAN: LAN-facing links
-    neighbours: tuple[tuple[str, str, str], ...] = ()   # hosts: (device, ip, NUD state)
+    neighbours: tuple[tuple[str, str, str], ...] = ()   # hosts, sandboxes, client: (device, ip, NUD state)
 
 
 def _hex_addr(ip_hex: str, port_hex: str) -> str:
@@ -225,10 +225,11 @@ def _fdb() -> tuple[tuple[str, str, str], ...]:
 # sandboxes and tasks (as on a Docker node: overlays, the LAN and the client
 # hold none, so their counters are not read: each read runs iptables-save);
 # IPVS in sandboxes; remote forwarding entries on overlay VXLAN devices; the
-# links that join nodes (and their ARP entries) in hosts and the LAN.
+# links that join nodes in hosts and the LAN, and ARP entries where a request
+# may wait for one (hosts, sandboxes, the client).
 CONNTRACK_ROLES = frozenset({"host", "sandbox", "task"})
 RULE_ROLES = CONNTRACK_ROLES
-LINK_ROLES = frozenset({"host", "lan"})
+LINK_ROLES = frozenset({"host", "lan", "client", "sandbox"})
 
 
 def _read(with_flows: bool, role: str) -> NsSnapshot:
@@ -241,7 +242,7 @@ def _read(with_flows: bool, role: str) -> NsSnapshot:
                       _ipvs_conns() if role == "sandbox" else (),
                       _fdb() if role == "overlay" else (), notes,
                       _ipvs_table() if role == "sandbox" else (),
-                      links, neigh if role == "host" else ())
+                      links if role in ("host", "lan") else (), neigh if role != "lan" else ())
 
 
 def snapshot(roles: dict[str, str], with_flows: bool, backend: Backend) -> dict[str, NsSnapshot]:

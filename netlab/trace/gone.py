@@ -86,8 +86,11 @@ def _stale(b: _Builder, request: list[Seen]) -> Cause | None:
         dest = next((d for d in _table(b, ns) if d.addr == ip), None)
         listed = (f"IPVS FWM {dest.fwmark} in {sandbox} still lists {ip}:{dest.port} weight "
                   f"{dest.weight}" if dest else f"IPVS in {sandbox} had {ip} as a destination")
-        evidence: tuple = ("ipvs-conn",) + (("ipvs-table",) if dest else ())
-        observed: tuple[str, ...] = (conn.text,) + ((dest.text,) if dest else ())
+        arp = _neighbour(b, sandbox, ip)
+        evidence: tuple = ("ipvs-conn",) + (("ipvs-table",) if dest else ()) + (
+            ("neigh",) if arp else ())
+        observed: tuple[str, ...] = (conn.text,) + ((dest.text,) if dest else ()) + (
+            (arp,) if arp else ())
         common = dict(ip=ip, sandbox=sandbox, fwmark=dest.fwmark if dest else None,
                       weight=dest.weight if dest else None)
         fix = (f"netlab up {b.facts.scenario or 'SCENARIO'} converges every sandbox and removes "
@@ -109,7 +112,7 @@ def _stale(b: _Builder, request: list[Seen]) -> Cause | None:
             when = (f"{ended.state} at {ended.ended_at}" if ended.ended_at else ended.state) + (
                 f" by `netlab {ended.ended_by}`" if ended.ended_by else "")
             summary = (f"{ended.name} on {ended.node} is gone ({when}), yet {listed} and chose "
-                       f"it: a stale backend; {_last(request)}")
+                       f"it: a stale backend; {_last(request)}" + (f"; {arp}" if arp else ""))
             return Cause("stale-backend", summary, fix, task=ended.name, node=ended.node,
                          ended_at=ended.ended_at, ended_by=ended.ended_by,
                          evidence=evidence + ("history",),

@@ -101,8 +101,10 @@ def _stuck_in_sandbox(dest: str):
 def test_ipvs_choosing_a_task_a_scale_down_shut_down_names_it_when_and_why():
     facts, points = facts_for(history=(ENDED,))
     steps, grown, conntrack, ipvs = _stuck_in_sandbox("10.0.0.7:5000")
+    sbox = replace(table(("10.0.0.5", 1), ("10.0.0.6", 1), ("10.0.0.7", 1)),
+                   neighbours=(("eth0", "10.0.0.7", "FAILED"),))
     obs = with_after(observe(points, steps, grown, "timeout", conntrack=conntrack, ipvs=ipvs),
-                     **{NS_SBOX: table(("10.0.0.5", 1), ("10.0.0.6", 1), ("10.0.0.7", 1))})
+                     **{NS_SBOX: sbox})
     trace = correlate(obs, facts)
     assert trace.verdict == "dropped"
     c = trace.cause
@@ -113,7 +115,8 @@ def test_ipvs_choosing_a_task_a_scale_down_shut_down_names_it_when_and_why():
             "hello-a=2`), yet IPVS FWM 256 in node2/ingress_sbox still lists 10.0.0.7:0 weight 1"
             in c.summary)
     assert "netlab up /s/hello-a.yaml" in c.fix and "stale IPVS backends" in c.fix
-    assert set(c.evidence) == {"ipvs-conn", "ipvs-table", "history"}
+    assert set(c.evidence) == {"ipvs-conn", "ipvs-table", "neigh", "history"}
+    assert c.summary.endswith("node2/ingress_sbox's ARP entry for 10.0.0.7 is FAILED")
     assert trace.reason == c.summary
     assert (trace.backend.task, trace.backend.ip) == ("hello-a.3", "10.0.0.7")
     last = trace.hops[-1]
