@@ -254,11 +254,13 @@ def test_node_down_restarts_its_tasks_elsewhere_and_up_moves_none_back(seed, mon
     doc = json.loads(run("status", "hello-a", "--json").output)
     assert [(n["name"], n["state"], n["availability"]) for n in doc["nodes"]] == [
         ("node1", "ready", "active"), ("node2", "ready", "active")]
-    assert ("hello-a.2", 2, "node2", "shutdown") in [
-        (h["name"], h["slot"], h["node"], h["state"]) for h in doc["history"]]
+    assert ("hello-a.2", 2, "node2", "shutdown", "10.0.0.6", "node node2 down") in [
+        (h["name"], h["slot"], h["node"], h["state"], h["address"], h["ended_by"])
+        for h in doc["history"]]
     assert doc["drift"] == []
     text = run("status", "hello-a").output
     assert "task history" in text and "shutdown" in text
+    assert "10.0.0.6" in text and "by netlab node node2 down" in text
 
 
 def test_drain_moves_tasks_off_a_node_that_stays_on_the_lan_and_active_moves_none(seed):
