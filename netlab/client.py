@@ -1,11 +1,14 @@
-"""HTTP requests from the lab's ``client`` namespace to a node's published port.
+"""HTTP requests from the lab's ``client`` namespace to a node's published port,
+or from a task to a service by name (east-west).
 
 Each request is a new TCP connection made by a socket opened inside the
-client namespace, so it takes exactly the path an outside client would.
+client namespace (or the task's), so it takes exactly the path an outside
+client (or the task) would.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import time
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 
 from netlab.errors import BadInput
 from netlab.kernel.netns import socket_in
+from netlab.plan.discovery import records_for_task
 from netlab.state import LabState
 
 
@@ -44,6 +48,36 @@ def parse_target(state: LabState, target: str) -> tuple[str, str, int]:
         raise BadInput(f"NODE:PORT: no node {node!r} in lab {state.lab} "
                        f"(hint: one of {', '.join(state.lan)})")
     return node, state.lan[node], int(port_s)
+
+
+def parse_east_west(state: LabState, task: str, target: str) -> tuple[tuple[str, ...], int]:
+    """``api:80`` or ``10.0.1.7:80`` as seen from ``task`` → (addresses, port).
+
+    A name resolves through the task's service records
+    (:func:`netlab.plan.discovery.records_for_task`: the VIP, or every task
+    for dnsrr); an IPv4 address is taken as it is. Raises BadInput for a
+    task the lab does not run, a malformed target or a name the task cannot
+    resolve.
+    """
+    lab = state.model
+    if task not in {t.name for t in lab.tasks}:
+        raise BadInput(f"--from: lab {state.lab} runs no task {task!r} "
+                       f"(hint: one of {', '.join(t.name for t in lab.tasks[:6])})")
+    name, sep, port_s = target.rpartition(":")
+    if (not sep or not name or not (port_s.isascii() and port_s.isdigit()) or len(port_s) > 5
+            or not 1 <= int(port_s) <= 65535):
+        raise BadInput(f"SERVICE:PORT: {target!r} is not SERVICE:PORT (hint: api:80)")
+    try:
+        return (str(ipaddress.IPv4Address(name)),), int(port_s)
+    except ValueError:
+        pass
+    records = records_for_task(lab, state.allocations, task)
+    ips = records.get(name.lower())
+    if not ips:
+        known = ", ".join(sorted(records)) or "none: it is on no user network"
+        raise BadInput(f"SERVICE:PORT: {task} cannot resolve {name!r} "
+                       f"(hint: names it resolves: {known})")
+    return ips, int(port_s)
 
 
 def exchange(sock: socket.socket, host: str, agent: str) -> bytes:
@@ -80,11 +114,17 @@ def http_body(raw: bytes) -> bytes:
     return body
 
 
-def curl(netns: str, ip: str, port: int, target: str, count: int = 1,
+def curl(netns: str, ip: str | tuple[str, ...], port: int, target: str, count: int = 1,
          timeout: float = 3.0) -> list[Reply]:
-    """``count`` sequential requests; a failed one becomes a Reply with ``ok=False``."""
+    """``count`` sequential requests; a failed one becomes a Reply with ``ok=False``.
+
+    Several addresses (a dnsrr name) are used in turn, one per request, as a
+    client rotating through the answer's records would.
+    """
     replies = []
+    ips = (ip,) if isinstance(ip, str) else ip
     for seq in range(1, count + 1):
+        ip = ips[(seq - 1) % len(ips)]
         started = time.monotonic()
         try:
             body, local_port = http_get(netns, ip, port, target, timeout)

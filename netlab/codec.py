@@ -17,11 +17,12 @@ from collections.abc import Callable
 from typing import Any, get_args
 
 from netlab.ipam import (
-    Allocations, NodeAddresses, Pool, ServiceAddresses, TaskAddresses,
+    VNI_BASE, Allocations, NetworkAddresses, NodeAddresses, Pool, ServiceAddresses, TaskAddresses,
 )
 from netlab.model import (
-    Availability, Constraint, IngressNetwork, Lab, Node, NodeRole, NodeState, Protocol,
-    PublishedPort, PublishMode, Service, Task, TaskRecord, TaskState, Underlay,
+    Availability, Constraint, EndpointMode, IngressNetwork, Lab, Node, NodeRole, NodeState,
+    OverlayNetwork, Protocol, PublishedPort, PublishMode, Service, Task, TaskRecord, TaskState,
+    Underlay,
 )
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
@@ -49,7 +50,11 @@ def lab_to_json(lab: Lab) -> dict[str, Any]:
                        "mode": p.mode} for p in s.ports],
             "constraints": [{"key": c.key, "value": c.value, "equal": c.equal}
                             for c in s.constraints],
+            "networks": list(s.networks), "endpoint_mode": s.endpoint_mode,
+            "expose": list(s.expose),
         } for s in lab.services],
+        "networks": [{"name": n.name, "subnet": str(n.subnet), "mtu": n.mtu}
+                     for n in lab.networks],
         "ingress": {"name": lab.ingress.name, "subnet": str(lab.ingress.subnet),
                     "vni": lab.ingress.vni, "mtu": lab.ingress.mtu},
         "underlay": {"lan": str(lab.underlay.lan), "gwbridge": str(lab.underlay.gwbridge),
@@ -73,13 +78,22 @@ def allocations_to_json(a: Allocations) -> dict[str, Any]:
                   for name, n in a.nodes.items()},
         "services": {name: {"vip": str(s.vip), "fwmark": s.fwmark}
                      for name, s in a.services.items()},
-        "tasks": {name: {"node": t.node, "ingress_ip": str(t.ingress_ip), "gw_ip": str(t.gw_ip)}
+        "tasks": {name: {"node": t.node,
+                         "ingress_ip": None if t.ingress_ip is None else str(t.ingress_ip),
+                         "gw_ip": str(t.gw_ip)}
                   for name, t in a.tasks.items()},
         "vnis": dict(a.vnis),
         "ingress": _pool(a.ingress),
         "lan": _pool(a.lan),
         "gwbridge": {name: _pool(p) for name, p in a.gwbridge.items()},
         "next_fwmark": a.next_fwmark,
+        "networks": {name: {"vni": n.vni, "pool": _pool(n.pool),
+                            "lb": {node: str(ip) for node, ip in n.lb.items()},
+                            "vips": {s: {"vip": str(v.vip), "fwmark": v.fwmark}
+                                     for s, v in n.vips.items()},
+                            "tasks": {t: str(ip) for t, ip in n.tasks.items()}}
+                     for name, n in a.networks.items()},
+        "next_vni": a.next_vni,
     }
 
 
@@ -94,12 +108,14 @@ def tasks_to_json(tasks: tuple[TaskRecord, ...]) -> list[dict[str, Any]]:
 
 # -- reading -------------------------------------------------------------------------------
 
-def _obj(value: Any, path: str, keys: tuple[str, ...]) -> dict[str, Any]:
-    """``value`` as an object with exactly ``keys``; raises Invalid."""
+def _obj(value: Any, path: str, keys: tuple[str, ...],
+         optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``value`` as an object with exactly ``keys``, and maybe the ``optional`` ones
+    (added after version 2 was first written: east-west networks); raises Invalid."""
     if not isinstance(value, dict):
         raise Invalid(f"{path} must be an object")
     for key in value:
-        if key not in keys:
+        if key not in keys and key not in optional:
             raise Invalid(f"{path} has an unknown key {str(key)[:40]!r}")
     for key in keys:
         if key not in value:
@@ -179,7 +195,15 @@ def _net(value: Any, path: str) -> ipaddress.IPv4Network:
 def lab_from_json(value: Any, path: str = "model") -> Lab:
     """The Lab in ``value``, every field and cross-reference checked; raises Invalid."""
     doc = _obj(value, path, ("name", "nodes", "services", "ingress", "underlay", "tasks",
-                             "iptables"))
+                             "iptables"), optional=("networks",))
+    networks = []
+    for i, raw in enumerate(_list(doc.get("networks", []), f"{path}.networks")):
+        p = f"{path}.networks[{i}]"
+        n = _obj(raw, p, ("name", "subnet", "mtu"))
+        networks.append(OverlayNetwork(_name(n["name"], f"{p}.name"),
+                                       _net(n["subnet"], f"{p}.subnet"),
+                                       _int(n["mtu"], f"{p}.mtu", 68, 65535)))
+    known_networks = {n.name for n in networks}
     nodes = []
     for i, raw in enumerate(_list(doc["nodes"], f"{path}.nodes")):
         p = f"{path}.nodes[{i}]"
@@ -195,7 +219,8 @@ def lab_from_json(value: Any, path: str = "model") -> Lab:
     services = []
     for i, raw in enumerate(_list(doc["services"], f"{path}.services")):
         p = f"{path}.services[{i}]"
-        s = _obj(raw, p, ("name", "replicas", "ports", "constraints"))
+        s = _obj(raw, p, ("name", "replicas", "ports", "constraints"),
+                 optional=("networks", "endpoint_mode", "expose"))
         ports = []
         for j, rp in enumerate(_list(s["ports"], f"{p}.ports")):
             pp = f"{p}.ports[{j}]"
@@ -213,9 +238,18 @@ def lab_from_json(value: Any, path: str = "model") -> Lab:
                 raise Invalid(f"{pc}.value must be a short string")
             constraints.append(Constraint(_choice(c["key"], f"{pc}.key", CONSTRAINT_KEYS),
                                           c["value"], _bool(c["equal"], f"{pc}.equal")))
+        attached = tuple(_name(n, f"{p}.networks[{j}]")
+                         for j, n in enumerate(_list(s.get("networks", []), f"{p}.networks")))
+        for j, n in enumerate(attached):
+            if n not in known_networks:
+                raise Invalid(f"{p}.networks[{j}] is {n!r}, not a network of the lab")
         services.append(Service(_name(s["name"], f"{p}.name"),
                                 _int(s["replicas"], f"{p}.replicas", 0, INT_MAX),
-                                tuple(ports), tuple(constraints)))
+                                tuple(ports), tuple(constraints), attached,
+                                _choice(s.get("endpoint_mode", "vip"), f"{p}.endpoint_mode",
+                                        get_args(EndpointMode)),  # type: ignore[arg-type]
+                                tuple(_int(x, f"{p}.expose[{j}]", 1, 65535) for j, x in
+                                      enumerate(_list(s.get("expose", []), f"{p}.expose")))))
     ing = _obj(doc["ingress"], f"{path}.ingress", ("name", "subnet", "vni", "mtu"))
     ingress = IngressNetwork(subnet=_net(ing["subnet"], f"{path}.ingress.subnet"),
                              vni=_int(ing["vni"], f"{path}.ingress.vni", 1, (1 << 24) - 1),
@@ -234,7 +268,7 @@ def lab_from_json(value: Any, path: str = "model") -> Lab:
                   for t in _records(doc["tasks"], f"{path}.tasks", with_state=False))
     lab = Lab(name=_name(doc["name"], f"{path}.name"), nodes=tuple(nodes),
               services=tuple(services), ingress=ingress, underlay=underlay, tasks=tasks,
-              iptables=iptables)
+              iptables=iptables, networks=tuple(networks))
     _check_model(lab, path)
     return lab
 
@@ -255,6 +289,7 @@ def _check_model(lab: Lab, path: str) -> None:
     (see :func:`netlab.model.scale`), as Swarm does.
     """
     _unique([n.name for n in lab.nodes], f"{path}.nodes")
+    _unique([n.name for n in lab.networks], f"{path}.networks")
     _unique([s.name for s in lab.services], f"{path}.services")
     _unique([t.name for t in lab.tasks], f"{path}.tasks")
     nodes = {n.name for n in lab.nodes}
@@ -333,7 +368,7 @@ def allocations_from_json(value: Any, lab: Lab, path: str = "allocations") -> Al
     """The Allocations in ``value`` for ``lab``: every address parses and every node,
     published service and task of the lab has its addresses; raises Invalid."""
     doc = _obj(value, path, ("client_ip", "nodes", "services", "tasks", "vnis", "ingress",
-                             "lan", "gwbridge", "next_fwmark"))
+                             "lan", "gwbridge", "next_fwmark"), optional=("networks", "next_vni"))
     nodes = {}
     for name, raw in _map(doc["nodes"], f"{path}.nodes", is_name, "a node name").items():
         p = f"{path}.nodes[{name!r}]"
@@ -351,7 +386,8 @@ def allocations_from_json(value: Any, lab: Lab, path: str = "allocations") -> Al
         p = f"{path}.tasks[{name!r}]"
         t = _obj(raw, p, ("node", "ingress_ip", "gw_ip"))
         tasks[name] = TaskAddresses(_name(t["node"], f"{p}.node"),
-                                    _ip(t["ingress_ip"], f"{p}.ingress_ip"),
+                                    None if t["ingress_ip"] is None
+                                    else _ip(t["ingress_ip"], f"{p}.ingress_ip"),
                                     _ip(t["gw_ip"], f"{p}.gw_ip"))
     vnis = {name: _int(v, f"{path}.vnis[{name!r}]", 1, (1 << 24) - 1)
             for name, v in _map(doc["vnis"], f"{path}.vnis", is_name, "a network name").items()}
@@ -362,9 +398,31 @@ def allocations_from_json(value: Any, lab: Lab, path: str = "allocations") -> Al
                     services=services, tasks=tasks, vnis=vnis,
                     ingress=_pool_from(doc["ingress"], f"{path}.ingress"),
                     lan=_pool_from(doc["lan"], f"{path}.lan"), gwbridge=gwbridge,
-                    next_fwmark=_int(doc["next_fwmark"], f"{path}.next_fwmark", 1, INT_MAX))
+                    next_fwmark=_int(doc["next_fwmark"], f"{path}.next_fwmark", 1, INT_MAX),
+                    networks=_networks_from(doc.get("networks", {}), f"{path}.networks"),
+                    next_vni=_int(doc.get("next_vni", VNI_BASE), f"{path}.next_vni", 1, 1 << 24))
     _check_covers(a, lab, path)
     return a
+
+
+def _networks_from(value: Any, path: str) -> dict[str, NetworkAddresses]:
+    out = {}
+    for name, raw in _map(value, path, is_name, "a network name").items():
+        p = f"{path}[{name!r}]"
+        n = _obj(raw, p, ("vni", "pool", "lb", "vips", "tasks"))
+        vips = {}
+        for s, rv in _map(n["vips"], f"{p}.vips", is_name, "a service name").items():
+            v = _obj(rv, f"{p}.vips[{s!r}]", ("vip", "fwmark"))
+            vips[s] = ServiceAddresses(_ip(v["vip"], f"{p}.vips[{s!r}].vip"),
+                                       _int(v["fwmark"], f"{p}.vips[{s!r}].fwmark", 1, INT_MAX - 1))
+        out[name] = NetworkAddresses(
+            _int(n["vni"], f"{p}.vni", 1, (1 << 24) - 1), _pool_from(n["pool"], f"{p}.pool"),
+            {k: _ip(v, f"{p}.lb[{k!r}]")
+             for k, v in _map(n["lb"], f"{p}.lb", is_name, "a node name").items()},
+            vips,
+            {k: _ip(v, f"{p}.tasks[{k!r}]")
+             for k, v in _map(n["tasks"], f"{p}.tasks", _is_task_name, "a task name").items()})
+    return out
 
 
 def _check_covers(a: Allocations, lab: Lab, path: str) -> None:
@@ -379,11 +437,16 @@ def _check_covers(a: Allocations, lab: Lab, path: str) -> None:
         ta = a.tasks.get(task.name)
         if ta is None or ta.node != task.node:
             raise Invalid(f"{path}.tasks has no addresses for task {task.name} on {task.node}")
+        if (ta.ingress_ip is not None) != lab.service(task.service).on_ingress:
+            raise Invalid(f"{path}.tasks[{task.name!r}].ingress_ip does not match whether "
+                          "its service is on ingress")
+    _check_networks(a, lab, path)
     if lab.ingress.name not in a.vnis:
         raise Invalid(f"{path}.vnis has no VNI for network {lab.ingress.name}")
     ingress = [(f"nodes[{n.name!r}].sandbox_ip", a.nodes[n.name].sandbox_ip) for n in lab.nodes]
     ingress += [(f"services[{s!r}].vip", a.services[s].vip) for s in sorted(a.services)]
-    ingress += [(f"tasks[{t.name!r}].ingress_ip", a.tasks[t.name].ingress_ip) for t in lab.tasks]
+    ingress += [(f"tasks[{t.name!r}].ingress_ip", a.tasks[t.name].ingress_ip) for t in lab.tasks
+                if a.tasks[t.name].ingress_ip is not None]
     _distinct_in(ingress, lab.ingress.subnet, path)
     _distinct_in([(f"nodes[{n.name!r}].lan_ip", a.nodes[n.name].lan_ip) for n in lab.nodes]
                  + [("client_ip", a.client_ip)], lab.underlay.lan, path)
@@ -391,6 +454,35 @@ def _check_covers(a: Allocations, lab: Lab, path: str) -> None:
         _distinct_in([(f"nodes[{node.name!r}].sandbox_gw_ip", a.nodes[node.name].sandbox_gw_ip)]
                      + [(f"tasks[{t.name!r}].gw_ip", a.tasks[t.name].gw_ip)
                         for t in lab.tasks_on(node.name)], lab.underlay.gwbridge, path)
+
+
+def _check_networks(a: Allocations, lab: Lab, path: str) -> None:
+    """Every user network has its VNI and addresses: an LB endpoint per node, a VIP per
+    vip-mode service on it, an address per task; all distinct hosts of its subnet."""
+    vnis = [lab.ingress.vni]
+    for net in lab.networks:
+        na = a.networks.get(net.name)
+        p = f"{path}.networks[{net.name!r}]"
+        if na is None:
+            raise Invalid(f"{path}.networks has no addresses for network {net.name}")
+        if na.vni in vnis:
+            raise Invalid(f"{p}.vni is {na.vni}, as is another network's")
+        vnis.append(na.vni)
+        addrs = []
+        for node in lab.nodes:
+            if node.name not in na.lb:
+                raise Invalid(f"{p}.lb has no address for node {node.name}")
+            addrs.append((f"networks[{net.name!r}].lb[{node.name!r}]", na.lb[node.name]))
+        for s in lab.services_on(net.name):
+            if s.endpoint_mode == "vip":
+                if s.name not in na.vips:
+                    raise Invalid(f"{p}.vips has no VIP for service {s.name}")
+                addrs.append((f"networks[{net.name!r}].vips[{s.name!r}]", na.vips[s.name].vip))
+            for t in lab.tasks_of(s.name):
+                if t.name not in na.tasks:
+                    raise Invalid(f"{p}.tasks has no address for task {t.name}")
+                addrs.append((f"networks[{net.name!r}].tasks[{t.name!r}]", na.tasks[t.name]))
+        _distinct_in(addrs, net.subnet, path)
 
 
 def _distinct_in(addresses: list[tuple[str, ipaddress.IPv4Address]],

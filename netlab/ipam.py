@@ -22,6 +22,15 @@ from 0x100, one per service with an ingress port, and never go back
 (libnetwork's ``fwMarkCtr``). The ingress VNI is the scenario's (4096 by
 default, the first VXLAN id Docker allocates).
 
+User overlay networks (Compose ``networks:``), one pool each: ``.1`` the
+gateway on ``br0``; then one LB endpoint per node (the ``lb-<net>``
+sandbox's ``eth0``), then per service attached to it its VIP (``vip`` mode
+only) followed by its tasks' addresses. Each (service, network) load
+balancer takes the next firewall mark from the same counter as the ingress
+ones, right after the service's ingress mark. VNIs come from 4096 up, serial
+as swarmkit's ovmanager (``SetAnyInRange(4096, 1<<24-1, serial)``), skipping
+the ingress network's: the first user network gets 4097.
+
 A task is identified by its name *and* node: a task whose node changed is a
 new task (Swarm starts a new one on the new node) and gets new addresses.
 """
@@ -32,12 +41,13 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from netlab.errors import BadInput
-from netlab.model import Lab, Task
+from netlab.model import Lab, Service, Task
 
 IPv4 = ipaddress.IPv4Address
 IPv4Net = ipaddress.IPv4Network
 
 FWMARK_BASE = 0x100
+VNI_BASE, VNI_LAST = 4096, (1 << 24) - 1
 LAN_NODE_OFFSET = 11
 LAN_CLIENT_OFFSET = 2
 INGRESS_GATEWAY = 1           # host numbers reserved in each pool
@@ -82,7 +92,7 @@ class NodeAddresses:
 @dataclass(frozen=True)
 class TaskAddresses:
     node: str                 # the node the addresses were given on
-    ingress_ip: IPv4          # eth0 on the ingress overlay
+    ingress_ip: IPv4 | None   # eth0 on the ingress overlay; None: not on ingress
     gw_ip: IPv4               # eth1 on the node's docker_gwbridge
 
 
@@ -90,6 +100,17 @@ class TaskAddresses:
 class ServiceAddresses:
     vip: IPv4
     fwmark: int
+
+
+@dataclass(frozen=True)
+class NetworkAddresses:
+    """What one user overlay network hands out, with its pool's cursor."""
+
+    vni: int
+    pool: Pool
+    lb: dict[str, IPv4]                   # node -> its lb-<net> sandbox's eth0 (LB endpoint)
+    vips: dict[str, ServiceAddresses]     # vip-mode service -> its VIP here and its fwmark
+    tasks: dict[str, IPv4]                # task -> its address on this network
 
 
 @dataclass(frozen=True)
@@ -106,6 +127,22 @@ class Allocations:
     lan: Pool
     gwbridge: dict[str, Pool] = field(default_factory=dict)   # node -> its local pool
     next_fwmark: int = FWMARK_BASE
+    networks: dict[str, NetworkAddresses] = field(default_factory=dict)   # user networks
+    next_vni: int = VNI_BASE
+
+    def addresses_of(self, task: str) -> tuple[IPv4, ...]:
+        """Every overlay address of ``task`` (ingress, then user networks); KeyError if none."""
+        out = [] if self.tasks[task].ingress_ip is None else [self.tasks[task].ingress_ip]
+        out += [n.tasks[task] for n in self.networks.values() if task in n.tasks]
+        return tuple(out)
+
+    def primary_ip(self, task: str, lab: Lab) -> IPv4:
+        """The address of ``task``'s ``eth0``: on its first network (see Service.attachments)."""
+        ta = self.tasks[task]
+        if ta.ingress_ip is not None:
+            return ta.ingress_ip
+        service = lab.service(task.rpartition(".")[0])
+        return self.networks[service.networks[0]].tasks[task]
 
 
 def host(subnet: IPv4Net, n: int, what: str) -> IPv4:
@@ -206,8 +243,11 @@ def allocate(lab: Lab, previous: Allocations | None = None) -> Allocations:
     kept_services = {s.name for s in lab.services if s.ingress_ports and keep_ingress
                      and s.name in old_services and ingress.keep(old_services[s.name].vip)}
     kept_tasks = {t.name for t in lab.tasks if _keeps(t, old_tasks, keep_ingress, keep_gw)
-                  and ingress.keep(old_tasks[t.name].ingress_ip)
+                  and (old_tasks[t.name].ingress_ip is not None) == lab.service(t.service).on_ingress
+                  and (old_tasks[t.name].ingress_ip is None
+                       or ingress.keep(old_tasks[t.name].ingress_ip))
                   and gw[t.node].keep(old_tasks[t.name].gw_ip)}
+    overlays = _Overlays(lab, previous, kept_tasks)
 
     nodes: dict[str, NodeAddresses] = {}
     for node in lab.nodes:
@@ -229,14 +269,17 @@ def allocate(lab: Lab, previous: Allocations | None = None) -> Allocations:
             services[service.name] = ServiceAddresses(
                 vip=ingress.take(f"the VIP of {service.name}"), fwmark=mark)
             mark += 1
+        mark = overlays.service(service, mark)
         for task in lab.tasks_of(service.name):
             if task.name in kept_tasks:
                 tasks[task.name] = old_tasks[task.name]
             else:
                 tasks[task.name] = TaskAddresses(
                     node=task.node,
-                    ingress_ip=ingress.take(f"task {task.name}"),
+                    ingress_ip=(ingress.take(f"task {task.name}") if service.on_ingress
+                                else None),
                     gw_ip=gw[task.node].take(f"task {task.name}"))
+            overlays.task(task, service)
     return Allocations(
         client_ip=host(lan, LAN_CLIENT_OFFSET, "the client"),
         nodes=nodes, services=services, tasks=tasks,
@@ -244,6 +287,7 @@ def allocate(lab: Lab, previous: Allocations | None = None) -> Allocations:
         ingress=ingress.pool(), lan=lan_pool.pool(),
         gwbridge={name: serial.pool() for name, serial in gw.items()},
         next_fwmark=mark,
+        networks=overlays.done(), next_vni=overlays.next_vni,
     )
 
 
@@ -252,3 +296,85 @@ def _keeps(task: Task, old: dict[str, TaskAddresses], keep_ingress: bool,
     """True when ``task`` existed before on the same node, its pools unchanged."""
     was = old.get(task.name)
     return was is not None and was.node == task.node and keep_ingress and keep_gw[task.node]
+
+
+class _Overlays:
+    """The user networks' pools being allocated: VNIs, LB endpoints, VIPs, task addresses.
+
+    A network keeps what it had when the previous allocations hold it with
+    the same subnet; a task keeps its address there when it kept its others.
+    """
+
+    def __init__(self, lab: Lab, previous: Allocations | None, kept_tasks: set[str]) -> None:
+        old = previous.networks if previous else {}
+        self.old: dict[str, NetworkAddresses] = {}
+        self.pools: dict[str, _Serial] = {}
+        self.kept_tasks = kept_tasks
+        self.vips: dict[str, dict[str, ServiceAddresses]] = {}
+        self.addrs: dict[str, dict[str, IPv4]] = {}
+        self.lb: dict[str, dict[str, IPv4]] = {}
+        self.vni: dict[str, int] = {}
+        used_vnis = {lab.ingress.vni}
+        for net in lab.networks:
+            was = old.get(net.name)
+            if was is not None and was.pool.subnet == net.subnet:
+                self.old[net.name] = was
+                self.vni[net.name] = was.vni
+                used_vnis.add(was.vni)
+        self.next_vni = previous.next_vni if previous else VNI_BASE
+        for net in lab.networks:
+            was = self.old.get(net.name)
+            pool = _Serial(net.subnet, 1, was.pool.next if was else INGRESS_GATEWAY + 1,
+                           {INGRESS_GATEWAY})
+            self.pools[net.name] = pool
+            if was is None:
+                self.vni[net.name] = self._take_vni(used_vnis, net.name)
+            kept_lb = {n.name: was.lb[n.name] for n in lab.nodes
+                       if was is not None and n.name in was.lb and pool.keep(was.lb[n.name])}
+            self.vips[net.name] = {}
+            self.addrs[net.name] = {}
+            for s in lab.services_on(net.name):
+                if (was is not None and s.endpoint_mode == "vip" and s.name in was.vips
+                        and pool.keep(was.vips[s.name].vip)):
+                    self.vips[net.name][s.name] = was.vips[s.name]
+                for t in lab.tasks_of(s.name):
+                    if was is not None and t.name in kept_tasks and t.name in was.tasks \
+                            and pool.keep(was.tasks[t.name]):
+                        self.addrs[net.name][t.name] = was.tasks[t.name]
+            self.lb[net.name] = {n.name: kept_lb.get(n.name) or pool.take(
+                f"the {net.name} load balancer of {n.name}") for n in lab.nodes}
+
+    def _take_vni(self, used: set[int], network: str) -> int:
+        """The next free VNI at or after the cursor, wrapping once; AddressSpaceExhausted."""
+        n = self.next_vni if VNI_BASE <= self.next_vni <= VNI_LAST else VNI_BASE
+        for _ in range(VNI_LAST - VNI_BASE + 1):
+            if n > VNI_LAST:
+                n = VNI_BASE
+            if n not in used:
+                used.add(n)
+                self.next_vni = n + 1
+                return n
+            n += 1
+        raise AddressSpaceExhausted(f"no VXLAN id left for network {network}")
+
+    def service(self, service: Service, mark: int) -> int:
+        """Give ``service`` a VIP and a fwmark on each of its networks (vip mode) that it
+        has none on yet; returns the next fwmark."""
+        for net in service.networks:
+            vips = self.vips[net]
+            if service.endpoint_mode == "vip" and service.name not in vips:
+                vips[service.name] = ServiceAddresses(
+                    self.pools[net].take(f"the VIP of {service.name} on {net}"), mark)
+                mark += 1
+        return mark
+
+    def task(self, task: Task, service: Service) -> None:
+        """Give ``task`` an address on each of its service's networks it has none on."""
+        for net in service.networks:
+            if task.name not in self.addrs[net]:
+                self.addrs[net][task.name] = self.pools[net].take(f"task {task.name} on {net}")
+
+    def done(self) -> dict[str, NetworkAddresses]:
+        return {net: NetworkAddresses(self.vni[net], pool.pool(), self.lb[net], self.vips[net],
+                                      self.addrs[net])
+                for net, pool in self.pools.items()}

@@ -1,5 +1,7 @@
 """A lab's life: ``up`` (build or converge) and ``down`` (remove everything it owns).
 
+Changes to a running lab (``scale``, ``node``) are in :mod:`netlab.converge`.
+
 ``up`` records the namespaces it is about to create in the state file *before*
 creating them, so ``down`` can finish the job after an ``up`` that was killed
 halfway. ``down`` also sweeps the ``nl-<lab>.`` prefix, which no other lab's
@@ -12,7 +14,6 @@ file for; other ``nl-`` namespaces are reported, not removed.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, replace
 from collections.abc import Callable
 
@@ -24,8 +25,6 @@ from netlab.kernel import features, netns
 from netlab.kernel.interface import Kernel, LinuxKernel
 from netlab.kernel.xtables import Backend
 from netlab.model import Lab, TaskRecord, reschedule
-from netlab.model import restart_off
-from netlab.model import scale as model_scale
 from netlab.plan import names
 from netlab.plan.build import build_plan
 from netlab.plan.types import Plan
@@ -95,20 +94,23 @@ class Host:
 
 
 def endpoints(lab: Lab, allocations: Allocations) -> list[AppEndpoint]:
-    """The app each task runs: one listener per (protocol, target port).
+    """The app each task runs: one listener per (protocol, target port), and per
+    exposed port (tcp) of a service on user networks.
 
     Two published ports may lead to one target (``["8080:80", "8081:80"]``,
     which Swarm accepts): both REDIRECT to the same socket. Host-mode ports
     listen too: the app binds every address, the node DNATs to the gwbridge one.
+    The app names its task by the address of its ``eth0`` (its first network).
     """
     out = []
     for task in lab.tasks:
         service = lab.service(task.service)
-        targets = dict.fromkeys((p.protocol, p.target) for p in service.ports)
+        targets = dict.fromkeys([(p.protocol, p.target) for p in service.ports]
+                                + [("tcp", port) for port in service.expose])
         for protocol, target in targets:
             out.append(AppEndpoint(
                 netns=names.task_ns(lab.name, task.name), service=service.name, task=task.name,
-                node=task.node, task_ip=str(allocations.tasks[task.name].ingress_ip),
+                node=task.node, task_ip=str(allocations.primary_ip(task.name, lab)),
                 port=target, protocol=protocol))
     return out
 
@@ -295,46 +297,6 @@ def down_all(store: StateStore, host: Host = Host()) -> DownAllResult:
     return DownAllResult(tuple(downed), tuple(corrupt), tuple(host.listed(names.PREFIX)))
 
 
-@dataclass(frozen=True)
-class TaskChange:
-    """A task a change started or shut down: where it ran and its address."""
-
-    service: str
-    slot: int
-    node: str
-    address: str
-
-    @property
-    def task(self) -> str:
-        return f"{self.service}.{self.slot}"
-
-
-@dataclass(frozen=True)
-class ScaleResult:
-    lab: Lab
-    allocations: Allocations
-    plan: Plan
-    added: tuple[TaskChange, ...]
-    removed: tuple[TaskChange, ...]
-    stats: kernel_apply.ApplyStats | None     # None when nothing changed
-
-
-def _weighted(plan: Plan, addresses: set[str], weight: int) -> Plan:
-    """``plan`` with its IPVS destinations at ``addresses`` given ``weight``."""
-    return replace(plan, ipvs=tuple(
-        replace(s, dests=tuple(replace(d, weight=weight) if d.addr in addresses else d
-                               for d in s.dests))
-        for s in plan.ipvs))
-
-
-def _changes(lab: Lab, a: Allocations, other: Lab) -> tuple[TaskChange, ...]:
-    """The tasks of ``lab`` (addressed by ``a``) that ``other`` does not run: a task is
-    its name on its node (moved to another node, it is a new task)."""
-    theirs = {(t.name, t.node) for t in other.tasks}
-    return tuple(TaskChange(t.service, t.slot, t.node, str(a.tasks[t.name].ingress_ip))
-                 for t in lab.tasks if (t.name, t.node) not in theirs)
-
-
 def loaded(lab_name: str, store: StateStore) -> LabState:
     """The state of the lab ``lab_name``; raises BadInput when it is not a lab name or
     no such lab is up, CorruptState for a corrupt state file."""
@@ -356,165 +318,3 @@ def _cut(plan: Plan, lab: Lab) -> Plan:
     lan = names.lan_ns(lab.name)
     return replace(plan, veths=tuple(v for v in plan.veths
                                      if not (v.a.netns == lan and v.a.name in down)))
-
-
-def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress,
-              host: Host, why: str) -> ScaleResult:
-    """Move the lab of ``state`` to the model ``after`` (same nodes and services,
-    tasks changed), task by task as Swarm and libnetwork do; see :func:`scale`.
-    ``why`` names the change (``scale hello-a=1``) in the history of the tasks it ends.
-
-    Raises BadInput when the lab's task apps are not running; kernel
-    refusals and supervisor errors propagate.
-    """
-    before, old_alloc = state.model, state.allocations
-    allocations = ipam.allocate(after, old_alloc)
-    plan = build_plan(after, allocations)
-    added = _changes(after, allocations, before)
-    removed = _changes(before, old_alloc, after)
-    if not added and not removed:
-        state.model, state.allocations = after, allocations
-        store.save(state)
-        return ScaleResult(after, allocations, plan, (), (), None)
-    pid = state.supervisor_pid
-    if not (pid and host.supervisor_running(pid)):
-        raise BadInput(f"LAB: the task apps of {state.lab} are not running "
-                       f"(hint: netlab up {state.scenario} restarts them)")
-    old_plan = build_plan(before, old_alloc)
-    new_state = state_for(after, allocations, state.scenario, plan)
-    new_state.iptables, new_state.supervisor_pid = state.iptables, state.supervisor_pid
-    # Record every namespace we may own before creating any.
-    new_state.netns = sorted(set(state.netns) | set(new_state.netns))
-    new_state.actual_tasks = state.actual_tasks
-    store.save(new_state)
-    gone = {c.address for c in removed}
-    if gone:
-        progress(f"deweighting {len(gone)} IPVS destinations (weight 0) on every sandbox")
-        host.kernel.set_weights(old_plan, gone, 0)
-        progress("stopping the removed tasks' apps")
-        ended = {(c.task, c.node) for c in removed}
-        host.update_supervisor(pid, [e for e in endpoints(before, old_alloc)
-                                     if (e.task, e.node) not in ended],
-                               timeout=APP_READY_TIMEOUT)
-        # Their namespaces go now: a task restarted on another node keeps its
-        # name, and so its namespace's name, which must not be reused as it is.
-        progress(f"removing {len(removed)} task namespaces")
-        host.kernel.teardown([names.task_ns(state.lab, c.task) for c in removed])
-    fresh = {c.address for c in added}
-    stale = [n for n in state.netns if n not in {ns.name for ns in plan.netns}]
-    stats = host.kernel.apply(_cut(_weighted(plan, fresh, 0), after), state.iptables, stale,
-                              progress)
-    if fresh:
-        progress("starting the new tasks' apps")
-        host.update_supervisor(pid, endpoints(after, allocations), timeout=APP_READY_TIMEOUT)
-        host.kernel.set_weights(plan, fresh, 1)
-    ended_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    history = tuple(TaskRecord(c.service, c.slot, c.node, "shutdown", c.address, ended_at, why)
-                    for c in removed)
-    earlier = tuple(t for t in state.desired_tasks if t.state != "running")
-    new_state.netns = [ns.name for ns in plan.netns]
-    new_state.desired_tasks = earlier + history + running(after)
-    new_state.actual_tasks = earlier + history + running(after)
-    new_state.complete = True
-    store.save(new_state)
-    return ScaleResult(after, allocations, plan, added, removed, stats)
-
-
-def scale(lab_name: str, replicas: dict[str, int], store: StateStore,
-          progress: Progress = lambda _m: None, host: Host = Host()) -> ScaleResult:
-    """``docker service scale``: set each service's replicas and converge every node.
-
-    Works from the state file alone (never the scenario). The new model comes
-    from :func:`netlab.model.scale` (swarmkit's scale-down and slot rules),
-    the addresses from :func:`netlab.ipam.allocate` (tasks that stay keep
-    theirs, new ones take the next free ones). Steps, as libnetwork:
-
-    1. removed tasks' IPVS destinations are set to weight 0 in every sandbox
-       (``rmLBBackend`` deweighting: no new connection goes to them);
-    2. the supervisor stops serving the removed tasks;
-    3. the removed tasks' namespaces go; the kernel converges to the new
-       plan, new tasks' destinations at weight 0: the removed tasks' FDB and
-       neighbour entries go on every node, then their IPVS destinations;
-    4. the supervisor starts serving the new tasks, and only then are their
-       destinations given weight 1 (``addLBBackend`` once the task runs).
-
-    The state records the new model and allocations, the tasks desired and
-    running, and each removed task as history in state ``shutdown``. Raises
-    BadInput (exit 2) for an unknown lab or service, a negative count, when
-    not root, or when no node may run a new task; MissingFeature (exit 3)
-    when the kernel lacks what the lab needs; kernel refusals propagate.
-    """
-    state = loaded(lab_name, store)
-    before = state.model
-    for service, count in replicas.items():
-        if service not in {s.name for s in before.services}:
-            raise BadInput(f"SERVICE: lab {lab_name} has no service {service!r} "
-                           f"(hint: one of {', '.join(s.name for s in before.services)})")
-        if type(count) is not int or count < 0:
-            raise BadInput(f"SERVICE=N: {service}={count!r} is not a number of replicas "
-                           "(hint: a whole number, 0 or more)")
-    if not host.is_root():
-        raise BadInput("netlab scale must run as root (hint: sudo netlab scale …)")
-    host.require_features(state.iptables)
-    try:
-        after = model_scale(before, replicas)
-    except ValueError as err:
-        raise BadInput(f"SERVICE: no node may run a new task of {err} "
-                       "(hint: check its constraints and the nodes' availability)") from None
-    why = "scale " + " ".join(f"{s}={n}" for s, n in replicas.items())
-    return _converge(state, after, store, progress, host, why)
-
-
-NODE_ACTIONS = ("down", "up", "drain", "active")
-
-
-def node(lab_name: str, node_name: str, action: str, store: StateStore,
-         progress: Progress = lambda _m: None, host: Host = Host()) -> ScaleResult:
-    """``netlab node LAB NODE down|up|drain|active``: a node fails, comes back, is drained.
-
-    - ``down``: the node's port on the LAN bridge (``veth-<node>`` in the
-      ``lan`` namespace) goes down, a crash as the other nodes see it; the
-      node is marked down and its tasks restart elsewhere;
-    - ``drain``: the node stays on the LAN (its mesh still answers) and its
-      tasks restart elsewhere;
-    - ``up`` / ``active``: undo; no task moves back (Swarm does not rebalance).
-
-    As swarmkit's replicated orchestrator (``manager/orchestrator/replicated/
-    tasks.go``, ``handleNodeChange``): a node drained or seen DOWN has its
-    tasks restarted (``restartTasksByNodeID``): each is shut down and a new
-    task of the same slot is placed by the scheduler's rules (see
-    :func:`netlab.model.place_tasks`) on a ready, active node, with new
-    addresses. The task namespaces of a down node are removed here (on a real
-    Swarm they are shut down when the node comes back). The change then
-    converges as a scale does (see :func:`scale`). Raises BadInput for an
-    unknown lab, node or action, when not root, or when no node may run a
-    moved task.
-    """
-    state = loaded(lab_name, store)
-    before = state.model
-    if action not in NODE_ACTIONS:
-        raise BadInput(f"ACTION: {action!r} is not one of {', '.join(NODE_ACTIONS)} "
-                       f"(hint: netlab node {lab_name} {node_name} down)")
-    if node_name not in {n.name for n in before.nodes}:
-        raise BadInput(f"NODE: lab {lab_name} has no node {node_name!r} "
-                       f"(hint: one of {', '.join(n.name for n in before.nodes)})")
-    if not host.is_root():
-        raise BadInput("netlab node must run as root (hint: sudo netlab node …)")
-    host.require_features(state.iptables)
-    change = {"down": {"state": "down"}, "up": {"state": "ready"},
-              "drain": {"availability": "drain"}, "active": {"availability": "active"}}[action]
-    nodes = tuple(replace(n, **change) if n.name == node_name else n for n in before.nodes)
-    try:
-        after = restart_off(replace(before, nodes=nodes))
-    except ValueError as err:
-        raise BadInput(f"NODE: no other node may run the tasks of {err} "
-                       f"(hint: netlab node {lab_name} {node_name} up|active)") from None
-    lan, port = names.lan_ns(lab_name), names.lan_port(node_name)
-    if action == "down":
-        progress(f"cutting {node_name} off the LAN ({port} down)")
-        host.kernel.set_link(lan, port, False)
-    result = _converge(state, after, store, progress, host, f"node {node_name} {action}")
-    if action == "up":
-        progress(f"bringing {node_name} back on the LAN ({port} up)")
-        host.kernel.set_link(lan, port, True)
-    return result

@@ -19,6 +19,7 @@ PublishMode = Literal["ingress", "host"]
 NodeRole = Literal["manager", "worker"]
 Availability = Literal["active", "pause", "drain"]
 NodeState = Literal["ready", "down"]      # swarmkit's NodeStatus.State, as netlab models it
+EndpointMode = Literal["vip", "dnsrr"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,22 @@ class Service:
     replicas: int
     ports: tuple[PublishedPort, ...] = ()
     constraints: tuple[Constraint, ...] = ()
+    networks: tuple[str, ...] = ()            # user overlay networks, in attach order
+    endpoint_mode: EndpointMode = "vip"
+    expose: tuple[int, ...] = ()              # tcp ports the app listens on besides targets
+
+    @property
+    def on_ingress(self) -> bool:
+        """True when the tasks join the ingress network: the service publishes an
+        ingress port, or it is on no user network (netlab's default, as before)."""
+        return bool(self.ingress_ports) or not self.networks
+
+    @property
+    def attachments(self) -> tuple[str, ...]:
+        """The networks a task joins, in libnetwork's join order: ``ingress`` first
+        when it is on it, then the user networks (eth0, then eth2…; eth1 is
+        docker_gwbridge)."""
+        return (("ingress",) if self.on_ingress else ()) + self.networks
 
     @property
     def ingress_ports(self) -> tuple[PublishedPort, ...]:
@@ -145,6 +162,25 @@ class IngressNetwork:
 
 
 @dataclass(frozen=True)
+class OverlayNetwork:
+    """A user overlay network (``docker network create -d overlay``, Compose ``networks:``).
+
+    ``mtu`` is the interfaces' MTU: ``com.docker.network.driver.mtu`` minus
+    VXLAN's 50 bytes (1450 by default). Its VXLAN id is allocated with the
+    addresses (:mod:`netlab.ipam`), as swarmkit's ovmanager hands VNIs out.
+    """
+
+    name: str
+    subnet: ipaddress.IPv4Network
+    mtu: int = 1450
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        """The ``.1`` address that IPAM reserves; it sits on ``br0``."""
+        return self.subnet.network_address + 1
+
+
+@dataclass(frozen=True)
 class Underlay:
     """The physical side: the LAN between nodes, the gwbridge, the VXLAN port."""
 
@@ -165,6 +201,18 @@ class Lab:
     underlay: Underlay = field(default_factory=Underlay)
     tasks: tuple[Task, ...] = ()
     iptables: str | None = None     # the scenario's default backend: auto, nft or legacy
+    networks: tuple[OverlayNetwork, ...] = ()   # user overlay networks, in file order
+
+    def network(self, name: str) -> OverlayNetwork:
+        """The user network called ``name``; raises KeyError if there is none."""
+        for net in self.networks:
+            if net.name == name:
+                return net
+        raise KeyError(name)
+
+    def services_on(self, network: str) -> tuple[Service, ...]:
+        """The services attached to the user network ``network``, in file order."""
+        return tuple(s for s in self.services if network in s.networks)
 
     @cached_property
     def _index(self) -> tuple[dict[str, Node], dict[str, Service],

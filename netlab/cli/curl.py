@@ -1,4 +1,5 @@
-"""``netlab curl LAB NODE:PORT``: requests from the client to a node's published port."""
+"""``netlab curl LAB NODE:PORT``: requests from the client to a node's published port;
+``netlab curl LAB SERVICE:PORT --from TASK``: from a task to a service (east-west)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,29 @@ import click
 
 from netlab.cli import common
 from netlab.client import curl as do_curl
-from netlab.client import parse_target
+from netlab.client import parse_east_west, parse_target
 
 
 @click.command()
 @click.argument("lab", callback=common.lab_name)
-@click.argument("target", metavar="NODE:PORT")
+@click.argument("target", metavar="NODE:PORT|SERVICE:PORT")
 @click.option("--count", "-n", default=1, show_default=True, type=click.IntRange(1, 1000),
               help="How many requests, one connection each.")
 @click.option("--timeout", default=3.0, show_default=True, type=click.FloatRange(0.1, 60))
+@click.option("--from", "from_task", metavar="TASK", default=None,
+              help="Send from this task (web.1) to SERVICE:PORT or VIP:PORT, east-west.")
 @common.json_option("A JSON array, one object per reply.")
-def curl(lab: str, target: str, count: int, timeout: float, as_json: bool) -> None:
-    """HTTP requests from the client namespace to NODE's published PORT; one line per reply."""
+def curl(lab: str, target: str, count: int, timeout: float, from_task: str | None,
+         as_json: bool) -> None:
+    """HTTP requests from the client namespace to NODE's published PORT, or with --from
+    from a task to a service by name (its VIP, or its tasks for dnsrr); one line per reply."""
     state = common.lab_state(common.store(), lab)
-    node, ip, port = parse_target(state, target)
-    replies = do_curl(state.targets["client"], ip, port, target, count, timeout)
+    if from_task is None:
+        node, ip, port = parse_target(state, target)
+        replies = do_curl(state.targets["client"], ip, port, target, count, timeout)
+    else:
+        ips, port = parse_east_west(state, from_task, target)
+        replies = do_curl(state.targets[from_task], ips, port, target, count, timeout)
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(r) for r in replies], indent=2))
     else:

@@ -65,9 +65,12 @@ def summary_lines(lab: Lab, a: Allocations, plan: Plan, stats: ApplyStats,
         sa = a.services.get(svc.name)
         ports = ", ".join(f"{p.published}:{p.target}/{p.protocol}"
                           + (" (host mode)" if p.mode == "host" else "") for p in svc.ports)
-        tasks = ", ".join(f"{t.name}@{t.node} {a.tasks[t.name].ingress_ip}"
+        tasks = ", ".join(f"{t.name}@{t.node} {a.primary_ip(t.name, lab)}"
                           for t in lab.tasks_of(svc.name))
         mark = f"FWM {sa.fwmark} ({sa.fwmark:#x}) VIP {sa.vip}" if sa else ""
+        for net in svc.networks:
+            v = a.networks[net].vips.get(svc.name)
+            mark += (f"  {net}: FWM {v.fwmark} VIP {v.vip}" if v else f"  {net}: dnsrr")
         lines.append(f"  service {svc.name}: {ports}  {mark}  tasks: {tasks or 'none'}")
     if lab.services and lab.services[0].ingress_ports:
         port = lab.services[0].ingress_ports[0].published

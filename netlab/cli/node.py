@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from netlab import lifecycle
+from netlab import converge
 from netlab.cli import common
 from netlab.cli.scale import change_lines
 
@@ -19,7 +19,7 @@ SAID = {"down": "is down (cut off the LAN)", "up": "is up (back on the LAN)",
 def node(lab: str, node_name: str, action: str) -> None:
     """Fail, bring back, drain or reactivate NODE of LAB; its tasks restart elsewhere
     as Swarm's do (none move back on up or active)."""
-    result = lifecycle.node(lab, node_name, action, common.store(), common.progress,
+    result = converge.node(lab, node_name, action, common.store(), common.progress,
                             common.host())
     click.echo(f"node {node_name} {SAID[action]}")
     click.echo("\n".join(change_lines(result, "converged")))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from netlab import lifecycle
+from netlab import converge
 from netlab.cli import common
 from netlab.errors import BadInput
 
@@ -29,7 +29,7 @@ def parse_counts(args: tuple[str, ...]) -> dict[str, int]:
     return counts
 
 
-def change_lines(result: lifecycle.ScaleResult, what: str = "scaled") -> list[str]:
+def change_lines(result: converge.ScaleResult, what: str = "scaled") -> list[str]:
     """What ``scale`` and ``node`` print: the tasks started and shut down, and each
     touched service's tasks."""
     lab = result.lab
@@ -56,5 +56,5 @@ def change_lines(result: lifecycle.ScaleResult, what: str = "scaled") -> list[st
 def scale(lab: str, counts: tuple[str, ...]) -> None:
     """Scale services of LAB to N replicas each and converge every node (from its state)."""
     wanted = parse_counts(counts)
-    result = lifecycle.scale(lab, wanted, common.store(), common.progress, common.host())
+    result = converge.scale(lab, wanted, common.store(), common.progress, common.host())
     click.echo("\n".join(change_lines(result)))

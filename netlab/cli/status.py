@@ -55,13 +55,21 @@ def status_of(state: LabState, readers: Readers) -> dict:
                    "lan_ip": str(a.nodes[n.name].lan_ip),
                    "ingress_sbox_ip": str(a.nodes[n.name].sandbox_ip),
                    "netns": state.targets.get(n.name)} for n in lab.nodes],
+        "networks": [{"name": n.name, "subnet": str(n.subnet), "vni": a.networks[n.name].vni,
+                      "mtu": n.mtu,
+                      "lb": {node: str(ip) for node, ip in a.networks[n.name].lb.items()}}
+                     for n in lab.networks],
         "services": [{"name": s.name, "replicas": s.replicas,
                       "ports": [dataclasses.asdict(p) for p in s.ports],
                       "fwmark": a.services[s.name].fwmark if s.name in a.services else None,
-                      "vip": str(a.services[s.name].vip) if s.name in a.services else None}
+                      "vip": str(a.services[s.name].vip) if s.name in a.services else None,
+                      "endpoint_mode": s.endpoint_mode,
+                      "networks": [_service_on(a, s.name, net) for net in s.networks]}
                      for s in lab.services],
         "tasks": [{"name": t.name, "service": t.service, "node": t.node,
-                   "ip": str(a.tasks[t.name].ingress_ip), "netns": state.targets.get(t.name)}
+                   "ip": str(a.primary_ip(t.name, lab)),
+                   "addresses": {net: str(ip) for net, ip in _task_addresses(a, t.name)},
+                   "netns": state.targets.get(t.name)}
                   for t in lab.tasks],
         # Every task the orchestrator made, shut-down ones included, as docker service ps.
         "history": [{"name": t.name, "service": t.service, "slot": t.slot, "node": t.node,
@@ -73,6 +81,19 @@ def status_of(state: LabState, readers: Readers) -> dict:
         # Rules a user added to DOCKER-USER: kept by up, as Docker keeps them; not drift.
         "user_rules": [{"netns": d.netns, "rule": d.detail} for d in diffs if d.kind == "user-rule"],
     }
+
+
+def _service_on(a, service: str, network: str) -> dict:
+    """A service on a user network: its VIP and fwmark there (None for dnsrr)."""
+    v = a.networks[network].vips.get(service)
+    return {"network": network, "vip": str(v.vip) if v else None,
+            "fwmark": v.fwmark if v else None}
+
+
+def _task_addresses(a, task: str) -> list[tuple[str, str]]:
+    """(network, address) of ``task`` on each overlay network, ingress first."""
+    out = [] if a.tasks[task].ingress_ip is None else [("ingress", a.tasks[task].ingress_ip)]
+    return out + [(net, na.tasks[task]) for net, na in a.networks.items() if task in na.tasks]
 
 
 @click.command()
@@ -90,11 +111,23 @@ def status(lab: str | None, as_json: bool) -> None:
     for n in doc["nodes"]:
         click.echo(f"  node {n['name']:<10} {n['role']:<8} {n['state']:<5} {n['availability']:<6} "
                    f"lan {n['lan_ip']:<15} ingress_sbox {n['ingress_sbox_ip']}")
+    for n in doc["networks"]:
+        click.echo(f"  network {n['name']:<10} {n['subnet']:<18} VNI {n['vni']}  lb "
+                   + ", ".join(f"{node} {ip}" for node, ip in n["lb"].items()))
     for s in doc["services"]:
         ports = ", ".join(f"{p['published']}:{p['target']}/{p['protocol']}" for p in s["ports"])
-        click.echo(f"  service {s['name']} x{s['replicas']}  {ports}  FWM {s['fwmark']}  VIP {s['vip']}")
+        line = f"  service {s['name']} x{s['replicas']}" + (f"  {ports}" if ports else "")
+        if s["vip"] is not None or not s["networks"]:
+            line += f"  FWM {s['fwmark']}  VIP {s['vip']}"
+        if s["networks"]:
+            line += f"  endpoint_mode {s['endpoint_mode']}" + "".join(
+                f"  {v['network']}: " + (f"VIP {v['vip']} FWM {v['fwmark']}" if v["vip"]
+                                         else "no VIP (dnsrr)") for v in s["networks"])
+        click.echo(line)
     for t in doc["tasks"]:
-        click.echo(f"  task {t['name']:<14} on {t['node']:<10} {t['ip']}")
+        extra = "".join(f"  {net} {ip}" for net, ip in t["addresses"].items()
+                        if net != "ingress" and ip != t["ip"])
+        click.echo(f"  task {t['name']:<14} on {t['node']:<10} {t['ip']}{extra}")
     if any(h["state"] != "running" for h in doc["history"]):
         click.echo("task history (slot, node, state):")
         for h in doc["history"]:

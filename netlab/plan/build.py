@@ -15,32 +15,13 @@ from dataclasses import dataclass, field
 from netlab import ipam
 from netlab.ipam import Allocations
 from netlab.model import Lab, PublishedPort, Service, Task
-from netlab.plan import names
+from netlab.plan import names, overlay
 from netlab.plan.types import (
     Address, Bridge, ChainPolicy, FdbEntry, IpvsDest, IpvsService, Match, Neighbour,
     Netns, Plan, Route, Rule, Sysctl, Target, Veth, VethEnd, Vxlan,
 )
 
-# A node's host namespace: forwarding, what the ingress setup and the bridge
-# driver write (route_localnet on docker_gwbridge; bridged frames through
-# iptables, which enforces enable_icc=false).
-HOST_SYSCTLS = (
-    ("net.ipv4.ip_forward", "1"),
-    (f"net.ipv4.conf.{names.GWBRIDGE}.route_localnet", "1"),
-    ("net.bridge.bridge-nf-call-iptables", "1"),
-)
-# Namespaces whose networks have no IPv6 (sandboxes, overlays, tasks): every
-# interface made or moved in after this is written gets no IPv6 (no fe80::).
-NO_IPV6 = (("net.ipv6.conf.default.disable_ipv6", "1"),)
-# ApplyOSTweaks for LB and ingress sandboxes, the SNAT's vs.conntrack, and
-# forwarding for the un-SNATed replies.
-LB_SYSCTLS = (
-    ("net.ipv4.ip_forward", "1"),
-    ("net.ipv4.vs.conntrack", "1"),
-    ("net.ipv4.vs.conn_reuse_mode", "0"),
-    ("net.ipv4.vs.expire_nodest_conn", "1"),
-    ("net.ipv4.vs.expire_quiescent_template", "1"),
-)
+from netlab.plan.sysctls import HOST_SYSCTLS, LB_SYSCTLS, NO_IPV6  # noqa: F401 (re-exported)
 
 
 def _mark(fwmark: int) -> Target:
@@ -101,6 +82,7 @@ class _Builder:
         self.host_rules(node)
         self.sandbox(node)
         self.overlay(node)
+        overlay.networks_on_node(self, node)
 
     def address(self, ns: str, ifname: str, ip, subnet) -> None:
         """An address with its broadcast, as netlink's AddrAdd gives Docker's."""
@@ -215,7 +197,8 @@ class _Builder:
     def endpoints(self) -> list[tuple[str, str]]:
         """(node, ingress IP) of every endpoint on the overlay: sandboxes, then tasks."""
         eps = [(n.name, str(self.addr.nodes[n.name].sandbox_ip)) for n in self.lab.nodes]
-        eps += [(t.node, str(self.addr.tasks[t.name].ingress_ip)) for t in self.lab.tasks]
+        eps += [(t.node, str(self.addr.tasks[t.name].ingress_ip)) for t in self.lab.tasks
+                if self.addr.tasks[t.name].ingress_ip is not None]
         return eps
 
     def overlay(self, node: str) -> None:
@@ -237,23 +220,35 @@ class _Builder:
 
     # -- tasks --------------------------------------------------------------
     def task(self, task: Task) -> None:
+        """A task's namespace: its networks in libnetwork's join order (eth0 the first,
+        ingress when the service is on it; eth1 docker_gwbridge; eth2… the others)."""
         lab, ing = self.lab.name, self.lab.ingress
         ta, na = self.addr.tasks[task.name], self.addr.nodes[task.node]
+        service = self.lab.service(task.service)
         ns = names.task_ns(lab, task.name)
         self.add("netns", Netns(ns, task.name, "task", task.node))
-        self.add("veths",
-                 Veth(VethEnd(names.overlay_ns(lab, task.node), names.veth_for(ta.ingress_ip),
-                              master="br0"),
-                      VethEnd(ns, "eth0", ipam.mac_for(ta.ingress_ip)), ing.mtu),
-                 Veth(VethEnd(names.node_ns(lab, task.node), names.veth_for(ta.gw_ip),
-                              master=names.GWBRIDGE),
-                      VethEnd(ns, "eth1", ipam.mac_for(ta.gw_ip))))
-        self.address(ns, "eth0", ta.ingress_ip, ing.subnet)
-        self.address(ns, "eth1", ta.gw_ip, self.lab.underlay.gwbridge)
+        gw = Veth(VethEnd(names.node_ns(lab, task.node), names.veth_for(ta.gw_ip),
+                          master=names.GWBRIDGE),
+                  VethEnd(ns, "eth1", ipam.mac_for(ta.gw_ip)))
+        first, *others = service.attachments
+        if first == ing.name and ta.ingress_ip is not None:
+            self.add("veths",
+                     Veth(VethEnd(names.overlay_ns(lab, task.node), names.veth_for(ta.ingress_ip),
+                                  master="br0"),
+                          VethEnd(ns, "eth0", ipam.mac_for(ta.ingress_ip)), ing.mtu), gw)
+            self.address(ns, "eth0", ta.ingress_ip, ing.subnet)
+            self.address(ns, "eth1", ta.gw_ip, self.lab.underlay.gwbridge)
+        else:
+            overlay.attach_task(self, task, first, "eth0")
+            self.add("veths", gw)
+            self.address(ns, "eth1", ta.gw_ip, self.lab.underlay.gwbridge)
+        for i, network in enumerate(others, start=2):
+            overlay.attach_task(self, task, network, f"eth{i}")
         self.add("sysctls", *(Sysctl(ns, k, v) for k, v in NO_IPV6))
         self.add("routes", Route(ns, "default", str(na.gateway_ip), "eth1"))
-        self.redirect_rules(task, ns, f"{ta.ingress_ip}/32")
-        if self.lab.service(task.service).host_ports:
+        if ta.ingress_ip is not None:
+            self.redirect_rules(task, ns, f"{ta.ingress_ip}/32")
+        if service.host_ports:
             self.host_port_mappings(task)
 
     def redirect_rules(self, task: Task, ns: str, ip: str) -> None:

@@ -6,6 +6,7 @@ Every namespace of lab ``<lab>`` is ``nl-<lab>.`` followed by its target with
     nl-<lab>.lan                     the LAN           nl-<lab>.client    the client
     nl-<lab>.<node>                  a node's host     nl-<lab>.<service>.<slot>  a task
     nl-<lab>.<node>.ingress_sbox     its ingress_sbox  nl-<lab>.<node>.ov-<network>  an overlay
+    nl-<lab>.<node>.lb-<network>     a user network's load-balancer sandbox
 
 Lab, node, service and network names are DNS labels (no dots), slots are
 digits and the node names ``lan`` and ``client`` are reserved, so the first
@@ -91,6 +92,11 @@ def sandbox_ns(lab: str, node: str) -> str:
 
 def overlay_ns(lab: str, node: str, network: str = INGRESS) -> str:
     return netns_for(lab, f"{node}/ov-{network}")
+
+
+def lb_ns(lab: str, node: str, network: str) -> str:
+    """A user network's load-balancer sandbox on ``node`` (``<node>/lb-<network>``)."""
+    return netns_for(lab, f"{node}/lb-{network}")
 
 
 def task_ns(lab: str, task: str) -> str:

@@ -11,9 +11,10 @@ import ipaddress
 from collections.abc import Sequence
 
 from netlab.ipam import LAN_NODE_OFFSET
-from netlab.model import Node, Task, eligible_nodes, place_tasks
+from netlab.model import Lab, Node, Task, eligible_nodes, place_tasks
 from netlab.scenario.issues import IssueLog, field
 from netlab.scenario.networks import NetworksRead, SubnetSpec
+from netlab.scenario.overlays import NetworkSpec
 from netlab.scenario.ports import PortSpec
 from netlab.scenario.services import ServiceSpec
 from netlab.scenario.yamltree import Pos
@@ -26,8 +27,8 @@ RESERVED_RANGES = (
     (ipaddress.IPv4Network("240.0.0.0/4"), "reserved space (240.0.0.0/4)"),
 )
 MAX_PLAN_ITEMS = 500_000
-_DISJOINT_HINT = ("ingress.subnet, underlay.lan and underlay.gwbridge must not overlap "
-                  "(defaults 10.0.0.0/24, 192.168.56.0/24, 172.18.0.0/16)")
+_DISJOINT_HINT = ("ingress.subnet, underlay.lan, underlay.gwbridge and the networks' subnets "
+                  "must not overlap (defaults 10.0.0.0/24, 192.168.56.0/24, 172.18.0.0/16)")
 
 
 def _free_above(used: set[int]) -> list[int | None]:
@@ -259,6 +260,15 @@ def plan_items(nodes: int, services: Sequence[ServiceSpec], tasks: Sequence[Task
     ports = {s.service.name: len(s.service.ingress_ports) for s in services}
     every = {s.service.name: len(s.service.ports) for s in services}
     per_node = 54 + 4 * sum(ports.values()) + 3 * len(ports) + 2 * (nodes + len(tasks))
+    # Per user network and node: its two namespaces (~20 items), 4 per service on it
+    # (VIP, mark, IPVS), a neighbour and an FDB entry per endpoint; 3 per task on it.
+    on: dict[str, list[ServiceSpec]] = {}
+    for s in services:
+        for net in s.service.networks:
+            on.setdefault(net, []).append(s)
+    for specs in on.values():
+        on_net = sum(s.service.replicas for s in specs)
+        per_node += 20 + 4 * len(specs) + 2 * (nodes + on_net) + 3 * on_net
     return 5 + nodes * per_node + sum(13 + 3 * every.get(t.service, 0) for t in tasks)
 
 
@@ -293,3 +303,20 @@ def check_mtu(net: NetworksRead, log: IssueLog) -> None:
             f"{VXLAN_OVERHEAD} bytes",
             f"set ingress.mtu to at most {lan_mtu - VXLAN_OVERHEAD} (VXLAN wraps each frame in "
             "inner Ethernet 14 + VXLAN 8 + UDP 8 + outer IPv4 20 bytes)", pos)
+
+
+def check_network_sizes(lab: Lab, specs: Sequence[NetworkSpec], log: IssueLog) -> None:
+    """Each user network's subnet holds what :func:`netlab.ipam.allocate` takes from it:
+    1 gateway + 1 LB endpoint per node + 1 VIP per vip-mode service + 1 per task."""
+    pos = {s.name: s.subnet_pos for s in specs}
+    for net in lab.networks:
+        services = lab.services_on(net.name)
+        vips = sum(1 for s in services if s.endpoint_mode == "vip")
+        tasks = sum(s.replicas for s in services)
+        need = 1 + len(lab.nodes) + vips + tasks
+        if _hosts(net.subnet) < need:
+            spec = SubnetSpec(f"network {net.name} subnet",
+                              f"networks.{net.name}.ipam.config[0].subnet", net.subnet,
+                              pos.get(net.name))
+            _too_small(log, spec, need, f"1 gateway + {len(lab.nodes)} load balancers + "
+                       f"{vips} service VIPs + {tasks} tasks")

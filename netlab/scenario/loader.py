@@ -12,24 +12,25 @@ from types import MappingProxyType
 
 from netlab.model import Lab
 from netlab.scenario.checks import (
-    check_host_ports, check_mtu, check_placement, check_published_ports, check_scale, check_sizes, check_subnets,
+    check_host_ports, check_mtu, check_network_sizes, check_placement, check_published_ports,
+    check_scale, check_sizes, check_subnets,
 )
 from netlab.scenario.fields import check_keys, read_choice, kind_of, read_str
 from netlab.scenario.issues import Issue, IssueLog, ScenarioError
 from netlab.scenario.names import LAB, name_problem, suggest
 from netlab.scenario.networks import read_networks
+from netlab.scenario.overlays import assign_subnets, read_overlays, subnet_specs
 from netlab.scenario.nodes import read_nodes
 from netlab.scenario.services import read_services
 from netlab.scenario.source import read_scenario_text
 from netlab.scenario.yamltree import Entry, Mapping, YamlProblem, parse_document
 
-TOP_KEYS = ("name", "nodes", "services", "ingress", "underlay", "iptables")
+TOP_KEYS = ("name", "nodes", "services", "networks", "ingress", "underlay", "iptables")
 #: The scenario's default iptables backend (``up --iptables`` and NETLAB_IPTABLES win).
 IPTABLES_CHOICES = ("auto", "nft", "legacy")
 _NOT_MODELLED = "this lab does not model it; remove it"
 TOP_NOT_MODELLED = MappingProxyType({
     "version": "the version key is obsolete in Compose too; remove it",
-    "networks": "configure the ingress overlay under ingress: and the machine side under underlay:",
     "volumes": _NOT_MODELLED, "configs": _NOT_MODELLED, "secrets": _NOT_MODELLED,
 })
 
@@ -76,13 +77,15 @@ def _build(text: str, source_name: str, name_override: str | None, log: IssueLog
     check_keys(root, "", log, TOP_KEYS, known_elsewhere=TOP_NOT_MODELLED, extensions=True)
     name = _lab_name(root.get("name"), source_name, name_override, log)
     nodes = read_nodes(root.get("nodes"), root.pos, log)
-    services = read_services(root.get("services"), log)
     net = read_networks(root.get("ingress"), root.get("underlay"), log)
+    overlays = read_overlays(root.get("networks"), net.underlay.lan_mtu, log)
+    services = read_services(root.get("services"), log,
+                             overlays.names if overlays.clean else None)
     iptables = None
     if (entry := root.get("iptables")) is not None:
         iptables = read_choice(entry.value, "iptables", log, "iptables backend", IPTABLES_CHOICES)
     check_published_ports(services.ports, net.underlay.data_path_port, log)
-    check_subnets(net.subnets, log)
+    check_subnets(net.subnets + tuple(subnet_specs(overlays.networks)), log)
     check_mtu(net, log)
     placeable = nodes.clean and check_placement(nodes.nodes, services.services, log)
     tasks = None
@@ -93,10 +96,19 @@ def _build(text: str, source_name: str, name_override: str | None, log: IssueLog
         check_scale(len(nodes.nodes), services.services, tasks, log)
     if log.count() or tasks is None:
         return None
-    return Lab(
+    try:
+        networks = assign_subnets(overlays.networks, [s.network for s in net.subnets])
+    except ValueError as err:
+        log.add(f"networks.{err}", "swarmkit's default pool 10.0.0.0/8 has no free /24 left",
+                "give the network a subnet under ipam.config", None)
+        return None
+    lab = Lab(
         name=name, nodes=nodes.nodes, services=tuple(s.service for s in services.services),
         ingress=net.ingress, underlay=net.underlay, tasks=tasks, iptables=iptables,
+        networks=networks,
     )
+    check_network_sizes(lab, overlays.networks, log)
+    return None if log.count() else lab
 
 
 def load_lab_from_text(text: str, source_name: str, name_override: str | None = None) -> Lab:

@@ -77,3 +77,9 @@ def name_problem(name: str, rule: NameRule) -> tuple[str, str] | None:
         if name == reserved:
             return f"{kind} name {name!r} is reserved", f"{why}; pick another name"
     return None
+
+NETWORK = NameRule(
+    "network", SERVICE_MAX,
+    "it names the namespaces <node>.ov-<network> and <node>.lb-<network> and rule comments",
+    reserved=(("ingress", "ingress is the routing mesh's network; configure it under ingress:"),),
+)

@@ -1,9 +1,11 @@
 """The ``services:`` section, shaped like a Compose/stack file's services.
 
-``deploy.replicas`` (default 1), ``deploy.placement.constraints`` and
-``ports`` (see :mod:`netlab.scenario.ports`). Every service must publish at
-least one port, on the ingress routing mesh or in host mode: that is what the
-lab models.
+``deploy.replicas`` (default 1), ``deploy.placement.constraints``,
+``deploy.endpoint_mode`` (vip, the default, or dnsrr), ``ports`` (see
+:mod:`netlab.scenario.ports`), ``networks`` (user overlay networks, list
+form) and ``expose`` (tcp ports the task app listens on for east-west
+traffic). A service on no user network must publish a port, on the ingress
+routing mesh or in host mode: its tasks are on the ingress network.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from types import MappingProxyType
 from netlab.model import Constraint, Service
 from netlab.scenario.constraints import read_constraints
 from netlab.scenario.fields import (
-    check_keys, check_repeated, expect_mapping, read_choice, read_int,
+    check_keys, check_repeated, expect_list, expect_mapping, is_decimal, read_choice, read_int,
+    read_str,
 )
-from netlab.scenario.issues import IssueLog, field
+from netlab.scenario.issues import IssueLog, field, item
 from netlab.scenario.names import SERVICE, name_problem
 from netlab.scenario.ports import PortSpec, read_ports
 from netlab.scenario.yamltree import Entry, Pos
 
-SERVICE_KEYS = ("deploy", "ports")
+SERVICE_KEYS = ("deploy", "ports", "networks", "expose")
 DEPLOY_KEYS = ("replicas", "placement", "endpoint_mode")
 ENDPOINT_MODES = ("vip", "dnsrr")
 PLACEMENT_KEYS = ("constraints",)
@@ -32,7 +35,6 @@ SERVICE_NOT_MODELLED = MappingProxyType({
     "placement": "placement goes under deploy: (deploy: {placement: {constraints: [...]}})",
     "constraints": "constraints go under deploy.placement (deploy: {placement: {constraints: [...]}})",
     "image": _APP, "command": _APP, "entrypoint": _APP, "environment": _APP,
-    "networks": "every service is attached to the ingress network; remove it",
 })
 
 DEPLOY_NOT_MODELLED = MappingProxyType({
@@ -46,7 +48,9 @@ PLACEMENT_NOT_MODELLED = MappingProxyType({
 })
 
 EXAMPLE = 'services: {web: {deploy: {replicas: 2}, ports: ["8080:80"]}}'
-_NO_PORT_HINT = 'this lab models the routing mesh; add ports: ["8080:80"]'
+_NO_PORT_HINT = ('this lab models the routing mesh; add ports: ["8080:80"], or attach it to a '
+                 'network (networks: [backend]) for east-west traffic')
+DNSRR_INGRESS = "port published with ingress mode can't be used with dnsrr mode"
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class _Deploy:
     replicas_pos: Pos | None = None
     constraints: tuple[Constraint, ...] | None = ()
     constraints_pos: Pos | None = None
+    endpoint_mode: str | None = "vip"
+    endpoint_mode_pos: Pos | None = None
 
 
 def _read_deploy(entry: Entry, path: str, log: IssueLog) -> _Deploy:
@@ -91,12 +97,9 @@ def _read_deploy(entry: Entry, path: str, log: IssueLog) -> _Deploy:
             f"replicas is a whole number from 0 to {REPLICAS_MAX}, as in docker service scale",
         )
     if (e := body.get("endpoint_mode")) is not None:
-        mode_path = field(path, "endpoint_mode")
-        if read_choice(e.value, mode_path, log, "endpoint_mode", ENDPOINT_MODES) == "dnsrr":
-            log.add(mode_path, "endpoint_mode dnsrr cannot be used with ports published in "
-                    "ingress mode", "Swarm refuses it the same way (\"port published with ingress "
-                    "mode can't be used with dnsrr mode\"), and netlab does not model DNS round "
-                    "robin yet; use endpoint_mode: vip (the default)", e.value.pos)
+        deploy.endpoint_mode_pos = e.value.pos
+        deploy.endpoint_mode = read_choice(e.value, field(path, "endpoint_mode"), log,
+                                           "endpoint_mode", ENDPOINT_MODES)
     if (e := body.get("placement")) is not None:
         placement_path = field(path, "placement")
         placement = expect_mapping(e.value, placement_path, log,
@@ -111,7 +114,50 @@ def _read_deploy(entry: Entry, path: str, log: IssueLog) -> _Deploy:
     return deploy
 
 
-def _read_service(entry: Entry, log: IssueLog) -> tuple[ServiceSpec | None, list[PortSpec]]:
+def _read_networks(entry: Entry, path: str, known: tuple[str, ...] | None,
+                   log: IssueLog) -> tuple[str, ...]:
+    """``networks: [backend]``: names of top-level networks (unknown ones are reported
+    when ``known`` is given), each once."""
+    items = expect_list(entry.value, path, log, "networks: [backend]")
+    out: list[str] = []
+    for i, value in enumerate(items.items if items is not None else ()):
+        name = read_str(value, item(path, i), log, "a network name", "backend")
+        if name is None:
+            continue
+        if name == "ingress":
+            log.add(item(path, i), "a service joins ingress by publishing a port in ingress mode",
+                    "remove ingress from networks", value.pos)
+        elif known is not None and name not in known:
+            listed = ", ".join(known) if known else "none"
+            log.add(item(path, i), f"unknown network {name!r}",
+                    f"declare it under the top-level networks: (declared: {listed})", value.pos)
+        elif name in out:
+            log.add(item(path, i), f"network {name!r} is listed twice", "list it once", value.pos)
+        else:
+            out.append(name)
+    return tuple(out)
+
+
+def _read_expose(entry: Entry, path: str, log: IssueLog) -> tuple[int, ...]:
+    """``expose: [80]``: tcp ports the task app listens on (numbers or "80")."""
+    items = expect_list(entry.value, path, log, "expose: [80]")
+    out: list[int] = []
+    for i, value in enumerate(items.items if items is not None else ()):
+        raw = getattr(value, "value", None)
+        if isinstance(raw, str) and is_decimal(raw.removesuffix("/tcp")):
+            port = int(raw.removesuffix("/tcp"))
+            if 1 <= port <= 65535:
+                out.append(port)
+                continue
+        number = read_int(value, item(path, i), log, "an exposed port", 1, 65535,
+                          "a tcp port from 1 to 65535, e.g. 80")
+        if number is not None and number not in out:
+            out.append(number)
+    return tuple(out)
+
+
+def _read_service(entry: Entry, log: IssueLog,
+                  known_networks: tuple[str, ...] | None = ()) -> tuple[ServiceSpec | None, list[PortSpec]]:
     """One service (None if anything in it is wrong) and its usable ports."""
     name = entry.key
     assert name is not None
@@ -129,23 +175,42 @@ def _read_service(entry: Entry, log: IssueLog) -> tuple[ServiceSpec | None, list
         deploy = _read_deploy(e, field(path, "deploy"), log)
     ports: list[PortSpec] = []
     written = 0
+    networks: tuple[str, ...] = ()
+    networks_ok = True
+    if (n := body.get("networks")) is not None:
+        ahead = log.count()
+        networks = _read_networks(n, field(path, "networks"), known_networks, log)
+        networks_ok = log.count() == ahead
+    expose: tuple[int, ...] = ()
+    if (x := body.get("expose")) is not None:
+        expose = _read_expose(x, field(path, "expose"), log)
     if (e := body.get("ports")) is not None:
         ports, written = read_ports(e.value, field(path, "ports"), name, log)
-    if written == 0:
+    if deploy.endpoint_mode == "dnsrr" and any(p.port.mode == "ingress" for p in ports):
+        log.add(field(field(path, "deploy"), "endpoint_mode"),
+                f"EndpointSpec: {DNSRR_INGRESS}",
+                "Swarm refuses it the same way: publish the port with mode: host, or use "
+                "endpoint_mode: vip (the default)", deploy.endpoint_mode_pos)
+    if written == 0 and not networks and networks_ok:
         where = e.value.pos if e is not None else entry.key_pos
         log.add(field(path, "ports") if e is not None else path,
                 "the service publishes no port through the ingress routing mesh",
                 _NO_PORT_HINT, where)
-    if log.count() != before or deploy.replicas is None or deploy.constraints is None:
+    if (log.count() != before or deploy.replicas is None or deploy.constraints is None
+            or deploy.endpoint_mode is None):
         return None, ports
-    service = Service(name, deploy.replicas, tuple(p.port for p in ports), deploy.constraints)
+    service = Service(name, deploy.replicas, tuple(p.port for p in ports), deploy.constraints,
+                      networks, deploy.endpoint_mode, expose)  # type: ignore[arg-type]
     return ServiceSpec(service, path, entry.key_pos, deploy.replicas_pos, deploy.constraints_pos), ports
 
 
-def read_services(entry: Entry | None, log: IssueLog) -> ServicesRead:
+def read_services(entry: Entry | None, log: IssueLog,
+                  networks: tuple[str, ...] | None = ()) -> ServicesRead:
     """Every valid service of the ``services:`` entry (None or empty: no services).
 
-    Records an issue for each bad or repeated name and each bad field.
+    Records an issue for each bad or repeated name and each bad field, and
+    for a network not in ``networks`` (the top-level ones; None: they could
+    not be read, so names are not checked).
     """
     if entry is None:
         return ServicesRead((), (), True)
@@ -161,7 +226,7 @@ def read_services(entry: Entry | None, log: IssueLog) -> ServicesRead:
             log.add("services", "a service name must be a plain name, not a list or mapping",
                     EXAMPLE, service_entry.key_pos)
             continue
-        spec, its_ports = _read_service(service_entry, log)
+        spec, its_ports = _read_service(service_entry, log, networks)
         ports.extend(its_ports)
         if spec is not None:
             services.append(spec)

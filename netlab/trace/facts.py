@@ -44,9 +44,13 @@ def lab_facts(lab: Lab, addr: Allocations, plan: Plan,
     """Index ``plan`` (built from ``lab`` and its allocations ``addr``) and the task
     ``history`` of the lab's state for the correlator."""
     node_of = {t.name: t.node for t in lab.tasks}
-    tasks_by_ip = {str(a.ingress_ip): (name, node_of[name]) for name, a in addr.tasks.items()}
-    owner = {mac_for(a.ingress_ip): f"{name} on {node_of[name]}" for name, a in addr.tasks.items()}
+    tasks_by_ip = {str(ip): (name, node_of[name]) for name in addr.tasks
+                   for ip in addr.addresses_of(name)}
+    owner = {mac_for(ip): f"{name} on {node_of[name]}" for name in addr.tasks
+             for ip in addr.addresses_of(name)}
     owner.update({mac_for(n.sandbox_ip): f"{node}/ingress_sbox" for node, n in addr.nodes.items()})
+    owner.update({mac_for(ip): f"{node}/lb-{net}" for net, na in addr.networks.items()
+                  for node, ip in na.lb.items()})
     target = {ns.name: ns.target for ns in plan.netns}
     peer: dict[tuple[str, str], str] = {}
     peer_mac: dict[tuple[str, str], str] = {}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from netlab import lifecycle, state
+from netlab import converge, lifecycle, state
 from netlab.cli import common
 from netlab.cli.main import cli
 from netlab.model import Lab, Node, Service, Task, reschedule, scale
@@ -162,10 +162,10 @@ def test_a_service_with_no_ingress_port_scales(tmp_path, monkeypatch):
     lab = reschedule(dataclasses.replace(seed, services=seed.services + (Service("worker", 1),)), ())
     store, fake = state.StateStore(tmp_path / "store"), FakeHost()
     lifecycle.up(lab, str(tmp_path / "gone.yaml"), store, "legacy", host=fake.host())
-    result = lifecycle.scale("hello-a", {"worker": 3}, store, host=fake.host())
+    result = converge.scale("hello-a", {"worker": 3}, store, host=fake.host())
     assert [(c.task, c.node) for c in result.added] == [("worker.2", "node2"), ("worker.3", "node1")]
     assert store.load("hello-a").model.service("worker").replicas == 3
-    result = lifecycle.scale("hello-a", {"worker": 0}, store, host=fake.host())
+    result = converge.scale("hello-a", {"worker": 0}, store, host=fake.host())
     assert len(result.removed) == 3 and not store.load("hello-a").model.tasks_of("worker")
 
 

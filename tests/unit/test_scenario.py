@@ -330,7 +330,8 @@ def test_published_udp_port_cannot_be_the_vxlan_port():
 def test_service_without_ports():
     text = "nodes: {n1: {role: manager}}\nservices:\n  web:\n    deploy: {replicas: 1}\n"
     issue = assert_issue(text, "services.web", "web", "publishes no port")
-    assert issue.hint == 'this lab models the routing mesh; add ports: ["8080:80"]'
+    assert issue.hint.startswith('this lab models the routing mesh; add ports: ["8080:80"]')
+    assert "networks: [backend]" in issue.hint
 
 
 def test_service_with_empty_ports():

@@ -1,0 +1,233 @@
+"""Changes to a running lab: ``scale`` and ``node``, converged task by task.
+
+Both work from the lab's state file alone. The new model comes from
+:mod:`netlab.model` (swarmkit's rules), the addresses from
+:mod:`netlab.ipam`, and :func:`_converge` moves every node there as
+libnetwork does: removed tasks' IPVS destinations go to weight 0 on every
+sandbox (the ingress_sbox and each user network's ``lb-<net>``) before
+their apps and namespaces go; new tasks' destinations get weight 1 only
+once their apps serve.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+from netlab import ipam
+from netlab.errors import BadInput
+from netlab.ipam import Allocations
+from netlab.kernel import apply as kernel_apply
+from netlab.lifecycle import (
+    APP_READY_TIMEOUT, Host, Progress, _cut, endpoints, loaded, running, state_for,
+)
+from netlab.model import Lab, TaskRecord, restart_off
+from netlab.model import scale as model_scale
+from netlab.plan import names
+from netlab.plan.build import build_plan
+from netlab.plan.types import Plan
+from netlab.state import LabState, StateStore
+
+
+@dataclass(frozen=True)
+class TaskChange:
+    """A task a change started or shut down: where it ran and its address."""
+
+    service: str
+    slot: int
+    node: str
+    address: str                                  # its eth0's (its first network's)
+    addresses: tuple[str, ...] = ()               # every overlay address (IPVS destinations)
+
+    @property
+    def task(self) -> str:
+        return f"{self.service}.{self.slot}"
+
+
+@dataclass(frozen=True)
+class ScaleResult:
+    lab: Lab
+    allocations: Allocations
+    plan: Plan
+    added: tuple[TaskChange, ...]
+    removed: tuple[TaskChange, ...]
+    stats: kernel_apply.ApplyStats | None     # None when nothing changed
+
+
+def _weighted(plan: Plan, addresses: set[str], weight: int) -> Plan:
+    """``plan`` with its IPVS destinations at ``addresses`` given ``weight``."""
+    return replace(plan, ipvs=tuple(
+        replace(s, dests=tuple(replace(d, weight=weight) if d.addr in addresses else d
+                               for d in s.dests))
+        for s in plan.ipvs))
+
+
+def _changes(lab: Lab, a: Allocations, other: Lab) -> tuple[TaskChange, ...]:
+    """The tasks of ``lab`` (addressed by ``a``) that ``other`` does not run: a task is
+    its name on its node (moved to another node, it is a new task)."""
+    theirs = {(t.name, t.node) for t in other.tasks}
+    return tuple(TaskChange(t.service, t.slot, t.node, str(a.primary_ip(t.name, lab)),
+                            tuple(str(ip) for ip in a.addresses_of(t.name)))
+                 for t in lab.tasks if (t.name, t.node) not in theirs)
+
+
+def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress,
+              host: Host, why: str) -> ScaleResult:
+    """Move the lab of ``state`` to the model ``after`` (same nodes and services,
+    tasks changed), task by task as Swarm and libnetwork do; see :func:`scale`.
+    ``why`` names the change (``scale hello-a=1``) in the history of the tasks it ends.
+
+    Raises BadInput when the lab's task apps are not running; kernel
+    refusals and supervisor errors propagate.
+    """
+    before, old_alloc = state.model, state.allocations
+    allocations = ipam.allocate(after, old_alloc)
+    plan = build_plan(after, allocations)
+    added = _changes(after, allocations, before)
+    removed = _changes(before, old_alloc, after)
+    if not added and not removed:
+        state.model, state.allocations = after, allocations
+        store.save(state)
+        return ScaleResult(after, allocations, plan, (), (), None)
+    pid = state.supervisor_pid
+    if not (pid and host.supervisor_running(pid)):
+        raise BadInput(f"LAB: the task apps of {state.lab} are not running "
+                       f"(hint: netlab up {state.scenario} restarts them)")
+    old_plan = build_plan(before, old_alloc)
+    new_state = state_for(after, allocations, state.scenario, plan)
+    new_state.iptables, new_state.supervisor_pid = state.iptables, state.supervisor_pid
+    # Record every namespace we may own before creating any.
+    new_state.netns = sorted(set(state.netns) | set(new_state.netns))
+    new_state.actual_tasks = state.actual_tasks
+    store.save(new_state)
+    gone = {ip for c in removed for ip in c.addresses}
+    if gone:
+        progress(f"deweighting {len(gone)} IPVS destinations (weight 0) on every sandbox")
+        host.kernel.set_weights(old_plan, gone, 0)
+        progress("stopping the removed tasks' apps")
+        ended = {(c.task, c.node) for c in removed}
+        host.update_supervisor(pid, [e for e in endpoints(before, old_alloc)
+                                     if (e.task, e.node) not in ended],
+                               timeout=APP_READY_TIMEOUT)
+        # Their namespaces go now: a task restarted on another node keeps its
+        # name, and so its namespace's name, which must not be reused as it is.
+        progress(f"removing {len(removed)} task namespaces")
+        host.kernel.teardown([names.task_ns(state.lab, c.task) for c in removed])
+    fresh = {ip for c in added for ip in c.addresses}
+    stale = [n for n in state.netns if n not in {ns.name for ns in plan.netns}]
+    stats = host.kernel.apply(_cut(_weighted(plan, fresh, 0), after), state.iptables, stale,
+                              progress)
+    if fresh:
+        progress("starting the new tasks' apps")
+        host.update_supervisor(pid, endpoints(after, allocations), timeout=APP_READY_TIMEOUT)
+        host.kernel.set_weights(plan, fresh, 1)
+    ended_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    history = tuple(TaskRecord(c.service, c.slot, c.node, "shutdown", c.address, ended_at, why)
+                    for c in removed)
+    earlier = tuple(t for t in state.desired_tasks if t.state != "running")
+    new_state.netns = [ns.name for ns in plan.netns]
+    new_state.desired_tasks = earlier + history + running(after)
+    new_state.actual_tasks = earlier + history + running(after)
+    new_state.complete = True
+    store.save(new_state)
+    return ScaleResult(after, allocations, plan, added, removed, stats)
+
+
+def scale(lab_name: str, replicas: dict[str, int], store: StateStore,
+          progress: Progress = lambda _m: None, host: Host = Host()) -> ScaleResult:
+    """``docker service scale``: set each service's replicas and converge every node.
+
+    Works from the state file alone (never the scenario). The new model comes
+    from :func:`netlab.model.scale` (swarmkit's scale-down and slot rules),
+    the addresses from :func:`netlab.ipam.allocate` (tasks that stay keep
+    theirs, new ones take the next free ones). Steps, as libnetwork:
+
+    1. removed tasks' IPVS destinations are set to weight 0 in every sandbox
+       (``rmLBBackend`` deweighting: no new connection goes to them);
+    2. the supervisor stops serving the removed tasks;
+    3. the removed tasks' namespaces go; the kernel converges to the new
+       plan, new tasks' destinations at weight 0: the removed tasks' FDB and
+       neighbour entries go on every node, then their IPVS destinations;
+    4. the supervisor starts serving the new tasks, and only then are their
+       destinations given weight 1 (``addLBBackend`` once the task runs).
+
+    The state records the new model and allocations, the tasks desired and
+    running, and each removed task as history in state ``shutdown``. Raises
+    BadInput (exit 2) for an unknown lab or service, a negative count, when
+    not root, or when no node may run a new task; MissingFeature (exit 3)
+    when the kernel lacks what the lab needs; kernel refusals propagate.
+    """
+    state = loaded(lab_name, store)
+    before = state.model
+    for service, count in replicas.items():
+        if service not in {s.name for s in before.services}:
+            raise BadInput(f"SERVICE: lab {lab_name} has no service {service!r} "
+                           f"(hint: one of {', '.join(s.name for s in before.services)})")
+        if type(count) is not int or count < 0:
+            raise BadInput(f"SERVICE=N: {service}={count!r} is not a number of replicas "
+                           "(hint: a whole number, 0 or more)")
+    if not host.is_root():
+        raise BadInput("netlab scale must run as root (hint: sudo netlab scale …)")
+    host.require_features(state.iptables)
+    try:
+        after = model_scale(before, replicas)
+    except ValueError as err:
+        raise BadInput(f"SERVICE: no node may run a new task of {err} "
+                       "(hint: check its constraints and the nodes' availability)") from None
+    why = "scale " + " ".join(f"{s}={n}" for s, n in replicas.items())
+    return _converge(state, after, store, progress, host, why)
+
+
+NODE_ACTIONS = ("down", "up", "drain", "active")
+
+
+def node(lab_name: str, node_name: str, action: str, store: StateStore,
+         progress: Progress = lambda _m: None, host: Host = Host()) -> ScaleResult:
+    """``netlab node LAB NODE down|up|drain|active``: a node fails, comes back, is drained.
+
+    - ``down``: the node's port on the LAN bridge (``veth-<node>`` in the
+      ``lan`` namespace) goes down, a crash as the other nodes see it; the
+      node is marked down and its tasks restart elsewhere;
+    - ``drain``: the node stays on the LAN (its mesh still answers) and its
+      tasks restart elsewhere;
+    - ``up`` / ``active``: undo; no task moves back (Swarm does not rebalance).
+
+    As swarmkit's replicated orchestrator (``manager/orchestrator/replicated/
+    tasks.go``, ``handleNodeChange``): a node drained or seen DOWN has its
+    tasks restarted (``restartTasksByNodeID``): each is shut down and a new
+    task of the same slot is placed by the scheduler's rules (see
+    :func:`netlab.model.place_tasks`) on a ready, active node, with new
+    addresses. The task namespaces of a down node are removed here (on a real
+    Swarm they are shut down when the node comes back). The change then
+    converges as a scale does (see :func:`scale`). Raises BadInput for an
+    unknown lab, node or action, when not root, or when no node may run a
+    moved task.
+    """
+    state = loaded(lab_name, store)
+    before = state.model
+    if action not in NODE_ACTIONS:
+        raise BadInput(f"ACTION: {action!r} is not one of {', '.join(NODE_ACTIONS)} "
+                       f"(hint: netlab node {lab_name} {node_name} down)")
+    if node_name not in {n.name for n in before.nodes}:
+        raise BadInput(f"NODE: lab {lab_name} has no node {node_name!r} "
+                       f"(hint: one of {', '.join(n.name for n in before.nodes)})")
+    if not host.is_root():
+        raise BadInput("netlab node must run as root (hint: sudo netlab node …)")
+    host.require_features(state.iptables)
+    change = {"down": {"state": "down"}, "up": {"state": "ready"},
+              "drain": {"availability": "drain"}, "active": {"availability": "active"}}[action]
+    nodes = tuple(replace(n, **change) if n.name == node_name else n for n in before.nodes)
+    try:
+        after = restart_off(replace(before, nodes=nodes))
+    except ValueError as err:
+        raise BadInput(f"NODE: no other node may run the tasks of {err} "
+                       f"(hint: netlab node {lab_name} {node_name} up|active)") from None
+    lan, port = names.lan_ns(lab_name), names.lan_port(node_name)
+    if action == "down":
+        progress(f"cutting {node_name} off the LAN ({port} down)")
+        host.kernel.set_link(lan, port, False)
+    result = _converge(state, after, store, progress, host, f"node {node_name} {action}")
+    if action == "up":
+        progress(f"bringing {node_name} back on the LAN ({port} up)")
+        host.kernel.set_link(lan, port, True)
+    return result

@@ -1,0 +1,154 @@
+"""East-west traffic on a real lab (scenarios/east-west.yaml): services reach each
+other by name over the user network ``backend`` through each node's ``lb-backend``.
+
+Checked with the standard tools in each namespace (``ipvsadm -Ln``, the
+machine's ``iptables-save``, ``ip -d link``, ``ip neigh``) and on real
+traffic: web.1 calling ``api:80`` cycles api's three tasks, each seeing the
+LB endpoint address of web.1's node (Swarm's SNAT), the VIP is answered by
+the local LB sandbox only, scaling api adds its destination on every
+``lb-backend``, and the ingress path still answers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from tests.integration.conftest import _bring_up, _tear_down, netlab, sh
+
+
+@pytest.fixture(scope="module")
+def ew():
+    lab = _bring_up("east-west.yaml")
+    yield lab
+    _tear_down(lab)
+
+
+def _alloc(lab):
+    from netlab.state import StateStore
+    state = StateStore().load(lab.name)
+    return state.model, state.allocations
+
+
+def _ipvs_dests(text: str) -> dict[int, list[tuple[str, str]]]:
+    """``ipvsadm -Ln`` → {fwmark: [(address, weight)]}."""
+    out: dict[int, list[tuple[str, str]]] = {}
+    mark = None
+    for line in text.splitlines():
+        if m := re.match(r"FWM\s+(\d+)\s+rr", line):
+            mark = int(m.group(1))
+            out[mark] = []
+        elif (m := re.match(r"\s+->\s+([\d.]+):0\s+Masq\s+(\d+)", line)) and mark is not None:
+            out[mark].append((m.group(1), m.group(2)))
+    return out
+
+
+def _api_ips(lab) -> set[str]:
+    model, a = _alloc(lab)
+    return {str(a.networks["backend"].tasks[t.name]) for t in model.tasks_of("api")}
+
+
+def test_lb_sandboxes_hold_apis_fwmark_service_with_its_tasks(ew):
+    model, a = _alloc(ew)
+    mark = a.networks["backend"].vips["api"].fwmark
+    for node in ("node1", "node2"):
+        dests = _ipvs_dests(sh(ew.netns(f"{node}/lb-backend"), "ipvsadm", "-Ln"))
+        assert {ip for ip, _ in dests[mark]} == _api_ips(ew)
+        assert {w for _, w in dests[mark]} == {"1"}
+
+
+def test_lb_sandbox_rules_are_dockers_mark_and_snat(ew):
+    _, a = _alloc(ew)
+    na = a.networks["backend"]
+    api = na.vips["api"]
+    for node in ("node1", "node2"):
+        ns = ew.netns(f"{node}/lb-backend")
+        mangle = sh(ns, ew.save, "-t", "mangle")
+        assert re.search(rf"-A INPUT -d {api.vip}/32 .*-j MARK --set-xmark {api.fwmark:#x}/0xffffffff",
+                         mangle), mangle
+        nat = sh(ns, ew.save, "-t", "nat")
+        assert re.search(rf"-A POSTROUTING -d 10\.0\.1\.0/24 -m ipvs --ipvs .*-j SNAT "
+                         rf"--to-source {na.lb[node]}", nat), nat
+        addrs = sh(ns, "ip", "-4", "addr", "show", "dev", "eth0")
+        assert f"inet {api.vip}/32" in addrs and f"inet {na.lb[node]}/24" in addrs
+        assert "default" not in sh(ns, "ip", "route")          # only ingress_sbox has a gateway
+
+
+def test_backend_overlay_is_its_own_vxlan_and_knows_no_vip(ew):
+    _, a = _alloc(ew)
+    na = a.networks["backend"]
+    for node in ("node1", "node2"):
+        ns = ew.netns(f"{node}/ov-backend")
+        link = sh(ns, "ip", "-d", "link", "show", "vxlan0")
+        assert "vxlan id 4097 " in link, link
+        neigh = sh(ns, "ip", "neigh", "show", "dev", "vxlan0")
+        for vip in na.vips.values():
+            assert str(vip.vip) not in neigh.split()      # VIPs: answered by the local lb only
+
+
+def test_curl_by_name_cycles_apis_tasks_and_they_see_the_lb_endpoint(ew):
+    model, a = _alloc(ew)
+    web1 = next(t for t in model.tasks if t.name == "web.1")
+    lb = str(a.networks["backend"].lb[web1.node])
+    replies = json.loads(netlab("curl", ew.name, "api:80", "--from", "web.1", "--count", "6",
+                                "--json").stdout)
+    assert all(r["ok"] for r in replies), replies
+    tasks = [r["task"] for r in replies]
+    assert set(tasks) == {"api.1", "api.2", "api.3"}
+    assert tasks[:3] == tasks[3:]                      # round robin: the same cycle twice
+    assert {r["client"] for r in replies} == {lb}      # the lb-backend SNAT on web.1's node
+
+
+def test_vip_target_and_dnsrr_name_work_too(ew):
+    _, a = _alloc(ew)
+    vip = str(a.networks["backend"].vips["api"].vip)
+    replies = json.loads(netlab("curl", ew.name, f"{vip}:80", "--from", "web.2", "--count", "3",
+                                "--json").stdout)
+    assert {r["task"] for r in replies} == {"api.1", "api.2", "api.3"}
+    cache = json.loads(netlab("curl", ew.name, "cache:6379", "--from", "api.1", "--count", "2",
+                              "--json").stdout)
+    assert {r["task"] for r in cache} == {"cache.1", "cache.2"}
+    api1 = str(a.networks["backend"].tasks["api.1"])
+    assert {r["client"] for r in cache} == {api1}      # dnsrr: no LB, no SNAT
+
+
+def test_the_vip_is_answered_by_the_local_lb_sandbox_only(ew):
+    model, a = _alloc(ew)
+    node = next(t.node for t in model.tasks if t.name == "web.1")
+    vip = str(a.networks["backend"].vips["api"].vip)
+    lb_mac = "02:42:" + ":".join(f"{int(b):02x}" for b in str(a.networks["backend"].lb[node]).split("."))
+    netlab("curl", ew.name, "api:80", "--from", "web.1")          # web.1 ARPs for the VIP
+    neigh = sh(ew.netns("web.1"), "ip", "neigh", "show", vip)
+    assert lb_mac in neigh, neigh
+
+
+def test_scale_api_adds_its_destination_on_every_lb_sandbox(ew):
+    netlab("scale", ew.name, "api=4")
+    _, a = _alloc(ew)
+    mark = a.networks["backend"].vips["api"].fwmark
+    ips = _api_ips(ew)
+    assert len(ips) == 4
+    for node in ("node1", "node2"):
+        dests = _ipvs_dests(sh(ew.netns(f"{node}/lb-backend"), "ipvsadm", "-Ln"))
+        assert {ip for ip, _ in dests[mark]} == ips
+        assert {w for _, w in dests[mark]} == {"1"}
+    replies = json.loads(netlab("curl", ew.name, "api:80", "--from", "web.1", "--count", "8",
+                                "--json").stdout)
+    assert {r["task"] for r in replies} == {"api.1", "api.2", "api.3", "api.4"}
+
+
+def test_ingress_path_still_answers(ew):
+    replies = ew.curl("node1:8080", 2) + ew.curl("node2:8080", 2)
+    assert all(r["ok"] for r in replies)
+    assert {r["task"] for r in replies} == {"web.1", "web.2"}
+
+
+def test_status_lists_the_network_and_no_drift(ew):
+    doc = ew.status()
+    assert [(n["name"], n["subnet"], n["vni"]) for n in doc["networks"]] == \
+        [("backend", "10.0.1.0/24", 4097)]
+    modes = {s["name"]: s["endpoint_mode"] for s in doc["services"]}
+    assert modes == {"web": "vip", "api": "vip", "cache": "dnsrr"}
+    assert doc["drift"] == [], doc["drift"]
