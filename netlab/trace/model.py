@@ -10,15 +10,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal, get_args
 
+# "resolve" (east-west: the name's answer, the first hop) extends the kinds.
 Event = Literal["rx", "tx", "dnat", "mark", "ipvs", "snat", "encap", "decap", "redirect",
-                "deliver", "un-nat", "drop", "reject", "rst"]
+                "deliver", "un-nat", "drop", "reject", "rst", "resolve"]
 Verdict = Literal["delivered", "dropped", "refused"]
 # "fdb" (a forwarding table read back, for drops at VXLAN) extends the four kinds;
 # so do "ipvs-table" (a sandbox's IPVS services and weights, as ``ipvsadm -Ln``), "link"
 # (an interface's UP/NO-CARRIER state), "neigh" (an ARP entry) and "history" (the
-# lab's task history: when and why a task ended).
+# lab's task history: when and why a task ended), "records" (the service records of
+# the lab's plan, what the embedded DNS answers: an east-west name's resolution).
 Evidence = Literal["capture", "counter", "conntrack", "ipvs-conn", "fdb", "ipvs-table", "link",
-                   "neigh", "history"]
+                   "neigh", "history", "records"]
 # Why a request to a task that went away died (Trace.cause.kind):
 #   stale-backend: IPVS still lists a destination whose task is gone;
 #   node-down:     the request went towards a node the lab has down (netlab node … down);

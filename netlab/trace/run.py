@@ -18,9 +18,10 @@ from netlab.kernel.xtables import Backend
 from netlab.model import Lab, TaskRecord
 from netlab.plan.types import Plan
 from netlab.state import LabState
-from netlab.trace import probe
+from netlab.trace import eastwest, probe
 from netlab.trace.capture import Capture, Frame
 from netlab.trace.correlate import Observation, correlate
+from netlab.trace.eastwest import EastWest
 from netlab.trace.evidence import Flow, snapshot
 from netlab.trace.facts import LabFacts, lab_facts
 from netlab.trace.model import Request, Trace
@@ -41,6 +42,7 @@ class TraceTarget:
     sender_ns: str
     sender_ip: str
     text: str
+    east_west: EastWest | None = None    # SERVICE:PORT or VIP:PORT from a task
 
 
 def sender_address(state: LabState, sender: str) -> tuple[str, str]:
@@ -70,6 +72,11 @@ def parse(state: LabState, text: str, sender: str) -> TraceTarget:
     proto = proto or "tcp"
     if proto not in ("tcp", "udp"):
         raise BadInput(f"NODE:PORT: {text!r} is not NODE:PORT[/tcp|udp] (hint: node2:5000/udp)")
+    if spec.rpartition(":")[0] not in state.lan and sender in state.allocations.tasks:
+        ew = eastwest.parse(state, sender, spec)
+        node = next(t.node for t in state.model.tasks if t.name == sender)
+        return TraceTarget(node, ew.ip, ew.port, proto, sender, state.targets[sender],
+                           ew.sender_ip, text, ew)
     node, node_ip, port = parse_target(state, spec)
     ns, ip = sender_address(state, sender)
     return TraceTarget(node, node_ip, port, proto, sender, ns, ip, text)
@@ -81,8 +88,9 @@ class Tracer:
     def __init__(self, lab: Lab, allocations: Allocations, plan: Plan, target: TraceTarget,
                  backend: Backend, history: tuple[TaskRecord, ...] = (), scenario: str = ""):
         self.lab, self.target, self.backend = lab, target, backend
-        self.path: TracePath = trace_path(lab, plan, target.node, target.port, target.proto,
-                                          target.sender)
+        self.path: TracePath = (
+            eastwest.path(lab, plan, target.sender, target.east_west) if target.east_west else
+            trace_path(lab, plan, target.node, target.port, target.proto, target.sender))
         self.facts: LabFacts = lab_facts(lab, allocations, plan, history, scenario)
         # The LAN has no rules or NAT, but its ports say which node is cut off.
         self.snap_roles = {n: self.facts.role[n] for n in self.path.namespaces}
@@ -118,6 +126,9 @@ class Tracer:
         obs = Observation(request, orig, result, tuple(frames), before, after,
                           tuple(p.label for p in points), missing)
         trace = correlate(obs, self.facts)
+        if t.east_west is not None:
+            trace = eastwest.with_resolution(trace, eastwest.resolve_hop(
+                t.east_west, t.sender, t.node, request.src))
         clock.lap("correlate")
         self.phases = clock.laps
         return trace, frames
