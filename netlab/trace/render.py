@@ -21,7 +21,7 @@ DEFAULT_WIDTH = 160
 REPLY_SEPARATOR = "── reply ──"
 
 # Hops that change the packet inside one namespace: a note in the sequence diagram.
-NOTE_EVENTS = frozenset({"dnat", "mark", "ipvs", "snat", "redirect", "un-nat",
+NOTE_EVENTS = frozenset({"resolve", "dnat", "mark", "ipvs", "snat", "redirect", "un-nat",
                          "deliver", "drop", "reject", "rst"})
 
 _VNI = re.compile(r"VNI\s+(\d+)")

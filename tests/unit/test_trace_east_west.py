@@ -18,7 +18,7 @@ from netlab.kernel.iptables import RuleCounter
 from netlab.plan import names
 from netlab.plan.build import build_plan
 from netlab.scenario import load_lab
-from netlab.trace import eastwest, run
+from netlab.trace import eastwest, render, run
 from netlab.trace.capture import Frame
 from netlab.trace.correlate import Observation, correlate
 from netlab.trace.evidence import CtEntry, Flow, IpvsConn, NsSnapshot
@@ -150,3 +150,5 @@ def test_a_request_to_the_vip_is_marked_balanced_and_snatted_in_the_local_lb_san
     assert "SNAT → 10.0.1.2" in by["snat"].detail and by["snat"].src == LB
     assert by["deliver"].netns == "api.1"
     assert not [h for h in trace.hops if h.event == "encap"]      # api.1 is local: no VXLAN
+    diagram = render.mermaid(trace)
+    assert "Note over P1: resolve: api → 10.0.1.7 (the VIP of api on backend" in diagram
