@@ -5,8 +5,9 @@ an RST or ICMP error and where it came from (refused), with the nat rule
 that let the packet through untranslated when nothing publishes the port;
 a DROP/REJECT rule or DROP policy whose counter moved (dropped); a task
 gone or a node down or cut on the way (dropped, with a cause: see
-:mod:`netlab.trace.gone`); a VXLAN device asked to send to a MAC it has no forwarding entry for (dropped); and
-last, the furthest point the request was seen (dropped, said as such).
+:mod:`netlab.trace.gone`); a VXLAN device asked to send to a MAC it has no
+forwarding entry for (dropped); and last, the furthest point the request
+was seen (dropped, said as such).
 """
 
 from __future__ import annotations
