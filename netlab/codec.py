@@ -97,8 +97,12 @@ def allocations_to_json(a: Allocations) -> dict[str, Any]:
     }
 
 
+HISTORY_KEYS = ("address", "ended_at", "ended_by")   # optional: only an ended task has them
+
+
 def tasks_to_json(tasks: tuple[TaskRecord, ...]) -> list[dict[str, Any]]:
-    return [{"service": t.service, "slot": t.slot, "node": t.node, "state": t.state}
+    return [{"service": t.service, "slot": t.slot, "node": t.node, "state": t.state,
+             **{k: getattr(t, k) for k in HISTORY_KEYS if getattr(t, k) is not None}}
             for t in tasks]
 
 
@@ -301,17 +305,32 @@ def _check_model(lab: Lab, path: str) -> None:
                           f"not its {count} replicas")
 
 
+def _history(t: dict[str, Any], p: str) -> dict[str, str]:
+    """The optional history fields of a task record (address, ended_at, ended_by), checked."""
+    out: dict[str, str] = {}
+    if "address" in t:
+        out["address"] = str(_ip(t["address"], f"{p}.address"))
+    for key in ("ended_at", "ended_by"):
+        if key in t:
+            v = t[key]
+            if not isinstance(v, str) or not v or len(v) > 200 or not v.isprintable():
+                raise Invalid(f"{p}.{key} must be a short line of text")
+            out[key] = v
+    return out
+
+
 def _records(value: Any, path: str, with_state: bool = True) -> tuple[TaskRecord, ...]:
     out = []
     keys = ("service", "slot", "node", "state") if with_state else ("service", "slot", "node")
     for i, raw in enumerate(_list(value, path)):
         p = f"{path}[{i}]"
-        t = _obj(raw, p, keys)
+        extra = tuple(k for k in HISTORY_KEYS if with_state and isinstance(raw, dict) and k in raw)
+        t = _obj(raw, p, keys + extra)
         out.append(TaskRecord(_name(t["service"], f"{p}.service"),
                               _int(t["slot"], f"{p}.slot", 1, INT_MAX),
                               _name(t["node"], f"{p}.node"),
                               _choice(t["state"], f"{p}.state", get_args(TaskState))  # type: ignore[arg-type]
-                              if with_state else "running"))
+                              if with_state else "running", **_history(t, p)))
     return tuple(out)
 
 

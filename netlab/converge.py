@@ -11,6 +11,7 @@ once their apps serve.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 
 from netlab import changelog, ipam
@@ -75,7 +76,8 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
               host: Host, change: tuple[str, str]) -> ScaleResult:
     """Move the lab of ``state`` to the model ``after`` (same nodes and services,
     tasks changed), task by task as Swarm and libnetwork do; see :func:`scale`.
-    ``change`` (kind, what) goes to the lab's change log, stamped converged at the end.
+    ``change`` (kind, what) goes to the lab's change log, stamped converged at the
+    end, and names the change in the history of the tasks it ends.
 
     Raises BadInput when the lab's task apps are not running; kernel
     refusals and supervisor errors propagate.
@@ -126,7 +128,10 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
         host.update_supervisor(pid, endpoints(after, allocations), timeout=APP_READY_TIMEOUT,
                                dns=resolvers(after, allocations))
         host.kernel.set_weights(plan, fresh, 1)
-    history = tuple(TaskRecord(c.service, c.slot, c.node, "shutdown") for c in removed)
+    ended_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    why = " ".join(change)         # "scale hello-a=1", "node node2 down": in the task history
+    history = tuple(TaskRecord(c.service, c.slot, c.node, "shutdown", c.address, ended_at, why)
+                    for c in removed)
     earlier = tuple(t for t in state.desired_tasks if t.state != "running")
     new_state.netns = [ns.name for ns in plan.netns]
     new_state.desired_tasks = earlier + history + running(after)

@@ -126,13 +126,20 @@ class TaskRecord:
     """A task as the orchestrator tracks it: ``<service>.<slot>`` on a node, in a state.
 
     The state file holds the desired tasks (what the orchestrator wants, with
-    the state it wants them in) and the actual ones (what runs).
+    the state it wants them in) and the actual ones (what runs). A task that
+    a change shut down keeps, as swarmkit's task history does, the ingress
+    address it had, when it ended (UTC, ISO 8601) and the change that ended
+    it (``scale hello-a=1``, ``node node2 down``): what ``trace`` names when
+    a request still reaches it.
     """
 
     service: str
     slot: int
     node: str
     state: TaskState = "running"
+    address: str | None = None
+    ended_at: str | None = None
+    ended_by: str | None = None
 
     @property
     def name(self) -> str:

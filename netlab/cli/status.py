@@ -77,7 +77,8 @@ def status_of(state: LabState, readers: Readers) -> dict:
                   for t in lab.tasks],
         # Every task the orchestrator made, shut-down ones included, as docker service ps.
         "history": [{"name": t.name, "service": t.service, "slot": t.slot, "node": t.node,
-                     "state": t.state} for t in state.desired_tasks],
+                     "state": t.state, "address": t.address, "ended_at": t.ended_at,
+                     "ended_by": t.ended_by} for t in state.desired_tasks],
         "namespaces": [{"target": ns.target, "netns": ns.name, "role": ns.role,
                         "exists": readers.netns_exists(ns.name)} for ns in plan.netns],
         "drift": [_concrete(dataclasses.asdict(d), state) for d in diffs if d.kind != "user-rule"],
@@ -140,7 +141,9 @@ def status(lab: str | None, as_json: bool) -> None:
     if any(h["state"] != "running" for h in doc["history"]):
         click.echo("task history (slot, node, state):")
         for h in doc["history"]:
-            click.echo(f"  {h['name']:<14} slot {h['slot']:<4} {h['node']:<10} {h['state']}")
+            ended = (f"  {h['address'] or ''} {h['ended_at'] or ''} by netlab {h['ended_by']}"
+                     if h["ended_by"] else "")
+            click.echo(f"  {h['name']:<14} slot {h['slot']:<4} {h['node']:<10} {h['state']}{ended}")
     click.echo("namespaces:")
     for ns in doc["namespaces"]:
         click.echo(f"  {ns['target']:<24} {ns['netns']}" + ("" if ns["exists"] else "  MISSING"))

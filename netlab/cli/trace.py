@@ -17,9 +17,10 @@ from netlab.trace.run import Tracer, parse, write_pcapng
 
 @click.command()
 @click.argument("lab", callback=common.lab_name)
-@click.argument("target", metavar="NODE:PORT[/PROTO]")
+@click.argument("target", metavar="NODE:PORT[/PROTO]|SERVICE:PORT|VIP:PORT")
 @click.option("--from", "sender", default="client", show_default=True,
-              help="Who sends: client, a node (node1) or a task (hello-a.1).")
+              help="Who sends: client, a node (node1) or a task (hello-a.1); from a task, "
+                   "SERVICE:PORT or VIP:PORT traces an east-west request.")
 @common.json_option("One JSON document (the trace contract).")
 @click.option("--pcap", type=click.Path(dir_okay=False, writable=True),
               help="Write every captured packet to this pcapng, one interface per capture point.")
@@ -31,7 +32,8 @@ from netlab.trace.run import Tracer, parse, write_pcapng
               help="Seconds to wait for the answer before calling the request dropped.")
 def trace(lab: str, target: str, sender: str, as_json: bool, pcap: str | None, fmt: str,
           repeat: int, timeout: float) -> None:
-    """Send one real request to NODE's published PORT and show every hop, there and back.
+    """Send one real request to NODE's published PORT (or, --from a task, to a service by
+    name or VIP, east-west) and show every hop, there and back.
 
     Exit 0 when the request was delivered, 1 when it was dropped or refused
     (the last hop says where and why).
@@ -40,7 +42,8 @@ def trace(lab: str, target: str, sender: str, as_json: bool, pcap: str | None, f
         raise BadInput("--format: mermaid and --json both print to stdout (hint: pick one)")
     state = common.lab_state(common.store(), lab)
     tracer = Tracer(state.model, state.allocations, common.plan_from_state(state),
-                    parse(state, target, sender), state.iptables)
+                    parse(state, target, sender), state.iptables, state.desired_tasks,
+                    state.scenario)
     traces, frames = [], []
     for _ in range(repeat):
         t, f = tracer.once(timeout)
@@ -52,7 +55,8 @@ def trace(lab: str, target: str, sender: str, as_json: bool, pcap: str | None, f
         except OSError as exc:
             raise BadInput(f"--pcap: cannot write {pcap}: {exc.strerror} (hint: a writable path)")
     summary = RepeatSummary(target, tuple(t.backend.task if t.backend else None for t in traces),
-                            tuple(t.verdict for t in traces))
+                            tuple(t.verdict for t in traces),
+                            tuple(t.cause.summary if t.cause else None for t in traces))
     if as_json:
         doc = traces[0].to_json() if repeat == 1 else render.repeat_json(summary, traces)
         click.echo(json.dumps(doc, indent=2))

@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from netlab.kernel.iptables import RuleCounter
-from netlab.trace import rules
+from netlab.trace import gone, rules
 from netlab.trace.capture import Frame
 from netlab.trace.diagnose import diagnose
 from netlab.trace.evidence import Flow, NsSnapshot, counter_deltas
 from netlab.trace.facts import LabFacts
 from netlab.trace.flows import FlowChain, Seen, decode, first_packet, flooded, follow
-from netlab.trace.model import Backend, Hop, Request, Trace
+from netlab.trace.model import Backend, Cause, Hop, Request, Trace
 from netlab.trace.probe import ProbeResult
 
 
@@ -36,6 +36,7 @@ class Observation:
     before: dict[str, NsSnapshot]
     after: dict[str, NsSnapshot]
     capture_points: tuple[str, ...]
+    missing: tuple[str, ...] = ()      # namespaces of the path that no longer exist
 
 
 def ep(ip: str, port: int) -> str:
@@ -59,6 +60,8 @@ class _Builder:
                  deltas: dict[str, list[tuple[RuleCounter, int]]]):
         self.obs, self.facts, self.chain, self.t0, self.deltas = obs, facts, chain, t0, deltas
         self.hops: list[Hop] = []
+        self.notes: list[str] = []
+        self.cause: Cause | None = None
 
     # -- helpers -------------------------------------------------------------
     def add(self, ns: str, leg: str, event: str, flow: Flow, detail: str, *,
@@ -174,7 +177,14 @@ class _Builder:
             who = f" ({task[0]} on {task[1]})" if task else ""
             svc = f"FWM {mark} {sched}" if mark else "service"
             ev, ob = self.ct_note(ns)
-            self.add(ns, leg, "ipvs", routed, f"IPVS {svc} → {conn.dest}{who}",
+            detail = f"IPVS {svc} → {conn.dest}{who}"
+            drained = gone.skipped(self, ns, mark)
+            if drained:
+                note = gone.skipped_note(self, ns, drained)
+                self.notes.append(note)
+                detail += "; " + note
+                ev, ob = ("ipvs-table", *ev), tuple(d.text for d in drained) + ob
+            self.add(ns, leg, "ipvs", routed, detail,
                      evidence=("ipvs-conn", *ev), observed=(conn.text, *ob))
         elif (a.dst, a.dport) != (b.dst, b.dport) and not rewritten:
             ev, ob = self.ct_note(ns)
@@ -262,9 +272,16 @@ def correlate(obs: Observation, facts: LabFacts) -> Trace:
         _walk(b, reply, "reply")
     backend = _backend(obs, chain, facts)
     verdict, reason = diagnose(b, request, reply, backend)
+    missing = tuple(facts.target.get(n, n) for n in obs.missing)
+    if verdict == "delivered" and missing:
+        b.notes.append(f"no namespace is named for {', '.join(missing)} any more (removed "
+                       f"outside netlab), so nothing there was captured; a task that still "
+                       f"answers lives on in a namespace its app's socket holds: netlab up "
+                       f"{facts.scenario or 'SCENARIO'} recreates it")
     hops = tuple(replace(h, seq=i) for i, h in enumerate(b.hops, 1))
     return Trace(obs.request, backend, verdict, reason, hops, obs.probe.body,
-                 obs.capture_points, len(decoded), obs.probe.elapsed_ms)
+                 obs.capture_points, len(decoded), obs.probe.elapsed_ms, b.cause,
+                 tuple(dict.fromkeys(b.notes)), missing)
 
 
 def _backend(obs: Observation, chain: FlowChain, facts: LabFacts) -> Backend | None:
@@ -276,4 +293,7 @@ def _backend(obs: Observation, chain: FlowChain, facts: LabFacts) -> Backend | N
         if ip in facts.tasks_by_ip:
             task, node = facts.tasks_by_ip[ip]
             return Backend(task, node, ip)
+        if ip in facts.ended_by_ip:     # a task gone, which IPVS still chose
+            ended = facts.ended_by_ip[ip]
+            return Backend(ended.name, ended.node, ip)
     return None

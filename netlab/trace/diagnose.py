@@ -3,9 +3,11 @@
 Checked in order, each resting on evidence: the app's answer (delivered);
 an RST or ICMP error and where it came from (refused), with the nat rule
 that let the packet through untranslated when nothing publishes the port;
-a DROP/REJECT rule or DROP policy whose counter moved (dropped); a VXLAN
-device asked to send to a MAC it has no forwarding entry for (dropped); and
-last, the furthest point the request was seen (dropped, said as such).
+a DROP/REJECT rule or DROP policy whose counter moved (dropped); a task
+gone or a node down or cut on the way (dropped, with a cause: see
+:mod:`netlab.trace.gone`); a VXLAN device asked to send to a MAC it has no
+forwarding entry for (dropped); and last, the furthest point the request
+was seen (dropped, said as such).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from netlab.trace import rules
+from netlab.trace import gone, rules
 from netlab.trace.flows import Seen
 
 if TYPE_CHECKING:
@@ -88,6 +90,17 @@ def _dropped(b: _Builder, request: list[Seen]) -> tuple[str, str]:
         b.add(ns, "request", "reject" if c.target == "REJECT" else "drop", flow, detail,
               rule=c, evidence=("counter",), observed=(b.counter_note(c, n),))
         return "dropped", detail
+    found = gone.cause(b, request)
+    if found is not None:
+        b.cause = found
+        if last is None:
+            ns, flow, iface, d = b.facts.netns_of.get(b.obs.request.from_, ""), b.obs.orig, None, None
+        else:
+            ns, flow = last.point.netns, last.flow
+            iface, d = last.point.iface, "out" if last.frame.outgoing else "in"
+        b.add(ns, "request", "drop", flow, found.summary, iface=iface, dir=d,
+              evidence=found.evidence, observed=found.observed)
+        return "dropped", found.summary
     if last is None:
         detail = f"no packet of the request was captured leaving {b.obs.request.from_}"
         return "dropped", detail

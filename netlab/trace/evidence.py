@@ -10,6 +10,7 @@ the namespace's own) are read after it.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, replace
 
 from netlab.kernel import netns
@@ -72,6 +73,38 @@ class IpvsConn:
 
 
 @dataclass(frozen=True)
+class IpvsDestination:
+    """A destination of a firewall-mark IPVS service, as ``ipvsadm -Ln`` lists it."""
+
+    fwmark: int
+    addr: str
+    port: int
+    forward: str      # Masq, Route, Tunnel, Local
+    weight: int
+    active: int = 0
+    inactive: int = 0
+
+    @property
+    def text(self) -> str:
+        return (f"ipvs FWM {self.fwmark} -> {self.addr}:{self.port} {self.forward} "
+                f"weight {self.weight} (active {self.active}, inactive {self.inactive})")
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """An interface's administrative and carrier state (``ip link``: UP, NO-CARRIER)."""
+
+    name: str
+    up: bool          # IFF_UP: set up by its owner
+    carrier: bool     # IFF_LOWER_UP: the far end (a veth's peer) is up too
+
+    @property
+    def text(self) -> str:
+        state = "UP" if self.up and self.carrier else "NO-CARRIER" if self.up else "DOWN"
+        return f"link {self.name} {state}"
+
+
+@dataclass(frozen=True)
 class NsSnapshot:
     """What one namespace holds at one moment."""
 
@@ -80,6 +113,9 @@ class NsSnapshot:
     ipvs: tuple[IpvsConn, ...] = ()
     fdb: tuple[tuple[str, str, str], ...] = ()     # (device, mac, dst) with a remote dst
     notes: tuple[str, ...] = ()
+    ipvs_table: tuple[IpvsDestination, ...] = ()   # sandboxes: the services' destinations
+    links: tuple[LinkState, ...] = ()              # hosts and the LAN: LAN-facing links
+    neighbours: tuple[tuple[str, str, str], ...] = ()   # hosts, sandboxes, client: (device, ip, NUD state)
 
 
 def _hex_addr(ip_hex: str, port_hex: str) -> str:
@@ -96,6 +132,28 @@ def parse_ip_vs_conn(text: str) -> tuple[IpvsConn, ...]:
             continue
         out.append(IpvsConn(f[0].lower(), _hex_addr(f[1], f[2]), _hex_addr(f[3], f[4]),
                             _hex_addr(f[5], f[6]), f[7]))
+    return tuple(out)
+
+
+def parse_ip_vs(text: str) -> tuple[IpvsDestination, ...]:
+    """``/proc/net/ip_vs`` (what ``ipvsadm -Ln`` prints, in hex): each firewall-mark
+    service's destinations with their weights. Services by address are skipped."""
+    out = []
+    fwmark = None
+    for line in text.splitlines():
+        f = line.split()
+        if not f:
+            continue
+        if f[0] == "FWM" and len(f) >= 2:
+            fwmark = int(f[1], 16)
+        elif f[0] in ("TCP", "UDP", "SCTP"):
+            fwmark = None
+        elif f[0] == "->" and fwmark is not None and len(f) >= 6 and ":" in f[1] \
+                and len(f[1].split(":")[0]) == 8:
+            ip_hex, port_hex = f[1].split(":")
+            ip, _, port = _hex_addr(ip_hex, port_hex).rpartition(":")
+            out.append(IpvsDestination(fwmark, ip, int(port), f[2], int(f[3]), int(f[4]),
+                                       int(f[5])))
     return tuple(out)
 
 
@@ -125,6 +183,35 @@ def _ipvs_conns() -> tuple[IpvsConn, ...]:
         return ()
 
 
+def _ipvs_table() -> tuple[IpvsDestination, ...]:
+    try:
+        with open("/proc/thread-self/net/ip_vs") as f:
+            return parse_ip_vs(f.read())
+    except FileNotFoundError:
+        return ()
+
+
+IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
+
+
+def _links_and_neighbours() -> tuple[tuple[LinkState, ...], tuple[tuple[str, str, str], ...]]:
+    """Every link's state, and the IPv4 neighbours with their NUD state (REACHABLE, FAILED…)."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.rtnl import ndmsg
+    states = {v: k[4:] for v, k in ndmsg.NUD_VALUES.items()}
+    with IPRoute() as ipr:
+        names, links = {}, []
+        for link in ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME")
+            names[link["index"]] = name
+            links.append(LinkState(name, bool(link["flags"] & IFF_UP),
+                                   bool(link["flags"] & IFF_LOWER_UP)))
+        neigh = tuple((names.get(n["ifindex"], "?"), n.get_attr("NDA_DST"),
+                       states.get(n["state"], str(n["state"])))
+                      for n in ipr.get_neighbours(family=socket.AF_INET) if n.get_attr("NDA_DST"))
+    return tuple(links), neigh
+
+
 def _fdb() -> tuple[tuple[str, str, str], ...]:
     """Forwarding entries with a remote destination (a VXLAN device's peers)."""
     from pyroute2 import IPRoute
@@ -137,9 +224,12 @@ def _fdb() -> tuple[tuple[str, str, str], ...]:
 # Which namespaces hold which evidence: rules and NAT live in node hosts,
 # sandboxes and tasks (as on a Docker node: overlays, the LAN and the client
 # hold none, so their counters are not read: each read runs iptables-save);
-# IPVS in sandboxes; remote forwarding entries on overlay VXLAN devices.
+# IPVS in sandboxes; remote forwarding entries on overlay VXLAN devices; the
+# links that join nodes in hosts and the LAN, and ARP entries where a request
+# may wait for one (hosts, sandboxes, the client).
 CONNTRACK_ROLES = frozenset({"host", "sandbox", "task"})
 RULE_ROLES = CONNTRACK_ROLES
+LINK_ROLES = frozenset({"host", "lan", "client", "sandbox"})
 
 
 def _read(with_flows: bool, role: str) -> NsSnapshot:
@@ -147,9 +237,12 @@ def _read(with_flows: bool, role: str) -> NsSnapshot:
     if not with_flows:
         return NsSnapshot(())
     entries, notes = _conntrack() if role in CONNTRACK_ROLES else ((), ())
+    links, neigh = _links_and_neighbours() if role in LINK_ROLES else ((), ())
     return NsSnapshot((), entries,
                       _ipvs_conns() if role == "sandbox" else (),
-                      _fdb() if role == "overlay" else (), notes)
+                      _fdb() if role == "overlay" else (), notes,
+                      _ipvs_table() if role == "sandbox" else (),
+                      links if role in ("host", "lan") else (), neigh if role != "lan" else ())
 
 
 def snapshot(roles: dict[str, str], with_flows: bool, backend: Backend) -> dict[str, NsSnapshot]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netlab.ipam import Allocations, mac_for
-from netlab.model import Lab
+from netlab.codec import ENDED
+from netlab.model import Lab, TaskRecord
 from netlab.plan.types import Plan
 
 
@@ -30,10 +31,18 @@ class LabFacts:
     vxlan_port: int = 4789
     # (proto, port) -> (service, nodes running its tasks) for ports published in host mode
     host_published: dict[tuple[str, int], tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    # ip -> the last task that had it and ended (the state's history), for a task gone
+    ended_by_ip: dict[str, TaskRecord] = field(default_factory=dict)
+    node_state: dict[str, str] = field(default_factory=dict)                # node -> ready | down
+    netns_of: dict[str, str] = field(default_factory=dict)                  # target -> netns
+    lan_ip: dict[str, str] = field(default_factory=dict)                    # node -> its LAN address
+    scenario: str = ""                                                      # the lab's scenario file
 
 
-def lab_facts(lab: Lab, addr: Allocations, plan: Plan) -> LabFacts:
-    """Index ``plan`` (built from ``lab`` and its allocations ``addr``) for the correlator."""
+def lab_facts(lab: Lab, addr: Allocations, plan: Plan,
+              history: tuple[TaskRecord, ...] = (), scenario: str = "") -> LabFacts:
+    """Index ``plan`` (built from ``lab`` and its allocations ``addr``) and the task
+    ``history`` of the lab's state for the correlator."""
     node_of = {t.name: t.node for t in lab.tasks}
     tasks_by_ip = {str(ip): (name, node_of[name]) for name in addr.tasks
                    for ip in addr.addresses_of(name)}
@@ -66,4 +75,9 @@ def lab_facts(lab: Lab, addr: Allocations, plan: Plan) -> LabFacts:
         vxlan_port=lab.underlay.data_path_port,
         host_published={(p.protocol, p.published): (s.name, tuple(dict.fromkeys(
             t.node for t in lab.tasks_of(s.name)))) for s in lab.services for p in s.host_ports},
+        ended_by_ip={t.address: t for t in history if t.address and t.state in ENDED},
+        node_state={n.name: n.state for n in lab.nodes},
+        netns_of={ns.target: ns.name for ns in plan.netns},
+        lan_ip={node: str(n.lan_ip) for node, n in addr.nodes.items()},
+        scenario=scenario,
     )

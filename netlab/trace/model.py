@@ -10,11 +10,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal, get_args
 
+# "resolve" (east-west: the name's answer, the first hop) extends the kinds.
 Event = Literal["rx", "tx", "dnat", "mark", "ipvs", "snat", "encap", "decap", "redirect",
-                "deliver", "un-nat", "drop", "reject", "rst"]
+                "deliver", "un-nat", "drop", "reject", "rst", "resolve"]
 Verdict = Literal["delivered", "dropped", "refused"]
-# "fdb" (a forwarding table read back, for drops at VXLAN) extends the issue's four kinds.
-Evidence = Literal["capture", "counter", "conntrack", "ipvs-conn", "fdb"]
+# "fdb" (a forwarding table read back, for drops at VXLAN) extends the issue's four kinds;
+# so do "ipvs-table" (a sandbox's IPVS services and weights, as ``ipvsadm -Ln``), "link"
+# (an interface's UP/NO-CARRIER state), "neigh" (an ARP entry) and "history" (the
+# lab's task history: when and why a task ended), "records" (the service records of
+# the lab's plan, what the embedded DNS answers: an east-west name's resolution).
+Evidence = Literal["capture", "counter", "conntrack", "ipvs-conn", "fdb", "ipvs-table", "link",
+                   "neigh", "history", "records"]
+# Why a request to a task that went away died (Trace.cause.kind):
+#   stale-backend: IPVS still lists a destination whose task is gone;
+#   node-down:     the request went towards a node the lab has down (netlab node … down);
+#   node-cut:      … towards a node the lab thinks ready, whose LAN link is down.
+CauseKind = Literal["stale-backend", "node-down", "node-cut"]
 
 EVIDENCE_KINDS: tuple[str, ...] = get_args(Evidence)
 
@@ -71,6 +82,32 @@ class Hop:
 
 
 @dataclass(frozen=True)
+class Cause:
+    """What made a request die on its way to a task that went away, and the fix.
+
+    Names what the evidence names: the task, its node and its address; the
+    sandbox, firewall mark and weight of the IPVS destination still listing
+    it; when and by which change the task ended (the state's history); the
+    node and the link that is down.
+    """
+
+    kind: CauseKind
+    summary: str                       # one line, also the trace's reason
+    fix: str
+    task: str | None = None
+    node: str | None = None
+    ip: str | None = None
+    sandbox: str | None = None         # "node2/ingress_sbox"
+    fwmark: int | None = None
+    weight: int | None = None
+    ended_at: str | None = None
+    ended_by: str | None = None
+    link: str | None = None            # "lan/veth-node1 NO-CARRIER"
+    evidence: tuple[Evidence, ...] = ()
+    observed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Trace:
     """One traced request: the path there and back, and how it ended."""
 
@@ -83,10 +120,17 @@ class Trace:
     capture_points: tuple[str, ...] = ()   # "node2/ingress_sbox/eth1", ...
     packets: int = 0                   # packets of this flow captured, all points together
     elapsed_ms: float = 0.0
+    cause: Cause | None = None         # a request that died on its way to a task gone
+    notes: tuple[str, ...] = ()        # what is worth knowing but no failure (IPVS skipped a weight-0 destination)
+    missing: tuple[str, ...] = ()      # targets of the path whose namespace no longer exists
 
     def to_json(self) -> dict:
         """The ``--json`` document (``from_`` is spelled ``from``)."""
         doc = asdict(self)
+        doc["notes"], doc["missing"] = list(self.notes), list(self.missing)
+        if doc["cause"] is not None:
+            doc["cause"]["evidence"] = list(doc["cause"]["evidence"])
+            doc["cause"]["observed"] = list(doc["cause"]["observed"])
         doc["request"]["from"] = doc["request"].pop("from_")
         for hop in doc["hops"]:
             hop["evidence"] = list(hop["evidence"])
@@ -102,7 +146,7 @@ class RepeatSummary:
     target: str
     picks: tuple[str | None, ...]      # task name per request (None: no backend reached)
     verdicts: tuple[str, ...]
-
+    causes: tuple[str | None, ...] = ()   # per request: the cause's summary when it died
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for task in self.picks:

@@ -106,6 +106,11 @@ def trace_path(lab: Lab, plan: Plan, node: str, port: int, proto: str,
     if host is not None:
         service, published, host_task = host
     names = _namespaces(lab, plan, node, sender, service, host_task)
+    return TracePath(service, published, tuple(names), points_of(plan, names))
+
+
+def points_of(plan: Plan, names: list[str]) -> tuple[CapturePoint, ...]:
+    """Every interface of the namespaces ``names`` (kernel names) as capture points."""
     info = {ns.name: ns for ns in plan.netns}
     ifaces: dict[str, list[str]] = {n: [] for n in names}
     for veth in plan.veths:
@@ -121,4 +126,4 @@ def trace_path(lab: Lab, plan: Plan, node: str, port: int, proto: str,
         owner = ns.node or ns.target
         for iface in sorted(ifaces[name]):
             points.append(CapturePoint(name, ns.target, owner, ns.role, iface))
-    return TracePath(service, published, tuple(names), tuple(points))
+    return tuple(points)

@@ -21,7 +21,7 @@ DEFAULT_WIDTH = 160
 REPLY_SEPARATOR = "── reply ──"
 
 # Hops that change the packet inside one namespace: a note in the sequence diagram.
-NOTE_EVENTS = frozenset({"dnat", "mark", "ipvs", "snat", "redirect", "un-nat",
+NOTE_EVENTS = frozenset({"resolve", "dnat", "mark", "ipvs", "snat", "redirect", "un-nat",
                          "deliver", "drop", "reject", "rst"})
 
 _VNI = re.compile(r"VNI\s+(\d+)")
@@ -97,6 +97,10 @@ def _hop_table(hops: tuple[Hop, ...]) -> Table:
 def _footer(trace: Trace) -> list[str]:
     """Verdict, backend, what the task saw as the client, and the capture tally."""
     lines = [f"verdict: {trace.verdict}: {trace.reason}"]
+    if trace.cause is not None:
+        lines.append(f"cause: {trace.cause.kind} (evidence: {', '.join(trace.cause.evidence)})")
+        lines.append(f"fix: {trace.cause.fix}")
+    lines += [f"note: {note}" for note in trace.notes]
     if trace.backend is not None:
         b = trace.backend
         lines.append(f"backend: {b.task} on {b.node} ({b.ip})")
@@ -212,7 +216,9 @@ def repeat_text(summary: RepeatSummary) -> str:
         lines.append(f"round robin: yes (cycle {' → '.join(cycle)})")
     else:
         lines.append("round robin: no")
-    lines += [f"request {i}: {verdict}" for i, verdict in enumerate(summary.verdicts, 1)
+    causes = summary.causes or (None,) * len(summary.verdicts)
+    lines += [f"request {i}: {verdict}" + (f": {cause}" if cause else "")
+              for i, (verdict, cause) in enumerate(zip(summary.verdicts, causes), 1)
               if verdict != "delivered"]
     return "\n".join(lines) + "\n"
 
@@ -226,5 +232,6 @@ def repeat_json(summary: RepeatSummary, traces: list[Trace]) -> dict:
         "counts": summary.counts(),
         "round_robin": is_round_robin(summary.picks),
         "verdicts": list(summary.verdicts),
+        "causes": [t.cause.kind if t.cause else None for t in traces],
         "traces": [t.to_json() for t in traces],
     }

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from netlab.client import parse_target
 from netlab.errors import BadInput
 from netlab.ipam import Allocations
+from netlab.kernel import netns
 from netlab.kernel.xtables import Backend
-from netlab.model import Lab
+from netlab.model import Lab, TaskRecord
 from netlab.plan.types import Plan
 from netlab.state import LabState
-from netlab.trace import probe
+from netlab.trace import eastwest, probe
 from netlab.trace.capture import Capture, Frame
 from netlab.trace.correlate import Observation, correlate
+from netlab.trace.eastwest import EastWest
 from netlab.trace.evidence import Flow, snapshot
 from netlab.trace.facts import LabFacts, lab_facts
 from netlab.trace.model import Request, Trace
@@ -40,6 +42,7 @@ class TraceTarget:
     sender_ns: str
     sender_ip: str
     text: str
+    east_west: EastWest | None = None    # SERVICE:PORT or VIP:PORT from a task
 
 
 def sender_address(state: LabState, sender: str) -> tuple[str, str]:
@@ -69,6 +72,11 @@ def parse(state: LabState, text: str, sender: str) -> TraceTarget:
     proto = proto or "tcp"
     if proto not in ("tcp", "udp"):
         raise BadInput(f"NODE:PORT: {text!r} is not NODE:PORT[/tcp|udp] (hint: node2:5000/udp)")
+    if spec.rpartition(":")[0] not in state.lan and sender in state.allocations.tasks:
+        ew = eastwest.parse(state, sender, spec)
+        node = next(t.node for t in state.model.tasks if t.name == sender)
+        return TraceTarget(node, ew.ip, ew.port, proto, sender, state.targets[sender],
+                           ew.sender_ip, text, ew)
     node, node_ip, port = parse_target(state, spec)
     ns, ip = sender_address(state, sender)
     return TraceTarget(node, node_ip, port, proto, sender, ns, ip, text)
@@ -78,14 +86,14 @@ class Tracer:
     """Traces requests into one lab; holds what does not change between requests."""
 
     def __init__(self, lab: Lab, allocations: Allocations, plan: Plan, target: TraceTarget,
-                 backend: Backend):
+                 backend: Backend, history: tuple[TaskRecord, ...] = (), scenario: str = ""):
         self.lab, self.target, self.backend = lab, target, backend
-        self.path: TracePath = trace_path(lab, plan, target.node, target.port, target.proto,
-                                          target.sender)
-        self.facts: LabFacts = lab_facts(lab, allocations, plan)
-        # The LAN only bridges: it has no rules or NAT worth reading.
-        self.snap_roles = {n: self.facts.role[n] for n in self.path.namespaces
-                           if self.facts.role[n] != "lan"}
+        self.path: TracePath = (
+            eastwest.path(lab, plan, target.sender, target.east_west) if target.east_west else
+            trace_path(lab, plan, target.node, target.port, target.proto, target.sender))
+        self.facts: LabFacts = lab_facts(lab, allocations, plan, history, scenario)
+        # The LAN has no rules or NAT, but its ports say which node is cut off.
+        self.snap_roles = {n: self.facts.role[n] for n in self.path.namespaces}
         self.phases: dict[str, float] = {}
 
     def once(self, timeout: float) -> tuple[Trace, list[Frame]]:
@@ -95,9 +103,13 @@ class Tracer:
         """
         t = self.target
         clock = _Clock()
-        before = snapshot(self.snap_roles, with_flows=False, backend=self.backend)
+        # A namespace removed behind netlab's back (a task gone) is said, not fatal.
+        missing = tuple(n for n in self.path.namespaces if not netns.exists(n))
+        roles = {n: r for n, r in self.snap_roles.items() if n not in missing}
+        points = [p for p in self.path.points if p.netns not in missing]
+        before = snapshot(roles, with_flows=False, backend=self.backend)
         clock.lap("counters before")
-        with Capture(self.path.points) as cap:
+        with Capture(points) as cap:
             clock.lap("open capture")
             result = probe.send(t.sender_ns, t.sender_ip, t.node_ip, t.port, t.proto,
                                 t.text, timeout)
@@ -105,15 +117,18 @@ class Tracer:
             time.sleep(SETTLE_S)
             frames = cap.stop()
             clock.lap("stop capture")
-        after = snapshot(self.snap_roles, with_flows=True, backend=self.backend)
+        after = snapshot(roles, with_flows=True, backend=self.backend)
         clock.lap("counters, conntrack, IPVS after")
         orig = Flow(t.proto, t.sender_ip, result.src[1], t.node_ip, t.port)
         request = Request(self.lab.name, t.text, t.node, f"{t.node_ip}:{t.port}", t.proto,
                           f"{t.sender_ip}:{result.src[1]}", t.sender,
                           self.path.service.name if self.path.service else None)
         obs = Observation(request, orig, result, tuple(frames), before, after,
-                          tuple(p.label for p in self.path.points))
+                          tuple(p.label for p in points), missing)
         trace = correlate(obs, self.facts)
+        if t.east_west is not None:
+            trace = eastwest.with_resolution(trace, eastwest.resolve_hop(
+                t.east_west, t.sender, t.node, request.src))
         clock.lap("correlate")
         self.phases = clock.laps
         return trace, frames

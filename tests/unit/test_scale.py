@@ -71,6 +71,13 @@ def test_scale_2_3_1_2_keeps_nodes_and_addresses_and_does_not_reuse_at_once(seed
         ("hello-a.2", "node2", "shutdown"), ("hello-a.3", "node1", "shutdown"),
         ("hello-a.1", "node1", "running")]
     assert st.actual_tasks == st.desired_tasks
+    # The history keeps what trace names when a request still reaches an ended task.
+    ended = [t for t in st.desired_tasks if t.state == "shutdown"]
+    assert [(t.address, t.ended_by) for t in ended] == [
+        ("10.0.0.6", "scale hello-a=1"), ("10.0.0.7", "scale hello-a=1")]
+    assert all(t.ended_at and t.ended_at.endswith("Z") for t in ended)
+    assert [(t.address, t.ended_at) for t in st.desired_tasks if t.state == "running"] == [
+        (None, None)]
 
     # 1 -> 2: the lowest free slot, on the emptier node, with the next address: the
     # freed 10.0.0.6 and .7 are not handed out again at once.
@@ -219,6 +226,8 @@ def test_node_down_restarts_its_tasks_elsewhere_and_up_moves_none_back(seed, mon
     assert [(t.name, t.node, t.state) for t in st.desired_tasks] == [
         ("hello-a.2", "node2", "shutdown"), ("hello-a.1", "node1", "running"),
         ("hello-a.2", "node1", "running")]
+    assert (st.desired_tasks[0].address, st.desired_tasks[0].ended_by) == (
+        "10.0.0.6", "node node2 down")
     assert ("weight", NS + "node1.ingress_sbox", 0x100, "10.0.0.6", 0) in fake.kernel.steps
     # The old task's namespace went before the new task's (same name) was made.
     kinds = [s[0] for s in fake.kernel.steps]
@@ -245,11 +254,13 @@ def test_node_down_restarts_its_tasks_elsewhere_and_up_moves_none_back(seed, mon
     doc = json.loads(run("status", "hello-a", "--json").output)
     assert [(n["name"], n["state"], n["availability"]) for n in doc["nodes"]] == [
         ("node1", "ready", "active"), ("node2", "ready", "active")]
-    assert ("hello-a.2", 2, "node2", "shutdown") in [
-        (h["name"], h["slot"], h["node"], h["state"]) for h in doc["history"]]
+    assert ("hello-a.2", 2, "node2", "shutdown", "10.0.0.6", "node node2 down") in [
+        (h["name"], h["slot"], h["node"], h["state"], h["address"], h["ended_by"])
+        for h in doc["history"]]
     assert doc["drift"] == []
     text = run("status", "hello-a").output
     assert "task history" in text and "shutdown" in text
+    assert "10.0.0.6" in text and "by netlab node node2 down" in text
 
 
 def test_drain_moves_tasks_off_a_node_that_stays_on_the_lan_and_active_moves_none(seed):

@@ -22,6 +22,7 @@ from netlab.cli import status as status_cli
 from netlab.cli.main import cli
 from netlab.client import parse_target
 from netlab.plan.build import build_plan
+from netlab.model import TaskRecord
 from netlab.scenario import load_lab
 from netlab.trace.run import Tracer, parse
 
@@ -139,6 +140,21 @@ def test_model_allocations_and_tasks_round_trip(tmp_path, scenario):
                                        "node": st.model.tasks[0].node, "state": "running"}
 
 
+def test_an_ended_task_keeps_its_address_and_when_and_why_it_ended(tmp_path):
+    st = _state()
+    t = st.model.tasks[0]
+    ended = TaskRecord(t.service, t.slot, t.node, "shutdown", "10.0.0.9", "2026-11-29T19:00:00Z",
+                       "scale web=2")
+    st.desired_tasks = st.actual_tasks = (ended, *st.desired_tasks[1:])
+    store = state.StateStore(tmp_path)
+    store.save(st)
+    assert store.load("x").desired_tasks[0] == ended
+    doc = json.loads((tmp_path / "x.json").read_text())
+    assert doc["desired_tasks"][0] == {"service": t.service, "slot": t.slot, "node": t.node,
+                                       "state": "shutdown", "address": "10.0.0.9",
+                                       "ended_at": "2026-11-29T19:00:00Z", "ended_by": "scale web=2"}
+
+
 def _set(doc: dict, path: tuple, value) -> None:
     for key in path[:-1]:
         doc = doc[key]
@@ -187,6 +203,10 @@ BAD = [
     (("allocations", "next_fwmark"), True, "allocations.next_fwmark must be an integer"),
     (("allocations", "client_ip"), None, "allocations.client_ip is 'None', not an IPv4 address"),
     (("desired_tasks", 0, "state"), "sleeping", "desired_tasks[0].state must be one of"),
+    (("desired_tasks", 0, "address"), "10.0.0.999",
+     "desired_tasks[0].address is '10.0.0.999', not an IPv4 address"),
+    (("desired_tasks", 0, "ended_by"), "\x1b[2J", "desired_tasks[0].ended_by must be a short line"),
+    (("desired_tasks", 1, "ended_at"), 5, "desired_tasks[1].ended_at must be a short line"),
     (("desired_tasks", 0, "service"), "nope", "desired_tasks[0] is nope.1 on node1, not a service"),
     (("actual_tasks",), {}, "actual_tasks must be a list"),
     (("allocations",), _DELETE, "'allocations' is missing"),
