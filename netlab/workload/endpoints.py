@@ -22,10 +22,12 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, get_args
+from typing import Any, Callable, Iterable, TypeVar, get_args
 
 from netlab.errors import NetlabError
 from netlab.model import Protocol
+
+T = TypeVar("T")
 
 FORMAT_VERSION = 1
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
@@ -192,50 +194,49 @@ def _check_one_dns_per_netns(servers: list[DnsEndpoint]) -> None:
         seen.add(d.netns)
 
 
+def _decode(text: str) -> Any:
+    """The endpoints file's JSON document; raises NetlabError when it is not JSON."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NetlabError(f"endpoints file is not JSON: {exc}") from None
+
+
+def _entries(items: list, what: str, from_dict: Callable[[Any], T],
+             check: Callable[[list[T]], None]) -> list[T]:
+    """Each of ``items`` read by ``from_dict``, then ``check``ed as a whole;
+    raises NetlabError naming the bad entry (``what[i]``) and why."""
+    out = []
+    for i, item in enumerate(items):
+        try:
+            out.append(from_dict(item))
+        except (TypeError, ValueError) as exc:
+            raise NetlabError(f"{what}[{i}]: {exc}") from None
+    try:
+        check(out)
+    except ValueError as exc:
+        raise NetlabError(f"{what}: {exc}") from None
+    return out
+
+
 def dns_from_json(text: str) -> list[DnsEndpoint]:
     """The ``dns`` entries of the document (none when absent); raises NetlabError
     naming the bad entry and why."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise NetlabError(f"endpoints file is not JSON: {exc}") from None
+    doc = _decode(text)
     items = doc.get("dns", []) if isinstance(doc, dict) else None
     if not isinstance(items, list):
         raise NetlabError('endpoints file: "dns" must be a list')
-    servers = []
-    for i, item in enumerate(items):
-        try:
-            servers.append(DnsEndpoint.from_dict(item))
-        except (TypeError, ValueError) as exc:
-            raise NetlabError(f"dns[{i}]: {exc}") from None
-    try:
-        _check_one_dns_per_netns(servers)
-    except ValueError as exc:
-        raise NetlabError(f"dns: {exc}") from None
-    return servers
+    return _entries(items, "dns", DnsEndpoint.from_dict, _check_one_dns_per_netns)
 
 
 def endpoints_from_json(text: str) -> list[AppEndpoint]:
     """Parse the JSON document; raises NetlabError naming the bad entry and why."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise NetlabError(f"endpoints file is not JSON: {exc}") from None
+    doc = _decode(text)
     if not isinstance(doc, dict) or not isinstance(doc.get("endpoints"), list):
         raise NetlabError('endpoints file must be an object with an "endpoints" list')
     if doc.get("version") != FORMAT_VERSION:
         raise NetlabError(f"endpoints file version {doc.get('version')!r} is not {FORMAT_VERSION}")
-    endpoints = []
-    for i, item in enumerate(doc["endpoints"]):
-        try:
-            endpoints.append(AppEndpoint.from_dict(item))
-        except (TypeError, ValueError) as exc:
-            raise NetlabError(f"endpoints[{i}]: {exc}") from None
-    try:
-        check_unique(endpoints)
-    except ValueError as exc:
-        raise NetlabError(f"endpoints: {exc}") from None
-    return endpoints
+    return _entries(doc["endpoints"], "endpoints", AppEndpoint.from_dict, check_unique)
 
 
 def dump_endpoints(path: Path, endpoints: Iterable[AppEndpoint],
