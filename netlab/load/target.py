@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netlab.client import parse_target
+from netlab.client import parse_east_west, parse_target
 from netlab.errors import BadInput
 from netlab.state import LabState
 
@@ -44,7 +44,17 @@ def node_port(state: LabState, target: str, _source: Source) -> Destination | No
     return Destination(target, ip, port)
 
 
-RESOLVERS: tuple[Resolver, ...] = (node_port,)
+def service_port(state: LabState, target: str, src: Source) -> Destination | None:
+    """``api:80`` or ``VIP:80`` from a task: the name as the task's embedded DNS
+    answers it (the VIP; a dnsrr name's first task address), as
+    ``netlab curl --from TASK`` resolves it (None from the client)."""
+    if src.name == "client":
+        return None
+    ips, port = parse_east_west(state, src.name, target)
+    return Destination(target, ips[0], port)
+
+
+RESOLVERS: tuple[Resolver, ...] = (node_port, service_port)
 
 
 def source(state: LabState, sender: str) -> Source:
@@ -69,5 +79,10 @@ def destination(state: LabState, target: str, src: Source,
                 return found
         parse_target(state, target)   # says what is wrong with a NODE:PORT
     except BadInput as err:
-        raise BadInput(str(err).replace("NODE:PORT: ", "TARGET: ", 1)) from None
-    raise BadInput(f"TARGET: {target!r} cannot be resolved (hint: NODE:PORT such as node1:5000)")
+        message = str(err)
+        for form in ("NODE:PORT: ", "SERVICE:PORT: "):
+            if message.startswith(form):
+                message = "TARGET: " + message[len(form):]
+        raise BadInput(message) from None
+    raise BadInput(f"TARGET: {target!r} cannot be resolved (hint: NODE:PORT such as node1:5000, "
+                   "or SERVICE:PORT with --from TASK)")

@@ -149,6 +149,14 @@ def test_getent_in_a_task_resolves_services_through_the_embedded_dns(ew):
     assert not udp.startswith("[0:0]"), udp
 
 
+def test_load_from_a_task_to_a_service_by_name_balances_over_its_tasks(ew):
+    doc = json.loads(netlab("load", ew.name, "api:80", "--from", "web.1", "-n", "60", "-c", "5",
+                            "--json").stdout)
+    assert (doc["requests"], doc["ok"], doc["failed"]) == (60, 60, 0), doc
+    per_task = {k.split("@")[0]: v for k, v in doc["replies"].items()}
+    assert per_task == {"api.1": 20, "api.2": 20, "api.3": 20}, doc["replies"]   # rr
+
+
 def test_scale_api_adds_its_destination_on_every_lb_sandbox(ew):
     netlab("scale", ew.name, "api=4")
     _, a = _alloc(ew)

@@ -283,3 +283,25 @@ def test_sources_and_a_plugged_in_resolver(lab):
     assert target.destination(st, "hello-a:80", src, chain).ip == "10.0.0.2"
     with pytest.raises(BadInput, match="^TARGET: "):
         target.destination(st, "hello-b:80", src, chain)
+
+
+def test_a_service_target_from_a_task_goes_to_what_its_dns_answers(lab, monkeypatch):
+    """From a task, SERVICE:PORT is resolved as `curl --from` does (the task's DNS);
+    from the client it stays a NODE:PORT error."""
+    from netlab import client
+    from netlab.errors import BadInput
+    from netlab.load import target
+    st = lab.load("hello-a")
+    asked = []
+
+    def resolve_in(netns, name, timeout=3.0):
+        asked.append((netns, name))
+        return ("10.0.1.7",) if name == "api" else ()
+    monkeypatch.setattr(client, "resolve_in", resolve_in)
+    task = target.source(st, "hello-a.1")
+    assert target.destination(st, "api:80", task) == target.Destination("api:80", "10.0.1.7", 80)
+    assert asked == [(st.targets["hello-a.1"], "api")]
+    with pytest.raises(BadInput, match="^TARGET: hello-a.1 cannot resolve 'nope'"):
+        target.destination(st, "nope:80", task)
+    with pytest.raises(BadInput, match="^TARGET: "):
+        target.destination(st, "api:80", target.source(st, "client"))
