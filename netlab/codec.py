@@ -12,28 +12,22 @@ other. A problem raises :class:`Invalid` naming the path of the value
 from __future__ import annotations
 
 import ipaddress
-import re
-from collections.abc import Callable
 from typing import Any, get_args
 
+from netlab import jsonread as jr
 from netlab.ipam import (
     VNI_BASE, Allocations, NetworkAddresses, NodeAddresses, Pool, ServiceAddresses, TaskAddresses,
 )
+from netlab.jsonread import Invalid, is_name
 from netlab.model import (
     Availability, Constraint, EndpointMode, IngressNetwork, Lab, Node, NodeRole, NodeState,
     OverlayNetwork, Protocol, PublishedPort, PublishMode, Service, Task, TaskRecord, TaskState,
     Underlay,
 )
 
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
-NAME_MAX = 63
 INT_MAX = 1 << 32
 IPTABLES = ("auto", "nft", "legacy")
 CONSTRAINT_KEYS = ("node.role", "node.hostname")
-
-
-class Invalid(ValueError):
-    """A value read back fails its check; the message starts with its path."""
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -108,165 +102,81 @@ def tasks_to_json(tasks: tuple[TaskRecord, ...]) -> list[dict[str, Any]]:
 
 # -- reading -------------------------------------------------------------------------------
 
-def _obj(value: Any, path: str, keys: tuple[str, ...],
-         optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``value`` as an object with exactly ``keys``, and maybe the ``optional`` ones
-    (added after version 2 was first written: east-west networks); raises Invalid."""
-    if not isinstance(value, dict):
-        raise Invalid(f"{path} must be an object")
-    for key in value:
-        if key not in keys and key not in optional:
-            raise Invalid(f"{path} has an unknown key {str(key)[:40]!r}")
-    for key in keys:
-        if key not in value:
-            raise Invalid(f"{path}.{key} is missing")
-    return value
-
-
-def _list(value: Any, path: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise Invalid(f"{path} must be a list")
-    return value
-
-
-def _map(value: Any, path: str, key_ok: Callable[[str], bool], what: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise Invalid(f"{path} must be an object")
-    for key in value:
-        if not key_ok(key):
-            raise Invalid(f"{path} has a key {key[:40]!r} that is not {what}")
-    return value
-
-
-def _int(value: Any, path: str, low: int, high: int) -> int:
-    if type(value) is not int or not low <= value <= high:
-        raise Invalid(f"{path} must be an integer from {low} to {high}")
-    return value
-
-
-def _bool(value: Any, path: str) -> bool:
-    if type(value) is not bool:
-        raise Invalid(f"{path} must be true or false")
-    return value
-
-
-def _choice(value: Any, path: str, choices: tuple[str, ...]) -> str:
-    if value not in choices or not isinstance(value, str):
-        raise Invalid(f"{path} must be one of {', '.join(choices)}")
-    return value
-
-
-def is_name(value: Any) -> bool:
-    """True for a lab, node, service or network name: a DNS label."""
-    return isinstance(value, str) and len(value) <= NAME_MAX and _LABEL.fullmatch(value) is not None
-
-
-def _name(value: Any, path: str) -> str:
-    if not is_name(value):
-        raise Invalid(f"{path} is {str(value)[:40]!r}, not a name (a DNS label)")
-    return value
-
-
-def _is_task_name(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    service, _, slot = value.rpartition(".")
-    return is_name(service) and slot.isascii() and slot.isdigit() and slot[0] != "0"
-
-
-def _ip(value: Any, path: str) -> ipaddress.IPv4Address:
-    try:
-        if not isinstance(value, str):
-            raise ValueError
-        return ipaddress.IPv4Address(value)
-    except ValueError:
-        raise Invalid(f"{path} is {str(value)[:40]!r}, not an IPv4 address") from None
-
-
-def _net(value: Any, path: str) -> ipaddress.IPv4Network:
-    try:
-        if not isinstance(value, str):
-            raise ValueError
-        return ipaddress.IPv4Network(value)
-    except ValueError:
-        raise Invalid(f"{path} is {str(value)[:40]!r}, not an IPv4 subnet") from None
-
-
 def lab_from_json(value: Any, path: str = "model") -> Lab:
     """The Lab in ``value``, every field and cross-reference checked; raises Invalid."""
-    doc = _obj(value, path, ("name", "nodes", "services", "ingress", "underlay", "tasks",
+    doc = jr.obj(value, path, ("name", "nodes", "services", "ingress", "underlay", "tasks",
                              "iptables"), optional=("networks",))
     networks = []
-    for i, raw in enumerate(_list(doc.get("networks", []), f"{path}.networks")):
+    for i, raw in enumerate(jr.array(doc.get("networks", []), f"{path}.networks")):
         p = f"{path}.networks[{i}]"
-        n = _obj(raw, p, ("name", "subnet", "mtu"))
-        networks.append(OverlayNetwork(_name(n["name"], f"{p}.name"),
-                                       _net(n["subnet"], f"{p}.subnet"),
-                                       _int(n["mtu"], f"{p}.mtu", 68, 65535)))
+        n = jr.obj(raw, p, ("name", "subnet", "mtu"))
+        networks.append(OverlayNetwork(jr.name(n["name"], f"{p}.name"),
+                                       jr.subnet(n["subnet"], f"{p}.subnet"),
+                                       jr.integer(n["mtu"], f"{p}.mtu", 68, 65535)))
     known_networks = {n.name for n in networks}
     nodes = []
-    for i, raw in enumerate(_list(doc["nodes"], f"{path}.nodes")):
+    for i, raw in enumerate(jr.array(doc["nodes"], f"{path}.nodes")):
         p = f"{path}.nodes[{i}]"
         # "state" came with netlab node; a file written before it has none (ready).
-        n = _obj(raw, p, ("name", "role", "availability")
+        n = jr.obj(raw, p, ("name", "role", "availability")
                  + (("state",) if isinstance(raw, dict) and "state" in raw else ()))
-        nodes.append(Node(_name(n["name"], f"{p}.name"),
-                          _choice(n["role"], f"{p}.role", get_args(NodeRole)),   # type: ignore[arg-type]
-                          _choice(n["availability"], f"{p}.availability",
+        nodes.append(Node(jr.name(n["name"], f"{p}.name"),
+                          jr.choice(n["role"], f"{p}.role", get_args(NodeRole)),   # type: ignore[arg-type]
+                          jr.choice(n["availability"], f"{p}.availability",
                                   get_args(Availability)),                       # type: ignore[arg-type]
-                          _choice(n.get("state", "ready"), f"{p}.state",
+                          jr.choice(n.get("state", "ready"), f"{p}.state",
                                   get_args(NodeState))))                         # type: ignore[arg-type]
     services = []
-    for i, raw in enumerate(_list(doc["services"], f"{path}.services")):
+    for i, raw in enumerate(jr.array(doc["services"], f"{path}.services")):
         p = f"{path}.services[{i}]"
-        s = _obj(raw, p, ("name", "replicas", "ports", "constraints"),
+        s = jr.obj(raw, p, ("name", "replicas", "ports", "constraints"),
                  optional=("networks", "endpoint_mode", "expose"))
         ports = []
-        for j, rp in enumerate(_list(s["ports"], f"{p}.ports")):
+        for j, rp in enumerate(jr.array(s["ports"], f"{p}.ports")):
             pp = f"{p}.ports[{j}]"
-            port = _obj(rp, pp, ("published", "target", "protocol", "mode"))
+            port = jr.obj(rp, pp, ("published", "target", "protocol", "mode"))
             ports.append(PublishedPort(
-                _int(port["published"], f"{pp}.published", 1, 65535),
-                _int(port["target"], f"{pp}.target", 1, 65535),
-                _choice(port["protocol"], f"{pp}.protocol", get_args(Protocol)),  # type: ignore[arg-type]
-                _choice(port["mode"], f"{pp}.mode", get_args(PublishMode))))     # type: ignore[arg-type]
+                jr.integer(port["published"], f"{pp}.published", 1, 65535),
+                jr.integer(port["target"], f"{pp}.target", 1, 65535),
+                jr.choice(port["protocol"], f"{pp}.protocol", get_args(Protocol)),  # type: ignore[arg-type]
+                jr.choice(port["mode"], f"{pp}.mode", get_args(PublishMode))))     # type: ignore[arg-type]
         constraints = []
-        for j, rc in enumerate(_list(s["constraints"], f"{p}.constraints")):
+        for j, rc in enumerate(jr.array(s["constraints"], f"{p}.constraints")):
             pc = f"{p}.constraints[{j}]"
-            c = _obj(rc, pc, ("key", "value", "equal"))
-            if not isinstance(c["value"], str) or not c["value"] or len(c["value"]) > NAME_MAX:
+            c = jr.obj(rc, pc, ("key", "value", "equal"))
+            if not isinstance(c["value"], str) or not c["value"] or len(c["value"]) > jr.NAME_MAX:
                 raise Invalid(f"{pc}.value must be a short string")
-            constraints.append(Constraint(_choice(c["key"], f"{pc}.key", CONSTRAINT_KEYS),
-                                          c["value"], _bool(c["equal"], f"{pc}.equal")))
-        attached = tuple(_name(n, f"{p}.networks[{j}]")
-                         for j, n in enumerate(_list(s.get("networks", []), f"{p}.networks")))
+            constraints.append(Constraint(jr.choice(c["key"], f"{pc}.key", CONSTRAINT_KEYS),
+                                          c["value"], jr.boolean(c["equal"], f"{pc}.equal")))
+        attached = tuple(jr.name(n, f"{p}.networks[{j}]")
+                         for j, n in enumerate(jr.array(s.get("networks", []), f"{p}.networks")))
         for j, n in enumerate(attached):
             if n not in known_networks:
                 raise Invalid(f"{p}.networks[{j}] is {n!r}, not a network of the lab")
-        services.append(Service(_name(s["name"], f"{p}.name"),
-                                _int(s["replicas"], f"{p}.replicas", 0, INT_MAX),
+        services.append(Service(jr.name(s["name"], f"{p}.name"),
+                                jr.integer(s["replicas"], f"{p}.replicas", 0, INT_MAX),
                                 tuple(ports), tuple(constraints), attached,
-                                _choice(s.get("endpoint_mode", "vip"), f"{p}.endpoint_mode",
+                                jr.choice(s.get("endpoint_mode", "vip"), f"{p}.endpoint_mode",
                                         get_args(EndpointMode)),  # type: ignore[arg-type]
-                                tuple(_int(x, f"{p}.expose[{j}]", 1, 65535) for j, x in
-                                      enumerate(_list(s.get("expose", []), f"{p}.expose")))))
-    ing = _obj(doc["ingress"], f"{path}.ingress", ("name", "subnet", "vni", "mtu"))
-    ingress = IngressNetwork(subnet=_net(ing["subnet"], f"{path}.ingress.subnet"),
-                             vni=_int(ing["vni"], f"{path}.ingress.vni", 1, (1 << 24) - 1),
-                             mtu=_int(ing["mtu"], f"{path}.ingress.mtu", 68, 65535),
-                             name=_name(ing["name"], f"{path}.ingress.name"))
-    und = _obj(doc["underlay"], f"{path}.underlay", ("lan", "gwbridge", "data_path_port", "lan_mtu"))
-    underlay = Underlay(lan=_net(und["lan"], f"{path}.underlay.lan"),
-                        gwbridge=_net(und["gwbridge"], f"{path}.underlay.gwbridge"),
-                        data_path_port=_int(und["data_path_port"],
+                                tuple(jr.integer(x, f"{p}.expose[{j}]", 1, 65535) for j, x in
+                                      enumerate(jr.array(s.get("expose", []), f"{p}.expose")))))
+    ing = jr.obj(doc["ingress"], f"{path}.ingress", ("name", "subnet", "vni", "mtu"))
+    ingress = IngressNetwork(subnet=jr.subnet(ing["subnet"], f"{path}.ingress.subnet"),
+                             vni=jr.integer(ing["vni"], f"{path}.ingress.vni", 1, (1 << 24) - 1),
+                             mtu=jr.integer(ing["mtu"], f"{path}.ingress.mtu", 68, 65535),
+                             name=jr.name(ing["name"], f"{path}.ingress.name"))
+    und = jr.obj(doc["underlay"], f"{path}.underlay", ("lan", "gwbridge", "data_path_port", "lan_mtu"))
+    underlay = Underlay(lan=jr.subnet(und["lan"], f"{path}.underlay.lan"),
+                        gwbridge=jr.subnet(und["gwbridge"], f"{path}.underlay.gwbridge"),
+                        data_path_port=jr.integer(und["data_path_port"],
                                             f"{path}.underlay.data_path_port", 1, 65535),
-                        lan_mtu=_int(und["lan_mtu"], f"{path}.underlay.lan_mtu", 68, 65535))
+                        lan_mtu=jr.integer(und["lan_mtu"], f"{path}.underlay.lan_mtu", 68, 65535))
     iptables = doc["iptables"]
     if iptables is not None:
-        _choice(iptables, f"{path}.iptables", IPTABLES)
+        jr.choice(iptables, f"{path}.iptables", IPTABLES)
     tasks = tuple(Task(t.service, t.slot, t.node)
                   for t in _records(doc["tasks"], f"{path}.tasks", with_state=False))
-    lab = Lab(name=_name(doc["name"], f"{path}.name"), nodes=tuple(nodes),
+    lab = Lab(name=jr.name(doc["name"], f"{path}.name"), nodes=tuple(nodes),
               services=tuple(services), ingress=ingress, underlay=underlay, tasks=tasks,
               iptables=iptables, networks=tuple(networks))
     _check_model(lab, path)
@@ -309,7 +219,7 @@ def _history(t: dict[str, Any], p: str) -> dict[str, str]:
     """The optional history fields of a task record (address, ended_at, ended_by), checked."""
     out: dict[str, str] = {}
     if "address" in t:
-        out["address"] = str(_ip(t["address"], f"{p}.address"))
+        out["address"] = str(jr.ipv4(t["address"], f"{p}.address"))
     for key in ("ended_at", "ended_by"):
         if key in t:
             v = t[key]
@@ -322,14 +232,14 @@ def _history(t: dict[str, Any], p: str) -> dict[str, str]:
 def _records(value: Any, path: str, with_state: bool = True) -> tuple[TaskRecord, ...]:
     out = []
     keys = ("service", "slot", "node", "state") if with_state else ("service", "slot", "node")
-    for i, raw in enumerate(_list(value, path)):
+    for i, raw in enumerate(jr.array(value, path)):
         p = f"{path}[{i}]"
         extra = tuple(k for k in HISTORY_KEYS if with_state and isinstance(raw, dict) and k in raw)
-        t = _obj(raw, p, keys + extra)
-        out.append(TaskRecord(_name(t["service"], f"{p}.service"),
-                              _int(t["slot"], f"{p}.slot", 1, INT_MAX),
-                              _name(t["node"], f"{p}.node"),
-                              _choice(t["state"], f"{p}.state", get_args(TaskState))  # type: ignore[arg-type]
+        t = jr.obj(raw, p, keys + extra)
+        out.append(TaskRecord(jr.name(t["service"], f"{p}.service"),
+                              jr.integer(t["slot"], f"{p}.slot", 1, INT_MAX),
+                              jr.name(t["node"], f"{p}.node"),
+                              jr.choice(t["state"], f"{p}.state", get_args(TaskState))  # type: ignore[arg-type]
                               if with_state else "running", **_history(t, p)))
     return tuple(out)
 
@@ -360,68 +270,68 @@ def tasks_from_json(value: Any, path: str, lab: Lab | None = None) -> tuple[Task
 
 
 def _pool_from(value: Any, path: str) -> Pool:
-    p = _obj(value, path, ("subnet", "next"))
-    return Pool(_net(p["subnet"], f"{path}.subnet"), _int(p["next"], f"{path}.next", 1, INT_MAX))
+    p = jr.obj(value, path, ("subnet", "next"))
+    return Pool(jr.subnet(p["subnet"], f"{path}.subnet"), jr.integer(p["next"], f"{path}.next", 1, INT_MAX))
 
 
 def allocations_from_json(value: Any, lab: Lab, path: str = "allocations") -> Allocations:
     """The Allocations in ``value`` for ``lab``: every address parses and every node,
     published service and task of the lab has its addresses; raises Invalid."""
-    doc = _obj(value, path, ("client_ip", "nodes", "services", "tasks", "vnis", "ingress",
+    doc = jr.obj(value, path, ("client_ip", "nodes", "services", "tasks", "vnis", "ingress",
                              "lan", "gwbridge", "next_fwmark"), optional=("networks", "next_vni"))
     nodes = {}
-    for name, raw in _map(doc["nodes"], f"{path}.nodes", is_name, "a node name").items():
+    for name, raw in jr.mapping(doc["nodes"], f"{path}.nodes", is_name, "a node name").items():
         p = f"{path}.nodes[{name!r}]"
-        n = _obj(raw, p, ("lan_ip", "sandbox_ip", "gateway_ip", "sandbox_gw_ip"))
-        nodes[name] = NodeAddresses(*(_ip(n[k], f"{p}.{k}") for k in
+        n = jr.obj(raw, p, ("lan_ip", "sandbox_ip", "gateway_ip", "sandbox_gw_ip"))
+        nodes[name] = NodeAddresses(*(jr.ipv4(n[k], f"{p}.{k}") for k in
                                       ("lan_ip", "sandbox_ip", "gateway_ip", "sandbox_gw_ip")))
     services = {}
-    for name, raw in _map(doc["services"], f"{path}.services", is_name, "a service name").items():
+    for name, raw in jr.mapping(doc["services"], f"{path}.services", is_name, "a service name").items():
         p = f"{path}.services[{name!r}]"
-        s = _obj(raw, p, ("vip", "fwmark"))
-        services[name] = ServiceAddresses(_ip(s["vip"], f"{p}.vip"),
-                                          _int(s["fwmark"], f"{p}.fwmark", 1, INT_MAX - 1))
+        s = jr.obj(raw, p, ("vip", "fwmark"))
+        services[name] = ServiceAddresses(jr.ipv4(s["vip"], f"{p}.vip"),
+                                          jr.integer(s["fwmark"], f"{p}.fwmark", 1, INT_MAX - 1))
     tasks = {}
-    for name, raw in _map(doc["tasks"], f"{path}.tasks", _is_task_name, "a task name").items():
+    for name, raw in jr.mapping(doc["tasks"], f"{path}.tasks", jr.is_task_name, "a task name").items():
         p = f"{path}.tasks[{name!r}]"
-        t = _obj(raw, p, ("node", "ingress_ip", "gw_ip"))
-        tasks[name] = TaskAddresses(_name(t["node"], f"{p}.node"),
+        t = jr.obj(raw, p, ("node", "ingress_ip", "gw_ip"))
+        tasks[name] = TaskAddresses(jr.name(t["node"], f"{p}.node"),
                                     None if t["ingress_ip"] is None
-                                    else _ip(t["ingress_ip"], f"{p}.ingress_ip"),
-                                    _ip(t["gw_ip"], f"{p}.gw_ip"))
-    vnis = {name: _int(v, f"{path}.vnis[{name!r}]", 1, (1 << 24) - 1)
-            for name, v in _map(doc["vnis"], f"{path}.vnis", is_name, "a network name").items()}
+                                    else jr.ipv4(t["ingress_ip"], f"{p}.ingress_ip"),
+                                    jr.ipv4(t["gw_ip"], f"{p}.gw_ip"))
+    vnis = {name: jr.integer(v, f"{path}.vnis[{name!r}]", 1, (1 << 24) - 1)
+            for name, v in jr.mapping(doc["vnis"], f"{path}.vnis", is_name, "a network name").items()}
     gwbridge = {name: _pool_from(raw, f"{path}.gwbridge[{name!r}]")
-                for name, raw in _map(doc["gwbridge"], f"{path}.gwbridge", is_name,
+                for name, raw in jr.mapping(doc["gwbridge"], f"{path}.gwbridge", is_name,
                                       "a node name").items()}
-    a = Allocations(client_ip=_ip(doc["client_ip"], f"{path}.client_ip"), nodes=nodes,
+    a = Allocations(client_ip=jr.ipv4(doc["client_ip"], f"{path}.client_ip"), nodes=nodes,
                     services=services, tasks=tasks, vnis=vnis,
                     ingress=_pool_from(doc["ingress"], f"{path}.ingress"),
                     lan=_pool_from(doc["lan"], f"{path}.lan"), gwbridge=gwbridge,
-                    next_fwmark=_int(doc["next_fwmark"], f"{path}.next_fwmark", 1, INT_MAX),
+                    next_fwmark=jr.integer(doc["next_fwmark"], f"{path}.next_fwmark", 1, INT_MAX),
                     networks=_networks_from(doc.get("networks", {}), f"{path}.networks"),
-                    next_vni=_int(doc.get("next_vni", VNI_BASE), f"{path}.next_vni", 1, 1 << 24))
+                    next_vni=jr.integer(doc.get("next_vni", VNI_BASE), f"{path}.next_vni", 1, 1 << 24))
     _check_covers(a, lab, path)
     return a
 
 
 def _networks_from(value: Any, path: str) -> dict[str, NetworkAddresses]:
     out = {}
-    for name, raw in _map(value, path, is_name, "a network name").items():
+    for name, raw in jr.mapping(value, path, is_name, "a network name").items():
         p = f"{path}[{name!r}]"
-        n = _obj(raw, p, ("vni", "pool", "lb", "vips", "tasks"))
+        n = jr.obj(raw, p, ("vni", "pool", "lb", "vips", "tasks"))
         vips = {}
-        for s, rv in _map(n["vips"], f"{p}.vips", is_name, "a service name").items():
-            v = _obj(rv, f"{p}.vips[{s!r}]", ("vip", "fwmark"))
-            vips[s] = ServiceAddresses(_ip(v["vip"], f"{p}.vips[{s!r}].vip"),
-                                       _int(v["fwmark"], f"{p}.vips[{s!r}].fwmark", 1, INT_MAX - 1))
+        for s, rv in jr.mapping(n["vips"], f"{p}.vips", is_name, "a service name").items():
+            v = jr.obj(rv, f"{p}.vips[{s!r}]", ("vip", "fwmark"))
+            vips[s] = ServiceAddresses(jr.ipv4(v["vip"], f"{p}.vips[{s!r}].vip"),
+                                       jr.integer(v["fwmark"], f"{p}.vips[{s!r}].fwmark", 1, INT_MAX - 1))
         out[name] = NetworkAddresses(
-            _int(n["vni"], f"{p}.vni", 1, (1 << 24) - 1), _pool_from(n["pool"], f"{p}.pool"),
-            {k: _ip(v, f"{p}.lb[{k!r}]")
-             for k, v in _map(n["lb"], f"{p}.lb", is_name, "a node name").items()},
+            jr.integer(n["vni"], f"{p}.vni", 1, (1 << 24) - 1), _pool_from(n["pool"], f"{p}.pool"),
+            {k: jr.ipv4(v, f"{p}.lb[{k!r}]")
+             for k, v in jr.mapping(n["lb"], f"{p}.lb", is_name, "a node name").items()},
             vips,
-            {k: _ip(v, f"{p}.tasks[{k!r}]")
-             for k, v in _map(n["tasks"], f"{p}.tasks", _is_task_name, "a task name").items()})
+            {k: jr.ipv4(v, f"{p}.tasks[{k!r}]")
+             for k, v in jr.mapping(n["tasks"], f"{p}.tasks", jr.is_task_name, "a task name").items()})
     return out
 
 
