@@ -19,7 +19,7 @@ class Invalid(ValueError):
 
 
 def obj(value: Any, path: str, keys: tuple[str, ...],
-         optional: tuple[str, ...] = ()) -> dict[str, Any]:
+        optional: tuple[str, ...] = ()) -> dict[str, Any]:
     """``value`` as an object with exactly ``keys``, and maybe the ``optional`` ones
     (added after version 2 was first written: east-west networks); raises Invalid."""
     if not isinstance(value, dict):
