@@ -36,15 +36,14 @@ import errno
 import ipaddress
 import json
 import os
-import secrets
 import stat
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from netlab import changelog, codec
-from netlab.errors import BadInput, NetlabError
+from netlab import changelog, codec, safefile
+from netlab.errors import BadInput
 from netlab.ipam import Allocations
 from netlab.kernel.xtables import BACKENDS
 from netlab.model import Lab, TaskRecord
@@ -145,7 +144,7 @@ class StateStore:
         data = json.dumps(to_json(state), indent=2).encode()
         dfd = self._open_dir(create=True)
         try:
-            tmp, fd = _create_temp(dfd, name)
+            tmp, fd = safefile.create_temp(dfd, name, _TMP_SUFFIX, "state file")
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
@@ -153,7 +152,7 @@ class StateStore:
                     os.fsync(f.fileno())
                 os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
             except BaseException:
-                _unlink_quietly(tmp, dfd)
+                safefile.unlink_quietly(tmp, dfd)
                 raise
         finally:
             os.close(dfd)
@@ -195,10 +194,10 @@ class StateStore:
         removed = 0
         try:
             for name in file_names:
-                removed += _unlink_quietly(name, dfd)
+                removed += safefile.unlink_quietly(name, dfd)
             for name in os.listdir(dfd):   # temporaries a killed save left behind
                 if _is_temp_of(lab, name):
-                    removed += _unlink_quietly(name, dfd)
+                    removed += safefile.unlink_quietly(name, dfd)
         finally:
             os.close(dfd)
         return removed
@@ -209,7 +208,7 @@ class StateStore:
         if dfd is None:
             return False
         try:
-            return any(_lexists(name, dfd) for name in file_names if "/" not in name)
+            return any(safefile.lexists(name, dfd) for name in file_names if "/" not in name)
         finally:
             os.close(dfd)
 
@@ -228,10 +227,10 @@ class StateStore:
             return None
         try:
             try:
-                raw = _read_regular(dfd, lab + _SUFFIX)
+                raw = safefile.read_regular(dfd, lab + _SUFFIX, MAX_BYTES)
             except FileNotFoundError:
                 return None
-            except _Bad as bad:
+            except safefile.NotRegular as bad:
                 raise self._corrupt(dfd, lab, str(bad)) from None
             except OSError as exc:
                 raise BadInput(f"cannot read {self.path(lab)}: {exc.strerror} "
@@ -311,7 +310,7 @@ class StateStore:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         for n in range(100):
             aside = f"{lab}{_SUFFIX}.corrupt-{stamp}" + (f"-{n}" if n else "")
-            if _lexists(aside, dfd):
+            if safefile.lexists(aside, dfd):
                 continue
             try:
                 os.rename(lab + _SUFFIX, aside, src_dir_fd=dfd, dst_dir_fd=dfd)
@@ -333,51 +332,6 @@ class _Bad(Exception):
     """Why a state file fails its checks (one phrase)."""
 
 
-def _create_temp(dfd: int, name: str) -> tuple[str, int]:
-    """A new private file ``.<name>.<random>.tmp`` in the store, opened for writing.
-
-    ``O_EXCL|O_NOFOLLOW``: something planted at that name (a symlink, a file)
-    is never opened; another random name is tried. Raises NetlabError after
-    a few tries, OSError for other failures.
-    """
-    for _ in range(8):
-        tmp = f".{name}.{secrets.token_hex(8)}{_TMP_SUFFIX}"
-        try:
-            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                                | os.O_CLOEXEC, 0o600, dir_fd=dfd)
-        except FileExistsError:
-            continue
-    raise NetlabError(f"cannot create a temporary state file for {name}: every name tried "
-                      "exists (hint: look for files planted in the state directory)")
-
-
-def _read_regular(dfd: int, name: str) -> bytes:
-    """The bytes of regular file ``name``; raises _Bad for a symlink, a
-    non-regular file or one over MAX_BYTES, FileNotFoundError, OSError."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _Bad("it is a symbolic link") from None
-        raise
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise _Bad("it is a directory")
-        if not stat.S_ISREG(st.st_mode):
-            raise _Bad("it is not a regular file")
-        chunks, size = [], 0
-        while size <= MAX_BYTES:
-            chunk = os.read(fd, min(1 << 20, MAX_BYTES + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_BYTES:
-            raise _Bad(f"it is larger than {MAX_BYTES} bytes")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def _parse(lab: str, raw: bytes) -> LabState:
@@ -490,23 +444,3 @@ def _is_temp_of(lab: str, name: str) -> bool:
     token = name[len(head):-len(_TMP_SUFFIX)]
     return (name.startswith(head) and name.endswith(_TMP_SUFFIX) and len(token) == 16
             and all(c in "0123456789abcdef" for c in token))
-
-
-def _lexists(name: str, dfd: int) -> bool:
-    try:
-        os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _unlink_quietly(name: str, dfd: int) -> int:
-    """Unlink ``name`` (never following a symlink); 1 when it was removed, 0 otherwise."""
-    try:
-        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-        if stat.S_ISDIR(st.st_mode):
-            return 0
-        os.unlink(name, dir_fd=dfd)
-    except OSError:
-        return 0
-    return 1

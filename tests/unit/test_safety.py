@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from netlab import ipam, lifecycle, state
+from netlab import ipam, lifecycle, safefile, state
 from netlab.cli import common
 from netlab.cli.main import cli
 from netlab.errors import NetlabError
@@ -428,7 +428,7 @@ def test_a_symlink_planted_at_the_temporary_name_is_never_followed(world, monkey
     world.store.root.mkdir(parents=True, mode=0o700)
     victim = world.tmp / "etc" / "passwd"
     tokens = iter(["0" * 16, "1" * 16])
-    monkeypatch.setattr(state.secrets, "token_hex", lambda _n: next(tokens))
+    monkeypatch.setattr(safefile.secrets, "token_hex", lambda _n: next(tokens))
     planted = world.store.root / f".x.json.{'0' * 16}.tmp"
     planted.symlink_to(victim)
     for old_name in ("x.tmp", ".x.json.tmp", "x.json.tmp"):   # fixed names of old
@@ -443,7 +443,7 @@ def test_a_symlink_planted_at_the_temporary_name_is_never_followed(world, monkey
 def test_when_every_temporary_name_is_taken_save_fails_cleanly(world, monkeypatch):
     world.store.root.mkdir(parents=True, mode=0o700)
     victim = world.tmp / "etc" / "passwd"
-    monkeypatch.setattr(state.secrets, "token_hex", lambda _n: "0" * 16)
+    monkeypatch.setattr(safefile.secrets, "token_hex", lambda _n: "0" * 16)
     (world.store.root / f".x.json.{'0' * 16}.tmp").symlink_to(victim)
     before = victim.read_bytes()
     with pytest.raises(NetlabError, match="cannot create a temporary state file"):
