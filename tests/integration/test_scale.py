@@ -105,3 +105,31 @@ def test_drain_moves_tasks_off_a_node_whose_mesh_still_answers(copied_lab):
     out = netlab("node", name, "node1", "active").stdout
     assert "no task moved" in out, out
     assert {t["node"] for t in _no_drift(name)["tasks"]} == {"node2"}
+
+
+def test_weights_during_the_change_as_ipvsadm_shows_them(copied_lab):
+    """libnetwork's order, read on the real kernel in the middle of each change: a
+    leaving task's destination is at weight 0 on every ingress_sbox while its app
+    stops (the others stay at 1), and a new task's is at weight 0 until its app
+    serves; once the change returns, every destination is at 1."""
+    from netlab import converge
+    from netlab.state import StateStore
+    lab = copied_lab("hello-a.yaml")
+    name = lab.name
+    sboxes = [n for n in lab_netns(name) if n.endswith(".ingress_sbox")]
+    seen: dict[str, list[list[tuple[str, str]]]] = {}
+
+    def watch(message: str) -> None:
+        if message in ("stopping the removed tasks' apps", "starting the new tasks' apps"):
+            seen[message] = [_dests(ns) for ns in sboxes]
+
+    converge.scale(name, {"hello-a": 3}, StateStore(), watch)
+    assert seen.pop("starting the new tasks' apps") == [
+        [("10.0.0.5", "1"), ("10.0.0.6", "1"), ("10.0.0.7", "0")]] * 2   # new: 0 until it serves
+    assert [_dests(ns) for ns in sboxes] == [
+        [("10.0.0.5", "1"), ("10.0.0.6", "1"), ("10.0.0.7", "1")]] * 2
+    converge.scale(name, {"hello-a": 2}, StateStore(), watch)
+    assert seen.pop("stopping the removed tasks' apps") == [
+        [("10.0.0.5", "1"), ("10.0.0.6", "1"), ("10.0.0.7", "0")]] * 2   # leaving: 0 first
+    assert [_dests(ns) for ns in sboxes] == [[("10.0.0.5", "1"), ("10.0.0.6", "1")]] * 2
+    _no_drift(name)
