@@ -87,7 +87,9 @@ def test_nothing_lost_after_each_change_converges(copied_lab):
     for c in doc["changes"]:
         assert c["failed_after"] == 0 and c["requests_after"] > 0, c
     assert doc["unexplained_failures"] == 0
-    assert sum(c["failed_during"] for c in doc["changes"]) == doc["failed"]
+    # A request in flight across two changes (node down, then up two seconds
+    # later, with a 10 s timeout) counts in both, so the sum may exceed the failures.
+    assert sum(c["failed_during"] for c in doc["changes"]) >= doc["failed"]
 
     # Replies came only from tasks the lab ran, on the node it ran them on.
     status = json.loads(netlab("status", name, "--json").stdout)
