@@ -37,6 +37,19 @@ PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 EndpointKey = tuple[str, str, int]
 
 
+def _check_place(obj: Any, strings: tuple[str, ...]) -> None:
+    """What every endpoint has: the named non-empty string fields, a netns that is a
+    name or an absolute path, and a port 1-65535; raises ValueError naming the field."""
+    for name in strings:
+        value = getattr(obj, name)
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    if "/" in obj.netns and not obj.netns.startswith("/"):
+        raise ValueError(f"netns must be a name or an absolute path, got {obj.netns!r}")
+    if isinstance(obj.port, bool) or not isinstance(obj.port, int) or not 1 <= obj.port <= 65535:
+        raise ValueError(f"port must be an integer 1-65535, got {obj.port!r}")
+
+
 @dataclass(frozen=True)
 class AppEndpoint:
     """One socket the app listens on, and the names it answers with.
@@ -56,14 +69,7 @@ class AppEndpoint:
     protocol: str = "tcp"
 
     def __post_init__(self) -> None:
-        for name in ("netns", "service", "task", "node", "task_ip"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-        if "/" in self.netns and not self.netns.startswith("/"):
-            raise ValueError(f"netns must be a name or an absolute path, got {self.netns!r}")
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
-            raise ValueError(f"port must be an integer 1-65535, got {self.port!r}")
+        _check_place(self, ("netns", "service", "task", "node", "task_ip"))
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
 
@@ -114,14 +120,7 @@ class DnsEndpoint:
     records: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("netns", "task", "node"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-        if "/" in self.netns and not self.netns.startswith("/"):
-            raise ValueError(f"netns must be a name or an absolute path, got {self.netns!r}")
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
-            raise ValueError(f"port must be an integer 1-65535, got {self.port!r}")
+        _check_place(self, ("netns", "task", "node"))
         for name, addrs in self.records:
             if not isinstance(name, str) or not name or name != name.lower():
                 raise ValueError(f"record names must be lower-case strings, got {name!r}")
