@@ -73,7 +73,7 @@ class Dockerd:
 
     def __init__(self) -> None:
         self.env = {**os.environ, "PATH": f"{DOCKER_ROOT}/usr/bin:{DOCKER_ROOT}/usr/sbin:"
-                    + os.environ["PATH"], "DOCKER_HOST": f"unix://{SOCK}"}
+                    f"{DOCKER_ROOT}/sbin:" + os.environ["PATH"], "DOCKER_HOST": f"unix://{SOCK}"}
         self.procs: list[subprocess.Popen] = []
         self.mounts: list[str] = []
 
@@ -82,7 +82,8 @@ class Dockerd:
 
     def start(self) -> None:
         RUN.mkdir(parents=True, exist_ok=True)
-        for path in ("/var/lib/docker", "/etc/docker"):   # both made by docker-root.sh
+        for path in ("/var/lib/docker", "/etc/docker"):   # the guest's /etc and /var are overlays
+            Path(path).mkdir(parents=True, exist_ok=True)
             sh("mount", "-t", "tmpfs", "tmpfs", path)
             self.mounts.append(path)
         sh("ip", "link", "add", "nlbench0", "type", "dummy")     # the node's "LAN" address
@@ -127,7 +128,8 @@ def real_swarm() -> list[str]:
         d.docker("swarm", "init", "--advertise-addr", ADVERTISE)
         sh("bash", str(REPO / "scripts" / "task-image.sh"), env=d.env)
         t0 = time.monotonic()
-        d.docker("service", "create", "--detach", "--name", "hello-a", "--replicas", "2",
+        d.docker("service", "create", "--detach", "--no-resolve-image", "--name", "hello-a",
+                 "--replicas", "2",
                  "-p", "5000:3000", "--hostname", "{{.Task.Name}}", "netlab/task:latest")
         created = wait_dests(str(SBOX), 2, t0)
         lines = [f"    docker service create (2 replicas): {created:6.2f} s to 2 IPVS destinations"]
@@ -173,7 +175,7 @@ def main() -> None:
     if os.environ.get("NETLAB_IN_VM") != "1":
         sys.exit("bench_real_swarm: run it inside netlab vm (dockerd rewrites the root "
                  "network namespace of the machine it runs on)")
-    if not (DOCKER_ROOT / "usr/sbin/dockerd").exists() or not Path("/etc/docker").is_dir():
+    if not (DOCKER_ROOT / "usr/sbin/dockerd").exists():
         sys.exit(f"bench_real_swarm: no dockerd under {DOCKER_ROOT}; run "
                  "sudo bash scripts/docker-root.sh on the host first")
     backend = xtables.choose(None)

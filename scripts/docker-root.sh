@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Unpack Debian's Docker 20.10 (docker.io, containerd, runc) into a private
+# Unpack Debian's Docker 20.10 (docker.io, containerd, runc; apparmor's parser) into a private
 # directory, for the real-Swarm benchmark and tests that run inside `netlab vm`:
 # nothing is installed, no service is started, nothing runs on this machine.
 #
@@ -10,12 +10,11 @@
 # under /var/cache, which `netlab vm` hides behind a tmpfs). Re-running with
 # the same package versions does nothing. dockerd needs libdevmapper and
 # libseccomp from the distribution; they are installed when missing (plain
-# libraries, no daemons). It also makes /etc/docker and
-# /var/lib/docker (empty), see below.
+# libraries, no daemons).
 set -euo pipefail
 
 ROOT="${NETLAB_DOCKER_ROOT:-/var/lib/netlab/docker-root}"
-PACKAGES=(docker.io containerd runc)
+PACKAGES=(docker.io containerd runc apparmor)   # apparmor: its parser loads docker-default (the kernel has AppArmor)
 LIBS=(libdevmapper1.02.1 libseccomp2)
 die() { echo "docker-root: error: $*" >&2; exit 1; }
 [[ "$(id -u)" == 0 ]] || die "run as root"
@@ -29,11 +28,6 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
         || die "apt-get install ${missing[*]} failed"
 fi
-
-# dockerd 20.10 keeps its key in /etc/docker and its data in /var/lib/docker,
-# and `netlab vm` shows both parents read-only: empty directories here let
-# the guest mount a tmpfs on each.
-mkdir -p /etc/docker /var/lib/docker
 
 versions="$(apt-cache policy "${PACKAGES[@]}" | awk '/^[^ ]/{p=$1} /Candidate:/{print p, $2}')"
 if [[ -x "$ROOT/usr/sbin/dockerd" && -f "$ROOT/.versions" && "$(cat "$ROOT/.versions")" == "$versions" ]]; then
