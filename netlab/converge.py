@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, replace
 
 from netlab import changelog, ipam
+from netlab.docker import tasks as ctasks
 from netlab.errors import BadInput
 from netlab.ipam import Allocations
 from netlab.kernel import apply as kernel_apply
@@ -97,9 +98,13 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
     if not (pid and host.supervisor_running(pid)):
         raise BadInput(f"LAB: the task apps of {state.lab} are not running "
                        f"(hint: netlab up {state.scenario} restarts them)")
+    in_containers = state.tasks == "containers"
+    runtime = host.containers(state.docker) if in_containers else None
     old_plan = build_plan(before, old_alloc)
     new_state = state_for(after, allocations, state.scenario, plan)
     new_state.iptables, new_state.supervisor_pid = state.iptables, state.supervisor_pid
+    new_state.tasks, new_state.docker = state.tasks, state.docker
+    new_state.containers = dict(state.containers)
     # Record every namespace we may own before creating any.
     new_state.netns = sorted(set(state.netns) | set(new_state.netns))
     new_state.actual_tasks = state.actual_tasks
@@ -111,22 +116,34 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
         host.kernel.set_weights(old_plan, gone, 0)
         progress("stopping the removed tasks' apps")
         ended = {(c.task, c.node) for c in removed}
-        host.update_supervisor(pid, [e for e in endpoints(before, old_alloc)
+        host.update_supervisor(pid, [e for e in endpoints(before, old_alloc, in_containers)
                                      if (e.task, e.node) not in ended],
                                timeout=APP_READY_TIMEOUT,
                                dns=_kept_resolvers(before, after, allocations, ended))
         # Their namespaces go now: a task restarted on another node keeps its
         # name, and so its namespace's name, which must not be reused as it is.
+        gone_ns = [names.task_ns(state.lab, c.task) for c in removed]
+        if runtime is not None:
+            progress(f"removing {len(removed)} task containers")
+            ctasks.remove(gone_ns, new_state.containers, runtime, lambda: store.save(new_state))
         progress(f"removing {len(removed)} task namespaces")
-        host.kernel.teardown([names.task_ns(state.lab, c.task) for c in removed])
+        host.kernel.teardown(gone_ns)
     fresh = {ip for c in added for ip in c.addresses}
     stale = [n for n in state.netns if n not in {ns.name for ns in plan.netns}]
+    started: list[ctasks.TaskContainer] = []
+    if runtime is not None:
+        started = ctasks.start(ctasks.specs(after, allocations), new_state.containers,
+                               set(host.listed(names.lab_prefix(state.lab))), runtime,
+                               host.kernel, lambda: store.save(new_state), progress)
     stats = host.kernel.apply(_cut(_weighted(plan, fresh, 0), after), state.iptables, stale,
                               progress)
     if fresh:
         progress("starting the new tasks' apps")
-        host.update_supervisor(pid, endpoints(after, allocations), timeout=APP_READY_TIMEOUT,
-                               dns=resolvers(after, allocations))
+        host.update_supervisor(pid, endpoints(after, allocations, in_containers),
+                               timeout=APP_READY_TIMEOUT, dns=resolvers(after, allocations))
+        if started:
+            progress("waiting for the new task containers to serve")
+            ctasks.wait_serving(started, host.kernel, APP_READY_TIMEOUT)
         host.kernel.set_weights(plan, fresh, 1)
     ended_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     why = " ".join(change)         # "scale hello-a=1", "node node2 down": in the task history

@@ -18,7 +18,9 @@ from dataclasses import dataclass, replace
 from collections.abc import Callable
 
 from netlab import changelog, ipam
-from netlab.errors import BadInput
+from netlab.docker import tasks as ctasks
+from netlab.docker.tasks import ContainerRuntime
+from netlab.errors import BadInput, NetlabError
 from netlab.ipam import Allocations
 from netlab.kernel import apply as kernel_apply
 from netlab.kernel import features, netns
@@ -54,6 +56,8 @@ class DownResult:
     supervisor_stopped: bool
     state_removed: bool
     corrupt: str | None = None      # the report of a corrupt state file, moved aside
+    containers_removed: int = 0     # task containers (tasks run as containers)
+    containers_left: str | None = None   # why some could not be removed (Docker unreachable)
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,11 @@ def _listed(prefix: str) -> list[str]:
     return netns.listed(prefix)
 
 
+def _docker(url: str | None) -> ContainerRuntime:
+    from netlab.docker import engine       # the docker SDK, imported when tasks are containers
+    return engine.runtime(url)
+
+
 @dataclass(frozen=True)
 class Host:
     """What ``up`` and ``down`` ask of the machine: the kernel and the processes.
@@ -92,11 +101,13 @@ class Host:
     stop_supervisor: Callable[[int], None] = supervisor.stop
     start_supervisor: Callable[..., int] = supervisor.start
     update_supervisor: Callable[..., None] = supervisor.update
+    containers: Callable[[str | None], ContainerRuntime] = _docker   # Docker URL -> runtime
 
 
-def endpoints(lab: Lab, allocations: Allocations) -> list[AppEndpoint]:
+def endpoints(lab: Lab, allocations: Allocations, containers: bool = False) -> list[AppEndpoint]:
     """The app each task runs: one listener per (protocol, target port), and per
-    exposed port (tcp) of a service on user networks.
+    exposed port (tcp) of a service on user networks; with ``containers``, only
+    what the tasks' containers do not serve (see :mod:`netlab.docker.tasks`).
 
     Two published ports may lead to one target (``["8080:80", "8081:80"]``,
     which Swarm accepts): both REDIRECT to the same socket. Host-mode ports
@@ -109,6 +120,8 @@ def endpoints(lab: Lab, allocations: Allocations) -> list[AppEndpoint]:
         targets = dict.fromkeys([(p.protocol, p.target) for p in service.ports]
                                 + [("tcp", port) for port in service.expose])
         for protocol, target in targets:
+            if ctasks.serves_in_container(containers, protocol):
+                continue
             out.append(AppEndpoint(
                 netns=names.task_ns(lab.name, task.name), service=service.name, task=task.name,
                 node=task.node, task_ip=str(allocations.primary_ip(task.name, lab)),
@@ -182,21 +195,32 @@ def next_lab(lab: Lab, previous: LabState | None) -> tuple[Lab, Allocations]:
 
 
 def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
-       progress: Progress = lambda _m: None, host: Host = Host()) -> UpResult:
+       progress: Progress = lambda _m: None, host: Host = Host(),
+       tasks: str = "namespaces", docker: str | None = None) -> UpResult:
     """Build ``lab`` or converge it to its scenario, its rules in ``backend``.
 
     A lab that is up changes incrementally from its state: its tasks stay
-    where they run with their addresses (see :func:`next_lab`). Raises
-    MissingFeature (exit 3) before changing anything when the kernel lacks
-    IPVS, VXLAN, the backend or a needed match; BadInput (exit 2) when the
-    lab is up with another backend, or its state file is corrupt; kernel
-    refusals propagate.
+    where they run with their addresses (see :func:`next_lab`). With ``tasks``
+    ``containers``, each task is a container of the Docker at ``docker``
+    (default: the local socket) whose namespace netlab adopts and wires (see
+    :mod:`netlab.docker.tasks`). Raises MissingFeature (exit 3) before
+    changing anything when the kernel lacks IPVS, VXLAN, the backend or a
+    needed match, or (containers) no Docker answers or the task image is
+    missing; BadInput (exit 2) when the lab is up with another backend or
+    tasks mode, or its state file is corrupt; kernel refusals propagate.
     """
     host.require_features(backend)
     previous = store.load(lab.name)
     if previous and previous.iptables != backend:
         raise BadInput(f"--iptables: lab {lab.name} is up with the {previous.iptables} backend "
                        f"(hint: netlab down {lab.name} first, or pass --iptables {previous.iptables})")
+    if previous and previous.tasks != tasks:
+        raise BadInput(f"--tasks: lab {lab.name} is up with its tasks as {previous.tasks} "
+                       f"(hint: netlab down {lab.name} first, or pass --tasks {previous.tasks})")
+    docker = docker or (previous.docker if previous else None)
+    runtime = host.containers(docker) if tasks == "containers" else None
+    if runtime is not None:
+        runtime.check_image(ctasks.TASK_IMAGE)
     _refuse_unclaimed(lab.name, previous, host.listed(names.lab_prefix(lab.name)))
     lab, allocations = next_lab(lab, previous)
     plan = build_plan(lab, allocations)
@@ -208,10 +232,19 @@ def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
     state.supervisor_pid = previous.supervisor_pid if previous else None
     state.actual_tasks = previous.actual_tasks if previous else ()
     state.changes = changelog.begin(previous.changes if previous else (), "up", scenario)
+    state.tasks, state.docker = tasks, docker
+    state.containers = dict(previous.containers) if previous else {}
     store.save(state)
     stale = [n for n in owned_before if n not in {ns.name for ns in plan.netns}]
+    started: list[ctasks.TaskContainer] = []
+    if runtime is not None:
+        wanted = ctasks.specs(lab, allocations)
+        ctasks.remove([n for n in state.containers if n not in {s.netns for s in wanted}],
+                      state.containers, runtime, lambda: store.save(state))
+        started = ctasks.start(wanted, state.containers, set(host.listed(names.lab_prefix(lab.name))),
+                               runtime, host.kernel, lambda: store.save(state), progress)
     stats = host.kernel.apply(_cut(plan, lab), backend, stale, progress)
-    apps = endpoints(lab, allocations)
+    apps = endpoints(lab, allocations, runtime is not None)
     pid = state.supervisor_pid
     if pid and host.supervisor_running(pid):
         progress("updating the task apps")
@@ -221,6 +254,9 @@ def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
         progress("starting the task apps")
         pid = host.start_supervisor(apps, store.log_path(lab.name),
                                     ready_timeout=APP_READY_TIMEOUT, dns=resolvers(lab, allocations))
+    if started:
+        progress("waiting for the task containers to serve")
+        ctasks.wait_serving(started, host.kernel, APP_READY_TIMEOUT)
     state.netns = [ns.name for ns in plan.netns]
     state.supervisor_pid = pid
     state.actual_tasks = running(lab)
@@ -293,13 +329,30 @@ def down(lab: str, store: StateStore, host: Host = Host()) -> DownResult:
         if host.supervisor_running(pid):
             host.stop_supervisor(pid)
             stopped = True
+    removed_containers, left = 0, None
+    if state is None or state.tasks == "containers":
+        removed_containers, left = _remove_containers(lab, state, host)
     # Tasks first, the LAN last: fewer links die with a still-used peer.
     lan = names.lan_ns(lab)
     removed = host.kernel.teardown(sorted(owned, key=lambda n: (n == lan, n)))
     # The log, the apps' endpoints and status files, by their exact names;
     # the state file goes last (a corrupt one was moved aside and is kept).
     store.remove_files(lab, files)
-    return DownResult(removed, stopped, store.remove(lab) if corrupt is None else False, corrupt)
+    return DownResult(removed, stopped, store.remove(lab) if corrupt is None else False, corrupt,
+                      removed_containers, left)
+
+
+def _remove_containers(lab: str, state: LabState | None, host: Host) -> tuple[int, str | None]:
+    """Remove ``lab``'s task containers: the ids its state records and any other labelled
+    ``netlab.lab=<lab>`` (an ``up`` killed before saving one); (how many, why some were
+    left). Without a state file, a Docker that does not answer has none of the lab's."""
+    recorded = list(state.containers.values()) if state else []
+    try:
+        runtime = host.containers(state.docker if state else None)
+        ids = list(dict.fromkeys(recorded + runtime.of_lab(lab)))
+    except NetlabError as err:
+        return 0, (f"{len(recorded)} task containers left: {err}" if recorded else None)
+    return sum(1 for cid in ids if runtime.remove(cid)), None
 
 
 def down_all(store: StateStore, host: Host = Host()) -> DownAllResult:

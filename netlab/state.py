@@ -5,7 +5,9 @@ placement), its allocations (addresses, marks, VNIs, pool cursors), the
 desired and actual tasks, the scenario it came from, the namespaces the lab
 owns (written *before* any is created, so ``down`` can clean up after an
 ``up`` killed halfway) and the workload supervisor's pid. ``status``,
-``trace``, ``graph``, ``exec`` and ``curl`` work from it alone, and its change log
+``trace``, ``graph``, ``exec`` and ``curl`` work from it alone. A lab whose tasks run as
+containers (``up --tasks containers``) also records the Docker URL and each task's
+container id, so ``scale`` and ``down`` remove the containers it made, by id, and its change log
 (see :mod:`netlab.changelog`) says when each change started and converged. The document
 carries a ``version``; a file of another version is reported as corrupt
 (``netlab down LAB`` still removes its lab). The store is passed in, never
@@ -88,6 +90,9 @@ class LabState:
     desired_tasks: tuple[TaskRecord, ...] = ()
     actual_tasks: tuple[TaskRecord, ...] = ()
     changes: tuple[changelog.Change, ...] = ()   # the change log (files before it: empty)
+    tasks: str = "namespaces"  # how tasks run: "namespaces" (netlab's app) or "containers"
+    docker: str | None = None  # the Docker URL of a lab whose tasks are containers
+    containers: dict[str, str] = field(default_factory=dict)   # task netns -> container id
 
 
 def to_json(state: LabState) -> dict[str, Any]:
@@ -102,6 +107,7 @@ def to_json(state: LabState) -> dict[str, Any]:
         "desired_tasks": codec.tasks_to_json(state.desired_tasks),
         "actual_tasks": codec.tasks_to_json(state.actual_tasks),
         "changes": changelog.to_json(state.changes),
+        "tasks": state.tasks, "docker": state.docker, "containers": dict(state.containers),
     }
 
 
@@ -378,6 +384,17 @@ def _parse(lab: str, raw: bytes) -> LabState:
     iptables = doc.get("iptables", "legacy")
     if iptables not in BACKENDS:
         raise _Bad(f"'iptables' must be one of {', '.join(BACKENDS)}")
+    tasks = doc.get("tasks", "namespaces")
+    if tasks not in ("namespaces", "containers"):
+        raise _Bad("'tasks' must be namespaces or containers")
+    docker = doc.get("docker")
+    if docker is not None and (not isinstance(docker, str) or not docker or "\0" in docker
+                               or len(docker) > _SCENARIO_MAX):
+        raise _Bad("'docker' must be a Docker URL or null")
+    containers = _map_of(doc, "containers", _is_container_id, "a container id")
+    for name in containers:
+        if not names.owned_by(lab, name):
+            raise _Bad(f"containers has a key {name[:60]!r}, not a namespace under nl-{lab}.")
     for key in ("model", "allocations", "desired_tasks", "actual_tasks"):
         if key not in doc:
             raise _Bad(f"{key!r} is missing")
@@ -394,7 +411,8 @@ def _parse(lab: str, raw: bytes) -> LabState:
     return LabState(lab=lab, scenario=scenario, model=model, allocations=allocations,
                     netns=netns, targets=targets, supervisor_pid=pid, complete=complete,
                     lan=lan, client_ip=client_ip, iptables=iptables,
-                    desired_tasks=desired, actual_tasks=actual, changes=changes)
+                    desired_tasks=desired, actual_tasks=actual, changes=changes,
+                    tasks=tasks, docker=docker, containers=containers)
 
 
 def _list_of(doc: dict[str, Any], key: str, ok, what: str) -> list[str]:
@@ -427,6 +445,12 @@ def _is_ipv4(value: object) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _is_container_id(value: object) -> bool:
+    """A Docker container id: 64 lower-case hex digits."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef"
+                                                                for c in value)
 
 
 def _no_constant(name: str) -> Any:

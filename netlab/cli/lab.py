@@ -9,6 +9,7 @@ import click
 
 from netlab import lifecycle
 from netlab.cli import common
+from netlab.docker.tasks import MODES, TASK_IMAGE
 from netlab.errors import BadInput, MissingFeature
 from netlab.plan.build import build_plan
 from netlab.kernel import xtables
@@ -39,15 +40,31 @@ def plan(scenario: str, name: str | None, as_json: bool) -> None:
 @click.option("--iptables", "iptables", type=click.Choice(xtables.CHOICES), default=None,
               help="The iptables backend for the rules (default: $NETLAB_IPTABLES, else the "
                    "scenario's iptables:, else auto: the one the machine's iptables uses).")
-def up(scenario: str, name: str | None, iptables: str | None) -> None:
+@click.option("--tasks", "tasks", type=click.Choice(MODES), default="namespaces",
+              show_default=True,
+              help="How tasks run: namespaces served by netlab's app, or real Docker "
+                   "containers (image netlab/task:latest, scripts/task-image.sh) whose "
+                   "namespaces netlab wires.")
+@click.option("--docker", "docker", default=None, metavar="URL",
+              help="The Docker daemon of --tasks containers (default: "
+                   "unix:///var/run/docker.sock).")
+def up(scenario: str, name: str | None, iptables: str | None, tasks: str,
+       docker: str | None) -> None:
     """Build the lab of SCENARIO, or converge it if it is up."""
     lab = common.load(scenario, name)
     backend = xtables.choose(iptables, lab.iptables)
-    click.echo(f"netlab up: {lab.name} from {scenario} (iptables: {backend})", err=True)
+    if docker is not None and tasks != "containers":
+        raise BadInput("--docker: only tasks run as containers use Docker "
+                       "(hint: add --tasks containers)")
+    click.echo(f"netlab up: {lab.name} from {scenario} (iptables: {backend}, tasks: {tasks})",
+               err=True)
     result = lifecycle.up(lab, os.path.abspath(scenario), common.store(), backend,
-                          common.progress, common.host())
+                          common.progress, common.host(), tasks=tasks, docker=docker)
     click.echo("\n".join(summary_lines(result.lab, result.allocations, result.plan,
                                         result.stats, backend)))
+    if tasks == "containers":
+        click.echo(f"  tasks run as containers of {TASK_IMAGE} (docker ps --filter "
+                   f"label=netlab.lab={lab.name})")
 
 
 def summary_lines(lab: Lab, a: Allocations, plan: Plan, stats: ApplyStats,
@@ -99,7 +116,11 @@ def down(lab: str | None, all_labs: bool) -> None:
     for name, r in results:
         if r.corrupt:
             click.echo(f"netlab down: {r.corrupt}", err=True)
+        if r.containers_left:
+            click.echo(f"netlab down: {r.containers_left}", err=True)
         click.echo(f"lab {name} is down: {r.netns_removed} namespaces removed"
+                   + (f", {r.containers_removed} task containers removed"
+                      if r.containers_removed else "")
                    + (", task apps stopped" if r.supervisor_stopped else "")
                    + (", state removed" if r.state_removed else ""))
     if all_labs and not results:

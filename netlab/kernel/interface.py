@@ -43,6 +43,15 @@ class Kernel(Protocol):
         """Delete the namespaces ``names``; returns how many existed."""
         ...
 
+    def adopt(self, name: str, pid: int) -> None:
+        """Name the network namespace of process ``pid`` (a task's container) ``name``,
+        so that ``apply`` configures it as one it made; raises NetnsError."""
+        ...
+
+    def listening(self, name: str) -> set[int]:
+        """The TCP ports something listens on in namespace ``name``; raises NetnsError."""
+        ...
+
     def drift(self, plan: Plan, backend: Backend, allow: Allowance = Allowance()) -> list:
         """Every difference between ``plan`` and the kernel (``drift.Drift`` items), but
         what ``allow`` allows. Raises MissingFeature when a read tool is missing,
@@ -72,6 +81,14 @@ class LinuxKernel:
 
     def teardown(self, names: list[str]) -> int:
         return kernel_apply.teardown(names)
+
+    def adopt(self, name: str, pid: int) -> None:
+        from netlab.kernel import netns
+        netns.adopt(name, pid)
+
+    def listening(self, name: str) -> set[int]:
+        from netlab.kernel import netns
+        return netns.listening_tcp_ports(name)
 
     def drift(self, plan: Plan, backend: Backend, allow: Allowance = Allowance()) -> list:
         from netlab.kernel.observe import drift   # reads the kernel back; imported when asked

@@ -197,3 +197,48 @@ def socket_in(name: str, family: int = socket.AF_INET, kind: int = socket.SOCK_S
     Raises NetnsError when the namespace is missing or cannot be entered.
     """
     return in_thread(name, lambda: socket.socket(family, kind, proto))
+
+
+def adopt(name: str, pid: int) -> None:
+    """Name the network namespace of process ``pid`` ``name``, as ``ip netns attach``
+    does (a bind mount of ``/proc/<pid>/ns/net`` on ``/var/run/netns/<name>``).
+
+    How a task run as a container becomes the task's namespace: the container
+    keeps its own namespace, netlab configures it as one it made. Raises
+    NetnsError when ``name`` exists already, is not plain, or the mount fails
+    (the empty mount point is removed then).
+    """
+    target = path(name)
+    if os.path.exists(target):
+        raise NetnsError(f"network namespace {name} exists already: cannot adopt "
+                         f"the one of process {pid}")
+    try:
+        pr_netns.attach(name, int(pid))
+    except OSError as exc:
+        if os.path.exists(target) and not os.path.ismount(target):
+            os.unlink(target)
+        raise NetnsError(f"cannot adopt the network namespace of process {pid} "
+                         f"as {name}: {exc}") from None
+
+
+def _listening_tcp_ports() -> set[int]:
+    """TCP ports with a socket in state LISTEN in this namespace (/proc/net/tcp and tcp6)."""
+    ports: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as lines:
+                next(lines, None)
+                for line in lines:
+                    cols = line.split()
+                    if len(cols) > 3 and cols[3] == "0A":      # TCP_LISTEN
+                        ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+        except FileNotFoundError:
+            continue        # no IPv6 in this kernel
+    return ports
+
+
+def listening_tcp_ports(name: str) -> set[int]:
+    """The TCP ports something listens on inside namespace ``name``: how netlab
+    sees that a task run as a container serves. Raises NetnsError when the
+    namespace is missing."""
+    return run_in(name, _listening_tcp_ports)
