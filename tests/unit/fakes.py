@@ -28,6 +28,8 @@ class FakeKernel:
     weights: dict[tuple[str, int, str], int] = field(default_factory=dict)
     links_down: set[tuple[str, str]] = field(default_factory=set)
     allowed: list = field(default_factory=list)     # the Allowance of each drift call
+    adopted: dict[str, int] = field(default_factory=dict)      # netns -> pid it was taken from
+    serving: dict[str, set[int]] = field(default_factory=dict)  # netns -> TCP ports listening
 
     def apply(self, plan: Plan, backend: str, stale: list[str], progress) -> ApplyStats:
         self.applied.append((plan, backend, list(stale)))
@@ -68,11 +70,69 @@ class FakeKernel:
         self.namespaces -= set(gone)
         return len(gone)
 
+    def adopt(self, name: str, pid: int) -> None:
+        netns.path(name)   # the real confinement check
+        assert name not in self.namespaces, f"{name} exists already"
+        self.namespaces.add(name)
+        self.adopted[name] = pid
+        self.steps.append(("adopt", name, pid))
+
+    def listening(self, name: str) -> set[int]:
+        assert name in self.namespaces, f"no namespace {name}"
+        return set(self.serving.get(name, set()))
+
     def drift(self, plan: Plan, backend: str, allow=None) -> list:
         from netlab.kernel.drift import Drift
         self.allowed.append(allow)
         return [Drift(ns.name, "netns", "namespace is missing", ns.target) for ns in plan.netns
                 if ns.name not in self.namespaces] + list(self.diffs)
+
+
+@dataclass
+class FakeRuntime:
+    """A :class:`netlab.docker.tasks.ContainerRuntime` in memory: containers by id, each
+    serving its ports in the kernel's namespace of its name once it is adopted there."""
+
+    kernel: FakeKernel
+    images: set[str] = field(default_factory=lambda: {"netlab/task:latest"})
+    containers: dict[str, object] = field(default_factory=dict)   # id -> its TaskContainer
+    running: dict[str, int] = field(default_factory=dict)         # id -> pid
+    removed: list[str] = field(default_factory=list)
+    strays: dict[str, str] = field(default_factory=dict)          # id -> lab, made outside netlab's sight
+    serve: bool = True            # False: its servers never listen
+    next_pid: int = 7000
+
+    def check_image(self, image: str) -> None:
+        from netlab.errors import MissingFeature
+        if image not in self.images:
+            raise MissingFeature(f"--tasks: the image {image} is missing")
+
+    def create(self, spec) -> str:
+        cid = f"{len(self.containers) + len(self.removed) + 1:064x}"
+        self.containers[cid] = spec
+        self.kernel.steps.append(("create", spec.name))
+        return cid
+
+    def start(self, container_id: str) -> int:
+        self.next_pid += 1
+        self.running[container_id] = self.next_pid
+        spec = self.containers[container_id]
+        if self.serve:
+            self.kernel.serving[spec.netns] = set(spec.ports)
+        return self.next_pid
+
+    def remove(self, container_id: str) -> bool:
+        self.running.pop(container_id, None)
+        gone = self.containers.pop(container_id, None) or self.strays.pop(container_id, None)
+        if gone is None:
+            return False
+        self.removed.append(container_id)
+        self.kernel.steps.append(("remove", getattr(gone, "name", container_id)))
+        return True
+
+    def of_lab(self, lab: str) -> list[str]:
+        return [cid for cid, s in self.containers.items() if s.lab == lab] \
+            + [cid for cid, owner in self.strays.items() if owner == lab]
 
 
 @dataclass
@@ -87,6 +147,18 @@ class FakeHost:
     dns: list[list] = field(default_factory=list)              # the DNS servers of each start/update
     root: bool = True
     next_pid: int = 4000
+    runtime: FakeRuntime | None = None          # made on first use, on this kernel
+    docker_urls: list = field(default_factory=list)   # the URL of each connection
+    docker_down: bool = False                   # no Docker daemon answers
+
+    def containers(self, url):
+        from netlab.errors import MissingFeature
+        self.docker_urls.append(url)
+        if self.docker_down:
+            raise MissingFeature("--docker: no Docker daemon answers at unix:///var/run/docker.sock")
+        if self.runtime is None:
+            self.runtime = FakeRuntime(self.kernel)
+        return self.runtime
 
     @property
     def namespaces(self) -> set[str]:
@@ -111,7 +183,8 @@ class FakeHost:
             supervisor_running=lambda pid: pid in self.supervisors,
             stop_supervisor=self._stop,
             start_supervisor=self._start,
-            update_supervisor=self._update)
+            update_supervisor=self._update,
+            containers=self.containers)
 
     def _stop(self, pid: int) -> None:
         self.stopped.append(pid)
