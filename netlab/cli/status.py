@@ -54,6 +54,8 @@ def status_of(state: LabState, readers: Readers) -> dict:
         "iptables": state.iptables,
         "iptables_backend": DESCRIPTION.get(state.iptables, state.iptables),
         "supervisor": {"pid": pid, "running": bool(pid and readers.supervisor_running(pid))},
+        "tasks_as": state.tasks,            # "namespaces" (netlab's app) or "containers"
+        "docker": state.docker,
         "nodes": [{"name": n.name, "role": n.role, "availability": n.availability,
                    "state": n.state,
                    "lan_ip": str(a.nodes[n.name].lan_ip),
@@ -73,7 +75,8 @@ def status_of(state: LabState, readers: Readers) -> dict:
         "tasks": [{"name": t.name, "service": t.service, "node": t.node,
                    "ip": str(a.primary_ip(t.name, lab)),
                    "addresses": {net: str(ip) for net, ip in _task_addresses(a, t.name)},
-                   "netns": state.targets.get(t.name)}
+                   "netns": state.targets.get(t.name),
+                   "container": state.containers.get(state.targets.get(t.name, ""))}
                   for t in lab.tasks],
         # Every task the orchestrator made, shut-down ones included, as docker service ps.
         "history": [{"name": t.name, "service": t.service, "slot": t.slot, "node": t.node,
@@ -117,7 +120,9 @@ def status(lab: str | None, as_json: bool) -> None:
         return
     sup = doc["supervisor"]
     click.echo(f"lab {doc['lab']}  ({doc['scenario']})  iptables: {doc['iptables_backend']}")
-    click.echo(f"task apps: pid {sup['pid']} " + ("running" if sup["running"] else "NOT running"))
+    click.echo(f"task apps: pid {sup['pid']} " + ("running" if sup["running"] else "NOT running")
+               + ("  (tasks are containers: the app serves their DNS)"
+                  if doc["tasks_as"] == "containers" else ""))
     for n in doc["nodes"]:
         click.echo(f"  node {n['name']:<10} {n['role']:<8} {n['state']:<5} {n['availability']:<6} "
                    f"lan {n['lan_ip']:<15} ingress_sbox {n['ingress_sbox_ip']}")
@@ -137,7 +142,8 @@ def status(lab: str | None, as_json: bool) -> None:
     for t in doc["tasks"]:
         extra = "".join(f"  {net} {ip}" for net, ip in t["addresses"].items()
                         if net != "ingress" and ip != t["ip"])
-        click.echo(f"  task {t['name']:<14} on {t['node']:<10} {t['ip']}{extra}")
+        box = f"  container {t['container'][:12]}" if t["container"] else ""
+        click.echo(f"  task {t['name']:<14} on {t['node']:<10} {t['ip']}{extra}{box}")
     if any(h["state"] != "running" for h in doc["history"]):
         click.echo("task history (slot, node, state):")
         for h in doc["history"]:

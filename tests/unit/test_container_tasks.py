@@ -4,7 +4,7 @@ the app still serves, and that ``scale`` and ``down`` remove them by id."""
 
 from __future__ import annotations
 
-import shutil
+import json
 from pathlib import Path
 
 import pytest
@@ -178,3 +178,19 @@ def test_cli_up_tasks_containers_and_down(store, monkeypatch):
 def test_cli_docker_url_without_containers_is_bad_input():
     r = CliRunner().invoke(cli, ["up", str(SCENARIOS / "hello-a.yaml"), "--docker", "unix:///x"])
     assert r.exit_code == 2 and "--docker: only tasks run as containers use Docker" in r.stderr
+
+
+def test_status_names_each_tasks_container(store, monkeypatch):
+    fake = FakeHost()
+    monkeypatch.setattr(common, "store", lambda: store)
+    monkeypatch.setattr(common, "host", fake.host)
+    up(store, fake)
+    ids = store.load("hello-a").containers
+    r = CliRunner().invoke(cli, ["status", "hello-a", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["tasks_as"] == "containers"
+    assert {t["name"]: t["container"] for t in doc["tasks"]} == {
+        "hello-a.1": ids[NS + "hello-a.1"], "hello-a.2": ids[NS + "hello-a.2"]}
+    r = CliRunner().invoke(cli, ["status", "hello-a"])
+    assert f"container {ids[NS + 'hello-a.1'][:12]}" in r.stdout
