@@ -1,1 +1,1 @@
-"""Real Docker: tasks run as real containers, and a real Swarm node read into the plan's shape."""
+"""Real Docker: read a real Swarm node (its Engine and its namespaces) into netlab's shapes."""

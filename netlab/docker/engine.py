@@ -3,11 +3,13 @@
 :class:`DockerRuntime` is the real :class:`netlab.docker.tasks.ContainerRuntime`:
 it speaks to dockerd with the low-level ``docker.APIClient`` (plain dicts of
 the Engine API), so unit tests hand it a fake client of recorded answers.
-:func:`runtime` connects to one and says in one line why it cannot.
+:func:`runtime` connects to one and says in one line why it cannot (the same
+messages as :mod:`netlab.docker.connect` gives for reading a real Swarm).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from netlab.docker.tasks import LABEL_LAB, TaskContainer
@@ -39,18 +41,18 @@ def unreachable(url: str, exc: BaseException) -> MissingFeature:
     if isinstance(_cause(exc), PermissionError):
         return MissingFeature(f"--docker: permission denied on {sock}: run as root or as a "
                               "member of the docker group")
-    return MissingFeature(f"--docker: no Docker daemon answers at {url} (hint: start docker "
-                          "or pass --docker URL)")
+    return MissingFeature(f"--docker: no Docker daemon answers at {url}; start docker or pass "
+                          "--docker URL")
 
 
 def runtime(url: str | None = None, client: Any = None) -> DockerRuntime:
-    """A :class:`DockerRuntime` on the daemon at ``url`` (default: the local socket),
-    checked to answer. ``client`` replaces the SDK's APIClient (tests).
+    """A :class:`DockerRuntime` on the daemon at ``url`` (default: ``$DOCKER_HOST``, else
+    the local socket), checked to answer. ``client`` replaces the SDK's APIClient (tests).
 
     Raises MissingFeature (exit 3) when the docker SDK is missing, no daemon
     answers, or the socket refuses the caller.
     """
-    url = url or DEFAULT_URL
+    url = url or os.environ.get("DOCKER_HOST") or DEFAULT_URL
     if client is None:
         try:
             import docker

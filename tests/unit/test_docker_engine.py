@@ -101,7 +101,8 @@ def test_a_container_that_exits_at_once_is_an_error_naming_its_state():
         rt.start(rt.create(SPEC))
 
 
-def test_permission_denied_on_the_socket_says_root_or_docker_group():
+def test_permission_denied_on_the_socket_says_root_or_docker_group(monkeypatch):
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
     # The shape the SDK raised here for a user without access to a socket of mode 0600.
     denied = requests.exceptions.ConnectionError(urllib3.exceptions.ProtocolError(
         "Connection aborted.", PermissionError(13, "Permission denied")))
@@ -118,7 +119,7 @@ def test_no_daemon_on_a_real_socket_path_is_exit_3(tmp_path):
     s.close()
     with pytest.raises(MissingFeature) as err:
         engine.runtime(f"unix://{path}")
-    assert str(err.value) == (f"--docker: no Docker daemon answers at unix://{path} "
-                              "(hint: start docker or pass --docker URL)")
+    assert str(err.value) == (f"--docker: no Docker daemon answers at unix://{path}; "
+                              "start docker or pass --docker URL")
     with pytest.raises(MissingFeature, match="no Docker daemon answers"):
         engine.runtime(f"unix://{tmp_path}/absent.sock")
