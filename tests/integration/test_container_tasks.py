@@ -50,8 +50,9 @@ class Dockerd:
             Path(path).mkdir(parents=True, exist_ok=True)
             subprocess.run(["mount", "-t", "tmpfs", "tmpfs", path], check=True)
             self.mounts.append(path)
-        if (DOCKER_ROOT / "etc/apparmor").is_dir() and not Path("/etc/apparmor").exists():
-            shutil.copytree(DOCKER_ROOT / "etc/apparmor", "/etc/apparmor")
+        # dockerd runs apparmor_parser --version, which warns without its parser.conf
+        # and so breaks dockerd's parse of the version (the guest's /etc is an overlay).
+        shutil.copytree(DOCKER_ROOT / "etc/apparmor", "/etc/apparmor", dirs_exist_ok=True)
         log = open(RUN / "containerd.log", "w")
         self.procs.append(subprocess.Popen(
             ["containerd", "--root", "/var/lib/docker/containerd", "--state", str(RUN / "ctd"),
