@@ -20,7 +20,7 @@ from collections.abc import Callable
 from netlab import changelog, ipam
 from netlab.docker import tasks as ctasks
 from netlab.docker.tasks import ContainerRuntime
-from netlab.errors import BadInput, NetlabError
+from netlab.errors import BadInput
 from netlab.ipam import Allocations
 from netlab.kernel import apply as kernel_apply
 from netlab.kernel import features, netns
@@ -331,7 +331,9 @@ def down(lab: str, store: StateStore, host: Host = Host()) -> DownResult:
             stopped = True
     removed_containers, left = 0, None
     if state is None or state.tasks == "containers":
-        removed_containers, left = _remove_containers(lab, state, host)
+        removed_containers, left = ctasks.sweep(
+            lab, list(state.containers.values()) if state else [],
+            lambda: host.containers(state.docker if state else None))
     # Tasks first, the LAN last: fewer links die with a still-used peer.
     lan = names.lan_ns(lab)
     removed = host.kernel.teardown(sorted(owned, key=lambda n: (n == lan, n)))
@@ -340,19 +342,6 @@ def down(lab: str, store: StateStore, host: Host = Host()) -> DownResult:
     store.remove_files(lab, files)
     return DownResult(removed, stopped, store.remove(lab) if corrupt is None else False, corrupt,
                       removed_containers, left)
-
-
-def _remove_containers(lab: str, state: LabState | None, host: Host) -> tuple[int, str | None]:
-    """Remove ``lab``'s task containers: the ids its state records and any other labelled
-    ``netlab.lab=<lab>`` (an ``up`` killed before saving one); (how many, why some were
-    left). Without a state file, a Docker that does not answer has none of the lab's."""
-    recorded = list(state.containers.values()) if state else []
-    try:
-        runtime = host.containers(state.docker if state else None)
-        ids = list(dict.fromkeys(recorded + runtime.of_lab(lab)))
-    except NetlabError as err:
-        return 0, (f"{len(recorded)} task containers left: {err}" if recorded else None)
-    return sum(1 for cid in ids if runtime.remove(cid)), None
 
 
 def down_all(store: StateStore, host: Host = Host()) -> DownAllResult:

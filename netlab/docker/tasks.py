@@ -156,6 +156,24 @@ def remove(netns_names: list[str], containers: dict[str, str], runtime: Containe
     return removed
 
 
+def sweep(lab: str, recorded: list[str], runtime_of: Callable[[], ContainerRuntime],
+          ) -> tuple[int, str | None]:
+    """Remove ``lab``'s task containers for ``down``: the ids its state ``recorded`` and
+    any other labelled ``netlab.lab=<lab>`` (an ``up`` killed before saving one).
+
+    Returns (how many were removed, why some were left or None). When the
+    runtime cannot be reached (``runtime_of`` raises NetlabError), nothing is
+    removed and the reason is given only if ids were recorded: without a state
+    file, a Docker that does not answer holds none of the lab's containers.
+    """
+    try:
+        runtime = runtime_of()
+        ids = list(dict.fromkeys(recorded + runtime.of_lab(lab)))
+    except NetlabError as err:
+        return 0, (f"{len(recorded)} task containers left: {err}" if recorded else None)
+    return sum(1 for cid in ids if runtime.remove(cid)), None
+
+
 def wait_serving(started: list[TaskContainer], kernel: Adopter, timeout: float,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
