@@ -194,3 +194,15 @@ def test_status_names_each_tasks_container(store, monkeypatch):
         "hello-a.1": ids[NS + "hello-a.1"], "hello-a.2": ids[NS + "hello-a.2"]}
     r = CliRunner().invoke(cli, ["status", "hello-a"])
     assert f"container {ids[NS + 'hello-a.1'][:12]}" in r.stdout
+
+
+def test_node_down_restarts_its_task_in_a_new_container_elsewhere(store):
+    fake = FakeHost()
+    up(store, fake)
+    old = store.load("hello-a").containers[NS + "hello-a.2"]
+    converge.node("hello-a", "node2", "down", store, host=fake.host())
+    st = store.load("hello-a")
+    new = st.containers[NS + "hello-a.2"]
+    assert new != old and old in fake.runtime.removed
+    assert fake.runtime.containers[new].node == "node1"
+    assert fake.runtime.containers[new].environment["NODE"] == "node1"
