@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -51,8 +50,17 @@ class Dockerd:
             subprocess.run(["mount", "-t", "tmpfs", "tmpfs", path], check=True)
             self.mounts.append(path)
         # dockerd runs apparmor_parser --version, which warns without its parser.conf
-        # and so breaks dockerd's parse of the version (the guest's /etc is an overlay).
-        shutil.copytree(DOCKER_ROOT / "etc/apparmor", "/etc/apparmor", dirs_exist_ok=True)
+        # and so breaks dockerd's parse of the version (the guest's /etc is an overlay);
+        # the parser's policy features are in the unpacked tree, and it loads
+        # docker-default through securityfs (as the harness of the swarm branch does).
+        Path("/etc/apparmor").mkdir(exist_ok=True)
+        Path("/etc/apparmor/parser.conf").write_text(
+            (DOCKER_ROOT / "etc/apparmor/parser.conf").read_text().replace(
+                "policy-features=/usr/share/", f"policy-features={DOCKER_ROOT}/usr/share/"))
+        if Path("/sys/kernel/security").is_dir() and not os.path.ismount("/sys/kernel/security"):
+            if subprocess.run(["mount", "-t", "securityfs", "securityfs",
+                               "/sys/kernel/security"]).returncode == 0:
+                self.mounts.append("/sys/kernel/security")
         log = open(RUN / "containerd.log", "w")
         self.procs.append(subprocess.Popen(
             ["containerd", "--root", "/var/lib/docker/containerd", "--state", str(RUN / "ctd"),
