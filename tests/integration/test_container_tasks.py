@@ -145,6 +145,13 @@ def test_seed_tasks_as_containers_scale_and_down(dockerd):
         assert body["client"].startswith("10.0.0.")      # the ingress_sbox's SNAT, as Swarm
         sbox = f"nl-{lab}.node1.ingress_sbox"
         assert len(_dests(sbox)) == 2
+        # Traced hop by hop, a request ends in a container as in a task netlab made.
+        trace = json.loads(netlab("trace", lab, "node2:5000", "--json").stdout)
+        assert trace["verdict"] == "delivered", trace["reason"]
+        events = [h["event"] for h in trace["hops"]
+                  if h["leg"] == "request" and h["event"] not in ("rx", "tx")]
+        assert {"dnat", "mark", "ipvs", "snat", "redirect", "deliver"} <= set(events), events
+        assert trace["backend"]["task"] == trace["reply"]["task"] in ("hello-a.1", "hello-a.2")
 
         out = netlab("scale", lab, "hello-a=3").stdout
         assert "hello-a.3" in out
@@ -163,6 +170,27 @@ def test_seed_tasks_as_containers_scale_and_down(dockerd):
         out = netlab("down", lab, check=False).stdout
     assert "2 task containers removed" in out, out
     assert dockerd.docker("ps", "-a", "--filter", f"label=netlab.lab={lab}", "-q").stdout == ""
+    assert lab_netns(lab) == []
+
+
+def test_east_west_by_name_through_the_embedded_dns_in_containers(dockerd):
+    """web.1 (a container) resolves api through its embedded DNS (netlab's app, its socket
+    in the container's namespace) and reaches api's three containers through the VIP."""
+    lab = "c" + secrets.token_hex(3)
+    try:
+        netlab("up", str(SCENARIOS / "east-west.yaml"), "--name", lab, "--tasks", "containers",
+               "--docker", URL)
+        assert len(_ps(dockerd, lab)) == 7
+        replies = json.loads(netlab("curl", lab, "api:80", "--from", "web.1", "--count", "6",
+                                    "--json").stdout)
+        assert all(r["ok"] for r in replies), replies
+        assert sorted({r["task"] for r in replies}) == ["api.1", "api.2", "api.3"]
+        cache = json.loads(netlab("curl", lab, "cache:6379", "--from", "api.1", "--count", "2",
+                                  "--json").stdout)
+        assert sorted({r["task"] for r in cache}) == ["cache.1", "cache.2"]
+    finally:
+        out = netlab("down", lab, check=False).stdout
+    assert "7 task containers removed" in out, out
     assert lab_netns(lab) == []
 
 
