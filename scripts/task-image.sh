@@ -27,7 +27,7 @@ root="$(mktemp -d)"
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/bin" "$root/tmp"
 cp "$BUSYBOX" "$root/bin/busybox"
-for applet in sh cat hostname date nc printf awk readlink; do ln -s busybox "$root/bin/$applet"; done
+for applet in sh cat hostname date nc printf awk readlink nslookup; do ln -s busybox "$root/bin/$applet"; done
 
 # One connection on stdin/stdout (nc -e): read the request, answer 200 with the JSON
 # netlab's own task app gives (service, task, node, task_ip, port, client, client_port,

@@ -16,6 +16,7 @@ from netlab.docker.tasks import LABEL_LAB, TaskContainer
 from netlab.errors import MissingFeature, NetlabError
 
 DEFAULT_URL = "unix:///var/run/docker.sock"
+DNS = "127.0.0.11"         # the embedded DNS server's address in every task
 API_VERSION = "1.41"      # Docker 20.10, the oldest the tests run (Debian 12's docker.io)
 
 
@@ -105,7 +106,10 @@ class DockerRuntime:
 
     def create(self, spec: TaskContainer) -> str:
         """Create the container of ``spec`` (not started); returns its id."""
-        host_config = self.client.create_host_config(network_mode="none")
+        # Its resolv.conf as the task's /etc/netns file: the embedded DNS at 127.0.0.11
+        # (Docker refuses --dns only with network modes host and container:).
+        host_config = self.client.create_host_config(network_mode="none", dns=[DNS],
+                                                     dns_opt=["ndots:0"])
         made = self._call(f"create {spec.name}", self.client.create_container,
                           spec.image, name=spec.name, hostname=spec.task,
                           environment=spec.environment, labels=spec.labels,

@@ -188,6 +188,13 @@ def test_east_west_by_name_through_the_embedded_dns_in_containers(dockerd):
         cache = json.loads(netlab("curl", lab, "cache:6379", "--from", "api.1", "--count", "2",
                                   "--json").stdout)
         assert sorted({r["task"] for r in cache}) == ["cache.1", "cache.2"]
+        # A process in the container resolves through the embedded DNS too.
+        from netlab.state import StateStore
+        vip = str(StateStore().load(lab).allocations.networks["backend"].vips["api"].vip)
+        looked = dockerd.docker("exec", f"nl-{lab}.web.1", "nslookup", "api", check=False)
+        assert vip in looked.stdout, looked          # (busybox also asks AAAA: its status varies)
+        assert dockerd.docker("exec", f"nl-{lab}.web.1", "cat", "/etc/resolv.conf").stdout \
+            .split("\n")[-3:] == ["nameserver 127.0.0.11", "options ndots:0", ""]
     finally:
         out = netlab("down", lab, check=False).stdout
     assert "7 task containers removed" in out, out

@@ -45,7 +45,8 @@ class FakeClient:
         return {"Id": "sha256:" + "a" * 64}
 
     def create_host_config(self, **kwargs):
-        return {"NetworkMode": kwargs["network_mode"]}
+        return {"NetworkMode": kwargs["network_mode"], "Dns": kwargs.get("dns"),
+                "DnsOptions": kwargs.get("dns_opt")}
 
     def create_container(self, image, **kwargs):
         self.calls.append(("create", image, kwargs))
@@ -74,7 +75,8 @@ def test_a_task_container_has_no_docker_network_and_carries_its_names():
     cid = rt.create(SPEC)
     _, image, kw = client.calls[0]
     assert (cid, image) == (CID, "netlab/task:latest")
-    assert kw["host_config"] == {"NetworkMode": "none"}
+    assert kw["host_config"] == {"NetworkMode": "none", "Dns": ["127.0.0.11"],
+                                 "DnsOptions": ["ndots:0"]}
     assert (kw["name"], kw["hostname"]) == ("nl-demo.hello-a.1", "hello-a.1")
     assert kw["labels"] == {"netlab.lab": "demo", "netlab.task": "hello-a.1"}
     assert kw["environment"]["PORTS"] == "3000 8080"
