@@ -107,9 +107,10 @@ class DockerRuntime:
     def create(self, spec: TaskContainer) -> str:
         """Create the container of ``spec`` (not started); returns its id."""
         # Its resolv.conf as the task's /etc/netns file: the embedded DNS at 127.0.0.11
-        # (Docker refuses --dns only with network modes host and container:).
+        # and no search domain (Docker refuses --dns only with network modes host and
+        # container:; without --dns-search ".", the hostname "web.1" makes "1" one).
         host_config = self.client.create_host_config(network_mode="none", dns=[DNS],
-                                                     dns_opt=["ndots:0"])
+                                                     dns_opt=["ndots:0"], dns_search=["."])
         made = self._call(f"create {spec.name}", self.client.create_container,
                           spec.image, name=spec.name, hostname=spec.task,
                           environment=spec.environment, labels=spec.labels,

@@ -46,7 +46,7 @@ class FakeClient:
 
     def create_host_config(self, **kwargs):
         return {"NetworkMode": kwargs["network_mode"], "Dns": kwargs.get("dns"),
-                "DnsOptions": kwargs.get("dns_opt")}
+                "DnsOptions": kwargs.get("dns_opt"), "DnsSearch": kwargs.get("dns_search")}
 
     def create_container(self, image, **kwargs):
         self.calls.append(("create", image, kwargs))
@@ -76,7 +76,7 @@ def test_a_task_container_has_no_docker_network_and_carries_its_names():
     _, image, kw = client.calls[0]
     assert (cid, image) == (CID, "netlab/task:latest")
     assert kw["host_config"] == {"NetworkMode": "none", "Dns": ["127.0.0.11"],
-                                 "DnsOptions": ["ndots:0"]}
+                                 "DnsOptions": ["ndots:0"], "DnsSearch": ["."]}
     assert (kw["name"], kw["hostname"]) == ("nl-demo.hello-a.1", "hello-a.1")
     assert kw["labels"] == {"netlab.lab": "demo", "netlab.task": "hello-a.1"}
     assert kw["environment"]["PORTS"] == "3000 8080"
