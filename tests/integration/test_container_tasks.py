@@ -197,7 +197,7 @@ def test_east_west_by_name_through_the_embedded_dns_in_containers(dockerd):
         from netlab.state import StateStore
         vip = str(StateStore().load(lab).allocations.networks["backend"].vips["api"].vip)
         looked = dockerd.docker("exec", f"nl-{lab}.web.1", "nslookup", "api.", check=False)
-        assert f"Address: {vip}" in looked.stdout.replace("\t", " "), looked
+        assert vip in looked.stdout.split(), looked
     finally:
         out = netlab("down", lab, check=False).stdout
     assert "7 task containers removed" in out, out
