@@ -1,0 +1,161 @@
+"""The plan a real node is compared with: the scenario, placed and addressed as the Swarm is.
+
+netlab's scheduler and IPAM make the same kinds of choices as Swarm's, but
+not always the same ones: which node runs ``hello-a.2``, which address a
+task got, which firewall mark a service has. Those are allocations, not
+plumbing, so before comparing a real node with a scenario's plan,
+:func:`adopt` gives the scenario the Swarm's choices wherever they exist:
+
+- placement: each task of the scenario that runs in the Swarm (same service
+  and slot) goes to the scenario node that plays its real node; the others
+  keep netlab's placement;
+- addresses: the real node's ingress sandbox and load balancer addresses
+  (read from its namespaces), each service's VIPs, each task's overlay
+  addresses (from the Engine) and its docker_gwbridge address (from its
+  namespace), the firewall marks (from the real mangle rules). What the
+  Swarm does not say is allocated by netlab as usual.
+
+Every choice taken over is listed (``Adopted.notes``), so the report says
+what was aligned and nothing is hidden. Pure: the real namespaces come in
+already read.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, replace
+
+from netlab import ipam
+from netlab.docker.snapshot import Snapshot
+from netlab.kernel.drift import NetnsSeen
+from netlab.model import Lab, Task, place_tasks
+
+_MARK = re.compile(r"--set-xmark (0x[0-9a-f]+)/0xffffffff")
+_DPORT = re.compile(r"-p (tcp|udp) -m \1 --dport (\d+) ")
+_DST = re.compile(r"-d ([\d.]+)/32 ")
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """The scenario's lab placed as the Swarm, its allocations, and what was taken over."""
+
+    lab: Lab
+    allocations: ipam.Allocations
+    notes: tuple[str, ...]
+    extra_tasks: tuple[str, ...]     # real tasks the scenario has no slot for
+
+
+def _addr_on(seen: NetnsSeen | None, ifname: str, subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Address | None:
+    """The address of ``ifname`` in ``seen`` that lies in ``subnet``, if any."""
+    for a in seen.addresses if seen else ():
+        iface = ipaddress.IPv4Interface(a.cidr)
+        if a.ifname == ifname and iface.ip in subnet:
+            return iface.ip
+    return None
+
+
+def _marks(seen: NetnsSeen | None) -> tuple[dict[tuple[str, int], int], dict[str, int]]:
+    """The firewall marks of a real sandbox's mangle rules: by (protocol, published
+    port) from PREROUTING, by VIP from INPUT."""
+    by_port: dict[tuple[str, int], int] = {}
+    by_vip: dict[str, int] = {}
+    text = (seen.tables.get("mangle", "") if seen else "")
+    for line in text.splitlines():
+        mark = _MARK.search(line)
+        if not mark:
+            continue
+        if line.startswith("-A PREROUTING") and (m := _DPORT.search(line + " ")):
+            by_port[(m.group(1), int(m.group(2)))] = int(mark.group(1), 16)
+        elif line.startswith(("-A INPUT", "-A OUTPUT")) and (m := _DST.search(line)):
+            by_vip[m.group(1)] = int(mark.group(1), 16)
+    return by_port, by_vip
+
+
+def placed(lab: Lab, snap: Snapshot, node_of: dict[str, str]) -> tuple[Lab, tuple[str, ...]]:
+    """``lab`` with each task the Swarm runs (same service and slot) on the scenario
+    node playing its real node (``node_of``: real scenario name -> scenario node);
+    the rest placed by netlab around them. Also the real tasks the scenario has no
+    place for."""
+    real = {t.name: node_of.get(t.node) for t in snap.tasks}
+    previous = tuple(Task(s.name, slot, real[f"{s.name}.{slot}"])
+                     for s in lab.services for slot in range(1, s.replicas + 1)
+                     if real.get(f"{s.name}.{slot}"))
+    tasks = place_tasks(lab.nodes, lab.services, previous)
+    names = {t.name for t in tasks}
+    extra = tuple(sorted(t.name for t in snap.tasks if t.name not in names))
+    return replace(lab, tasks=tasks), extra
+
+
+def adopt(lab: Lab, snap: Snapshot, node: str, seen: dict[str, NetnsSeen]) -> Adopted:
+    """``lab`` placed and addressed as the Swarm (see the module docstring); ``node`` is
+    the scenario node the real node plays and ``seen`` its namespaces read back,
+    by the targets they play in the real node's names."""
+    this = snap.this_node
+    node_of = {n.name: n.name for n in snap.nodes if any(m.name == n.name for m in lab.nodes)}
+    node_of[this] = node
+    lab2, extra = placed(lab, snap, node_of)
+    fresh = ipam.allocate(lab2)
+    notes: list[str] = []
+    moved = [t.name for t in lab2.tasks if t not in lab.tasks]
+    if moved:
+        notes.append(f"placement as in the Swarm: {', '.join(sorted(moved))}")
+    ing = lab2.ingress.subnet
+    sbox = seen.get(f"{this}/ingress_sbox")
+    nodes = dict(fresh.nodes)
+    if (ip := _addr_on(sbox, "eth0", ing)) is not None:
+        nodes[node] = replace(nodes[node], sandbox_ip=ip)
+    by_port, _ = _marks(sbox)
+    services: dict[str, ipam.ServiceAddresses] = {}
+    for s in lab2.services:
+        try:
+            real = snap.service(s.name)
+        except KeyError:
+            continue
+        vip = real.vips.get("ingress")
+        marks = [by_port[(p.protocol, p.published)] for p in s.ingress_ports
+                 if (p.protocol, p.published) in by_port]
+        if vip and s.ingress_ports:
+            services[s.name] = ipam.ServiceAddresses(ipaddress.IPv4Interface(vip).ip,
+                                                     marks[0] if marks else fresh.services[s.name].fwmark)
+    tasks: dict[str, ipam.TaskAddresses] = {}
+    real_tasks = {t.name: t for t in snap.tasks}
+    for t in lab2.tasks:
+        r = real_tasks.get(t.name)
+        if r is None or "ingress" not in r.addresses and lab2.service(t.service).on_ingress:
+            continue
+        gw = fresh.tasks[t.name].gw_ip
+        if t.node == node and (ip := _addr_on(seen.get(t.name), "eth1", lab2.underlay.gwbridge)):
+            gw = ip
+        ing_ip = r.addresses.get("ingress")
+        tasks[t.name] = ipam.TaskAddresses(t.node, ipaddress.IPv4Interface(ing_ip).ip
+                                           if ing_ip else None, gw)
+    networks: dict[str, ipam.NetworkAddresses] = {}
+    for net in lab2.networks:
+        try:
+            rnet = snap.network(net.name)
+        except KeyError:
+            continue
+        lb = seen.get(f"{this}/lb-{net.name}")
+        _, by_vip = _marks(lb)
+        vips = {}
+        for s in lab2.services_on(net.name):
+            vip = snap.service(s.name).vips.get(net.name) if s.name in {x.name for x in snap.services} else None
+            if vip and s.endpoint_mode == "vip":
+                ip = ipaddress.IPv4Interface(vip).ip
+                vips[s.name] = ipam.ServiceAddresses(ip, by_vip.get(str(ip), fresh.next_fwmark))
+        addrs = {t.name: ipaddress.IPv4Interface(real_tasks[t.name].addresses[net.name]).ip
+                 for s in lab2.services_on(net.name) for t in lab2.tasks_of(s.name)
+                 if t.name in real_tasks and net.name in real_tasks[t.name].addresses}
+        lb_ip = _addr_on(lb, "eth0", net.subnet)
+        networks[net.name] = ipam.NetworkAddresses(
+            rnet.vni or fresh.networks[net.name].vni, ipam.Pool(net.subnet, 2),
+            {node: lb_ip} if lb_ip else {}, vips, addrs)
+    marks = [s.fwmark for s in services.values()] + [
+        v.fwmark for n in networks.values() for v in n.vips.values()]
+    previous = replace(fresh, nodes=nodes, services=services, tasks=tasks, networks=networks,
+                       next_fwmark=max(marks + [fresh.next_fwmark - 1]) + 1)
+    allocations = ipam.allocate(lab2, previous)
+    if services or tasks or networks:
+        notes.append("addresses, VIPs and firewall marks as in the Swarm where it has them")
+    return Adopted(lab2, allocations, tuple(notes), extra)
