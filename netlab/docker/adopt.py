@@ -72,6 +72,39 @@ def _marks(seen: NetnsSeen | None) -> tuple[dict[tuple[str, int], int], dict[str
     return by_port, by_vip
 
 
+def _ip_of_mac(mac: str) -> ipaddress.IPv4Address | None:
+    """The address a libnetwork MAC was made from (``02:42:`` + the IPv4 bytes)."""
+    parts = mac.lower().split(":")
+    if len(parts) != 6 or parts[:2] != ["02", "42"]:
+        return None
+    return ipaddress.IPv4Address(bytes(int(x, 16) for x in parts[2:]))
+
+
+def remote_endpoints(overlay: NetnsSeen | None, snap: Snapshot, taken: set[ipaddress.IPv4Address],
+                     ) -> dict[str, ipaddress.IPv4Address]:
+    """The address each other node's sandbox (or load balancer) has on a network, as
+    the node's overlay namespace knows its peers: a permanent FDB entry on vxlan0
+    sends a MAC (``02:42:`` + the endpoint's address) to a node's underlay address.
+    Endpoints in ``taken`` (tasks, VIPs) are not sandboxes."""
+    by_addr = {n.addr: n.name for n in snap.nodes}
+    out: dict[str, ipaddress.IPv4Address] = {}
+    for f in overlay.fdb if overlay else ():
+        ip, node = _ip_of_mac(f.mac), by_addr.get(f.dst)
+        if ip is not None and node is not None and ip not in taken:
+            out.setdefault(node, ip)
+    return out
+
+
+def _lan(snap: Snapshot, host: NetnsSeen | None) -> ipaddress.IPv4Network | None:
+    """The real underlay: the network of the host's address that is its node's ``Status.Addr``."""
+    addr = snap.node(snap.this_node).addr
+    for a in host.addresses if host else ():
+        iface = ipaddress.IPv4Interface(a.cidr)
+        if str(iface.ip) == addr:
+            return iface.network
+    return None
+
+
 def placed(lab: Lab, snap: Snapshot, node_of: dict[str, str]) -> tuple[Lab, tuple[str, ...]]:
     """``lab`` with each task the Swarm runs (same service and slot) on the scenario
     node playing its real node (``node_of``: real scenario name -> scenario node);
@@ -105,6 +138,13 @@ def adopt(lab: Lab, snap: Snapshot, node: str, seen: dict[str, NetnsSeen]) -> Ad
     nodes = dict(fresh.nodes)
     if (ip := _addr_on(sbox, "eth0", ing)) is not None:
         nodes[node] = replace(nodes[node], sandbox_ip=ip)
+    taken = {ipaddress.IPv4Interface(a).ip for t in snap.tasks for a in t.addresses.values()}
+    taken |= {ipaddress.IPv4Interface(v).ip for x in snap.services for v in x.vips.values()}
+    plays = {n: m for m, n in node_of.items()}          # scenario node -> real node
+    remote = remote_endpoints(seen.get(f"{this}/ov-ingress"), snap, taken)
+    for n in lab2.nodes:
+        if n.name != node and plays.get(n.name) in remote:
+            nodes[n.name] = replace(nodes[n.name], sandbox_ip=remote[plays[n.name]])
     by_port, _ = _marks(sbox)
     services: dict[str, ipam.ServiceAddresses] = {}
     for s in lab2.services:
@@ -147,15 +187,27 @@ def adopt(lab: Lab, snap: Snapshot, node: str, seen: dict[str, NetnsSeen]) -> Ad
         addrs = {t.name: ipaddress.IPv4Interface(real_tasks[t.name].addresses[net.name]).ip
                  for s in lab2.services_on(net.name) for t in lab2.tasks_of(s.name)
                  if t.name in real_tasks and net.name in real_tasks[t.name].addresses}
-        lb_ip = _addr_on(lb, "eth0", net.subnet)
+        lbs = {n: remote[plays[n]] for n in (x.name for x in lab2.nodes)
+               if n != node and plays.get(n) in (remote := remote_endpoints(
+                   seen.get(f"{this}/ov-{net.name}"), snap, taken))}
+        if (lb_ip := _addr_on(lb, "eth0", net.subnet)) is not None:
+            lbs[node] = lb_ip
         networks[net.name] = ipam.NetworkAddresses(
-            rnet.vni or fresh.networks[net.name].vni, ipam.Pool(net.subnet, 2),
-            {node: lb_ip} if lb_ip else {}, vips, addrs)
+            rnet.vni or fresh.networks[net.name].vni, ipam.Pool(net.subnet, 2), lbs, vips, addrs)
     marks = [s.fwmark for s in services.values()] + [
         v.fwmark for n in networks.values() for v in n.vips.values()]
     previous = replace(fresh, nodes=nodes, services=services, tasks=tasks, networks=networks,
                        next_fwmark=max(marks + [fresh.next_fwmark - 1]) + 1)
     allocations = ipam.allocate(lab2, previous)
+    if (lan := _lan(snap, seen.get(this))) is not None:
+        # The nodes' underlay addresses are the machines' own: VXLAN's FDB entries name them.
+        real_addr = {n.name: n.addr for n in snap.nodes}
+        lab2 = replace(lab2, underlay=replace(lab2.underlay, lan=lan))
+        allocations = replace(allocations, nodes={
+            n: replace(a, lan_ip=ipaddress.IPv4Address(real_addr[plays[n]]))
+            if real_addr.get(plays.get(n, "")) else a for n, a in allocations.nodes.items()})
+        notes.append(f"the underlay as in the Swarm: {lan}, nodes at " + ", ".join(
+            f"{n} {a.lan_ip}" for n, a in allocations.nodes.items()))
     if services or tasks or networks:
         notes.append("addresses, VIPs and firewall marks as in the Swarm where it has them")
     return Adopted(lab2, allocations, tuple(notes), extra)

@@ -34,8 +34,8 @@ DOCKER0 = {"nat": ("-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE",
 
 
 def _snapshot() -> Snapshot:
-    nodes = (RealNode("n1", "node1", "node1", "manager", "192.168.59.11", "active", "ready"),
-             RealNode("n2", "node2", "node2", "worker", "192.168.59.12", "active", "ready"))
+    nodes = (RealNode("n1", "node1", "node1", "manager", "192.168.56.11", "active", "ready"),
+             RealNode("n2", "node2", "node2", "worker", "192.168.56.12", "active", "ready"))
     ingress = RealNetwork(INGRESS_ID, "ingress", "overlay", "swarm", "10.0.0.0/24", "10.0.0.1",
                           4096, True)
     seed = RealService("s1", "hello-a", "replicated", 2, "vip",
@@ -197,3 +197,19 @@ def test_cli_diff_exit_codes_and_json(seed, monkeypatch):
     assert "no scenario node is named 'nodex'; the scenario has node1, node2" in bad.stderr
     seen["node1/ingress_sbox"] = replace(seen["node1/ingress_sbox"], ipvs=())
     assert CliRunner().invoke(cli, ["swarm", "diff", hello]).exit_code == 1
+
+
+def test_the_other_nodes_sandbox_address_is_read_from_the_overlays_fdb(seed):
+    """node2's ingress_sbox got 10.0.0.9 in the Swarm (netlab's IPAM would give 10.0.0.3):
+    node1's overlay knows it by its FDB entry towards node2's underlay address, and the
+    plan takes it, so its neighbour and FDB entries compare equal."""
+    seen = _as_docker_leaves_it(seed)
+    ov = seen["node1/ov-ingress"]
+    seen["node1/ov-ingress"] = replace(
+        ov, fdb=tuple(replace(f, mac=f.mac.replace("0a:00:00:03", "0a:00:00:09")) for f in ov.fdb),
+        neighbours=tuple(replace(n, ip=n.ip.replace("10.0.0.3", "10.0.0.9"),
+                                 mac=n.mac.replace("0a:00:00:03", "0a:00:00:09"))
+                         for n in ov.neighbours))
+    adopted = adopt(seed, _snapshot(), "node1", seen)
+    assert str(adopted.allocations.nodes["node2"].sandbox_ip) == "10.0.0.9"
+    assert _diff(seed, seen).differences == ()
