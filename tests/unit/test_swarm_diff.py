@@ -213,3 +213,28 @@ def test_the_other_nodes_sandbox_address_is_read_from_the_overlays_fdb(seed):
     adopted = adopt(seed, _snapshot(), "node1", seen)
     assert str(adopted.allocations.nodes["node2"].sandbox_ip) == "10.0.0.9"
     assert _diff(seed, seen).differences == ()
+
+
+def test_cli_diff_takes_a_lab_that_is_up_and_refuses_an_unknown_one(seed, tmp_path, monkeypatch):
+    """SCENARIO_OR_LAB: a lab's model comes from its state file (never its scenario)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from netlab import ipam, lifecycle, state
+    from netlab.cli import common
+    from netlab.cli import swarm as cli_swarm
+    from netlab.cli.main import cli
+    lab = load_lab(REPO / "scenarios" / "hello-a.yaml", name_override="x")
+    st = state.StateStore(tmp_path / "store")
+    st.save(lifecycle.state_for(lab, ipam.allocate(lab), "gone.yaml"))
+    monkeypatch.setattr(common, "store", lambda: st)
+    seen = _as_docker_leaves_it(seed)
+    monkeypatch.setattr(cli_swarm, "engine", lambda: cli_swarm.Engine(
+        lambda url: _snapshot(), lambda files, sysctls, backend: seen))
+    monkeypatch.setattr(cli_swarm.xtables, "choose", lambda flag: "nft")
+    result = CliRunner().invoke(cli, ["swarm", "diff", "x", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["against"] == "lab x"
+    unknown = CliRunner().invoke(cli, ["swarm", "diff", "nolab", "--json"])
+    assert unknown.exit_code == 2 and json.loads(unknown.stdout)["field"] == "LAB"

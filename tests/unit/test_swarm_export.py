@@ -103,3 +103,29 @@ def test_only_dockers_namespaces_and_the_hosts_may_be_entered(bad):
         netns.docker_path(bad)
     assert netns.docker_path("/var/run/docker/netns/ingress_sbox").endswith("ingress_sbox")
     assert netns.docker_path("/proc/1/ns/net") == "/proc/1/ns/net"
+
+
+def test_cli_export_writes_a_file_validate_accepts(tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from netlab.cli import swarm as cli_swarm
+    from netlab.cli.main import cli
+    seed = RealService("s1", "hello-a", "replicated", 2, "vip",
+                       (RealPort(5000, 3000, "tcp", "ingress"),), (), {})
+    glob = RealService("g", "agent", "global", None, "vip", (RealPort(9000, 9000, "tcp", "host"),),
+                       (), {})
+    snap = _snap((seed, glob), ())
+    monkeypatch.setattr(cli_swarm, "engine", lambda: cli_swarm.Engine(lambda url: snap, None))
+    out = tmp_path / "swarm.yaml"
+    r = CliRunner().invoke(cli, ["swarm", "export", "-o", str(out), "--name", "prod"])
+    assert r.exit_code == 0, r.output
+    assert "warning: service agent is global" in r.stderr
+    assert CliRunner().invoke(cli, ["validate", str(out)]).exit_code == 0
+    assert load_lab(out).name == "prod"
+    doc = json.loads(CliRunner().invoke(cli, ["swarm", "export", "--json"]).stdout)
+    assert doc["lab"] == "swarm" and doc["services"] == ["hello-a", "agent"]
+    assert load_lab_from_text(doc["scenario"], "x").service("agent").replicas == 2
+    bad = CliRunner().invoke(cli, ["swarm", "export", "--name", "Not_A_Name"])
+    assert bad.exit_code == 2 and "--name" in bad.stderr
