@@ -128,23 +128,30 @@ def adopt(lab: Lab, snap: Snapshot, node: str, seen: dict[str, NetnsSeen]) -> Ad
     node_of = {n.name: n.name for n in snap.nodes if any(m.name == n.name for m in lab.nodes)}
     node_of[this] = node
     lab2, extra = placed(lab, snap, node_of)
-    fresh = ipam.allocate(lab2)
     notes: list[str] = []
+    gwbridge = next((n.subnet for n in snap.networks if n.name == "docker_gwbridge" and n.subnet),
+                    None)
+    if gwbridge and ipaddress.ip_network(gwbridge) != lab2.underlay.gwbridge:
+        lab2 = replace(lab2, underlay=replace(lab2.underlay, gwbridge=ipaddress.ip_network(gwbridge)))
+        notes.append(f"docker_gwbridge as in the Swarm: {gwbridge}")
+    fresh = ipam.allocate(lab2)
     moved = [t.name for t in lab2.tasks if t not in lab.tasks]
     if moved:
         notes.append(f"placement as in the Swarm: {', '.join(sorted(moved))}")
     ing = lab2.ingress.subnet
     sbox = seen.get(f"{this}/ingress_sbox")
-    nodes = dict(fresh.nodes)
+    # Only the sandbox addresses the Swarm shows are kept; netlab allocates the others
+    # after every kept address (a VIP, a task), so they never take one of those.
+    nodes: dict[str, ipam.NodeAddresses] = {}
     if (ip := _addr_on(sbox, "eth0", ing)) is not None:
-        nodes[node] = replace(nodes[node], sandbox_ip=ip)
+        nodes[node] = replace(fresh.nodes[node], sandbox_ip=ip)
     taken = {ipaddress.IPv4Interface(a).ip for t in snap.tasks for a in t.addresses.values()}
     taken |= {ipaddress.IPv4Interface(v).ip for x in snap.services for v in x.vips.values()}
     plays = {n: m for m, n in node_of.items()}          # scenario node -> real node
     remote = remote_endpoints(seen.get(f"{this}/ov-ingress"), snap, taken)
     for n in lab2.nodes:
         if n.name != node and plays.get(n.name) in remote:
-            nodes[n.name] = replace(nodes[n.name], sandbox_ip=remote[plays[n.name]])
+            nodes[n.name] = replace(fresh.nodes[n.name], sandbox_ip=remote[plays[n.name]])
     by_port, _ = _marks(sbox)
     services: dict[str, ipam.ServiceAddresses] = {}
     for s in lab2.services:
@@ -206,8 +213,10 @@ def adopt(lab: Lab, snap: Snapshot, node: str, seen: dict[str, NetnsSeen]) -> Ad
         allocations = replace(allocations, nodes={
             n: replace(a, lan_ip=ipaddress.IPv4Address(real_addr[plays[n]]))
             if real_addr.get(plays.get(n, "")) else a for n, a in allocations.nodes.items()})
+        absent = [n.name for n in lab2.nodes if not real_addr.get(plays.get(n.name, ""))]
         notes.append(f"the underlay as in the Swarm: {lan}, nodes at " + ", ".join(
-            f"{n} {a.lan_ip}" for n, a in allocations.nodes.items()))
+            f"{n} {a.lan_ip}" for n, a in allocations.nodes.items() if n not in absent)
+            + (f"; not in the Swarm: {', '.join(absent)}" if absent else ""))
     if services or tasks or networks:
         notes.append("addresses, VIPs and firewall marks as in the Swarm where it has them")
     return Adopted(lab2, allocations, tuple(notes), extra)

@@ -5,8 +5,8 @@ scenario YAML that ``netlab validate`` accepts: the nodes with their roles
 (and availability when not active), the user overlay networks with their
 subnets, each service with its replicas, published ports (``"P:T"``,
 ``/udp``, the long form for ``mode: host``), endpoint mode and networks,
-and the ingress network's subnet, VNI and MTU when they are not Docker's
-defaults. The file is checked with netlab's own scenario reader before it
+the ingress network's subnet, VNI and MTU and this node's docker_gwbridge
+subnet when they are not Docker's defaults. The file is checked with netlab's own scenario reader before it
 is returned.
 
 What a scenario cannot say is left out and said, in a comment at the top of
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from netlab.docker.snapshot import RealNode, RealService, Snapshot
 from netlab.errors import NetlabError
-from netlab.model import IngressNetwork, Lab
+from netlab.model import IngressNetwork, Lab, Underlay
 from netlab.scenario import ScenarioError
 from netlab.scenario.loader import load_lab_from_text
 
@@ -142,6 +142,10 @@ def scenario_text(snap: Snapshot, name: str, warn: list[str]) -> str:
         if n.state != "ready":
             warn.append(f"node {n.name} is {n.state} in the Swarm; netlab starts every node ready")
     lines += _ingress_lines(snap)
+    gwbridge = next((n.subnet for n in snap.networks if n.name == "docker_gwbridge" and n.subnet),
+                    None)
+    if gwbridge and ipaddress.ip_network(gwbridge) != Underlay().gwbridge:
+        lines.append(f"underlay: {{gwbridge: {gwbridge}}}")
     overlays = [n for n in snap.networks if n.overlay and not n.ingress]
     if overlays:
         lines += ["", "networks:"]

@@ -30,6 +30,8 @@ HOST_LAN = ("the node's LAN interface (netlab's eth0, a veth on its simulated LA
 DEFAULT_BRIDGE = ("Docker's default bridge docker0 and its rules: netlab leaves the default "
                   "bridge out (README, 'left out'); Swarm services do not use it")
 NOT_MODELLED = "a namespace Docker keeps for something that is not a Swarm object netlab models"
+SANDBOX_DNS = ("the embedded DNS's rules (127.0.0.11) in a load balancer sandbox: Docker puts them "
+               "in every sandbox it makes, netlab only in tasks, where a process resolves names")
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,9 @@ def compare_namespace(plan: Plan, ns: Netns, seen: NetnsSeen, host: bool) -> tup
         seen = replace(seen, routes=routes_seen)
     tables, dropped = nz.drop_default_bridge(seen.tables)
     aside += [f"rule {line}" for line in dropped]
+    if ns.role == "sandbox":
+        tables, dropped = nz.drop_sandbox_dns(tables)
+        aside += [f"dns rule {line}" for line in dropped]
     out = d.link_drift(name, target, wants, seen.links)
     out += d.address_drift(name, target, addresses, seen.addresses)
     out += d.route_drift(name, target, routes, seen.routes)
@@ -174,8 +179,9 @@ def compare_node(plan: Plan, node: str, snap: Snapshot, seen: dict[str, NetnsSee
             diffs.append(Difference(ns.target, path, x.kind, x.object, x.plan, x.kernel,
                                     _behind(snap, ns.target, what, rule), x.detail))
         for a in aside:
-            why = DEFAULT_BRIDGE if a.startswith("rule ") else HOST_LAN
-            known.append(nz.Known(ns.target, path, a, why))
+            why = (SANDBOX_DNS if a.startswith("dns rule ") else
+                   DEFAULT_BRIDGE if a.startswith("rule ") else HOST_LAN)
+            known.append(nz.Known(ns.target, path, a.removeprefix("dns "), why))
     for sb in snap.sandboxes:
         if sb.target in wanted_real:
             continue

@@ -16,7 +16,10 @@ short reason, never silently), so a reader sees what was not compared:
 - the embedded DNS's port: Docker's resolver listens on a random port that
   the task's ``DOCKER_OUTPUT``/``DOCKER_POSTROUTING`` rules name, netlab's
   on its own (:func:`mask_dns_port`; the rules are compared otherwise);
-- counters (already gone: ``normalize_save``).
+- counters (already gone: ``normalize_save``);
+- the embedded DNS's rules in a load balancer sandbox (the ingress_sbox,
+  ``lb-<net>``): Docker installs them in every sandbox it makes, netlab only
+  where a process resolves names, the tasks (:func:`drop_sandbox_dns`).
 """
 
 from __future__ import annotations
@@ -107,6 +110,27 @@ def drop_default_bridge(tables: dict[str, str]) -> tuple[dict[str, str], list[st
         for line in text.splitlines():
             if line.startswith("-A ") and (f" {DEFAULT_BRIDGE} " in line + " "
                                            or any(f"-s {s} " in line for s in subnets)):
+                dropped.append(f"{table} {line}")
+                continue
+            keep.append(line)
+        out[table] = "\n".join(keep)
+    return out, dropped
+
+
+DNS_CHAINS = ("DOCKER_OUTPUT", "DOCKER_POSTROUTING")
+
+
+def drop_sandbox_dns(tables: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Tables without the embedded DNS's chains and the jumps to them; the second
+    value lists the rules dropped (chain declarations go silently with them)."""
+    out, dropped = {}, []
+    for table, text in tables.items():
+        keep = []
+        for line in text.splitlines():
+            words = line.split()
+            if line.startswith(":") and words[0][1:] in DNS_CHAINS:
+                continue
+            if line.startswith("-A ") and (words[1] in DNS_CHAINS or words[-1] in DNS_CHAINS):
                 dropped.append(f"{table} {line}")
                 continue
             keep.append(line)

@@ -2,7 +2,7 @@
 namespaces read back from the standard tools' output (``ip -d -j``, ``ipvsadm -Ln``,
 ``iptables-save``, ``sysctl``), into the shapes netlab's readers give.
 
-The recording lives in tests/fixtures/real-swarm/<name>/: the Engine's JSON
+The recording lives in tests/fixtures/real-swarm-one-node/ (its README says how it was made): the Engine's JSON
 (``info.json``, ``nodes.json``, ``networks.json``, ``services.json``,
 ``tasks.json``, ``containers.json``, ``containers-inspect.json``) and
 ``netns/<file>/`` per namespace (``_root`` is the host's).
@@ -148,7 +148,7 @@ def _sysctls(text: str) -> dict[str, str | None]:
 def recorded_seen(root: Path, file: str, key: str, backend: str = "nft") -> NetnsSeen:
     """One recorded namespace (``file``: its name under netns/) as netlab reads one."""
     d = root / "netns" / file
-    text = (d / f"iptables-{backend}-save.txt").read_text().split("\n#stderr:")[0]
+    text = (d / "iptables-save.txt").read_text().split("\n#stderr:")[0]
     tables = {t: normalize_save(body) for t, body in split_tables(text).items()}
     return NetnsSeen(_links(_json(d / "ip-link.json")), _addresses(key, _json(d / "ip-addr.json")),
                      _routes(key, _json(d / "ip-route.json")),
