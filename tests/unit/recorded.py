@@ -156,3 +156,61 @@ def recorded_seen(root: Path, file: str, key: str, backend: str = "nft") -> Netn
                      _fdb(key, (d / "bridge-fdb.txt").read_text()),
                      _sysctls((d / "sysctl.txt").read_text()), tables,
                      _ipvs((d / "ipvsadm.txt").read_text()))
+
+
+# -- the lead's recording (scripts/capture-real-swarm.py): tests/fixtures/real-swarm ----------
+
+TWO_NODES = FIXTURES
+
+
+class CapturedEngine(RecordedEngine):
+    """The Engine of scripts/capture-real-swarm.py's recording (``api/``): networks and
+    containers are saved as their inspect documents."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root / "api")
+
+    def containers(self, quiet=False, all=False, trunc=False, latest=False, since=None,  # noqa: A002
+                   before=None, limit=-1, size=False, filters=None):
+        label = (filters or {}).get("label")
+        return [{"Id": c["Id"], "Names": [c["Name"]], "Labels": c["Config"].get("Labels") or {}}
+                for c in self._load("containers.json")
+                if label is None or label in (c["Config"].get("Labels") or {})]
+
+    def inspect_container(self, container):
+        return next(c for c in self._load("containers.json") if c["Id"] == container)
+
+
+def captured_netns_files(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "netns").iterdir() if p.name != "host")
+
+
+def _captured_ipvs(text: str) -> tuple[ObservedService, ...]:
+    """``ipvsadm -Sn`` lines (``-A -f 256 -s rr``, ``-a -f 256 -r 10.0.0.5:0 -m -w 1``)."""
+    services: dict[int, tuple[str, list[IpvsDest]]] = {}
+    fwd = {"-m": "Masq", "-g": "Route", "-i": "Tunnel"}
+    for line in text.splitlines():
+        w = line.split()
+        if w[:2] == ["-A", "-f"]:
+            services[int(w[2])] = (w[w.index("-s") + 1], [])
+        elif w[:2] == ["-a", "-f"]:
+            addr, port = w[w.index("-r") + 1].rsplit(":", 1)
+            forward = next(fwd[x] for x in w if x in fwd)
+            services[int(w[2])][1].append(IpvsDest(addr, int(port), int(w[w.index("-w") + 1]),
+                                                   forward))
+    return tuple(ObservedService(m, s, tuple(d)) for m, (s, d) in services.items())
+
+
+def captured_seen(root: Path, file: str, key: str) -> NetnsSeen:
+    """One namespace of scripts/capture-real-swarm.py's recording (``host``: the root one)."""
+    d = root / "netns" / file
+    text = (d / "iptables-save.txt").read_text()
+    tables = {t: normalize_save(body) for t, body in split_tables(text).items()}
+    neigh = tuple(Neighbour(key, n["dev"], n["dst"], n.get("lladdr", "none"))
+                  for n in _json(d / "neigh.json") if "PERMANENT" in n.get("state", ()))
+    fdb = tuple(FdbEntry(key, f["ifname"], f["mac"], f["dst"])
+                for f in _json(d / "fdb.json") if f.get("dst"))
+    return NetnsSeen(_links(_json(d / "link.json")), _addresses(key, _json(d / "addr.json")),
+                     _routes(key, _json(d / "route.json")), neigh, fdb,
+                     json.loads((d / "sysctls.json").read_text()), tables,
+                     _captured_ipvs((d / "ipvsadm.txt").read_text()))

@@ -102,3 +102,39 @@ def test_the_real_node_against_the_two_node_seed_differs_by_node2(snap, seen):
         ("node1/ov-ingress", "neigh"), ("node1/ov-ingress", "fdb")}
     assert all(x.real == "absent" for x in result.differences)
     _golden("swarm-diff-one-node-seed.txt", render(result, "scenarios/hello-a.yaml") + "\n")
+
+
+# -- the two-node Swarm of scripts/capture-real-swarm.py (tests/fixtures/real-swarm) -----------
+
+@pytest.fixture(scope="module")
+def two():
+    from tests.unit.recorded import TWO_NODES, CapturedEngine, captured_netns_files, captured_seen
+    snap = read_snapshot(CapturedEngine(TWO_NODES), lambda: captured_netns_files(TWO_NODES))
+    seen = {sb.target: captured_seen(TWO_NODES, "host" if sb.path == HOST_NETNS
+                                     else Path(sb.path).name, sb.target)
+            for sb in snap.sandboxes if sb.target}
+    return snap, seen
+
+
+def test_export_of_the_two_node_swarm_equals_hello_a_in_meaning(two):
+    """In meaning: the models are equal once the lab's name is the same; comments and the
+    name are all that is ignored (nodes, roles, services, ports, networks, ingress,
+    underlay and netlab's placement of the tasks are compared)."""
+    snap, _ = two
+    out = export(snap)
+    seed = load_lab(REPO / "scenarios" / "hello-a.yaml")
+    assert load_lab_from_text(out.text, "export", name_override=seed.name) == seed
+    assert out.warnings == ()
+
+
+def test_node1_of_the_real_two_node_swarm_equals_the_seeds_plan(two):
+    """The real node1, VXLAN peers towards the real node2 included, against node1 of
+    hello-a.yaml: no difference; only the three known kinds are set aside."""
+    snap, seen = two
+    result = _diff(load_lab(REPO / "scenarios" / "hello-a.yaml"), snap, seen)
+    assert result.differences == (), render(result, "hello-a")
+    assert {c.target for c in result.namespaces} == {
+        "node1", "node1/ingress_sbox", "node1/ov-ingress", "hello-a.1"}
+    ov = seen["node1/ov-ingress"]
+    assert {(f.mac, f.dst) for f in ov.fdb} >= {("02:42:0a:00:00:06", "192.168.77.2")}
+    _golden("swarm-diff-two-node-seed.txt", render(result, "scenarios/hello-a.yaml") + "\n")
