@@ -126,7 +126,7 @@ def diff_of(source: str, url: str | None, node: str | None, iptables: str | None
     plan = build_plan(adopted.lab, adopted.allocations)
     notes = adopted.notes + tuple(f"task {t} runs in the Swarm; the scenario has no slot for it"
                                   for t in adopted.extra_tasks)
-    return compare_node(plan, scen_node, snap, seen, notes), where
+    return compare_node(plan, scen_node, snap, seen, notes, adopted.owners()), where
 
 
 def render(result: NodeDiff, where: str) -> str:

@@ -45,6 +45,25 @@ class Adopted:
     notes: tuple[str, ...]
     extra_tasks: tuple[str, ...]     # real tasks the scenario has no slot for
 
+    def owners(self) -> dict[str, str]:
+        """Each overlay address of the plan -> the Swarm object that holds it, to name
+        the object behind a difference (a neighbour, an FDB entry, a destination)."""
+        a = self.allocations
+        out = {str(n.sandbox_ip): f"the ingress_sbox of {name}" for name, n in a.nodes.items()}
+        out.update({str(s.vip): f"the VIP of {name}" for name, s in a.services.items()})
+        for name, net in a.networks.items():
+            out.update({str(ip): f"the {name} load balancer of {node}" for node, ip in net.lb.items()})
+            out.update({str(v.vip): f"the VIP of {svc} on {name}" for svc, v in net.vips.items()})
+            out.update({str(ip): f"task {t} on {self.lab_task(t)}"
+                        for t, ip in net.tasks.items()})
+        out.update({str(t.ingress_ip): f"task {name} on {t.node}" for name, t in a.tasks.items()
+                    if t.ingress_ip is not None})
+        return out
+
+    def lab_task(self, name: str) -> str:
+        """The node of the task called ``name``."""
+        return next(t.node for t in self.lab.tasks if t.name == name)
+
 
 def _addr_on(seen: NetnsSeen | None, ifname: str, subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Address | None:
     """The address of ``ifname`` in ``seen`` that lies in ``subnet``, if any."""

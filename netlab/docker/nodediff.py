@@ -14,6 +14,7 @@ it. What is set aside is listed as known, with why; it is not counted.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from netlab.docker import normalize as nz
@@ -91,6 +92,16 @@ def real_target(target: str, node: str, real_node: str) -> str:
     return target
 
 
+_IP = re.compile(r"\b(\d+\.\d+\.\d+\.\d+)\b")
+_MAC = re.compile(r"\b02:42:([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2}):([0-9a-f]{2})\b")
+
+
+def _owner(obj: str, owners: dict[str, str]) -> str | None:
+    """The Swarm object holding an address (or a libnetwork MAC) named in ``obj``."""
+    ips = _IP.findall(obj) + [".".join(str(int(x, 16)) for x in m) for m in _MAC.findall(obj)]
+    return next((owners[ip] for ip in ips if ip in owners), None)
+
+
 def _behind(snap: Snapshot, target: str, what: str, rule: str | None) -> str:
     """The Swarm object behind a difference in ``target``: the rule's scenario object
     when the plan's rule names one, else what Docker made the namespace for."""
@@ -151,9 +162,11 @@ def compare_namespace(plan: Plan, ns: Netns, seen: NetnsSeen, host: bool) -> tup
 
 
 def compare_node(plan: Plan, node: str, snap: Snapshot, seen: dict[str, NetnsSeen],
-                 notes: tuple[str, ...] = ()) -> NodeDiff:
+                 notes: tuple[str, ...] = (), owners: dict[str, str] | None = None) -> NodeDiff:
     """The real node of ``snap`` (its namespaces ``seen`` by real target, veths not yet
-    renamed) against the plan's namespaces of scenario node ``node``."""
+    renamed) against the plan's namespaces of scenario node ``node``; ``owners``
+    names the object holding each address (see ``Adopted.owners``)."""
+    owners = owners or {}
     seen = nz.rename_veths(seen)
     this = snap.this_node
     diffs: list[Difference] = []
@@ -176,8 +189,11 @@ def compare_node(plan: Plan, node: str, snap: Snapshot, seen: dict[str, NetnsSee
         comments = _rule_comments(plan, ns.name)
         for x in drifts:
             rule = comments.get(x.plan) or comments.get(x.detail.split(": ", 2)[-1])
+            behind = _behind(snap, ns.target, what, rule)
+            if (owner := _owner(x.object, owners)) is not None:
+                behind = f"{owner}; {behind}"
             diffs.append(Difference(ns.target, path, x.kind, x.object, x.plan, x.kernel,
-                                    _behind(snap, ns.target, what, rule), x.detail))
+                                    behind, x.detail))
         for a in aside:
             why = (SANDBOX_DNS if a.startswith("dns rule ") else
                    DEFAULT_BRIDGE if a.startswith("rule ") else HOST_LAN)

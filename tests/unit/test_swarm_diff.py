@@ -110,7 +110,7 @@ def _diff(lab, seen):
     snap = _snapshot()
     adopted = adopt(lab, snap, "node1", seen)
     return compare_node(build_plan(adopted.lab, adopted.allocations), "node1", snap, seen,
-                        adopted.notes)
+                        adopted.notes, adopted.owners())
 
 
 def test_a_node_as_docker_leaves_it_equals_the_plan(seed):
@@ -133,6 +133,7 @@ def test_a_missing_ipvs_destination_is_a_difference_naming_the_sandbox(seed):
     assert [(x.target, x.kind, x.real) for x in result.differences] == [
         ("node1/ingress_sbox", "ipvs", "absent")]
     assert result.differences[0].object == "IPVS FWM 256 -> 10.0.0.6"
+    assert result.differences[0].behind.startswith("task hello-a.2 on node2; ")
     assert "ingress sandbox" in result.differences[0].behind
 
 

@@ -51,7 +51,7 @@ def seen(snap):
 def _diff(lab, snap, seen):
     adopted = adopt(lab, snap, "node1", seen)
     return compare_node(build_plan(adopted.lab, adopted.allocations), "node1", snap, seen,
-                        adopted.notes)
+                        adopted.notes, adopted.owners())
 
 
 def test_the_recorded_node_reads_as_the_seed(snap):
