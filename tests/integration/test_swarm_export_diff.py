@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from netlab.scenario import load_lab
-from netlab.vm.dockerd import RealSwarm
+from netlab.vm.dockerd import IMAGE, RealSwarm
 from tests.integration.conftest import netlab
 
 SBOX = "/var/run/docker/netns/ingress_sbox"
@@ -94,3 +94,28 @@ def test_a_third_task_in_the_scenario_is_missing_on_the_node(swarm, exported, tm
     assert missing and missing[0]["real"] == "absent", report["differences"]
     ipvs = [x for x in report["differences"] if x["kind"] == "ipvs"]
     assert ipvs and all(x["target"] == "node1/ingress_sbox" for x in ipvs), ipvs
+
+
+def test_a_user_network_its_load_balancer_and_its_task_compare_equal(swarm, tmp_path):
+    """docker network create -d overlay backend; a service on it (no published port): the
+    export has the network and its subnet, and the diff maps lb_<id> to node1/lb-backend
+    and 1-<id> to node1/ov-backend and finds them equal to the plan."""
+    m = swarm.manager
+    m.docker("network", "create", "-d", "overlay", "backend")
+    try:
+        m.docker("service", "create", "--detach", "--no-resolve-image", "--name", "api",
+                 "--network", "backend", "--replicas", "1", "--hostname", "{{.Task.Name}}", IMAGE)
+        swarm.wait_running("api", 1)
+        out = tmp_path / "backend.yaml"
+        netlab("swarm", "export", "--docker", m.url, "-o", str(out))
+        lab = load_lab(out)
+        real = json.loads(m.docker("network", "inspect", "backend").stdout)[0]
+        assert str(lab.network("backend").subnet) == real["IPAM"]["Config"][0]["Subnet"]
+        assert lab.service("api").networks == ("backend",)
+        code, report = _diff(swarm, out)
+        assert code == 0, json.dumps(report["differences"], indent=1)
+        targets = {ns["target"] for ns in report["namespaces"]}
+        assert {"node1/lb-backend", "node1/ov-backend", "api.1"} <= targets, targets
+    finally:
+        m.docker("service", "rm", "api", check=False)
+        m.docker("network", "rm", "backend", check=False)
