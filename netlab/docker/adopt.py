@@ -139,103 +139,150 @@ def placed(lab: Lab, snap: Snapshot, node_of: dict[str, str]) -> tuple[Lab, tupl
     return replace(lab, tasks=tasks), extra
 
 
+@dataclass(frozen=True)
+class _Real:
+    """What :func:`adopt` reads the Swarm's choices from."""
+
+    snap: Snapshot
+    seen: dict[str, NetnsSeen]
+    node: str                       # the scenario node the real node plays
+    plays: dict[str, str]           # scenario node -> real node's scenario name
+    fresh: ipam.Allocations         # netlab's own choices, where the Swarm has none
+    taken: set[ipaddress.IPv4Address]
+
+    def ns(self, what: str) -> NetnsSeen | None:
+        """The real node's namespace playing ``<node>/<what>``."""
+        return self.seen.get(f"{self.snap.this_node}/{what}")
+
+
+def _sandbox_addresses(lab: Lab, r: _Real) -> dict[str, ipam.NodeAddresses]:
+    """The ingress sandbox addresses the Swarm shows: this node's, and the others' from
+    this node's overlay FDB. Only these are kept; netlab allocates the others after
+    every kept address (a VIP, a task), so they never take one of those."""
+    nodes: dict[str, ipam.NodeAddresses] = {}
+    if (ip := _addr_on(r.ns("ingress_sbox"), "eth0", lab.ingress.subnet)) is not None:
+        nodes[r.node] = replace(r.fresh.nodes[r.node], sandbox_ip=ip)
+    remote = remote_endpoints(r.ns("ov-ingress"), r.snap, r.taken)
+    for n in lab.nodes:
+        if n.name != r.node and r.plays.get(n.name) in remote:
+            nodes[n.name] = replace(r.fresh.nodes[n.name], sandbox_ip=remote[r.plays[n.name]])
+    return nodes
+
+
+def _ingress_services(lab: Lab, r: _Real) -> dict[str, ipam.ServiceAddresses]:
+    """Each published service's ingress VIP (the Engine's) and firewall mark (the real
+    ingress_sbox's mangle rule for its first published port)."""
+    by_port, _ = _marks(r.ns("ingress_sbox"))
+    real = {s.name: s for s in r.snap.services}
+    out: dict[str, ipam.ServiceAddresses] = {}
+    for s in lab.services:
+        vip = real[s.name].vips.get("ingress") if s.name in real else None
+        if not (vip and s.ingress_ports):
+            continue
+        marks = [by_port[(p.protocol, p.published)] for p in s.ingress_ports
+                 if (p.protocol, p.published) in by_port]
+        out[s.name] = ipam.ServiceAddresses(ipaddress.IPv4Interface(vip).ip,
+                                            marks[0] if marks else r.fresh.services[s.name].fwmark)
+    return out
+
+
+def _task_addresses(lab: Lab, r: _Real) -> dict[str, ipam.TaskAddresses]:
+    """Each running task's ingress address (the Engine's) and, on this node, its
+    docker_gwbridge address (its namespace's eth1)."""
+    real = {t.name: t for t in r.snap.tasks}
+    out: dict[str, ipam.TaskAddresses] = {}
+    for t in lab.tasks:
+        task = real.get(t.name)
+        if task is None or ("ingress" not in task.addresses and lab.service(t.service).on_ingress):
+            continue
+        gw = r.fresh.tasks[t.name].gw_ip
+        if t.node == r.node and (ip := _addr_on(r.seen.get(t.name), "eth1", lab.underlay.gwbridge)):
+            gw = ip
+        ing_ip = task.addresses.get("ingress")
+        out[t.name] = ipam.TaskAddresses(t.node, ipaddress.IPv4Interface(ing_ip).ip
+                                         if ing_ip else None, gw)
+    return out
+
+
+def _networks(lab: Lab, r: _Real) -> dict[str, ipam.NetworkAddresses]:
+    """Each user network's VNI, load balancer addresses (this node's from its lb
+    sandbox, the others' from the overlay FDB), VIPs with their marks (the lb
+    sandbox's mangle INPUT rules) and task addresses, as the Swarm has them."""
+    real_tasks = {t.name: t for t in r.snap.tasks}
+    real_services = {s.name: s for s in r.snap.services}
+    out: dict[str, ipam.NetworkAddresses] = {}
+    for net in lab.networks:
+        try:
+            rnet = r.snap.network(net.name)
+        except KeyError:
+            continue
+        lb = r.ns(f"lb-{net.name}")
+        _, by_vip = _marks(lb)
+        vips = {}
+        for s in lab.services_on(net.name):
+            vip = real_services[s.name].vips.get(net.name) if s.name in real_services else None
+            if vip and s.endpoint_mode == "vip":
+                ip = ipaddress.IPv4Interface(vip).ip
+                vips[s.name] = ipam.ServiceAddresses(ip, by_vip.get(str(ip), r.fresh.next_fwmark))
+        addrs = {t.name: ipaddress.IPv4Interface(real_tasks[t.name].addresses[net.name]).ip
+                 for s in lab.services_on(net.name) for t in lab.tasks_of(s.name)
+                 if t.name in real_tasks and net.name in real_tasks[t.name].addresses}
+        remote = remote_endpoints(r.ns(f"ov-{net.name}"), r.snap, r.taken)
+        lbs = {n.name: remote[r.plays[n.name]] for n in lab.nodes
+               if n.name != r.node and r.plays.get(n.name) in remote}
+        if (lb_ip := _addr_on(lb, "eth0", net.subnet)) is not None:
+            lbs[r.node] = lb_ip
+        out[net.name] = ipam.NetworkAddresses(
+            rnet.vni or r.fresh.networks[net.name].vni, ipam.Pool(net.subnet, 2), lbs, vips, addrs)
+    return out
+
+
+def _underlay(lab: Lab, allocations: ipam.Allocations, r: _Real,
+              ) -> tuple[Lab, ipam.Allocations, str | None]:
+    """The nodes' real underlay addresses (VXLAN's FDB entries name them), and a note."""
+    lan = _lan(r.snap, r.seen.get(r.snap.this_node))
+    if lan is None:
+        return lab, allocations, None
+    real_addr = {n.name: n.addr for n in r.snap.nodes}
+    absent = [n.name for n in lab.nodes if not real_addr.get(r.plays.get(n.name, ""))]
+    nodes = {n: replace(a, lan_ip=ipaddress.IPv4Address(real_addr[r.plays[n]]))
+             if n not in absent else a for n, a in allocations.nodes.items()}
+    note = (f"the underlay as in the Swarm: {lan}, nodes at "
+            + ", ".join(f"{n} {a.lan_ip}" for n, a in nodes.items() if n not in absent)
+            + (f"; not in the Swarm: {', '.join(absent)}" if absent else ""))
+    return (replace(lab, underlay=replace(lab.underlay, lan=lan)),
+            replace(allocations, nodes=nodes), note)
+
+
 def adopt(lab: Lab, snap: Snapshot, node: str, seen: dict[str, NetnsSeen]) -> Adopted:
     """``lab`` placed and addressed as the Swarm (see the module docstring); ``node`` is
     the scenario node the real node plays and ``seen`` its namespaces read back,
     by the targets they play in the real node's names."""
-    this = snap.this_node
     node_of = {n.name: n.name for n in snap.nodes if any(m.name == n.name for m in lab.nodes)}
-    node_of[this] = node
+    node_of[snap.this_node] = node
     lab2, extra = placed(lab, snap, node_of)
     notes: list[str] = []
+    if moved := sorted(t.name for t in lab2.tasks if t not in lab.tasks):
+        notes.append(f"placement as in the Swarm: {', '.join(moved)}")
     gwbridge = next((n.subnet for n in snap.networks if n.name == "docker_gwbridge" and n.subnet),
                     None)
     if gwbridge and ipaddress.ip_network(gwbridge) != lab2.underlay.gwbridge:
         lab2 = replace(lab2, underlay=replace(lab2.underlay, gwbridge=ipaddress.ip_network(gwbridge)))
         notes.append(f"docker_gwbridge as in the Swarm: {gwbridge}")
     fresh = ipam.allocate(lab2)
-    moved = [t.name for t in lab2.tasks if t not in lab.tasks]
-    if moved:
-        notes.append(f"placement as in the Swarm: {', '.join(sorted(moved))}")
-    ing = lab2.ingress.subnet
-    sbox = seen.get(f"{this}/ingress_sbox")
-    # Only the sandbox addresses the Swarm shows are kept; netlab allocates the others
-    # after every kept address (a VIP, a task), so they never take one of those.
-    nodes: dict[str, ipam.NodeAddresses] = {}
-    if (ip := _addr_on(sbox, "eth0", ing)) is not None:
-        nodes[node] = replace(fresh.nodes[node], sandbox_ip=ip)
     taken = {ipaddress.IPv4Interface(a).ip for t in snap.tasks for a in t.addresses.values()}
     taken |= {ipaddress.IPv4Interface(v).ip for x in snap.services for v in x.vips.values()}
-    plays = {n: m for m, n in node_of.items()}          # scenario node -> real node
-    remote = remote_endpoints(seen.get(f"{this}/ov-ingress"), snap, taken)
-    for n in lab2.nodes:
-        if n.name != node and plays.get(n.name) in remote:
-            nodes[n.name] = replace(fresh.nodes[n.name], sandbox_ip=remote[plays[n.name]])
-    by_port, _ = _marks(sbox)
-    services: dict[str, ipam.ServiceAddresses] = {}
-    for s in lab2.services:
-        try:
-            real = snap.service(s.name)
-        except KeyError:
-            continue
-        vip = real.vips.get("ingress")
-        marks = [by_port[(p.protocol, p.published)] for p in s.ingress_ports
-                 if (p.protocol, p.published) in by_port]
-        if vip and s.ingress_ports:
-            services[s.name] = ipam.ServiceAddresses(ipaddress.IPv4Interface(vip).ip,
-                                                     marks[0] if marks else fresh.services[s.name].fwmark)
-    tasks: dict[str, ipam.TaskAddresses] = {}
-    real_tasks = {t.name: t for t in snap.tasks}
-    for t in lab2.tasks:
-        r = real_tasks.get(t.name)
-        if r is None or "ingress" not in r.addresses and lab2.service(t.service).on_ingress:
-            continue
-        gw = fresh.tasks[t.name].gw_ip
-        if t.node == node and (ip := _addr_on(seen.get(t.name), "eth1", lab2.underlay.gwbridge)):
-            gw = ip
-        ing_ip = r.addresses.get("ingress")
-        tasks[t.name] = ipam.TaskAddresses(t.node, ipaddress.IPv4Interface(ing_ip).ip
-                                           if ing_ip else None, gw)
-    networks: dict[str, ipam.NetworkAddresses] = {}
-    for net in lab2.networks:
-        try:
-            rnet = snap.network(net.name)
-        except KeyError:
-            continue
-        lb = seen.get(f"{this}/lb-{net.name}")
-        _, by_vip = _marks(lb)
-        vips = {}
-        for s in lab2.services_on(net.name):
-            vip = snap.service(s.name).vips.get(net.name) if s.name in {x.name for x in snap.services} else None
-            if vip and s.endpoint_mode == "vip":
-                ip = ipaddress.IPv4Interface(vip).ip
-                vips[s.name] = ipam.ServiceAddresses(ip, by_vip.get(str(ip), fresh.next_fwmark))
-        addrs = {t.name: ipaddress.IPv4Interface(real_tasks[t.name].addresses[net.name]).ip
-                 for s in lab2.services_on(net.name) for t in lab2.tasks_of(s.name)
-                 if t.name in real_tasks and net.name in real_tasks[t.name].addresses}
-        lbs = {n: remote[plays[n]] for n in (x.name for x in lab2.nodes)
-               if n != node and plays.get(n) in (remote := remote_endpoints(
-                   seen.get(f"{this}/ov-{net.name}"), snap, taken))}
-        if (lb_ip := _addr_on(lb, "eth0", net.subnet)) is not None:
-            lbs[node] = lb_ip
-        networks[net.name] = ipam.NetworkAddresses(
-            rnet.vni or fresh.networks[net.name].vni, ipam.Pool(net.subnet, 2), lbs, vips, addrs)
+    r = _Real(snap, seen, node, {n: m for m, n in node_of.items()}, fresh, taken)
+    services, networks = _ingress_services(lab2, r), _networks(lab2, r)
+    tasks = _task_addresses(lab2, r)
     marks = [s.fwmark for s in services.values()] + [
         v.fwmark for n in networks.values() for v in n.vips.values()]
-    previous = replace(fresh, nodes=nodes, services=services, tasks=tasks, networks=networks,
-                       next_fwmark=max(marks + [fresh.next_fwmark - 1]) + 1)
+    previous = replace(fresh, nodes=_sandbox_addresses(lab2, r), services=services, tasks=tasks,
+                       networks=networks, next_fwmark=max(marks + [fresh.next_fwmark - 1]) + 1)
     allocations = ipam.allocate(lab2, previous)
-    if (lan := _lan(snap, seen.get(this))) is not None:
-        # The nodes' underlay addresses are the machines' own: VXLAN's FDB entries name them.
-        real_addr = {n.name: n.addr for n in snap.nodes}
-        lab2 = replace(lab2, underlay=replace(lab2.underlay, lan=lan))
-        allocations = replace(allocations, nodes={
-            n: replace(a, lan_ip=ipaddress.IPv4Address(real_addr[plays[n]]))
-            if real_addr.get(plays.get(n, "")) else a for n, a in allocations.nodes.items()})
-        absent = [n.name for n in lab2.nodes if not real_addr.get(plays.get(n.name, ""))]
-        notes.append(f"the underlay as in the Swarm: {lan}, nodes at " + ", ".join(
-            f"{n} {a.lan_ip}" for n, a in allocations.nodes.items() if n not in absent)
-            + (f"; not in the Swarm: {', '.join(absent)}" if absent else ""))
+    lab2, allocations, note = _underlay(lab2, allocations, r)
+    if note:
+        notes.append(note)
     if services or tasks or networks:
         notes.append("addresses, VIPs and firewall marks as in the Swarm where it has them")
     return Adopted(lab2, allocations, tuple(notes), extra)
