@@ -120,6 +120,8 @@ def read_saves(files: dict[str, str], backend: Backend) -> dict[str, dict[str, s
     out: dict[str, dict[str, str]] = {}
     for key, text in saves.result().items():
         if isinstance(text, IptablesError):
+            if not os.path.exists(files[key]):
+                continue     # gone while reading: the caller finds it missing
             raise NetlabError(f"iptables-save: {text}")
         out[key] = {t: normalize_save(body) for t, body in split_tables(text).items()}
     return out
@@ -135,6 +137,8 @@ def read_real(files: dict[str, str], sysctls: dict[str, list[str]], backend: Bac
     tables = read_saves(files, backend)
     out: dict[str, NetnsSeen] = {}
     for key, file in files.items():
+        if key not in tables:
+            continue
         try:
             s = read_at(file, sysctls.get(key, []), True)
         except netns.NetnsError:
