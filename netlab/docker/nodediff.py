@@ -31,6 +31,9 @@ HOST_LAN = ("the node's LAN interface (netlab's eth0, a veth on its simulated LA
 DEFAULT_BRIDGE = ("Docker's default bridge docker0 and its rules: netlab leaves the default "
                   "bridge out (README, 'left out'); Swarm services do not use it")
 NOT_MODELLED = "a namespace Docker keeps for something that is not a Swarm object netlab models"
+FORWARD_POLICY = ("filter FORWARD's policy ACCEPT where netlab has DROP: Docker sets DROP only when "
+                  "it turns net.ipv4.ip_forward on itself; on a machine that forwarded already it "
+                  "leaves the policy as it was")
 SANDBOX_DNS = ("the embedded DNS's rules (127.0.0.11) in a load balancer sandbox: Docker puts them "
                "in every sandbox it makes, netlab only in tasks, where a process resolves names")
 
@@ -142,6 +145,13 @@ def compare_namespace(plan: Plan, ns: Netns, seen: NetnsSeen, host: bool) -> tup
         seen = nz.only_links(seen, {w.name for w in wants})
         routes_seen = tuple(r for r in seen.routes if any(p.dst == r.dst for p in routes))
         seen = replace(seen, routes=routes_seen)
+        filt = seen.tables.get("filter", "")
+        if ":FORWARD ACCEPT" in filt.splitlines() and any(
+                p.table == "filter" and p.chain == "FORWARD" and p.policy == "DROP"
+                for p in items.policies):
+            seen = replace(seen, tables={**seen.tables,
+                                         "filter": filt.replace(":FORWARD ACCEPT", ":FORWARD DROP")})
+            aside.append("policy filter FORWARD ACCEPT")
     tables, dropped = nz.drop_default_bridge(seen.tables)
     aside += [f"rule {line}" for line in dropped]
     if ns.role == "sandbox":
@@ -196,7 +206,8 @@ def compare_node(plan: Plan, node: str, snap: Snapshot, seen: dict[str, NetnsSee
                                     behind, x.detail))
         for a in aside:
             why = (SANDBOX_DNS if a.startswith("dns rule ") else
-                   DEFAULT_BRIDGE if a.startswith("rule ") else HOST_LAN)
+                   DEFAULT_BRIDGE if a.startswith("rule ") else
+                   FORWARD_POLICY if a.startswith("policy ") else HOST_LAN)
             known.append(nz.Known(ns.target, path, a.removeprefix("dns "), why))
     for sb in snap.sandboxes:
         if sb.target in wanted_real:

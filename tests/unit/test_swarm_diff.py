@@ -239,3 +239,15 @@ def test_cli_diff_takes_a_lab_that_is_up_and_refuses_an_unknown_one(seed, tmp_pa
     assert json.loads(result.stdout)["against"] == "lab x"
     unknown = CliRunner().invoke(cli, ["swarm", "diff", "nolab", "--json"])
     assert unknown.exit_code == 2 and json.loads(unknown.stdout)["field"] == "LAB"
+
+
+def test_forward_policy_accept_on_a_machine_that_forwarded_already_is_known(seed):
+    """Seen on a real node: dockerd sets FORWARD DROP only when it turns ip_forward on."""
+    seen = _as_docker_leaves_it(seed)
+    host = seen["node1"]
+    seen["node1"] = replace(host, tables={**host.tables, "filter": host.tables["filter"].replace(
+        ":FORWARD DROP", ":FORWARD ACCEPT")})
+    result = _diff(seed, seen)
+    assert result.differences == ()
+    assert any(k.object == "policy filter FORWARD ACCEPT" and "ip_forward" in k.why
+               for k in result.known)
