@@ -24,6 +24,10 @@ from netlab import nsenter
 from netlab.errors import NetlabError
 
 NETNS_DIR = "/var/run/netns"
+#: Where Docker keeps its namespaces (not under /var/run/netns: ``ip netns`` does not list them).
+DOCKER_NETNS_DIR = "/var/run/docker/netns"
+#: The root network namespace of the machine: a real Swarm node's own.
+HOST_NETNS = "/proc/1/ns/net"
 T = TypeVar("T")
 
 
@@ -186,6 +190,37 @@ def in_thread(name: str, fn: Callable[[], T]) -> T:
         return nsenter.in_thread(fd, fn, name)
     except OSError as exc:
         raise NetnsError(f"in {name}: {exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def docker_path(file: str) -> str:
+    """``file`` when it names a namespace of a real Docker node: a plain file directly
+    under /var/run/docker/netns, or /proc/1/ns/net (the node's own namespace, read
+    only). Anything else raises NetnsError, so a reader of a real node can enter
+    nothing but Docker's namespaces and the host's."""
+    if file == HOST_NETNS:
+        return file
+    head, _, name = str(file).rpartition("/")
+    if head != DOCKER_NETNS_DIR:
+        raise NetnsError(f"refusing network namespace {str(file)[:80]!r}: not under "
+                         f"{DOCKER_NETNS_DIR}")
+    path(name)   # a plain name: raises otherwise
+    return file
+
+
+def in_thread_at(file: str, fn: Callable[[], T]) -> T:
+    """``fn()`` in a short-lived thread inside the real Docker namespace ``file``
+    (see :func:`docker_path`). Raises NetnsError when it is refused, missing or
+    cannot be entered, or when ``fn`` raises OSError."""
+    try:
+        fd = os.open(docker_path(file), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise NetnsError(f"cannot open {file}: {exc.strerror}") from None
+    try:
+        return nsenter.in_thread(fd, fn, os.path.basename(file))
+    except OSError as exc:
+        raise NetnsError(f"in {file}: {exc}") from exc
     finally:
         os.close(fd)
 
