@@ -51,7 +51,7 @@ def _socket_path(url: str) -> str:
     return url[len("unix://"):] if url.startswith("unix://") else url
 
 
-def _caused_by(err: BaseException, kind: type[BaseException]) -> bool:
+def caused_by(err: BaseException, kind: type[BaseException]) -> bool:
     """True when ``kind`` is anywhere in ``err``'s chain (requests wraps the OSError
     in urllib3's errors, which keep it as an argument rather than as ``__cause__``)."""
     seen: set[int] = set()
@@ -73,7 +73,7 @@ def _caused_by(err: BaseException, kind: type[BaseException]) -> bool:
 
 def unreachable(url: str, err: BaseException) -> MissingFeature:
     """The one-line error for a daemon that did not answer at ``url`` (exit 3)."""
-    if _caused_by(err, PermissionError):
+    if caused_by(err, PermissionError):
         return MissingFeature(f"--docker: permission denied on {_socket_path(url)}: run as root or "
                               "as a member of the docker group")
     return MissingFeature(f"--docker: no Docker daemon answers at {url}; start docker or pass "

@@ -9,41 +9,16 @@ messages as :mod:`netlab.docker.connect` gives for reading a real Swarm).
 
 from __future__ import annotations
 
-import os
+import importlib.util
 from typing import Any
 
+from netlab.docker import connect
 from netlab.docker.tasks import LABEL_LAB, TaskContainer
 from netlab.errors import MissingFeature, NetlabError
 
-DEFAULT_URL = "unix:///var/run/docker.sock"
 DNS = "127.0.0.11"         # the embedded DNS server's address in every task
-API_VERSION = "1.41"      # Docker 20.10, the oldest the tests run (Debian 12's docker.io)
-
-
-def _cause(exc: BaseException) -> BaseException:
-    """The innermost OSError behind a docker/requests error, else ``exc``."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [exc]
-    while todo:
-        cur = todo.pop(0)
-        if id(cur) in seen:
-            continue
-        seen.add(id(cur))
-        if isinstance(cur, (PermissionError, FileNotFoundError, ConnectionRefusedError)):
-            return cur
-        todo += [a for a in getattr(cur, "args", ()) if isinstance(a, BaseException)]
-        todo += [e for e in (cur.__cause__, cur.__context__) if e is not None]
-    return exc
-
-
-def unreachable(url: str, exc: BaseException) -> MissingFeature:
-    """The one-line error for a daemon that does not answer at ``url`` (exit 3)."""
-    sock = url.removeprefix("unix://")
-    if isinstance(_cause(exc), PermissionError):
-        return MissingFeature(f"--docker: permission denied on {sock}: run as root or as a "
-                              "member of the docker group")
-    return MissingFeature(f"--docker: no Docker daemon answers at {url}; start docker or pass "
-                          "--docker URL")
+#: What a call fails with when the daemon itself is gone or refuses this user.
+GONE = (PermissionError, FileNotFoundError, ConnectionRefusedError)
 
 
 def runtime(url: str | None = None, client: Any = None) -> DockerRuntime:
@@ -51,24 +26,18 @@ def runtime(url: str | None = None, client: Any = None) -> DockerRuntime:
     the local socket), checked to answer. ``client`` replaces the SDK's APIClient (tests).
 
     Raises MissingFeature (exit 3) when the docker SDK is missing, no daemon
-    answers, or the socket refuses the caller.
+    answers, or the socket refuses the caller (:mod:`netlab.docker.connect`'s errors).
     """
-    url = url or os.environ.get("DOCKER_HOST") or DEFAULT_URL
+    url = connect.docker_url(url)
     if client is None:
-        try:
-            import docker
-        except ImportError:
+        if importlib.util.find_spec("docker") is None:
             raise MissingFeature("the docker SDK is missing (hint: pip install docker, or "
-                                 "bash scripts/setup.sh)") from None
-        try:
-            client = docker.APIClient(base_url=url, version=API_VERSION, timeout=60)
-        except Exception as exc:  # noqa: BLE001 - the SDK raises DockerException or ValueError
-            raise MissingFeature(f"--docker: {url} is not a Docker URL ({exc}) (hint: "
-                                 f"{DEFAULT_URL} or tcp://HOST:2375)") from None
+                                 "bash scripts/setup.sh)")
+        return DockerRuntime(connect.connect(url), url)
     try:
         client.ping()
     except Exception as exc:  # noqa: BLE001 - requests/docker errors of every kind
-        raise unreachable(url, exc) from None
+        raise connect.unreachable(url, exc) from None
     return DockerRuntime(client, url)
 
 
@@ -77,14 +46,14 @@ class DockerRuntime:
     (``network_mode: none``: Docker makes no interface and writes no rule),
     labelled ``netlab.lab=<lab>``, removed by id."""
 
-    def __init__(self, client: Any, url: str = DEFAULT_URL) -> None:
+    def __init__(self, client: Any, url: str = connect.DEFAULT_URL) -> None:
         self.client = client
         self.url = url
 
     def _error(self, what: str, exc: BaseException) -> NetlabError:
         """One line for a failed call: the daemon gone (exit 3) or its refusal (exit 1)."""
-        if _cause(exc) is not exc:
-            return unreachable(self.url, exc)
+        if any(connect.caused_by(exc, kind) for kind in GONE):
+            return connect.unreachable(self.url, exc)
         return NetlabError(f"docker: {what}: {getattr(exc, 'explanation', None) or exc}")
 
     def _call(self, what: str, fn, *args, **kwargs):
