@@ -1,0 +1,105 @@
+"""netlab against a real Docker Swarm (issue 9), inside `netlab vm`.
+
+A real two-node Swarm (netlab.vm.dockerd: Debian's Docker 20.10 from
+scripts/docker-root.sh; node1 in the guest's root namespace, node2 in a
+namespace of its own, VXLAN between them on the one kernel) runs the seed:
+``docker service create --name hello-a --replicas 2 -p 5000:3000``. Then:
+
+- ``netlab swarm export`` gives a scenario equal to scenarios/hello-a.yaml in
+  meaning (nodes and roles, the service, its replicas, ports and modes);
+- ``netlab swarm diff scenarios/hello-a.yaml`` finds no difference on node1;
+- ``netlab trace --docker 192.168.77.1:5000`` is delivered through dnat, mark,
+  ipvs, snat, redirect and deliver, naming the real task and container;
+- afterwards no dockerd, container, or namespace is left.
+
+The Swarm is read back with Docker's own CLI and the standard tools too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from netlab.scenario import load_lab
+from netlab.vm.dockerd import RealSwarm
+from tests.integration.conftest import SCENARIOS, netlab
+
+NODE1 = "192.168.77.1"
+
+
+@pytest.fixture(scope="module")
+def swarm():
+    real = RealSwarm(nodes=2).start()
+    pids = [p.pid for node in real.nodes for p in node.procs]
+    try:
+        real.seed()
+        yield real
+    finally:
+        real.stop()
+    # Nothing is left: the daemons are gone, Docker's namespaces unmounted,
+    # the second node's namespace and the veth removed.
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or \
+            Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", f"pid {pid} still runs"
+    netns_dir = Path("/var/run/docker/netns")
+    assert not netns_dir.is_dir() or not any(
+        os.path.ismount(p) for p in netns_dir.iterdir()), "a Docker namespace is still mounted"
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "rs-node2" not in listed and "nl-dtrace" not in listed, listed
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert "rs-lan" not in links and "docker_gwbridge" not in links, links
+
+
+def test_the_real_swarm_runs_the_seed(swarm):
+    """Docker's own view: two nodes, two running tasks, one on each node."""
+    nodes = swarm.manager.docker("node", "ls", "--format", "{{.Hostname}} {{.Status}}").stdout
+    assert sorted(nodes.split("\n")[:-1]) == ["node1 Ready", "node2 Ready"], nodes
+    ps = swarm.manager.docker("service", "ps", "--filter", "desired-state=running",
+                              "--format", "{{.Node}}", "hello-a").stdout.split()
+    assert sorted(ps) == ["node1", "node2"], ps
+
+
+def test_export_equals_the_seed_in_meaning(swarm, tmp_path):
+    out = tmp_path / "exported.yaml"
+    netlab("swarm", "export", "--docker", swarm.manager.url, "-o", str(out))
+    exported, seed = load_lab(out), load_lab(SCENARIOS / "hello-a.yaml")
+    assert {n.name: n.role for n in exported.nodes} == {n.name: n.role for n in seed.nodes}
+    assert [(s.name, s.replicas, s.mode, s.ports, s.endpoint_mode)
+            for s in exported.services] == \
+        [(s.name, s.replicas, s.mode, s.ports, s.endpoint_mode) for s in seed.services]
+    # and it runs as a lab's scenario: validate accepts it
+    netlab("validate", str(out))
+
+
+def test_diff_with_the_seed_finds_no_difference(swarm):
+    proc = netlab("swarm", "diff", str(SCENARIOS / "hello-a.yaml"), "--docker",
+                  swarm.manager.url, "--json", check=False)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0, proc.stdout
+    assert report["differences"] == [], report["differences"]
+    # the namespaces compared are the real ones, each mapped to its plan target
+    targets = {ns["target"] for ns in report["namespaces"]}
+    assert {"node1", "node1/ingress_sbox"} <= targets, targets
+
+
+def test_trace_docker_is_delivered_through_the_mesh(swarm):
+    proc = netlab("trace", "--docker", swarm.manager.url, f"{NODE1}:5000", "--json")
+    trace = json.loads(proc.stdout)
+    assert trace["verdict"] == "delivered", trace
+    events = [hop["event"] for hop in trace["hops"] if hop["leg"] == "request"]
+    for event in ("dnat", "mark", "ipvs", "snat", "redirect", "deliver"):
+        assert event in events, events
+    assert events.index("dnat") < events.index("mark") < events.index("ipvs") \
+        < events.index("snat") < events.index("redirect") < events.index("deliver"), events
+    # the task named is a real one: Docker lists it running
+    running = swarm.manager.docker("service", "ps", "--filter", "desired-state=running",
+                                   "--format", "{{.Name}}", "hello-a").stdout.split()
+    task = trace["backend"]["task"]
+    assert any(name.startswith(task) for name in running), (task, running)
+    assert trace["reply"]["task"].startswith(task + "."), trace["reply"]   # hello-a.1.<task id>
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "nl-dtrace" not in listed, listed
