@@ -95,9 +95,13 @@ def _root_iface(link, node_addrs: set[str], client: ClientNs) -> bool:
 def capture_points(path: RealPath, seen: dict[str, RealNs], node_addrs: set[str],
                    client: ClientNs, node: str) -> tuple[CapturePoint, ...]:
     """Every interface of the path's namespaces but bridges and lo (in the root
-    namespace only those :func:`_root_iface` names), as capture points."""
+    namespace only those :func:`_root_iface` names; in the client's, its veth
+    end), as capture points."""
     points = []
     for key, role in path.roles.items():
+        if role == "client":
+            points.append(CapturePoint(key, "client", "client", role, client.ns_if))
+            continue
         if key not in seen:
             continue
         owner = "client" if role == "client" else node
@@ -111,7 +115,9 @@ def capture_points(path: RealPath, seen: dict[str, RealNs], node_addrs: set[str]
 
 
 def _peers(path: RealPath, seen: dict[str, RealNs]) -> tuple[dict, dict]:
-    """(netns, iface) -> the veth peer's label and MAC, matched by the pair's ifindexes."""
+    """(netns, iface) -> the veth peer's label, and its MAC when it is an endpoint (not a
+    bridge port: a frame a bridge forwards is addressed beyond it), matched by the
+    pair's ifindexes."""
     veths = [(key, lk) for key, ns in seen.items() if key in path.targets
              for lk in ns.links if lk.kind == "veth" and lk.peer_index]
     peer, peer_mac = {}, {}
@@ -121,7 +127,7 @@ def _peers(path: RealPath, seen: dict[str, RealNs]) -> tuple[dict, dict]:
         if len(far) == 1:
             k, o = far[0]
             peer[(key, lk.name)] = f"{path.targets[k]}/{o.name}"
-            if o.mac:
+            if o.mac and o.master is None:
                 peer_mac[(key, lk.name)] = o.mac
     return peer, peer_mac
 
