@@ -59,7 +59,7 @@ def pick_subnet(taken: list[str], seed: int) -> ipaddress.IPv4Network:
 def _taken(ipr) -> list[str]:
     """Every IPv4 address (as its subnet) and route destination of the root namespace."""
     out = [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in ipr.get_addr(family=2)]
-    for r in ipr.get_routes(family=2, table=0):
+    for r in ipr.get_routes(family=2):
         dst = r.get_attr("RTA_DST")
         if dst and r["dst_len"]:
             out.append(f"{dst}/{r['dst_len']}")
