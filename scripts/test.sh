@@ -15,6 +15,12 @@ bash scripts/setup.sh || { echo "test: setup failed" >&2; exit 1; }
 
 PY=.venv/bin/python
 
+# A real Docker for the real-Swarm tests (tests/integration/test_real_swarm.py):
+# Debian's docker.io unpacked into /var/lib/netlab/docker-root, run only inside
+# netlab vm; nothing is installed as a service and nothing starts here.
+echo "test: unpacking Debian's Docker for the real-Swarm tests (scripts/docker-root.sh)"
+bash scripts/docker-root.sh >/dev/null || { echo "test: scripts/docker-root.sh failed" >&2; exit 1; }
+
 echo "test: unit tests"
 $PY -m pytest tests/unit -q
 unit=$?
