@@ -180,21 +180,28 @@ def _interrupted(signum: int, _frame) -> None:
 
 @contextmanager
 def client_namespace(pid: int | None = None) -> Iterator[ClientNs]:
-    """``nl-dtrace-<pid>`` and its veth, removed on the way out whatever happens
-    (SIGTERM and SIGHUP are turned into KeyboardInterrupt meanwhile, so the
-    removal runs). Client namespaces of earlier runs that were killed outright
-    are removed first."""
+    """``nl-dtrace-<pid>`` and its veth, removed on the way out whatever happens:
+    SIGTERM and SIGHUP become KeyboardInterrupt meanwhile, and the removal itself
+    is not interrupted (SIGINT, SIGTERM, SIGHUP wait until it is done). Client
+    namespaces of earlier runs that were killed outright are removed first."""
+    stop = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     clientns.sweep()
-    old = {s: signal.signal(s, _interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old = {s: signal.getsignal(s) for s in stop}
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, _interrupted)
+    made: list[ClientNs] = []
     try:
-        c = clientns.create(os.getpid() if pid is None else pid)
-        try:
-            yield c
-        finally:
-            clientns.remove(c.name, c.root_if)
+        made.append(clientns.create(os.getpid() if pid is None else pid))
+        yield made[0]
     finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
+        for s in stop:
+            signal.signal(s, signal.SIG_IGN)
+        try:
+            if made:
+                clientns.remove(made[0].name, made[0].root_if)
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
 
 
 def trace_real(url: str | None, text: str, repeat: int,

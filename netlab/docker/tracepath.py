@@ -84,18 +84,19 @@ def real_path(snap: Snapshot, client: ClientNs, port: int, proto: str) -> RealPa
     return RealPath(svc, port, proto, roles, targets, remote, local, tuple(used), tuple(notes))
 
 
-def _root_iface(link, node_addrs: set[str], client: ClientNs) -> bool:
-    """A capture point of the root namespace: the client's veth end, a port of
-    docker_gwbridge, or the interface holding the node's address (the underlay)."""
-    if link.name == client.root_if or link.master == GWBRIDGE:
-        return True
-    return any(a.split("/")[0] in node_addrs for a in link.addrs)
+def _root_ifaces(links, node_addrs: set[str], client: ClientNs) -> set[str]:
+    """The capture points of the root namespace: the client's veth end, the ports of
+    docker_gwbridge, and the underlay: the interface holding the node's address, or
+    when that is a bridge, its ports (where VXLAN leaves and arrives)."""
+    underlay = {lk.name for lk in links if any(a.split("/")[0] in node_addrs for a in lk.addrs)}
+    return ({client.root_if} | underlay
+            | {lk.name for lk in links if lk.master == GWBRIDGE or lk.master in underlay})
 
 
 def capture_points(path: RealPath, seen: dict[str, RealNs], node_addrs: set[str],
                    client: ClientNs, node: str) -> tuple[CapturePoint, ...]:
     """Every interface of the path's namespaces but bridges and lo (in the root
-    namespace only those :func:`_root_iface` names; in the client's, its veth
+    namespace only those :func:`_root_ifaces` names; in the client's, its veth
     end), as capture points."""
     points = []
     for key, role in path.roles.items():
@@ -105,10 +106,11 @@ def capture_points(path: RealPath, seen: dict[str, RealNs], node_addrs: set[str]
         if key not in seen:
             continue
         owner = "client" if role == "client" else node
+        root = _root_ifaces(seen[key].links, node_addrs, client) if role == "host" else set()
         for link in sorted(seen[key].links, key=lambda lk: lk.name):
             if link.kind == "bridge" or link.name == "lo":
                 continue
-            if role == "host" and not _root_iface(link, node_addrs, client):
+            if role == "host" and link.name not in root:
                 continue
             points.append(CapturePoint(key, path.targets[key], owner, role, link.name))
     return tuple(points)

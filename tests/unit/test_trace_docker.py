@@ -191,6 +191,18 @@ def test_path_says_a_sandbox_it_cannot_find():
     assert path.notes == ("hello-a.1: no namespace found on this node, so nothing there was captured",)
 
 
+def test_underlay_bridge_ports_are_capture_points():
+    """The node's address on a bridge (a LAN bridge, as netlab vm's two-node Swarm has):
+    VXLAN leaves through its ports, so they are watched, the bridge itself is not."""
+    snap = snapshot()
+    root = RealNs((link("rs-lan", 2, "bridge", addrs=[f"{N1_ADDR}/24"]),
+                   link("rs-node2", 5, "veth", 2, "rs-lan"), link("nldt4242", 20, "veth", 2),
+                   link("vethx", 6, "veth", 3, "docker0")))
+    path = real_path(snap, CLIENT, 5000, "tcp")
+    points = capture_points(path, {ROOT_NETNS: root}, {N1_ADDR}, CLIENT, "node1")
+    assert sorted(p.label for p in points) == ["client/eth0", "node1/nldt4242", "node1/rs-node2"]
+
+
 def test_host_mode_skips_the_ingress_sandbox():
     _snap, path, _points, _facts = setup(snapshot(mode="host"))
     assert sorted(path.roles.values()) == ["client", "host", "task"]
