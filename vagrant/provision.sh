@@ -71,7 +71,7 @@ case "${1:-}" in
             sleep 5
         done
         if ! docker service inspect hello-a >/dev/null 2>&1; then
-            docker service create --detach --name hello-a --replicas 2 -p 5000:3000 \
+            docker service create --detach --no-resolve-image --name hello-a --replicas 2 -p 5000:3000 \
                 --hostname '{{.Task.Name}}' --env NODE='{{.Node.Hostname}}' netlab/task:latest >/dev/null
             say "service hello-a created (2 replicas, -p 5000:3000)"
         fi
