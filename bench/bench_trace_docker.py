@@ -36,6 +36,7 @@ def main() -> None:
     where = "in netlab vm (emulated)" if os.environ.get("NETLAB_IN_VM") else "natively"
     laps: dict[str, float] = {}
     times, phases, picks, hops = [], [], [], []
+    examples = {}
     with RealSwarm(nodes=2) as swarm:
         swarm.seed(replicas=2)
         version = swarm.manager.docker("version", "--format", "{{.Server.Version}}").stdout.strip()
@@ -63,6 +64,8 @@ def main() -> None:
                 picks.append(f"{trace.backend.task}@{trace.backend.node}" if trace.backend
                              else trace.verdict)
                 hops.append(len(trace.hops))
+                if trace.backend:
+                    examples.setdefault(trace.backend.node, trace)
             t0 = time.perf_counter()
         laps["remove the client namespace"] = time.perf_counter() - t0
     med = statistics.median(times)
@@ -75,6 +78,12 @@ def main() -> None:
         print(f"    {phase:<34} {statistics.median(p[phase] for p in phases):.3f} s")
     for what, secs in laps.items():
         print(f"  {what:<36} {secs:.3f} s")
+    for node, trace in sorted(examples.items()):
+        print(f"  a pick on {node}: {trace.backend.task}; the request's hops but rx/tx:")
+        for h in trace.hops:
+            if h.leg == "request" and h.event not in ("rx", "tx"):
+                where = f"{h.iface} {h.dir}" if h.iface and h.dir else h.iface or ""
+                print(f"    {h.seq:>2}  {h.netns:<18} {where:<15} {h.event:<9} {h.detail}")
 
 
 if __name__ == "__main__":

@@ -83,15 +83,21 @@ def _container(snap: Snapshot, task: str) -> str:
     return f"container {t.container_id[:12]}" if t and t.container_id else ""
 
 
-def _remote(hop: Hop, facts: LabFacts, path: RealPath) -> Hop:
-    """An encap hop towards another node, saying what cannot be seen from here."""
-    dst = hop.dst.rsplit(":", 1)[0]
-    node = facts.node_of_lan_ip.get(dst)
+def _remote(hop: Hop, facts: LabFacts, path: RealPath) -> str:
+    """The detail of a VXLAN hop to or from another node, saying what cannot be seen here:
+    the request leaving towards it, or the reply arriving from it (encapsulated there)."""
+    out = hop.leg == "request"
+    peer = hop.dst if out else hop.src
+    ip = peer.rsplit(":", 1)[0]
+    node = facts.node_of_lan_ip.get(ip)
     there = [t.name for t in path.remote_tasks if t.node == node]
     who = f" ({node}" + (f", where {', '.join(there)} run{'s' if len(there) == 1 else ''}" if there
                          else "") + ")" if node else ""
-    return replace(hop, detail=f"{hop.detail}; sent over VXLAN to {dst}{who}, not observable "
-                              f"here: netlab trace --docker on that node sees the rest")
+    if out:
+        return (f"{hop.detail}; sent over VXLAN to {ip}{who}, not observable here: "
+                f"netlab trace --docker on that node sees the rest")
+    return (f"the reply over VXLAN VNI {hop.detail.split('VNI ')[1].split()[0]} from {ip}{who}, "
+            f"encapsulated there, not observable here")
 
 
 def named(trace: Trace, snap: Snapshot, path: RealPath, facts: LabFacts) -> Trace:
@@ -116,9 +122,9 @@ def named(trace: Trace, snap: Snapshot, path: RealPath, facts: LabFacts) -> Trac
     for h in trace.hops:
         if h.event == "deliver" and (box := _container(snap, h.netns)):
             h = replace(h, detail=f"{h.detail} ({box})")
-        elif h.event == "encap" and h.leg == "request" and \
-                facts.node_of_lan_ip.get(h.dst.rsplit(":", 1)[0]) not in (None, snap.this_node):
-            h = replace(h, detail=_remote(h, facts, path).detail)
+        elif h.event == "encap" and facts.node_of_lan_ip.get(
+                (h.dst if h.leg == "request" else h.src).rsplit(":", 1)[0]) not in (None, snap.this_node):
+            h = replace(h, detail=_remote(h, facts, path))
         hops.append(h)
     notes = list(trace.notes) + list(path.notes)
     for sb in path.sandboxes:

@@ -256,6 +256,10 @@ def test_remote_task_stops_at_vxlan_and_says_so():
                                  "not observable here: netlab trace --docker on that node sees "
                                  "the rest")
     assert not any(h.event in ("redirect", "deliver") for h in trace.hops)
+    back = next(h for h in trace.hops if h.leg == "reply")
+    assert (back.event, back.netns, back.iface, back.dir) == ("encap", "node1", "eth0", "in")
+    assert back.detail == ("the reply over VXLAN VNI 4096 from 192.168.77.2 (node2, where "
+                           "hello-a.2 runs), encapsulated there, not observable here")
 
 
 def test_remote_task_unanswered_is_dropped_with_what_cannot_be_seen():
