@@ -13,8 +13,8 @@ From one run, on the seed (hello-a, 2 nodes) and on a generated 16-node,
   each backend); the first round where all answer ends the wait. Each request
   is bounded (1 s), and so is the wait (60 s).
 
-A real Swarm comparison is not possible here: the VM has no dockerd (said in
-the output). Run it as root on a kernel with IPVS, alone, inside the VM:
+The same scales on a real Swarm are bench_real_swarm.py's (one dockerd per
+node inside the VM). Run it as root on a kernel with IPVS, alone, inside the VM:
 
     flock /tmp/netlab-vm.lock .venv/bin/netlab vm -- .venv/bin/python bench/bench_scale.py
 """
@@ -159,8 +159,7 @@ def main() -> None:
     big = generated_lab(f"sb{tag}")
     print("  generated (16 nodes, 10 services, 200 tasks):")
     print("\n".join(bench(store, big, backend, "svc1", 8000, 20, 40)))
-    print("  real Swarm: not measured — the VM has no dockerd (no Docker Engine to run "
-          "docker service scale / a node failure against); figures above are netlab's only")
+    print("  a real Swarm doing the same: bench/bench_real_swarm.py")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,12 @@ class Service:
     expose: tuple[int, ...] = ()              # tcp ports the app listens on besides targets
 
     @property
+    def mode(self) -> str:
+        """Swarm's service mode: always ``replicated`` here (global services are not
+        modelled; ``netlab swarm export`` writes one as a replica per node and says so)."""
+        return "replicated"
+
+    @property
     def on_ingress(self) -> bool:
         """True when the tasks join the ingress network: the service publishes an
         ingress port, or it is on no user network (netlab's default, as before)."""

@@ -36,10 +36,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from netlab.cli import curl, lab, load, node, scale, status, trace, validate, vm
+    from netlab.cli import curl, lab, load, node, scale, status, swarm, trace, validate, vm
     for command in (validate.validate, lab.plan, lab.up, lab.down, status.status,
                     scale.scale, node.node, lab.exec_, curl.curl, load.load, trace.trace, lab.graph,
-                    vm.vm):
+                    vm.vm, swarm.swarm):
         cli.add_command(command)
 
 

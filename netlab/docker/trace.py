@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from netlab.docker.standin import Snapshot
+from netlab.docker.snapshot import Snapshot
 from netlab.docker.tracepath import RealPath, capture_points, real_facts, real_path
 from netlab.errors import BadInput, MissingFeature
 from netlab.kernel import clientns, realns

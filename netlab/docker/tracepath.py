@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from netlab.docker.standin import RealSandbox, RealService, RealTask, Snapshot
+from netlab.docker.snapshot import RealSandbox, RealService, RealTask, Snapshot
 from netlab.ipam import mac_for
 from netlab.kernel.clientns import ClientNs
 from netlab.kernel.netns import ROOT_NETNS

@@ -73,6 +73,8 @@ class LinkSeen:
     mac: str | None = None
     master: str | None = None
     vxlan: tuple[tuple[str, int], ...] = ()
+    index: int = 0                  # ifindex, and a veth's peer's (IFLA_LINK): pairs the
+    peer_index: int | None = None   # ends of a veth across namespaces read together
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,12 @@ from netlab import nsenter
 from netlab.errors import NetlabError
 
 NETNS_DIR = "/var/run/netns"
-#: Where dockerd keeps its namespaces (ingress_sbox, lb_*, 1-*, containers' sandboxes).
+#: Where Docker keeps its namespaces (not under /var/run/netns: ``ip netns`` does not list them).
 DOCKER_NETNS_DIR = "/var/run/docker/netns"
-#: The machine's root namespace (where dockerd programs DOCKER-INGRESS), as a path.
-ROOT_NETNS = "/proc/1/ns/net"
+#: The root network namespace of the machine: a real Swarm node's own.
+HOST_NETNS = "/proc/1/ns/net"
+#: The same, as the trace names it (where dockerd programs DOCKER-INGRESS).
+ROOT_NETNS = HOST_NETNS
 T = TypeVar("T")
 
 
@@ -51,20 +53,10 @@ def path(name: str) -> str:
 
 
 def real_path(given: str) -> str:
-    """``given`` when it names one of Docker's namespaces or the root namespace.
-
-    The only paths outside /var/run/netns netlab enters (to trace a real
-    Swarm node, never to change it): a plain file directly under
-    :data:`DOCKER_NETNS_DIR`, or :data:`ROOT_NETNS`. Anything else raises
-    NetnsError.
-    """
-    if given == ROOT_NETNS:
-        return given
-    head, tail = os.path.split(given) if isinstance(given, str) else ("", "")
-    if head != DOCKER_NETNS_DIR or tail in ("", ".", "..") or "\0" in given or len(tail) > 255:
-        raise NetnsError(f"refusing network namespace path {str(given)[:80]!r}: not under "
-                         f"{DOCKER_NETNS_DIR} nor {ROOT_NETNS}")
-    return given
+    """``given`` when it names one of Docker's namespaces or the root namespace
+    (:func:`docker_path`: the only paths outside /var/run/netns netlab enters, to
+    read or trace a real Swarm node, never to change it); raises NetnsError otherwise."""
+    return docker_path(given)
 
 
 def locate(ref: str) -> str:
@@ -239,6 +231,37 @@ def in_thread_path(ns_file: str, fn: Callable[[], T], what: str | None = None) -
         return nsenter.in_thread(fd, fn, name)
     except OSError as exc:
         raise NetnsError(f"in {name}: {exc}") from exc
+    finally:
+        os.close(fd)
+
+
+def docker_path(file: str) -> str:
+    """``file`` when it names a namespace of a real Docker node: a plain file directly
+    under /var/run/docker/netns, or /proc/1/ns/net (the node's own namespace, read
+    only). Anything else raises NetnsError, so a reader of a real node can enter
+    nothing but Docker's namespaces and the host's."""
+    if file == HOST_NETNS:
+        return file
+    head, _, name = str(file).rpartition("/")
+    if head != DOCKER_NETNS_DIR:
+        raise NetnsError(f"refusing network namespace {str(file)[:80]!r}: not under "
+                         f"{DOCKER_NETNS_DIR}")
+    path(name)   # a plain name: raises otherwise
+    return file
+
+
+def in_thread_at(file: str, fn: Callable[[], T]) -> T:
+    """``fn()`` in a short-lived thread inside the real Docker namespace ``file``
+    (see :func:`docker_path`). Raises NetnsError when it is refused, missing or
+    cannot be entered, or when ``fn`` raises OSError."""
+    try:
+        fd = os.open(docker_path(file), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise NetnsError(f"cannot open {file}: {exc.strerror}") from None
+    try:
+        return nsenter.in_thread(fd, fn, os.path.basename(file))
+    except OSError as exc:
+        raise NetnsError(f"in {file}: {exc}") from exc
     finally:
         os.close(fd)
 

@@ -36,7 +36,8 @@ def _links(msgs: list) -> tuple[dict[int, str], tuple[LinkSeen, ...]]:
         master = m.get_attr("IFLA_MASTER")
         out.append(LinkSeen(m.get_attr("IFLA_IFNAME"), kind, m.get_attr("IFLA_MTU"),
                             bool(m["flags"] & IFF_UP), m.get_attr("IFLA_ADDRESS"),
-                            by_index.get(master) if master else None, vxlan_attrs(m)))
+                            by_index.get(master) if master else None, vxlan_attrs(m),
+                            m["index"], m.get_attr("IFLA_LINK")))
     return by_index, tuple(out)
 
 
@@ -92,6 +93,59 @@ def read_netns(name: str, sysctls: list[str], with_ipvs: bool) -> NetnsSeen:
                          read_sysctls(sysctls), {},
                          tuple(ipvs.read(None)) if with_ipvs else None)
     return netns.in_thread(name, inside)
+
+
+def read_at(file: str, sysctls: list[str], with_ipvs: bool) -> NetnsSeen:
+    """Everything but iptables of a real Docker namespace (``file`` under
+    /var/run/docker/netns, or /proc/1/ns/net), read by one thread inside it.
+
+    Raises NetnsError when it is refused, gone or cannot be entered.
+    """
+    def inside() -> NetnsSeen:
+        seen = read_netlink(file)
+        return NetnsSeen(seen.links, seen.addresses, seen.routes, seen.neighbours, seen.fdb,
+                         read_sysctls(sysctls), {},
+                         tuple(ipvs.read(None)) if with_ipvs else None)
+    return netns.in_thread_at(file, inside)
+
+
+def read_saves(files: dict[str, str], backend: Backend) -> dict[str, dict[str, str]]:
+    """``iptables-<backend>-save`` of each namespace file (key -> path), split into
+    tables with counters and comments lines dropped. Raises MissingFeature (exit 3)
+    when the tool or nsenter is missing, NetlabError when it fails in one."""
+    try:
+        saves = SaveRead(files, backend)
+    except IptablesError as err:
+        raise MissingFeature(str(err)) from None
+    out: dict[str, dict[str, str]] = {}
+    for key, text in saves.result().items():
+        if isinstance(text, IptablesError):
+            if not os.path.exists(files[key]):
+                continue     # gone while reading: the caller finds it missing
+            raise NetlabError(f"iptables-save: {text}")
+        out[key] = {t: normalize_save(body) for t, body in split_tables(text).items()}
+    return out
+
+
+def read_real(files: dict[str, str], sysctls: dict[str, list[str]], backend: Backend,
+              ) -> dict[str, NetnsSeen]:
+    """A real Docker node's namespaces (key -> file under /var/run/docker/netns, or
+    /proc/1/ns/net): links, addresses, routes, neighbours, FDB, the ``sysctls``
+    asked for each key, iptables from ``backend``'s save tool and IPVS. A
+    namespace that vanished while being read is left out. Raises MissingFeature
+    (exit 3) when a tool is missing, NetlabError when iptables-save fails."""
+    tables = read_saves(files, backend)
+    out: dict[str, NetnsSeen] = {}
+    for key, file in files.items():
+        if key not in tables:
+            continue
+        try:
+            s = read_at(file, sysctls.get(key, []), True)
+        except netns.NetnsError:
+            continue
+        out[key] = NetnsSeen(s.links, s.addresses, s.routes, s.neighbours, s.fdb, s.sysctls,
+                             tables.get(key, {}), s.ipvs)
+    return out
 
 
 def read_view(plan: Plan, backend: Backend) -> KernelView:

@@ -115,6 +115,8 @@ class RealSwarm:
         self.mounts: list[str] = []
         self.links: list[str] = []
         self.netns: list[str] = []
+        self.saved_rules: str | None = None     # the guest root namespace's rules before dockerd
+        self.saved_forward: str | None = None   # and its net.ipv4.ip_forward
 
     @property
     def manager(self) -> DockerNode:
@@ -128,6 +130,8 @@ class RealSwarm:
         Raises DockerdError (with dockerd's log) when a daemon does not answer.
         """
         try:
+            self.saved_rules = _sh("iptables-save", check=False).stdout
+            self.saved_forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
             self._prepare_guest()
             for node in self.nodes:
                 self._network(node)
@@ -272,6 +276,7 @@ class RealSwarm:
             node.procs.clear()
         for ns in self.netns:
             _sh("ip", "netns", "del", ns, check=False)
+        self._restore_root()
         for link in reversed(self.links):
             _sh("ip", "link", "del", link, check=False)
         for path in reversed(self.mounts):
@@ -283,6 +288,30 @@ class RealSwarm:
         self.netns.clear()
         self.links.clear()
         self.mounts.clear()
+
+    def _restore_root(self) -> None:
+        """Put the guest's root namespace back as :meth:`start` found it: dockerd leaves
+        its bridges (docker0, docker_gwbridge) and its iptables rules behind, and a next
+        Swarm in the same VM then got docker_gwbridge on 172.19.0.0/16 (172.18 taken)
+        beside a stale MASQUERADE of 172.18.0.0/16, which ``netlab swarm diff`` rightly
+        reports; and net.ipv4.ip_forward. Never raises."""
+        for link in ("docker_gwbridge", "docker0"):
+            _sh("ip", "link", "del", link, check=False)
+        if self.saved_rules is None:
+            return
+        for table in ("nat", "filter", "mangle"):
+            _sh("iptables", "-t", table, "-F", check=False)
+            _sh("iptables", "-t", table, "-X", check=False)
+        _sh("iptables", "-P", "FORWARD", "ACCEPT", check=False)
+        subprocess.run(["iptables-restore"], input=self.saved_rules, text=True,
+                       capture_output=True, timeout=60, check=False)
+        self.saved_rules = None
+        if self.saved_forward is not None:     # dockerd sets FORWARD DROP only if it turns this on
+            try:
+                Path("/proc/sys/net/ipv4/ip_forward").write_text(self.saved_forward + "\n")
+            except OSError:
+                pass
+            self.saved_forward = None
 
     def __enter__(self) -> RealSwarm:
         return self.start()

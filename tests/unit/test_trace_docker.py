@@ -13,7 +13,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
-from netlab.docker.standin import (RealNode, RealPort, RealSandbox, RealService, RealTask,
+from netlab.docker.snapshot import (RealNode, RealPort, RealSandbox, RealService, RealTask,
                                    Snapshot)
 from netlab.docker.trace import check_local, named, parse_target
 from netlab.docker.tracepath import capture_points, real_facts, real_path

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from netlab.docker.standin import (RealNode, RealPort, RealSandbox, RealService, RealTask,
+from netlab.docker.snapshot import (RealNode, RealPort, RealSandbox, RealService, RealTask,
                                    Snapshot)
 from netlab.docker.tracepath import capture_points, real_facts, real_path
 from netlab.kernel.clientns import ClientNs

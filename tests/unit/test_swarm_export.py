@@ -1,0 +1,131 @@
+"""``netlab swarm export``: a Swarm (as typed data) written as a scenario netlab accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from netlab.docker.export import export
+from netlab.docker.snapshot import (RealNetwork, RealNode, RealPort, RealService, RealTask,
+                                    Snapshot)
+from netlab.kernel import netns
+from netlab.scenario import load_lab, load_lab_from_text
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _node(name, role="worker", **kw):
+    return RealNode(f"id-{name}", name, name, role, "192.168.59.11", kw.get("availability", "active"),
+                    kw.get("state", "ready"))
+
+
+def _task(service, slot, node, addr, net="ingress"):
+    return RealTask(f"t-{service}-{slot}", service, slot, node, "running", "running", None,
+                    {net: addr}, f"{service}.{slot}")
+
+
+INGRESS = RealNetwork("ingressid0123456789", "ingress", "overlay", "swarm", "10.0.0.0/24",
+                      "10.0.0.1", 4096, True)
+
+
+def _snap(services, tasks, networks=(INGRESS,), nodes=None):
+    nodes = nodes or (_node("node1", "manager"), _node("node2"))
+    return Snapshot("node1", nodes, networks, services, tasks, (), "clusterid0123456789")
+
+
+def test_seed_swarm_exports_to_hello_a_in_meaning():
+    """What "in meaning" ignores: comments and the lab's name (the Swarm's cluster id is no
+    name); everything else is compared: nodes (names, roles, availability), ingress and
+    underlay, user networks, services (replicas, ports, endpoint mode, networks,
+    constraints, expose) and netlab's placement of the tasks."""
+    seed = RealService("s1", "hello-a", "replicated", 2, "vip",
+                       (RealPort(5000, 3000, "tcp", "ingress"),), (), {"ingress": "10.0.0.3/24"})
+    snap = _snap((seed,), (_task("hello-a", 1, "node1", "10.0.0.4/24"),
+                           _task("hello-a", 2, "node2", "10.0.0.5/24")))
+    out = export(snap)
+    want = load_lab(REPO / "scenarios" / "hello-a.yaml")
+    got = load_lab_from_text(out.text, "export", name_override=want.name)
+    assert got == want
+    assert out.lab.name == "swarm" and out.warnings == ()
+
+
+def test_networks_host_ports_dnsrr_udp_and_availability_are_written():
+    backend = RealNetwork("backendid123456789", "backend", "overlay", "swarm", "10.0.1.0/24",
+                          "10.0.1.1", 4097, False)
+    web = RealService("w", "web", "replicated", 2, "vip",
+                      (RealPort(8080, 80, "tcp", "ingress"), RealPort(5353, 53, "udp", "ingress")),
+                      ("backend",), {})
+    cache = RealService("c", "cache", "replicated", 1, "dnsrr",
+                        (RealPort(6379, 6379, "tcp", "host"),), ("backend",), {})
+    nodes = (_node("node1", "manager"), _node("node2", availability="drain"))
+    out = export(_snap((cache, web), (), (INGRESS, backend), nodes))
+    lab = load_lab_from_text(out.text, "x")
+    assert lab.node("node2").availability == "drain"
+    assert lab.network("backend").subnet.compressed == "10.0.1.0/24"
+    assert lab.service("web").networks == ("backend",)
+    assert [(p.published, p.target, p.protocol, p.mode) for p in lab.service("web").ports] == [
+        (8080, 80, "tcp", "ingress"), (5353, 53, "udp", "ingress")]
+    assert lab.service("cache").endpoint_mode == "dnsrr"
+    assert lab.service("cache").ports[0].mode == "host"
+
+
+def test_global_sctp_and_portless_services_are_said_not_hidden():
+    glob = RealService("g", "agent", "global", None, "vip",
+                       (RealPort(9000, 9000, "tcp", "ingress"), RealPort(9001, 9001, "sctp", "ingress")),
+                       (), {})
+    lone = RealService("l", "lonely", "replicated", 1, "vip", (), (), {})
+    out = export(_snap((glob, lone), ()))
+    assert out.lab.service("agent").replicas == 2
+    assert any("agent is global" in w for w in out.warnings)
+    assert any("9001:9001/sctp left out" in w for w in out.warnings)
+    assert any("lonely publishes no port" in w for w in out.warnings)
+    assert [s.name for s in out.lab.services] == ["agent"]
+    for w in out.warnings:                 # each said in the file too
+        assert f"# note: {w}" in out.text
+
+
+def test_a_placement_netlab_would_not_choose_is_noted():
+    seed = RealService("s1", "hello-a", "replicated", 2, "vip",
+                       (RealPort(5000, 3000, "tcp", "ingress"),), (), {})
+    snap = _snap((seed,), (_task("hello-a", 1, "node2", "10.0.0.4/24"),
+                           _task("hello-a", 2, "node2", "10.0.0.5/24")))
+    out = export(snap)
+    assert "task hello-a.1 runs on node2 in the Swarm; netlab's scheduler places it on node1" \
+        in out.warnings
+
+
+@pytest.mark.parametrize("bad", ["/var/run/netns/x", "/var/run/docker/netns/../../x",
+                                 "/var/run/docker/netns/", "/etc/passwd", "/proc/2/ns/net",
+                                 "/var/run/docker/netns/a/b"])
+def test_only_dockers_namespaces_and_the_hosts_may_be_entered(bad):
+    with pytest.raises(netns.NetnsError, match="refusing network namespace"):
+        netns.docker_path(bad)
+    assert netns.docker_path("/var/run/docker/netns/ingress_sbox").endswith("ingress_sbox")
+    assert netns.docker_path("/proc/1/ns/net") == "/proc/1/ns/net"
+
+
+def test_cli_export_writes_a_file_validate_accepts(tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from netlab.cli import swarm as cli_swarm
+    from netlab.cli.main import cli
+    seed = RealService("s1", "hello-a", "replicated", 2, "vip",
+                       (RealPort(5000, 3000, "tcp", "ingress"),), (), {})
+    glob = RealService("g", "agent", "global", None, "vip", (RealPort(9000, 9000, "tcp", "host"),),
+                       (), {})
+    snap = _snap((seed, glob), ())
+    monkeypatch.setattr(cli_swarm, "engine", lambda: cli_swarm.Engine(lambda url: snap, None))
+    out = tmp_path / "swarm.yaml"
+    r = CliRunner().invoke(cli, ["swarm", "export", "-o", str(out), "--name", "prod"])
+    assert r.exit_code == 0, r.output
+    assert "warning: service agent is global" in r.stderr
+    assert CliRunner().invoke(cli, ["validate", str(out)]).exit_code == 0
+    assert load_lab(out).name == "prod"
+    doc = json.loads(CliRunner().invoke(cli, ["swarm", "export", "--json"]).stdout)
+    assert doc["lab"] == "swarm" and doc["services"] == ["hello-a", "agent"]
+    assert load_lab_from_text(doc["scenario"], "x").service("agent").replicas == 2
+    bad = CliRunner().invoke(cli, ["swarm", "export", "--name", "Not_A_Name"])
+    assert bad.exit_code == 2 and "--name" in bad.stderr
