@@ -1,6 +1,7 @@
 """``trace --docker`` against what a real node holds (tests/fixtures/real-swarm, recorded
 from Docker 20.10 in netlab vm): node1's namespaces give the capture points and peers the
-trace relies on, and Docker's own rule texts are the ones the trace's rule matching reads.
+trace relies on (the snapshot read by netlab.docker.snapshot from the recorded Engine), and
+Docker's own rule texts are the ones the trace's rule matching reads.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from netlab.docker.snapshot import (RealNode, RealPort, RealSandbox, RealService, RealTask,
-                                   Snapshot)
+from netlab.docker.snapshot import Snapshot, read_snapshot
 from netlab.docker.tracepath import capture_points, real_facts, real_path
 from netlab.kernel.clientns import ClientNs
 from netlab.kernel.iptables import parse_counters
@@ -20,6 +20,7 @@ from netlab.kernel.realns import RealLink, RealNs
 from netlab.trace import rules
 from netlab.trace.evidence import Flow
 from tests.unit import test_trace_docker as synthetic
+from tests.unit.recorded import CapturedEngine, captured_netns_files
 
 REC = Path(__file__).resolve().parents[1] / "fixtures" / "real-swarm"
 D = "/var/run/docker/netns/"
@@ -46,24 +47,8 @@ def recorded_ns(name: str) -> RealNs:
 
 
 def recorded_snapshot() -> Snapshot:
-    api = {f.stem: json.loads(f.read_text()) for f in (REC / "api").glob("*.json")}
-    nodes = {n["ID"]: n["Description"]["Hostname"] for n in api["nodes"]}
-    sandbox = {c["Id"]: c["NetworkSettings"]["SandboxKey"] for c in api["containers"]}
-    tasks, boxes = [], [RealSandbox(ROOT_NETNS, "node1", "the node's own network namespace"),
-                        RealSandbox(D + "ingress_sbox", "node1/ingress_sbox", "ingress sandbox"),
-                        RealSandbox(D + "1-jerclax3m4", "node1/ov-ingress", "overlay ingress")]
-    for t in api["tasks"]:
-        name, cid = f"hello-a.{t['Slot']}", t["Status"]["ContainerStatus"]["ContainerID"]
-        tasks.append(RealTask(t["ID"], "hello-a", t["Slot"], nodes[t["NodeID"]], "running",
-                              "running", cid, {"ingress": t["NetworksAttachments"][0]["Addresses"][0]},
-                              name))
-        if cid in sandbox:
-            boxes.append(RealSandbox(sandbox[cid], name, f"container {cid[:12]}"))
-    svc = RealService("s", "hello-a", "replicated", 2, "vip", (RealPort(5000, 3000, "tcp", "ingress"),), ())
-    return Snapshot("node1", tuple(RealNode(i, h, h, "manager" if h == "node1" else "worker",
-                                            n["Status"]["Addr"], "active", "ready")
-                                   for i, h, n in ((n["ID"], nodes[n["ID"]], n) for n in api["nodes"])),
-                    (), (svc,), tuple(sorted(tasks, key=lambda t: t.slot)), tuple(boxes))
+    """node1 as netlab.docker.snapshot reads the recorded Engine and namespace listing."""
+    return read_snapshot(CapturedEngine(REC), lambda: captured_netns_files(REC))
 
 
 @pytest.fixture(scope="module")
