@@ -1,8 +1,13 @@
-"""``netlab trace LAB NODE:PORT``: one request, every hop there and back, with evidence."""
+"""``netlab trace LAB NODE:PORT``: one request, every hop there and back, with evidence.
+
+``netlab trace --docker [URL] NODE_ADDRESS:PORT`` does the same on a real Swarm
+node (:mod:`netlab.docker.trace`).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 
@@ -12,12 +17,44 @@ from netlab.cli import common
 from netlab.errors import BadInput
 from netlab.trace import render
 from netlab.trace.model import RepeatSummary
+from netlab.state import check_lab
 from netlab.trace.run import Tracer, parse, write_pcapng
+
+ADDRESS_PORT = re.compile(r"\d+\.\d+\.\d+\.\d+:\d+(/\w+)?")
+
+
+def _docker_target(url: str, lab: str | None, target: str | None) -> tuple[str | None, str]:
+    """(Engine URL or None for the default, NODE_ADDRESS:PORT) from ``--docker`` and the
+    arguments: ``--docker 192.168.77.1:5000`` gives the target, not a URL."""
+    given = [a for a in (lab, target) if a is not None]
+    if url and "://" not in url and not url.startswith("/"):
+        given.insert(0, url)
+        url = ""
+    if len(given) != 1:
+        raise BadInput("NODE_ADDRESS:PORT: trace --docker takes one NODE_ADDRESS:PORT and no LAB "
+                       "(hint: netlab trace --docker 192.168.77.1:5000)")
+    return url or None, given[0]
+
+
+def _lab_target(lab: str | None, target: str | None) -> tuple[str, str]:
+    """(LAB, NODE:PORT) of a lab's trace; an address alone asks for --docker."""
+    if lab is None or target is None:
+        if lab is not None and ADDRESS_PORT.fullmatch(lab):
+            raise BadInput(f"NODE:PORT: {lab} is an address, not a lab's node: a real Swarm node "
+                           f"is traced with --docker (hint: netlab trace --docker {lab})")
+        raise BadInput("NODE:PORT: missing (hint: netlab trace LAB node1:5000, or "
+                       "netlab trace --docker NODE_ADDRESS:PORT for a real Swarm node)")
+    return check_lab(lab, "LAB"), target
 
 
 @click.command()
-@click.argument("lab", callback=common.lab_name)
-@click.argument("target", metavar="NODE:PORT[/PROTO]|SERVICE:PORT|VIP:PORT")
+@click.argument("lab", required=False)
+@click.argument("target", required=False, metavar="NODE:PORT[/PROTO]|SERVICE:PORT|VIP:PORT")
+@click.option("--docker", "docker_url", is_flag=False, flag_value="", default=None,
+              metavar="[URL]",
+              help="Trace a real Swarm node instead of a lab: NODE_ADDRESS:PORT on this machine, "
+                   "from a client namespace netlab makes and removes; URL is its Engine "
+                   "(default: $DOCKER_HOST, else the local socket).")
 @click.option("--from", "sender", default="client", show_default=True,
               help="Who sends: client, a node (node1) or a task (hello-a.1); from a task, "
                    "SERVICE:PORT or VIP:PORT traces an east-west request.")
@@ -30,25 +67,38 @@ from netlab.trace.run import Tracer, parse, write_pcapng
               help="Trace N requests and summarise which backends IPVS picked.")
 @click.option("--timeout", default=2.0, show_default=True, type=click.FloatRange(0.2, 30),
               help="Seconds to wait for the answer before calling the request dropped.")
-def trace(lab: str, target: str, sender: str, as_json: bool, pcap: str | None, fmt: str,
-          repeat: int, timeout: float) -> None:
+def trace(lab: str | None, target: str | None, docker_url: str | None, sender: str,
+          as_json: bool, pcap: str | None, fmt: str, repeat: int, timeout: float) -> None:
     """Send one real request to NODE's published PORT (or, --from a task, to a service by
     name or VIP, east-west) and show every hop, there and back.
+
+    With --docker, trace a real Swarm node's published port instead: the
+    request leaves a client namespace (nl-dtrace-PID, a veth to the root
+    namespace with a free link-local /30) that is removed afterwards.
 
     Exit 0 when the request was delivered, 1 when it was dropped or refused
     (the last hop says where and why).
     """
     if as_json and fmt == "mermaid":
         raise BadInput("--format: mermaid and --json both print to stdout (hint: pick one)")
-    state = common.lab_state(common.store(), lab)
-    tracer = Tracer(state.model, state.allocations, common.plan_from_state(state),
-                    parse(state, target, sender), state.iptables, state.desired_tasks,
-                    state.scenario)
-    traces, frames = [], []
-    for _ in range(repeat):
-        t, f = tracer.once(timeout)
-        traces.append(t)
-        frames += f
+    if docker_url is not None:
+        url, target = _docker_target(docker_url, lab, target)
+        if sender != "client":
+            raise BadInput("--from: a real node is traced from netlab's client namespace only "
+                           "(hint: leave out --from)")
+        from netlab.docker.trace import trace_real
+        traces, frames = trace_real(url, target, repeat, timeout)
+    else:
+        lab, target = _lab_target(lab, target)
+        state = common.lab_state(common.store(), lab)
+        tracer = Tracer(state.model, state.allocations, common.plan_from_state(state),
+                        parse(state, target, sender), state.iptables, state.desired_tasks,
+                        state.scenario)
+        traces, frames = [], []
+        for _ in range(repeat):
+            t, f = tracer.once(timeout)
+            traces.append(t)
+            frames += f
     if pcap:
         try:
             write_pcapng(pcap, frames)

@@ -28,6 +28,8 @@ NETNS_DIR = "/var/run/netns"
 DOCKER_NETNS_DIR = "/var/run/docker/netns"
 #: The root network namespace of the machine: a real Swarm node's own.
 HOST_NETNS = "/proc/1/ns/net"
+#: The same, as the trace names it (where dockerd programs DOCKER-INGRESS).
+ROOT_NETNS = HOST_NETNS
 T = TypeVar("T")
 
 
@@ -48,6 +50,21 @@ def path(name: str) -> str:
         raise NetnsError(f"refusing network namespace name {str(name)[:80]!r}: "
                          f"not a plain name under {NETNS_DIR}")
     return os.path.join(NETNS_DIR, name)
+
+
+def real_path(given: str) -> str:
+    """``given`` when it names one of Docker's namespaces or the root namespace
+    (:func:`docker_path`: the only paths outside /var/run/netns netlab enters, to
+    read or trace a real Swarm node, never to change it); raises NetnsError otherwise."""
+    return docker_path(given)
+
+
+def locate(ref: str) -> str:
+    """The file of a namespace given by name (under /var/run/netns) or, when absolute,
+    by a path :func:`real_path` accepts; raises NetnsError for anything else."""
+    if isinstance(ref, str) and ref.startswith("/"):
+        return real_path(ref)
+    return path(ref)
 
 
 def exists(name: str) -> bool:
@@ -127,10 +144,24 @@ def run_in_each(names: list[str], func: Callable[[str], T]) -> dict[str, T]:
     repeated by a single-threaded process). Returns {name: result}. Raises
     NetnsError when a namespace is missing or ``func`` fails in one.
     """
-    missing = [n for n in names if not exists(n)]
+    return run_in_each_path({n: path(n) for n in names}, func)
+
+
+def run_in_each_path(paths: dict[str, str], func: Callable[[str], T]) -> dict[str, T]:
+    """:func:`run_in_each` for namespaces given as {key: namespace file}: ``func(key)``
+    inside each, all in one forked child. Raises NetnsError as it does."""
+    names = list(paths)
+    missing = [n for n in names if not os.path.exists(paths[n])]
     if missing:
         raise NetnsError(f"network namespace {missing[0]} does not exist")
-    fds = [os.open(path(n), os.O_RDONLY | os.O_CLOEXEC) for n in names]
+    fds = []
+    try:
+        for n in names:
+            fds.append(os.open(paths[n], os.O_RDONLY | os.O_CLOEXEC))
+    except OSError as exc:
+        for fd in fds:
+            os.close(fd)
+        raise NetnsError(f"cannot open network namespace {n}: {exc.strerror}") from None
     setns = nsenter.libc_setns()
     try:
         def visit() -> dict[str, T]:
@@ -183,9 +214,19 @@ def in_thread(name: str, fn: Callable[[], T]) -> T:
     Raises NetnsError when the namespace is missing or cannot be entered, or
     when ``fn`` raises OSError.
     """
-    if not exists(name):
-        raise NetnsError(f"network namespace {name} does not exist")
-    fd = os.open(path(name), os.O_RDONLY | os.O_CLOEXEC)
+    return in_thread_path(path(name), fn, name)
+
+
+def in_thread_path(ns_file: str, fn: Callable[[], T], what: str | None = None) -> T:
+    """:func:`in_thread` for a namespace given by its file (/var/run/netns/x, one of
+    Docker's, /proc/1/ns/net). Raises NetnsError as it does."""
+    name = what or ns_file
+    try:
+        fd = os.open(ns_file, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NetnsError(f"network namespace {name} does not exist") from None
+    except OSError as exc:
+        raise NetnsError(f"cannot open network namespace {name}: {exc.strerror}") from None
     try:
         return nsenter.in_thread(fd, fn, name)
     except OSError as exc:

@@ -66,14 +66,16 @@ class NsCapture:
 
 
 def open_sockets(points: Iterable[CapturePoint]) -> list[NsCapture]:
-    """A capturing socket per namespace of ``points``; raises NetnsError when one is missing."""
+    """A capturing socket per namespace of ``points`` (a name under /var/run/netns, or
+    a real Docker namespace's path: :func:`netlab.kernel.netns.locate`); raises
+    NetnsError when one is missing."""
     by_ns: dict[str, dict[str, CapturePoint]] = {}
     for p in points:
         by_ns.setdefault(p.netns, {})[p.iface] = p
     opened: list[NsCapture] = []
     try:
         for name, pts in by_ns.items():
-            opened.append(NsCapture(name, netns.in_thread(name, _open), pts))
+            opened.append(NsCapture(name, netns.in_thread_path(netns.locate(name), _open, name), pts))
     except BaseException:
         close_all([c.sock for c in opened])
         raise

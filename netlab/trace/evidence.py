@@ -247,7 +247,7 @@ def _read(with_flows: bool, role: str) -> NsSnapshot:
 
 def snapshot(roles: dict[str, str], with_flows: bool, backend: Backend) -> dict[str, NsSnapshot]:
     """Counters (read from ``backend``; hosts, sandboxes and tasks) of each namespace of
-    ``roles`` (netns -> role) and, with ``with_flows``, what its role holds:
+    ``roles`` (netns -> role; a name or a real Docker namespace's path) and, with ``with_flows``, what its role holds:
     conntrack (host, sandbox, task), IPVS connections (sandbox), FDB (overlay).
 
     The counters are read by one iptables-save per namespace, all at once,
@@ -256,10 +256,11 @@ def snapshot(roles: dict[str, str], with_flows: bool, backend: Backend) -> dict[
     when iptables-save fails.
     """
     from pyroute2 import Conntrack, IPRoute  # noqa: F401  (imported once here, inherited by the child)
-    counting = CounterRead({n: netns.path(n) for n, role in roles.items() if role in RULE_ROLES},
+    counting = CounterRead({n: netns.locate(n) for n, role in roles.items() if role in RULE_ROLES},
                            backend)
     if with_flows:
-        rest = netns.run_in_each(list(roles), lambda name: _read(True, roles[name]))
+        rest = netns.run_in_each_path({n: netns.locate(n) for n in roles},
+                                       lambda name: _read(True, roles[name]))
     else:
         rest = {n: NsSnapshot(()) for n in roles}
     counters = counting.result()

@@ -7,7 +7,9 @@ table and the counters are read again after the answer (or the timeout).
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from netlab.client import parse_target
@@ -22,10 +24,10 @@ from netlab.trace import eastwest, probe
 from netlab.trace.capture import Capture, Frame
 from netlab.trace.correlate import Observation, correlate
 from netlab.trace.eastwest import EastWest
-from netlab.trace.evidence import Flow, snapshot
+from netlab.trace.evidence import Flow, NsSnapshot, snapshot
 from netlab.trace.facts import LabFacts, lab_facts
 from netlab.trace.model import Request, Trace
-from netlab.trace.points import TracePath, trace_path
+from netlab.trace.points import CapturePoint, TracePath, trace_path
 
 SETTLE_S = 0.02   # after the answer: let the last frames of the exchange reach the sockets
 
@@ -103,22 +105,11 @@ class Tracer:
         """
         t = self.target
         clock = _Clock()
-        # A namespace removed behind netlab's back (a task gone) is said, not fatal.
-        missing = tuple(n for n in self.path.namespaces if not netns.exists(n))
-        roles = {n: r for n, r in self.snap_roles.items() if n not in missing}
-        points = [p for p in self.path.points if p.netns not in missing]
-        before = snapshot(roles, with_flows=False, backend=self.backend)
-        clock.lap("counters before")
-        with Capture(points) as cap:
-            clock.lap("open capture")
-            result = probe.send(t.sender_ns, t.sender_ip, t.node_ip, t.port, t.proto,
-                                t.text, timeout)
-            clock.lap("request")
-            time.sleep(SETTLE_S)
-            frames = cap.stop()
-            clock.lap("stop capture")
-        after = snapshot(roles, with_flows=True, backend=self.backend)
-        clock.lap("counters, conntrack, IPVS after")
+        seen = collect(self.path.points, self.snap_roles, self.backend, clock,
+                       lambda: probe.send(t.sender_ns, t.sender_ip, t.node_ip, t.port, t.proto,
+                                          t.text, timeout))
+        result, points, frames, missing = seen.result, seen.points, list(seen.frames), seen.missing
+        before, after = seen.before, seen.after
         orig = Flow(t.proto, t.sender_ip, result.src[1], t.node_ip, t.port)
         request = Request(self.lab.name, t.text, t.node, f"{t.node_ip}:{t.port}", t.proto,
                           f"{t.sender_ip}:{result.src[1]}", t.sender,
@@ -132,6 +123,44 @@ class Tracer:
         clock.lap("correlate")
         self.phases = clock.laps
         return trace, frames
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What one traced request left behind: its outcome, the frames, the snapshots."""
+
+    result: probe.ProbeResult
+    points: tuple[CapturePoint, ...]       # the capture points that were open
+    frames: tuple[Frame, ...]
+    before: dict[str, NsSnapshot]
+    after: dict[str, NsSnapshot]
+    missing: tuple[str, ...]               # namespaces of the path that no longer exist
+
+
+def collect(points: tuple[CapturePoint, ...], roles: dict[str, str], backend: Backend,
+            clock: _Clock, send: Callable[[], probe.ProbeResult]) -> Collected:
+    """Counters before, capture open, ``send()``, capture closed, counters and flows after.
+
+    Namespaces are names or real Docker namespaces' paths
+    (:func:`netlab.kernel.netns.locate`). A namespace removed behind netlab's
+    back (a task gone) is said in ``missing``, not fatal. Raises NetnsError
+    and IptablesError as :func:`snapshot` and :class:`Capture` do.
+    """
+    missing = tuple(n for n in roles if not os.path.exists(netns.locate(n)))
+    live = {n: r for n, r in roles.items() if n not in missing}
+    open_points = tuple(p for p in points if p.netns not in missing)
+    before = snapshot(live, with_flows=False, backend=backend)
+    clock.lap("counters before")
+    with Capture(open_points) as cap:
+        clock.lap("open capture")
+        result = send()
+        clock.lap("request")
+        time.sleep(SETTLE_S)
+        frames = cap.stop()
+        clock.lap("stop capture")
+    after = snapshot(live, with_flows=True, backend=backend)
+    clock.lap("counters, conntrack, IPVS after")
+    return Collected(result, open_points, tuple(frames), before, after, missing)
 
 
 class _Clock:
