@@ -101,13 +101,22 @@ class DockerNode:
 class RealSwarm:
     """Start, form and stop a real Swarm of ``nodes`` dockerd nodes (node1 manages)."""
 
-    def __init__(self, nodes: int = 1, docker_root: Path = DOCKER_ROOT) -> None:
+    def __init__(self, nodes: int = 1, docker_root: Path = DOCKER_ROOT, *, swarm: bool = True,
+                 networking: bool = True) -> None:
+        """``swarm=False``: the daemons only, no Swarm formed (an Engine that runs
+        containers, as for ``up --tasks containers``); ``networking=False``: dockerd
+        with ``--iptables=false --ip-masq=false --bridge=none``, so it writes no
+        rule and makes no bridge (one node only)."""
         if os.environ.get("NETLAB_IN_VM") != "1":
             raise DockerdError("a real dockerd rewrites its machine's network: "
                                "run this inside `netlab vm` only")
         if not (docker_root / "usr/sbin/dockerd").exists():
             raise DockerdError(f"no dockerd under {docker_root}: run scripts/docker-root.sh")
+        if not networking and nodes != 1:
+            raise DockerdError("networking=False is for one node: nodes reach each other "
+                               "through Docker's own networking")
         self.root = docker_root
+        self.swarm, self.networking = swarm, networking
         path = (f"{docker_root}/usr/bin:{docker_root}/usr/sbin:{docker_root}/sbin:"
                 + os.environ.get("PATH", "/usr/bin:/bin"))
         self.nodes = [DockerNode(f"node{i}", i, {**os.environ, "PATH": path})
@@ -134,11 +143,13 @@ class RealSwarm:
             self.saved_forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
             self._prepare_guest()
             for node in self.nodes:
-                self._network(node)
+                if self.networking:
+                    self._network(node)
                 self._start_daemons(node)
             for node in self.nodes:
                 self._wait(node)
-            self._form()
+            if self.swarm:
+                self._form()
             for node in self.nodes:
                 _sh("bash", str(Path(__file__).resolve().parents[2] / "scripts/task-image.sh"),
                     env={**node.env, "DOCKER_HOST": node.url})
@@ -211,7 +222,9 @@ class RealSwarm:
             node.procs.append(subprocess.Popen(
                 [*enter, "dockerd", "--containerd", str(ctd), "-H", node.url,
                  "--data-root", str(node.data_root), "--exec-root", str(node.exec_root),
-                 "--pidfile", str(node.run / "dockerd.pid"), "--storage-driver", "vfs"],
+                 "--pidfile", str(node.run / "dockerd.pid"), "--storage-driver", "vfs",
+                 *(() if self.networking else
+                   ("--iptables=false", "--ip-masq=false", "--bridge=none"))],
                 env=node.env, stdout=log, stderr=log))
 
     def _wait(self, node: DockerNode) -> None:
@@ -260,12 +273,13 @@ class RealSwarm:
         unmount and delete what :meth:`start` made. Never raises."""
         for node in reversed(self.nodes):
             if node.procs and node.procs[-1].poll() is None and node.sock.exists():
-                if node.first:
+                if node.first and self.swarm:
                     node.docker("service", "rm", "hello-a", check=False, timeout=60)
                 ids = node.docker("ps", "-aq", check=False, timeout=60).stdout.split()
                 if ids:
                     node.docker("rm", "-f", *ids, check=False, timeout=120)
-                node.docker("swarm", "leave", "--force", check=False, timeout=60)
+                if self.swarm:
+                    node.docker("swarm", "leave", "--force", check=False, timeout=60)
             for proc in reversed(node.procs):
                 proc.terminate()
                 try:

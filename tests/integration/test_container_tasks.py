@@ -12,102 +12,23 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, SCENARIOS, lab_netns, netlab, sh
-
-DOCKER_ROOT = Path(os.environ.get("NETLAB_DOCKER_ROOT", "/var/lib/netlab/docker-root"))
-RUN = Path("/run/netlab-test-docker")
-SOCK = RUN / "docker.sock"
-URL = f"unix://{SOCK}"
-
-
-class Dockerd:
-    """containerd + dockerd from DOCKER_ROOT with private state; ended by pid.
-
-    The recipe of bench/bench_real_swarm.py, without a Swarm and without
-    Docker's networking (``--iptables=false --bridge=none``).
-    """
-
-    def __init__(self) -> None:
-        self.env = {**os.environ, "PATH": f"{DOCKER_ROOT}/usr/bin:{DOCKER_ROOT}/usr/sbin:"
-                    f"{DOCKER_ROOT}/sbin:" + os.environ["PATH"], "DOCKER_HOST": URL}
-        self.procs: list[subprocess.Popen] = []
-        self.mounts: list[str] = []
-
-    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker", *args], capture_output=True, text=True, check=check,
-                              env=self.env, timeout=300)
-
-    def start(self) -> None:
-        RUN.mkdir(parents=True, exist_ok=True)
-        for path in ("/var/lib/docker", "/etc/docker"):   # the guest's /etc and /var are overlays
-            Path(path).mkdir(parents=True, exist_ok=True)
-            subprocess.run(["mount", "-t", "tmpfs", "tmpfs", path], check=True)
-            self.mounts.append(path)
-        # dockerd runs apparmor_parser --version, which warns without its parser.conf
-        # and so breaks dockerd's parse of the version (the guest's /etc is an overlay);
-        # the parser's policy features are in the unpacked tree, and it loads
-        # docker-default through securityfs (as the harness of the swarm branch does).
-        Path("/etc/apparmor").mkdir(exist_ok=True)
-        Path("/etc/apparmor/parser.conf").write_text(
-            (DOCKER_ROOT / "etc/apparmor/parser.conf").read_text().replace(
-                "policy-features=/usr/share/", f"policy-features={DOCKER_ROOT}/usr/share/"))
-        if Path("/sys/kernel/security").is_dir() and not os.path.ismount("/sys/kernel/security"):
-            if subprocess.run(["mount", "-t", "securityfs", "securityfs",
-                               "/sys/kernel/security"]).returncode == 0:
-                self.mounts.append("/sys/kernel/security")
-        log = open(RUN / "containerd.log", "w")
-        self.procs.append(subprocess.Popen(
-            ["containerd", "--root", "/var/lib/docker/containerd", "--state", str(RUN / "ctd"),
-             "--address", str(RUN / "containerd.sock")], env=self.env, stdout=log, stderr=log))
-        log = open(RUN / "dockerd.log", "w")
-        self.procs.append(subprocess.Popen(
-            ["dockerd", "--containerd", str(RUN / "containerd.sock"), "-H", URL,
-             "--pidfile", str(RUN / "dockerd.pid"), "--storage-driver", "vfs",
-             "--iptables=false", "--ip-masq=false", "--bridge=none"],
-            env=self.env, stdout=log, stderr=log))
-        t0 = time.monotonic()
-        while self.docker("info", check=False).returncode != 0:
-            if time.monotonic() - t0 > 180 or self.procs[-1].poll() is not None:
-                raise RuntimeError("dockerd did not answer: "
-                                   + (RUN / "dockerd.log").read_text()[-2000:])
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for path in reversed(self.mounts):
-            subprocess.run(["umount", "-l", path], check=False)
-
+from netlab.vm.dockerd import DockerNode, RealSwarm
+from tests.integration.conftest import SCENARIOS, lab_netns, netlab, sh
 
 @pytest.fixture(scope="module")
 def dockerd():
-    assert os.environ.get("NETLAB_IN_VM") == "1", \
-        "this test starts dockerd: run it inside netlab vm (see tests/integration/README or common brief)"
-    assert (DOCKER_ROOT / "usr/sbin/dockerd").exists(), \
-        f"no dockerd under {DOCKER_ROOT}: run sudo bash scripts/docker-root.sh on the host"
-    d = Dockerd()
+    """node1 of netlab.vm.dockerd's harness as a plain Engine: no Swarm, no rules, no bridge."""
+    engine = RealSwarm(swarm=False, networking=False).start()   # builds the task image too
     try:
-        d.start()
-        build = subprocess.run(["bash", str(REPO / "scripts" / "task-image.sh")],
-                               capture_output=True, text=True, env=d.env, timeout=300)
-        assert build.returncode == 0, build.stderr
-        yield d
+        yield engine.manager
     finally:
-        d.stop()
+        engine.stop()
 
 
-def _ps(d: Dockerd, lab: str) -> dict[str, str]:
+def _ps(d: DockerNode, lab: str) -> dict[str, str]:
     """name -> hostname of the lab's running containers, as ``docker ps`` lists them."""
     names = d.docker("ps", "--filter", f"label=netlab.lab={lab}", "--format",
                      "{{.Names}}").stdout.split()
@@ -128,7 +49,7 @@ def test_seed_tasks_as_containers_scale_and_down(dockerd):
     lab = "c" + secrets.token_hex(3)
     try:
         netlab("up", str(SCENARIOS / "hello-a.yaml"), "--name", lab, "--tasks", "containers",
-               "--docker", URL)
+               "--docker", dockerd.url)
         assert _ps(dockerd, lab) == {f"nl-{lab}.hello-a.1": "hello-a.1",
                                      f"nl-{lab}.hello-a.2": "hello-a.2"}
         # The task namespace is the container's: same inode as /proc/<pid>/ns/net.
@@ -179,7 +100,7 @@ def test_east_west_by_name_through_the_embedded_dns_in_containers(dockerd):
     lab = "c" + secrets.token_hex(3)
     try:
         netlab("up", str(SCENARIOS / "east-west.yaml"), "--name", lab, "--tasks", "containers",
-               "--docker", URL)
+               "--docker", dockerd.url)
         assert len(_ps(dockerd, lab)) == 7
         replies = json.loads(netlab("curl", lab, "api:80", "--from", "web.1", "--count", "6",
                                     "--json").stdout)
@@ -210,7 +131,7 @@ def test_missing_image_is_exit_3_and_changes_nothing(dockerd):
     lab = "c" + secrets.token_hex(3)
     try:
         proc = netlab("up", str(SCENARIOS / "hello-a.yaml"), "--name", lab, "--tasks",
-                      "containers", "--docker", URL, check=False)
+                      "containers", "--docker", dockerd.url, check=False)
         assert proc.returncode == 3, proc.stderr
         assert "scripts/task-image.sh" in proc.stderr
         assert lab_netns(lab) == []
