@@ -1,4 +1,4 @@
-"""The state file of a lab: ``<store>/<lab>.json`` (store ``/run/netlab``, mode 0700).
+"""The state store of labs: ``<store>/<lab>.json`` (store ``/run/netlab``, mode 0700).
 
 It is the lab's memory: the applied model (nodes, services, ports,
 placement), its allocations (addresses, marks, VNIs, pool cursors), the
@@ -27,7 +27,7 @@ plant files:
 - a state file is read with ``O_NOFOLLOW``, must be a regular file of at most
   :data:`MAX_BYTES`, and every field is checked (types, unknown keys, the lab's
   own name, namespaces under ``nl-<lab>.``, the model and allocations by
-  :mod:`netlab.codec`). One that fails is moved aside to
+  :mod:`netlab.codec`, in :mod:`netlab.statedoc`). One that fails is moved aside to
   ``<lab>.json.corrupt-<UTC time>`` (never deleted) and reported as
   :class:`CorruptState`.
 """
@@ -35,28 +35,25 @@ plant files:
 from __future__ import annotations
 
 import errno
-import ipaddress
 import json
 import os
 import stat
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from netlab import changelog, codec, safefile
+from netlab import safefile, statedoc
 from netlab.errors import BadInput
-from netlab.ipam import Allocations
-from netlab.kernel.xtables import BACKENDS
-from netlab.model import Lab, TaskRecord
 from netlab.plan import names
+from netlab.statedoc import VERSION, LabState, to_json
+
+__all__ = ["VERSION", "CorruptState", "LabState", "StateStore", "UnsafeStore", "check_lab",
+           "to_json"]
 
 DEFAULT_ROOT = Path(os.environ.get("NETLAB_STATE_DIR", "/run/netlab"))
 MAX_BYTES = 16 * 1024 * 1024   # a 10,000-task lab's state is about 1 MB
-_SCENARIO_MAX = 4096           # PATH_MAX
 _SUFFIX = ".json"
 _TMP_SUFFIX = ".tmp"
-VERSION = 2    # 1 (no "version" key): before the lab had a memory
 
 
 class UnsafeStore(BadInput):
@@ -70,45 +67,6 @@ class CorruptState(BadInput):
         super().__init__(message)
         self.lab = lab
         self.moved_to = moved_to
-
-
-@dataclass
-class LabState:
-    """What a state file holds; ``model`` and ``allocations`` rebuild the plan."""
-
-    lab: str
-    scenario: str
-    model: Lab
-    allocations: Allocations
-    netns: list[str] = field(default_factory=list)
-    targets: dict[str, str] = field(default_factory=dict)   # target -> netns
-    supervisor_pid: int | None = None
-    complete: bool = False
-    lan: dict[str, str] = field(default_factory=dict)      # node -> LAN IP
-    client_ip: str | None = None
-    iptables: str = "legacy"   # the backend the rules are in (labs before nft support: legacy)
-    desired_tasks: tuple[TaskRecord, ...] = ()
-    actual_tasks: tuple[TaskRecord, ...] = ()
-    changes: tuple[changelog.Change, ...] = ()   # the change log (files before it: empty)
-    tasks: str = "namespaces"  # how tasks run: "namespaces" (netlab's app) or "containers"
-    docker: str | None = None  # the Docker URL of a lab whose tasks are containers
-    containers: dict[str, str] = field(default_factory=dict)   # task netns -> container id
-
-
-def to_json(state: LabState) -> dict[str, Any]:
-    """``state`` as the JSON document of its file."""
-    return {
-        "version": VERSION, "lab": state.lab, "scenario": state.scenario,
-        "netns": list(state.netns), "targets": dict(state.targets),
-        "supervisor_pid": state.supervisor_pid, "complete": state.complete,
-        "lan": dict(state.lan), "client_ip": state.client_ip, "iptables": state.iptables,
-        "model": codec.lab_to_json(state.model),
-        "allocations": codec.allocations_to_json(state.allocations),
-        "desired_tasks": codec.tasks_to_json(state.desired_tasks),
-        "actual_tasks": codec.tasks_to_json(state.actual_tasks),
-        "changes": changelog.to_json(state.changes),
-        "tasks": state.tasks, "docker": state.docker, "containers": dict(state.containers),
-    }
 
 
 def check_lab(lab: object, what: str = "LAB") -> str:
@@ -242,8 +200,8 @@ class StateStore:
                 raise BadInput(f"cannot read {self.path(lab)}: {exc.strerror} "
                                "(hint: run as the user who brought the lab up, e.g. sudo)") from None
             try:
-                return _parse(lab, raw)
-            except _Bad as bad:
+                return statedoc.parse(lab, raw)
+            except statedoc.Bad as bad:
                 raise self._corrupt(dfd, lab, str(bad)) from None
         finally:
             os.close(dfd)
@@ -332,134 +290,6 @@ class StateStore:
         return CorruptState(f"the state file {self.path(lab)} is corrupt ({reason}); {where} "
                             f"(hint: netlab down {lab} removes what is left of the lab)",
                             lab, aside)
-
-
-class _Bad(Exception):
-    """Why a state file fails its checks (one phrase)."""
-
-
-
-
-def _parse(lab: str, raw: bytes) -> LabState:
-    """The LabState in ``raw``, every field checked; raises _Bad naming the first problem."""
-    try:
-        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise _Bad("it is not JSON") from None
-    if not isinstance(doc, dict):
-        raise _Bad(f"it holds a JSON {_json_type(doc)}, not an object")
-    known = ["version"] + [f.name for f in fields(LabState)]
-    for key in doc:
-        if key not in known:
-            raise _Bad(f"unknown key {key[:40]!r}")
-    version = doc.get("version")
-    if version != VERSION or type(version) is not int:
-        old = "no 'version'" if version is None else f"version {str(version)[:20]!r}"
-        raise _Bad(f"it is from another netlab ({old}; this one reads version {VERSION}): "
-                   "its lab cannot be read back, bring it down and up again")
-    for key in ("lab", "scenario"):
-        if key not in doc:
-            raise _Bad(f"{key!r} is missing")
-    if doc["lab"] != lab:
-        raise _Bad(f"'lab' is {str(doc['lab'])[:40]!r}, not {lab!r} as its file name says")
-    scenario = doc["scenario"]
-    if not isinstance(scenario, str) or not scenario or "\0" in scenario \
-            or len(scenario) > _SCENARIO_MAX:
-        raise _Bad("'scenario' must be the path of a scenario file")
-    netns = _list_of(doc, "netns", lambda v: names.owned_by(lab, v), f"a namespace under nl-{lab}.")
-    targets = _map_of(doc, "targets", lambda v: v in netns, "a namespace listed in 'netns'")
-    for target in ("client", "lan"):
-        if targets and target not in targets:
-            raise _Bad(f"'targets' has no {target!r}")
-    pid = doc.get("supervisor_pid")
-    if pid is not None and (type(pid) is not int or pid <= 0):
-        raise _Bad("'supervisor_pid' must be a positive integer or null")
-    complete = doc.get("complete", False)
-    if type(complete) is not bool:
-        raise _Bad("'complete' must be true or false")
-    lan = _map_of(doc, "lan", _is_ipv4, "an IPv4 address")
-    client_ip = doc.get("client_ip")
-    if client_ip is not None and not _is_ipv4(client_ip):
-        raise _Bad("'client_ip' must be an IPv4 address or null")
-    iptables = doc.get("iptables", "legacy")
-    if iptables not in BACKENDS:
-        raise _Bad(f"'iptables' must be one of {', '.join(BACKENDS)}")
-    tasks = doc.get("tasks", "namespaces")
-    if tasks not in ("namespaces", "containers"):
-        raise _Bad("'tasks' must be namespaces or containers")
-    docker = doc.get("docker")
-    if docker is not None and (not isinstance(docker, str) or not docker or "\0" in docker
-                               or len(docker) > _SCENARIO_MAX):
-        raise _Bad("'docker' must be a Docker URL or null")
-    containers = _map_of(doc, "containers", _is_container_id, "a container id")
-    for name in containers:
-        if not names.owned_by(lab, name):
-            raise _Bad(f"containers has a key {name[:60]!r}, not a namespace under nl-{lab}.")
-    for key in ("model", "allocations", "desired_tasks", "actual_tasks"):
-        if key not in doc:
-            raise _Bad(f"{key!r} is missing")
-    try:
-        model = codec.lab_from_json(doc["model"])
-        if model.name != lab:
-            raise codec.Invalid(f"model.name is {model.name!r}, not {lab!r}")
-        allocations = codec.allocations_from_json(doc["allocations"], model)
-        desired = codec.tasks_from_json(doc["desired_tasks"], "desired_tasks", model)
-        actual = codec.tasks_from_json(doc["actual_tasks"], "actual_tasks")
-        changes = changelog.from_json(doc.get("changes", []))
-    except (codec.Invalid, changelog.Invalid) as bad:
-        raise _Bad(str(bad)) from None
-    return LabState(lab=lab, scenario=scenario, model=model, allocations=allocations,
-                    netns=netns, targets=targets, supervisor_pid=pid, complete=complete,
-                    lan=lan, client_ip=client_ip, iptables=iptables,
-                    desired_tasks=desired, actual_tasks=actual, changes=changes,
-                    tasks=tasks, docker=docker, containers=containers)
-
-
-def _list_of(doc: dict[str, Any], key: str, ok, what: str) -> list[str]:
-    value = doc.get(key, [])
-    if not isinstance(value, list):
-        raise _Bad(f"{key!r} must be a list")
-    for i, item in enumerate(value):
-        if not isinstance(item, str) or not ok(item):
-            raise _Bad(f"{key}[{i}] is {str(item)[:60]!r}, not {what}")
-    return list(value)
-
-
-def _map_of(doc: dict[str, Any], key: str, ok, what: str) -> dict[str, str]:
-    value = doc.get(key, {})
-    if not isinstance(value, dict):
-        raise _Bad(f"{key!r} must be an object")
-    for k, v in value.items():
-        if not k or len(k) > names.NETNS_MAX or "\0" in k:
-            raise _Bad(f"{key} has a bad key {k[:40]!r}")
-        if not isinstance(v, str) or not ok(v):
-            raise _Bad(f"{key}[{k[:40]!r}] is {str(v)[:60]!r}, not {what}")
-    return dict(value)
-
-
-def _is_ipv4(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_container_id(value: object) -> bool:
-    """A Docker container id: 64 lower-case hex digits."""
-    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef"
-                                                                for c in value)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _json_type(value: object) -> str:
-    return {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
-            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _is_temp_of(lab: str, name: str) -> bool:
