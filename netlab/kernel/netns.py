@@ -254,16 +254,7 @@ def in_thread_at(file: str, fn: Callable[[], T]) -> T:
     """``fn()`` in a short-lived thread inside the real Docker namespace ``file``
     (see :func:`docker_path`). Raises NetnsError when it is refused, missing or
     cannot be entered, or when ``fn`` raises OSError."""
-    try:
-        fd = os.open(docker_path(file), os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise NetnsError(f"cannot open {file}: {exc.strerror}") from None
-    try:
-        return nsenter.in_thread(fd, fn, os.path.basename(file))
-    except OSError as exc:
-        raise NetnsError(f"in {file}: {exc}") from exc
-    finally:
-        os.close(fd)
+    return in_thread_path(docker_path(file), fn, os.path.basename(file))
 
 
 def socket_in(name: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM,

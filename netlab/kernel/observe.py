@@ -13,6 +13,7 @@ by side. The comparison itself is pure: :mod:`netlab.kernel.compare`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from netlab.errors import MissingFeature, NetlabError
 from netlab.kernel import etcnetns, ipvs, netns
@@ -82,17 +83,22 @@ def read_sysctls(keys: list[str]) -> dict[str, str | None]:
     return out
 
 
+def _reader(label: str, sysctls: list[str], with_ipvs: bool) -> Callable[[], NetnsSeen]:
+    """What one thread inside a namespace reads: everything but iptables."""
+    def inside() -> NetnsSeen:
+        seen = read_netlink(label)
+        return NetnsSeen(seen.links, seen.addresses, seen.routes, seen.neighbours, seen.fdb,
+                         read_sysctls(sysctls), {},
+                         tuple(ipvs.read(None)) if with_ipvs else None)
+    return inside
+
+
 def read_netns(name: str, sysctls: list[str], with_ipvs: bool) -> NetnsSeen:
     """Everything but iptables of namespace ``name``, read by one thread inside it.
 
     Raises NetnsError when the namespace is gone or cannot be entered.
     """
-    def inside() -> NetnsSeen:
-        seen = read_netlink(name)
-        return NetnsSeen(seen.links, seen.addresses, seen.routes, seen.neighbours, seen.fdb,
-                         read_sysctls(sysctls), {},
-                         tuple(ipvs.read(None)) if with_ipvs else None)
-    return netns.in_thread(name, inside)
+    return netns.in_thread(name, _reader(name, sysctls, with_ipvs))
 
 
 def read_at(file: str, sysctls: list[str], with_ipvs: bool) -> NetnsSeen:
@@ -101,12 +107,7 @@ def read_at(file: str, sysctls: list[str], with_ipvs: bool) -> NetnsSeen:
 
     Raises NetnsError when it is refused, gone or cannot be entered.
     """
-    def inside() -> NetnsSeen:
-        seen = read_netlink(file)
-        return NetnsSeen(seen.links, seen.addresses, seen.routes, seen.neighbours, seen.fdb,
-                         read_sysctls(sysctls), {},
-                         tuple(ipvs.read(None)) if with_ipvs else None)
-    return netns.in_thread_at(file, inside)
+    return netns.in_thread_at(file, _reader(file, sysctls, with_ipvs))
 
 
 def read_saves(files: dict[str, str], backend: Backend) -> dict[str, dict[str, str]]:
