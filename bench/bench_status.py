@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_up_down import REPO, generated_lab   # noqa: E402  (the same generated lab)
 
 from netlab import lifecycle                     # noqa: E402
+from netlab.diff.compare import plan_drift       # noqa: E402
 from netlab.kernel import xtables                # noqa: E402
-from netlab.kernel.compare import plan_drift     # noqa: E402
 from netlab.kernel import netns                  # noqa: E402
 from netlab.kernel.iptables import SaveRead      # noqa: E402
 from netlab.kernel.observe import read_netns, read_view   # noqa: E402

@@ -11,8 +11,8 @@ import click
 
 from netlab import lifecycle
 from netlab.cli import common
+from netlab.diff.drift import Allowance
 from netlab.kernel import netns
-from netlab.kernel.drift import Allowance
 from netlab.kernel.interface import Kernel, LinuxKernel
 from netlab.kernel.xtables import DESCRIPTION
 from netlab.state import LabState

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import click
 
 from netlab.cli import common
+from netlab.diff.drift import NetnsSeen
 from netlab.docker import connect as dconnect
 from netlab.docker.adopt import adopt
 from netlab.docker.export import DEFAULT_NAME, export
@@ -18,7 +19,6 @@ from netlab.docker.nodediff import NodeDiff, compare_node
 from netlab.docker.snapshot import Snapshot, read_snapshot
 from netlab.errors import BadInput
 from netlab.kernel import xtables
-from netlab.kernel.drift import NetnsSeen
 from netlab.model import Lab
 from netlab.plan.build import build_plan
 from netlab.scenario.names import LAB, name_problem

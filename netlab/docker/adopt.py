@@ -27,8 +27,8 @@ import re
 from dataclasses import dataclass, replace
 
 from netlab import ipam
+from netlab.diff.drift import NetnsSeen
 from netlab.docker.snapshot import Snapshot
-from netlab.kernel.drift import NetnsSeen
 from netlab.model import Lab, Task, place_tasks
 
 _MARK = re.compile(r"--set-xmark (0x[0-9a-f]+)/0xffffffff")

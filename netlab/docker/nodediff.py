@@ -1,11 +1,11 @@
 """A real Swarm node against its part of a plan, namespace by namespace: ``netlab swarm diff``.
 
-Pure: the real namespaces come in read (:class:`~netlab.kernel.drift.NetnsSeen`
+Pure: the real namespaces come in read (:class:`~netlab.diff.drift.NetnsSeen`
 by the target they play, see :mod:`netlab.docker.snapshot`), the plan is
 the scenario's adopted to the Swarm's placement and addresses
 (:mod:`netlab.docker.adopt`). Each namespace of the plan that belongs to the
 node (its host, ingress_sbox, overlays, load balancer sandboxes and its
-tasks) is compared with :mod:`netlab.kernel.compare`'s functions (links,
+tasks) is compared with :mod:`netlab.diff.compare`'s functions (links,
 addresses, routes, neighbours, FDB, sysctls, iptables rule by rule in
 order, IPVS services and weights) after :mod:`netlab.docker.normalize` took
 out what legitimately differs, and each difference names the object behind
@@ -17,12 +17,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from netlab.diff import drift as d
+from netlab.diff.compare import planned_tables
+from netlab.diff.drift import Allowance, Drift, NetnsSeen
+from netlab.diff.ruledrift import table_drift
 from netlab.docker import normalize as nz
 from netlab.docker.snapshot import Snapshot
-from netlab.kernel import drift as d
-from netlab.kernel.compare import planned_tables
-from netlab.kernel.drift import Allowance, Drift, NetnsSeen
-from netlab.kernel.ruledrift import table_drift
 from netlab.plan.types import Netns, Plan
 
 #: What netlab leaves out on purpose, each with why (printed as "known", not counted).

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from netlab.kernel.drift import LinkSeen, NetnsSeen
+from netlab.diff.drift import LinkSeen, NetnsSeen
 from netlab.plan.names import veth_for
 
 _COMMENT = re.compile(r' -m comment --comment "?netlab:[^" ]*"?')

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from netlab.diff.drift import Allowance
 from netlab.kernel import apply as kernel_apply
 from netlab.kernel.apply import ApplyStats
-from netlab.kernel.drift import Allowance
 from netlab.kernel.xtables import Backend
 from netlab.plan.types import Plan
 

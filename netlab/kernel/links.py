@@ -16,7 +16,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import ndmsg
 
-from netlab.kernel.drift import vxlan_attrs as planned_vxlan_attrs
+from netlab.diff.drift import vxlan_attrs as planned_vxlan_attrs
 from netlab.kernel.netns import patient_pyroute2
 from netlab.plan.types import Plan, Veth, Vxlan
 

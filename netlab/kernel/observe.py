@@ -7,7 +7,7 @@ sysctls are read from /proc/sys (which follows the reading thread's
 namespace), and, where the plan has IPVS services or the namespace is a
 sandbox, one generic-netlink session dumps IPVS. Meanwhile one
 ``iptables-<backend>-save`` per namespace runs in the background, a few side
-by side. The comparison itself is pure: :mod:`netlab.kernel.compare`.
+by side. The comparison itself is pure: :mod:`netlab.diff.compare`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from netlab.diff.compare import KernelView, plan_drift
+from netlab.diff.drift import Allowance, Drift, LinkSeen, NetnsSeen
 from netlab.errors import MissingFeature, NetlabError
 from netlab.kernel import etcnetns, ipvs, netns
-from netlab.kernel.compare import KernelView, plan_drift
-from netlab.kernel.drift import Allowance, Drift, LinkSeen, NetnsSeen
 from netlab.kernel.iptables import IptablesError, SaveRead, split_tables
 from netlab.kernel.links import NUD_PERMANENT, RT_TABLE_MAIN, RTPROT_KERNEL, vxlan_attrs
 from netlab.kernel.xtables import Backend
@@ -185,7 +185,7 @@ def read_view(plan: Plan, backend: Backend) -> KernelView:
 
 def drift(plan: Plan, backend: Backend, allow: Allowance = Allowance()) -> list[Drift]:
     """Every difference between ``plan`` and the kernel (rules read from ``backend``);
-    empty when they agree. See :func:`netlab.kernel.compare.plan_drift`."""
+    empty when they agree. See :func:`netlab.diff.compare.plan_drift`."""
     view = read_view(plan, backend)
     return plan_drift(plan, view, allow) + etc_drift(plan, view)
 

@@ -82,7 +82,7 @@ class FakeKernel:
         return set(self.serving.get(name, set()))
 
     def drift(self, plan: Plan, backend: str, allow=None) -> list:
-        from netlab.kernel.drift import Drift
+        from netlab.diff.drift import Drift
         self.allowed.append(allow)
         return [Drift(ns.name, "netns", "namespace is missing", ns.target) for ns in plan.netns
                 if ns.name not in self.namespaces] + list(self.diffs)

@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from netlab.kernel.drift import LinkSeen, NetnsSeen
+from netlab.diff.drift import LinkSeen, NetnsSeen
 from netlab.kernel.ipvs import ObservedService
 from netlab.plan.render import normalize_save
 from netlab.kernel.iptables import split_tables

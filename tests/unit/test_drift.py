@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from netlab.diff.compare import KernelView, plan_drift, planned_tables
+from netlab.diff.drift import Allowance, LinkSeen, NetnsSeen, planned_links
+from netlab.diff.ruledrift import table_drift
 from netlab.ipam import allocate
-from netlab.kernel.compare import KernelView, plan_drift, planned_tables
-from netlab.kernel.drift import Allowance, LinkSeen, NetnsSeen, planned_links
 from netlab.kernel.ipvs import ObservedService
-from netlab.kernel.ruledrift import table_drift
 from netlab.plan.build import build_plan
 from netlab.plan.types import Address, FdbEntry, IpvsDest, Neighbour, Plan, Route
 from netlab.scenario import load_lab

@@ -103,7 +103,7 @@ def test_status_tells_the_kernel_what_the_lab_allows(lab_dir):
     steps, and a node that is down keeps its LAN port down."""
     from dataclasses import replace
 
-    from netlab.kernel.drift import Allowance
+    from netlab.diff.drift import Allowance
     _, store = lab_dir
     kernel = status_cli.readers().kernel
     assert CliRunner().invoke(cli, ["status", "--json", "x"]).exit_code == 0

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from netlab.diff.compare import planned_tables
+from netlab.diff.drift import Allowance, LinkSeen, NetnsSeen, planned_links
 from netlab.docker.adopt import adopt
 from netlab.docker.nodediff import compare_node
 from netlab.docker.normalize import strip_comments
 from netlab.docker.snapshot import (RealNetwork, RealNode, RealPort, RealSandbox, RealService,
                                     RealTask, Snapshot)
-from netlab.kernel.compare import planned_tables
-from netlab.kernel.drift import Allowance, LinkSeen, NetnsSeen, planned_links
 from netlab.plan.build import build_plan
 from netlab.plan.types import Address, Route
 from netlab.scenario import load_lab

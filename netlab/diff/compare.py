@@ -2,8 +2,8 @@
 
 Pure: :mod:`netlab.kernel.observe` reads the kernel into a
 :class:`KernelView`, and :func:`plan_drift` compares it, namespace by
-namespace, item kind by item kind (see :mod:`netlab.kernel.drift` and
-:mod:`netlab.kernel.ruledrift`). Namespaces are compared by what the plan
+namespace, item kind by item kind (see :mod:`netlab.diff.drift` and
+:mod:`netlab.diff.ruledrift`). Namespaces are compared by what the plan
 holds in them, never by role, so namespaces a new feature adds are covered.
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netlab.kernel import drift as d
+from netlab.diff import drift as d
+from netlab.diff.drift import Allowance, Drift, NetnsSeen
+from netlab.diff.ruledrift import rules_drift
 from netlab.kernel.apply import table_specs
-from netlab.kernel.drift import Allowance, Drift, NetnsSeen
-from netlab.kernel.ruledrift import rules_drift
 from netlab.plan.types import Plan
 
 

@@ -14,7 +14,7 @@ from bisect import bisect_left
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
-from netlab.kernel.drift import Drift
+from netlab.diff.drift import Drift
 from netlab.kernel.iptables import USER_CHAIN, user_rules, with_user_rules
 
 

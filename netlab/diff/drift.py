@@ -3,7 +3,7 @@
 :mod:`netlab.kernel.observe` reads each namespace once into a
 :class:`NetnsSeen`; the functions here compare that with the plan's items of
 the same namespace (links, addresses, routes, neighbours, FDB, sysctls,
-IPVS; iptables in :mod:`netlab.kernel.ruledrift`) and say each difference as
+IPVS; iptables in :mod:`netlab.diff.ruledrift`) and say each difference as
 one :class:`Drift`. They go by the kinds of plan items, never by namespace
 role, so a namespace a new feature adds to the plan is compared for free.
 No kernel access here: unit tests build the read-back data by hand.
