@@ -20,8 +20,8 @@ from typing import TypeVar
 from pyroute2 import config as pr_config
 from pyroute2 import netns as pr_netns
 
-from netlab import nsenter
 from netlab.errors import NetlabError
+from netlab.kernel import nsenter
 
 NETNS_DIR = "/var/run/netns"
 #: Where Docker keeps its namespaces (not under /var/run/netns: ``ip netns`` does not list them).

@@ -2,7 +2,7 @@
 
 One process serves every endpoint of a lab. For each endpoint it opens a
 socket *inside* the task's network namespace: a short-lived helper thread
-joins the namespace with ``setns(2)`` (which moves only the calling thread),
+joins the namespace (:mod:`netlab.kernel.sockets`; only that thread moves),
 creates and binds the socket there and hands it back; sockets stay in the
 namespace they were created in. One ``selectors`` loop then serves them all:
 

@@ -80,7 +80,7 @@ class AppEndpoint:
 
     @property
     def netns_path(self) -> str:
-        """The file to ``setns`` into: ``/var/run/netns/<netns>`` or the path itself."""
+        """The namespace file to enter: ``/var/run/netns/<netns>`` or the path itself."""
         return self.netns if self.netns.startswith("/") else f"/var/run/netns/{self.netns}"
 
     def __str__(self) -> str:
@@ -137,7 +137,7 @@ class DnsEndpoint:
 
     @property
     def netns_path(self) -> str:
-        """The file to ``setns`` into: ``/var/run/netns/<netns>`` or the path itself."""
+        """The namespace file to enter: ``/var/run/netns/<netns>`` or the path itself."""
         return self.netns if self.netns.startswith("/") else f"/var/run/netns/{self.netns}"
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,26 +1,18 @@
-"""The app's listening sockets, opened inside a task's network namespace.
+"""The app's listening sockets, as the task endpoints want them.
 
-A short-lived helper thread joins the namespace with ``setns(2)`` (which
-moves only the calling thread), creates and binds the socket there and hands
-it back; sockets stay in the namespace they were created in.
+The sockets themselves are made by :mod:`netlab.kernel.sockets` (the one
+door to the kernel), inside the task's namespace.
 """
 
 from __future__ import annotations
 
 import socket
-from typing import Callable, TypeVar
 
-from netlab.nsenter import in_thread
+from netlab.kernel.sockets import IP_PKTINFO, listening_socket, run_in_netns
 from netlab.workload.dnsio import DnsSocket
 from netlab.workload.endpoints import AppEndpoint
 
-IP_PKTINFO = 8  # linux/in.h; the socket module of Python 3.11 lacks it
-T = TypeVar("T")
-
-
-def run_in_netns(netns_fd: int, fn: Callable[[], T]) -> T:
-    """Run ``fn`` in a thread inside the namespace ``netns_fd`` (see :func:`netlab.nsenter.in_thread`)."""
-    return in_thread(netns_fd, fn)
+__all__ = ["IP_PKTINFO", "open_socket", "run_in_netns"]
 
 
 def open_socket(ep: AppEndpoint | DnsSocket) -> socket.socket:
@@ -29,19 +21,8 @@ def open_socket(ep: AppEndpoint | DnsSocket) -> socket.socket:
     Bound to the wildcard because the task's REDIRECT rewrites the destination
     to the primary address of the interface the packet came in on. A DNS
     socket binds ``127.0.0.11:port``, where the task's DNAT sends port 53.
+    Raises OSError when it cannot be bound.
     """
-    kind = socket.SOCK_STREAM if ep.protocol == "tcp" else socket.SOCK_DGRAM
     dns = isinstance(ep, DnsSocket)
-    sock = socket.socket(socket.AF_INET, kind)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if ep.protocol == "udp" and not dns:
-            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-        sock.bind((ep.address if dns else "0.0.0.0", ep.port))
-        if ep.protocol == "tcp":
-            sock.listen(socket.SOMAXCONN)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return listening_socket(ep.protocol, ep.address if dns else "0.0.0.0", ep.port,
+                            pktinfo=ep.protocol == "udp" and not dns)
