@@ -75,12 +75,13 @@ class LinkSeen:
     vxlan: tuple[tuple[str, int], ...] = ()
     index: int = 0                  # ifindex, and a veth's peer's (IFLA_LINK): pairs the
     peer_index: int | None = None   # ends of a veth across namespaces read together
+    carrier: bool = False           # IFF_LOWER_UP: the far end (a veth's peer) is up too
 
 
 @dataclass(frozen=True)
 class NetnsSeen:
     """What one namespace holds, read in one netlink session, one iptables-save and
-    one pass over /proc/sys. ``sysctls`` maps each planned key the kernel can have
+    one pass over the sysctl files. ``sysctls`` maps each planned key the kernel can have
     to its value (None when the file is absent); ``tables`` maps each table of
     the save output to its text; ``ipvs`` is None when IPVS was not read there."""
 
@@ -234,7 +235,7 @@ def peer_drift(netns: str, target: str, items: NetnsItems, seen: NetnsSeen) -> l
 
 def sysctl_drift(netns: str, target: str, want: dict[str, str],
                  have: dict[str, str | None]) -> list[Drift]:
-    """Planned sysctls against /proc/sys in the namespace (keys the kernel cannot
+    """Planned sysctls against the namespace's sysctl files (keys the kernel cannot
     have, such as IPv6 ones without IPv6, are left out by the reader)."""
     out: list[Drift] = []
     for key, value in want.items():

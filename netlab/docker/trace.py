@@ -27,6 +27,7 @@ from netlab.errors import BadInput, MissingFeature
 from netlab.kernel import clientns, realns
 from netlab.kernel.clientns import ClientNs
 from netlab.kernel.netns import ROOT_NETNS
+from netlab.kernel.reader import KernelReader, LinuxReader
 from netlab.kernel.realns import RealNs
 from netlab.kernel.xtables import Backend
 from netlab.trace import probe
@@ -140,10 +141,13 @@ class RealTracer:
     """Traces requests into one real Swarm node from a client namespace made for it."""
 
     def __init__(self, snap: Snapshot, client: ClientNs, path: RealPath,
-                 seen: dict[str, RealNs], target: RealTarget, backend: Backend, url: str):
+                 seen: dict[str, RealNs], target: RealTarget, backend: Backend, url: str,
+                 reader: KernelReader | None = None):
         """``path``: :func:`real_path` of ``target``; ``seen``: what each of its real
-        namespaces holds (:func:`read_namespaces`)."""
+        namespaces holds (:func:`read_namespaces`); ``reader``: the kernel the trace
+        reads (the running one when None)."""
         self.snap, self.client, self.target, self.backend, self.url = snap, client, target, backend, url
+        self.reader: KernelReader = reader if reader is not None else LinuxReader()
         self.path = path
         node_addrs = {target.addr} | {n.addr for n in snap.nodes if n.name == snap.this_node}
         self.points = capture_points(path, seen, node_addrs, client, snap.this_node)
@@ -155,7 +159,8 @@ class RealTracer:
         t, c = self.target, self.client
         clock = _Clock()
         got = collect(self.points, self.path.roles, self.backend, clock,
-                      lambda: probe.send(c.name, c.ip, t.addr, t.port, t.proto, t.text, timeout))
+                      lambda: probe.send(self.reader, c.name, c.ip, t.addr, t.port, t.proto,
+                                         t.text, timeout), self.reader)
         sport = got.result.src[1]
         request = Request(self.url, t.text, self.snap.this_node, f"{t.addr}:{t.port}", t.proto,
                           f"{c.ip}:{sport}", "client",

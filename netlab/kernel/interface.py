@@ -2,9 +2,12 @@
 
 :class:`Kernel` is what :mod:`netlab.lifecycle` and ``status`` ask of the
 machine's network stack: make it hold a plan, remove namespaces, and say
-how it differs from a plan. :class:`LinuxKernel` is the real thing (needs
-root and the features of :mod:`netlab.kernel.features`); unit tests pass a
-fake that records what it was asked.
+how it differs from a plan. What a trace reads (counters, conntrack, IPVS,
+FDB, links, neighbours, captures, sockets in a namespace) is the other half,
+:class:`netlab.kernel.reader.KernelReader`. :class:`LinuxKernel` is the
+real thing for both (needs root and the features of
+:mod:`netlab.kernel.features`); unit tests pass a fake that records what it
+was asked and returns what the test recorded.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Protocol
 from netlab.diff.drift import Allowance
 from netlab.kernel import apply as kernel_apply
 from netlab.kernel.apply import ApplyStats
+from netlab.kernel.reader import LinuxReader
 from netlab.kernel.xtables import Backend
 from netlab.plan.types import Plan
 
@@ -59,8 +63,9 @@ class Kernel(Protocol):
         ...
 
 
-class LinuxKernel:
-    """The running kernel, through pyroute2, python-iptables and ipvs (see kernel/apply.py)."""
+class LinuxKernel(LinuxReader):
+    """The running kernel, through pyroute2, python-iptables and ipvs (see kernel/apply.py);
+    also its :class:`~netlab.kernel.reader.KernelReader` (see kernel/reader.py)."""
 
     def apply(self, plan: Plan, backend: Backend, stale: list[str],
               progress: Progress) -> ApplyStats:

@@ -26,7 +26,7 @@ from netlab.plan import names
 from netlab.plan.render import normalize_save
 from netlab.plan.types import Address, FdbEntry, Neighbour, Plan, Route
 
-IFF_UP = 0x1
+IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 
 def _links(msgs: list) -> tuple[dict[int, str], tuple[LinkSeen, ...]]:
     by_index = {m["index"]: m.get_attr("IFLA_IFNAME") for m in msgs}
@@ -38,7 +38,8 @@ def _links(msgs: list) -> tuple[dict[int, str], tuple[LinkSeen, ...]]:
         out.append(LinkSeen(m.get_attr("IFLA_IFNAME"), kind, m.get_attr("IFLA_MTU"),
                             bool(m["flags"] & IFF_UP), m.get_attr("IFLA_ADDRESS"),
                             by_index.get(master) if master else None, vxlan_attrs(m),
-                            m["index"], m.get_attr("IFLA_LINK")))
+                            m["index"], m.get_attr("IFLA_LINK"),
+                            bool(m["flags"] & IFF_LOWER_UP)))
     return by_index, tuple(out)
 
 

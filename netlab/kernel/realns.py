@@ -2,8 +2,10 @@
 
 Read only. Each namespace (the root one, ``ingress_sbox``, ``1-<id>``, a
 container's sandbox: :func:`netlab.kernel.netns.real_path`) is read by one
-short-lived thread inside it with one rtnetlink session; IPVS schedulers
-come from ``/proc/thread-self/net/ip_vs``, the reading thread's own.
+short-lived thread inside it with the one rtnetlink reader
+(:func:`netlab.kernel.observe.read_netlink`); IPVS schedulers come from
+``/proc/thread-self/net/ip_vs``, the reading thread's own
+(:mod:`netlab.kernel.procfs`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netlab.kernel import netns
+from netlab.kernel.procfs import parse_ip_vs, read_ip_vs
 
 
 @dataclass(frozen=True)
@@ -36,38 +39,28 @@ class RealNs:
 
 
 def parse_schedulers(text: str) -> dict[int, str]:
-    """``/proc/net/ip_vs``: firewall-mark services' schedulers (``FWM 00000100 rr``)."""
-    out = {}
-    for line in text.splitlines():
-        f = line.split()
-        if len(f) >= 3 and f[0] == "FWM":
-            out[int(f[1], 16)] = f[2]
-    return out
+    """``/proc/net/ip_vs``: firewall-mark services' schedulers (``FWM 00000100 rr``),
+    by the one parser of :mod:`netlab.kernel.procfs`."""
+    return parse_ip_vs(text).schedulers
 
 
-def _read_here() -> RealNs:
-    """The namespace this thread is in (runs inside it)."""
-    from pyroute2 import IPRoute
-    with IPRoute() as ipr:
-        msgs = list(ipr.get_links())
-        names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in msgs}
-        addrs: dict[int, list[str]] = {}
-        for a in ipr.get_addr(family=2):
-            addrs.setdefault(a["index"], []).append(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+def _read_here(label: str) -> RealNs:
+    """The namespace this thread is in (runs inside it): its links from the one
+    rtnetlink reader (:func:`netlab.kernel.observe.read_netlink`), its IPVS
+    schedulers from ``/proc/thread-self/net/ip_vs``."""
+    from netlab.kernel.observe import read_netlink
+    seen = read_netlink(label)
+    addrs: dict[str, list[str]] = {}
+    for a in seen.addresses:
+        addrs.setdefault(a.ifname, []).append(a.cidr)
     links = []
-    for m in msgs:
-        info = m.get_attr("IFLA_LINKINFO")
-        kind = info.get_attr("IFLA_INFO_KIND") if info else None
-        data = info.get_attr("IFLA_INFO_DATA") if info else None
-        port = data.get_attr("IFLA_VXLAN_PORT") if kind == "vxlan" and data is not None else None
-        master = m.get_attr("IFLA_MASTER")
-        links.append(RealLink(m.get_attr("IFLA_IFNAME"), m["index"], kind,
-                              m.get_attr("IFLA_LINK") if kind == "veth" else None,
-                              names.get(master) if master else None, m.get_attr("IFLA_ADDRESS"),
-                              tuple(addrs.get(m["index"], ())), int(port) if port else None))
+    for lk in seen.links:
+        port = dict(lk.vxlan).get("port") if lk.kind == "vxlan" else None
+        links.append(RealLink(lk.name, lk.index, lk.kind,
+                              lk.peer_index if lk.kind == "veth" else None, lk.master, lk.mac,
+                              tuple(addrs.get(lk.name, ())), int(port) if port else None))
     try:
-        with open("/proc/thread-self/net/ip_vs") as f:
-            schedulers = parse_schedulers(f.read())
+        schedulers = read_ip_vs().schedulers
     except OSError:
         schedulers = {}
     return RealNs(tuple(links), schedulers)
@@ -77,4 +70,4 @@ def read(ns_file: str) -> RealNs:
     """The links, addresses and IPVS schedulers of the real namespace at ``ns_file``
     (confined to Docker's namespaces and the root one). Raises NetnsError when it is
     gone or cannot be entered."""
-    return netns.in_thread_path(netns.real_path(ns_file), _read_here)
+    return netns.in_thread_path(netns.real_path(ns_file), lambda: _read_here(ns_file))

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from netlab.client import exchange, http_body
-from netlab.kernel.netns import socket_in
+from netlab.kernel.reader import KernelReader
 
 PORT_RANGE = (32768, 60999)
 
@@ -31,11 +31,11 @@ class ProbeResult:
     elapsed_ms: float = 0.0
 
 
-def _bound(netns: str, src_ip: str, kind: int) -> tuple[socket.socket, int]:
+def _bound(reader: KernelReader, netns: str, src_ip: str, kind: int) -> tuple[socket.socket, int]:
     """A socket in ``netns`` bound to a free random port (tries a few)."""
     rng = random.SystemRandom()
     for _ in range(20):
-        sock = socket_in(netns, socket.AF_INET, kind)
+        sock = reader.socket_in(netns, socket.AF_INET, kind)
         port = rng.randint(*PORT_RANGE)
         try:
             sock.bind((src_ip, port))
@@ -56,16 +56,18 @@ def _decode(raw: bytes, proto: str) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
-def send(netns: str, src_ip: str, ip: str, port: int, proto: str, host: str,
-         timeout: float) -> ProbeResult:
-    """Send one request from ``src_ip`` in ``netns`` to ``ip:port``.
+def send(reader: KernelReader, netns: str, src_ip: str, ip: str, port: int, proto: str,
+         host: str, timeout: float) -> ProbeResult:
+    """Send one request from ``src_ip`` in ``netns`` (a socket ``reader`` makes there) to
+    ``ip:port``.
 
     Network outcomes (refused, timeout, reset) are results, not exceptions;
-    raises OSError only when no source port can be bound.
+    raises OSError only when no source port can be bound, NetnsError when the
+    namespace is gone.
     """
     started = time.monotonic()
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    sock, sport = _bound(netns, src_ip, kind)
+    sock, sport = _bound(reader, netns, src_ip, kind)
 
     def result(outcome: str, body: dict | None = None, error: str | None = None) -> ProbeResult:
         return ProbeResult(outcome, (src_ip, sport), body, error,

@@ -7,7 +7,6 @@ table and the counters are read again after the answer (or the timeout).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from netlab.client import parse_target
 from netlab.errors import BadInput
 from netlab.ipam import Allocations
-from netlab.kernel import netns
+from netlab.kernel.reader import KernelReader, LinuxReader
 from netlab.kernel.xtables import Backend
 from netlab.model import Lab, TaskRecord
 from netlab.plan.types import Plan
@@ -88,8 +87,11 @@ class Tracer:
     """Traces requests into one lab; holds what does not change between requests."""
 
     def __init__(self, lab: Lab, allocations: Allocations, plan: Plan, target: TraceTarget,
-                 backend: Backend, history: tuple[TaskRecord, ...] = (), scenario: str = ""):
+                 backend: Backend, history: tuple[TaskRecord, ...] = (), scenario: str = "",
+                 reader: KernelReader | None = None):
+        """``reader``: the kernel the trace reads (the running one when None)."""
         self.lab, self.target, self.backend = lab, target, backend
+        self.reader: KernelReader = reader if reader is not None else LinuxReader()
         self.path: TracePath = (
             eastwest.path(lab, plan, target.sender, target.east_west) if target.east_west else
             trace_path(lab, plan, target.node, target.port, target.proto, target.sender))
@@ -106,8 +108,8 @@ class Tracer:
         t = self.target
         clock = _Clock()
         seen = collect(self.path.points, self.snap_roles, self.backend, clock,
-                       lambda: probe.send(t.sender_ns, t.sender_ip, t.node_ip, t.port, t.proto,
-                                          t.text, timeout))
+                       lambda: probe.send(self.reader, t.sender_ns, t.sender_ip, t.node_ip,
+                                          t.port, t.proto, t.text, timeout), self.reader)
         result, points, frames, missing = seen.result, seen.points, list(seen.frames), seen.missing
         before, after = seen.before, seen.after
         orig = Flow(t.proto, t.sender_ip, result.src[1], t.node_ip, t.port)
@@ -138,27 +140,29 @@ class Collected:
 
 
 def collect(points: tuple[CapturePoint, ...], roles: dict[str, str], backend: Backend,
-            clock: _Clock, send: Callable[[], probe.ProbeResult]) -> Collected:
-    """Counters before, capture open, ``send()``, capture closed, counters and flows after.
+            clock: _Clock, send: Callable[[], probe.ProbeResult],
+            reader: KernelReader) -> Collected:
+    """Counters before, capture open, ``send()``, capture closed, counters and flows after,
+    all read through ``reader``.
 
     Namespaces are names or real Docker namespaces' paths
     (:func:`netlab.kernel.netns.locate`). A namespace removed behind netlab's
     back (a task gone) is said in ``missing``, not fatal. Raises NetnsError
     and IptablesError as :func:`snapshot` and :class:`Capture` do.
     """
-    missing = tuple(n for n in roles if not os.path.exists(netns.locate(n)))
+    missing = tuple(n for n in roles if not reader.present(n))
     live = {n: r for n, r in roles.items() if n not in missing}
     open_points = tuple(p for p in points if p.netns not in missing)
-    before = snapshot(live, with_flows=False, backend=backend)
+    before = snapshot(live, with_flows=False, backend=backend, reader=reader)
     clock.lap("counters before")
-    with Capture(open_points) as cap:
+    with Capture(open_points, reader) as cap:
         clock.lap("open capture")
         result = send()
         clock.lap("request")
         time.sleep(SETTLE_S)
         frames = cap.stop()
         clock.lap("stop capture")
-    after = snapshot(live, with_flows=True, backend=backend)
+    after = snapshot(live, with_flows=True, backend=backend, reader=reader)
     clock.lap("counters, conntrack, IPVS after")
     return Collected(result, open_points, tuple(frames), before, after, missing)
 

@@ -2,21 +2,124 @@
 
 from __future__ import annotations
 
+import errno
+import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from netlab import lifecycle
 from netlab.kernel import netns
 from netlab.kernel.apply import ApplyStats
+from netlab.kernel.capture import RawFrame
+from netlab.kernel.records import NsReading, NsWants
 from netlab.plan.types import Plan
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the kernel saw of one request sent from a given source port: the frames
+    captured, each namespace's reading before and after it, and the server's answer
+    (``refused``: the connection is refused instead)."""
+
+    frames: tuple[RawFrame, ...]
+    before: dict[str, NsReading]
+    after: dict[str, NsReading]
+    answer: bytes = b""
+    refused: bool = False
+
+
+def only_wanted(r: NsReading, w: NsWants) -> NsReading:
+    """``r`` with only the kinds ``w`` asks for, as the real reader reads only those."""
+    return NsReading(r.counters if w.counters else (), r.conntrack if w.conntrack else (),
+                     r.ipvs_conns if w.ipvs_conns else (), r.ipvs_table if w.ipvs_table else (),
+                     r.fdb if w.fdb else (), r.links if w.links else (),
+                     r.neighbours if w.neighbours else (), r.notes if w.conntrack else ())
+
+
+@dataclass
+class FakeCapture:
+    """A :class:`netlab.kernel.capture.CaptureSession` that hands back the frames recorded
+    for the request sent while it was open, on the interfaces it was asked for."""
+
+    kernel: FakeKernel
+    ifaces: dict[str, frozenset[str]]
+    entered: bool = False
+    closed: bool = False
+
+    def __enter__(self) -> FakeCapture:
+        for ns in self.ifaces:
+            if ns not in self.kernel.namespaces:
+                raise netns.NetnsError(f"network namespace {ns} does not exist")
+        self.entered = True
+        return self
+
+    def stop(self) -> list[RawFrame]:
+        rec = self.kernel.request()
+        frames = rec.frames if rec else ()
+        return sorted((f for f in frames if f.iface in self.ifaces.get(f.netns, ())),
+                      key=lambda f: f.time)
+
+    def __exit__(self, *exc) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeSocket:
+    """A socket made in a fake namespace: bound, connected, it plays the recorded answer."""
+
+    kernel: FakeKernel
+    netns: str
+    kind: int
+    bound: tuple[str, int] | None = None
+    peer: tuple[str, int] | None = None
+    sent: bytes = b""
+    closed: bool = False
+    _answer: bytes = b""
+
+    def bind(self, addr: tuple[str, int]) -> None:
+        if addr[1] in self.kernel.ports_in_use:
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+        self.bound = addr
+
+    def settimeout(self, timeout: float) -> None:
+        pass
+
+    def connect(self, addr: tuple[str, int]) -> None:
+        assert self.bound is not None, "the probe binds its source port before connecting"
+        self.peer = addr
+        self.kernel.sent_from = self.bound[1]
+        rec = self.kernel.request()
+        if rec is not None and rec.refused:
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+        self._answer = rec.answer if rec else b""
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += data
+
+    send = sendall
+
+    def recv(self, size: int) -> bytes:
+        if not self._answer and self.kind == socket.SOCK_STREAM:
+            return b""
+        if not self._answer:
+            raise socket.timeout("timed out")
+        data, self._answer = self._answer[:size], self._answer[size:]
+        return data
+
+    def close(self) -> None:
+        self.closed = True
 
 
 @dataclass
 class FakeKernel:
-    """A :class:`netlab.kernel.interface.Kernel` that holds plans in memory.
+    """A :class:`netlab.kernel.interface.Kernel` that holds plans in memory, and a
+    :class:`netlab.kernel.reader.KernelReader` that replays a recorded request.
 
     ``applied`` lists each plan it was asked to apply with the stale
     namespaces; ``namespaces`` is what exists. ``drift`` reports the planned
-    namespaces that do not exist, and ``diffs`` given by the test.
+    namespaces that do not exist, and ``diffs`` given by the test. As a
+    reader, ``recorded(port)`` says what the kernel saw of a request from that
+    source port; ``reads``, ``captures`` and ``sockets`` keep what a trace asked.
     """
 
     namespaces: set[str] = field(default_factory=set)
@@ -30,6 +133,14 @@ class FakeKernel:
     allowed: list = field(default_factory=list)     # the Allowance of each drift call
     adopted: dict[str, int] = field(default_factory=dict)      # netns -> pid it was taken from
     serving: dict[str, set[int]] = field(default_factory=dict)  # netns -> TCP ports listening
+    # The reader's half (netlab.kernel.reader.KernelReader), for trace collection:
+    # ``recorded(port)`` is what the kernel saw of a request from that source port.
+    recorded: Callable[[int], Recorded] | None = None
+    ports_in_use: set[int] = field(default_factory=set)
+    sent_from: int | None = None                    # the source port of the request in flight
+    reads: list[dict[str, NsWants]] = field(default_factory=list)
+    captures: list[FakeCapture] = field(default_factory=list)
+    sockets: list[FakeSocket] = field(default_factory=list)
 
     def apply(self, plan: Plan, backend: str, stale: list[str], progress) -> ApplyStats:
         self.applied.append((plan, backend, list(stale)))
@@ -80,6 +191,41 @@ class FakeKernel:
     def listening(self, name: str) -> set[int]:
         assert name in self.namespaces, f"no namespace {name}"
         return set(self.serving.get(name, set()))
+
+    def request(self) -> Recorded | None:
+        """What was recorded for the request in flight, if one was sent."""
+        if self.recorded is None or self.sent_from is None:
+            return None
+        return self.recorded(self.sent_from)
+
+    def present(self, ns: str) -> bool:
+        return ns in self.namespaces
+
+    def read(self, wants: Mapping[str, NsWants], backend: str) -> dict[str, NsReading]:
+        """The recorded readings before the request, or after it once one was sent (the
+        request is then over: the next read is the next request's "before")."""
+        for ns in wants:
+            if ns not in self.namespaces:
+                raise netns.NetnsError(f"network namespace {ns} does not exist")
+        self.reads.append(dict(wants))
+        self.steps.append(("read", sorted(wants)))
+        rec = self.recorded(self.sent_from or 0) if self.recorded else None
+        held = {} if rec is None else rec.after if self.sent_from is not None else rec.before
+        self.sent_from = None
+        return {ns: only_wanted(held.get(ns, NsReading()), w) for ns, w in wants.items()}
+
+    def capture(self, ifaces: Mapping[str, frozenset[str]]) -> FakeCapture:
+        cap = FakeCapture(self, dict(ifaces))
+        self.captures.append(cap)
+        return cap
+
+    def socket_in(self, ns: str, family: int = socket.AF_INET,
+                  kind: int = socket.SOCK_STREAM) -> FakeSocket:
+        if ns not in self.namespaces:
+            raise netns.NetnsError(f"network namespace {ns} does not exist")
+        sock = FakeSocket(self, ns, kind)
+        self.sockets.append(sock)
+        return sock
 
     def drift(self, plan: Plan, backend: str, allow=None) -> list:
         from netlab.diff.drift import Drift

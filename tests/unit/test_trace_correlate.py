@@ -17,14 +17,14 @@ from scapy.layers.vxlan import VXLAN
 
 from netlab import ipam
 from netlab.kernel.iptables import RuleCounter
+from netlab.kernel.procfs import parse_ip_vs_conn
 from netlab.plan import names
 from netlab.plan.build import build_plan
 from netlab.scenario import load_lab, load_lab_from_text
 from netlab.trace import rules
 from netlab.trace.capture import Frame
 from netlab.trace.correlate import Observation, correlate
-from netlab.trace.evidence import (CtEntry, Flow, IpvsConn, NsSnapshot, counter_deltas,
-                                   parse_ip_vs_conn)
+from netlab.trace.evidence import CtEntry, Flow, IpvsConn, NsSnapshot, counter_deltas
 from netlab.trace.facts import lab_facts
 from netlab.trace.flows import decode, follow
 from netlab.trace.model import EVIDENCE_KINDS, Request
@@ -136,15 +136,16 @@ def observe(points, steps, grown: dict[str, list[RuleCounter]], outcome: str, *,
                        tuple(points))
 
 
-def seed_path(remote: bool = True, answered: bool = True, port: int = 4789):
-    """Frames, counters, conntrack and IPVS of the seed request (hello-a.1 on node1, or hello-a.2)."""
+def seed_path(remote: bool = True, answered: bool = True, port: int = 4789, client: str = C):
+    """Frames, counters, conntrack and IPVS of the seed request (hello-a.1 on node1, or hello-a.2)
+    from ``client`` (ip:port)."""
     task, mac = (T1, MAC_T1) if remote else (T2, MAC_T2)
     ns_task = NS_T1 if remote else NS_T2
     name = "hello-a.1" if remote else "hello-a.2"
     inner = tcp(OV, task, smac=MAC_SBOX2, dmac=mac)
     back = tcp(task, OV, "SA", smac=mac, dmac=MAC_SBOX2)
-    steps = along(tcp(C, N2), ">client/eth0", "<lan/veth-client", ">lan/veth-node2", "<node2/eth0")
-    steps += along(tcp(C, GW), ">node2/vethac120002", "<node2/ingress_sbox/eth1")
+    steps = along(tcp(client, N2), ">client/eth0", "<lan/veth-client", ">lan/veth-node2", "<node2/eth0")
+    steps += along(tcp(client, GW), ">node2/vethac120002", "<node2/ingress_sbox/eth1")
     steps += along(inner, ">node2/ingress_sbox/eth0", "<node2/ov-ingress/veth0a000003")
     if remote:
         steps += along(inner, ">node2/ov-ingress/vxlan0")
@@ -161,15 +162,15 @@ def seed_path(remote: bool = True, answered: bool = True, port: int = 4789):
         steps += along(inner, ">node2/ov-ingress/veth0a000006", "<hello-a.2/eth0")
         reply = along(back, ">hello-a.2/eth0", "<node2/ov-ingress/veth0a000006")
     reply += along(back, ">node2/ov-ingress/veth0a000003", "<node2/ingress_sbox/eth0")
-    reply += along(tcp(GW, C, "SA"), ">node2/ingress_sbox/eth1", "<node2/vethac120002")
-    reply += along(tcp(N2, C, "SA"), ">node2/eth0", "<lan/veth-node2", ">lan/veth-client",
+    reply += along(tcp(GW, client, "SA"), ">node2/ingress_sbox/eth1", "<node2/vethac120002")
+    reply += along(tcp(N2, client, "SA"), ">node2/eth0", "<lan/veth-node2", ">lan/veth-client",
                    "<client/eth0")
     grown = {NS_N2: [rc("nat", "PREROUTING", 1, JUMP), rc("nat", "DOCKER-INGRESS", 1, DNAT)],
              NS_SBOX: [rc("mangle", "PREROUTING", 1, MARK), rc("nat", "POSTROUTING", 1, SNAT)],
              ns_task: [rc("nat", "PREROUTING", 1, REDIRECT.format(ip=task.split(":")[0], task=name))]}
-    conntrack = {NS_N2: (ct((C, N2), (GW, C)),), NS_SBOX: (ct((C, GW), (task, OV)),),
+    conntrack = {NS_N2: (ct((client, N2), (GW, client)),), NS_SBOX: (ct((client, GW), (task, OV)),),
                  ns_task: (ct((OV, task), (task.replace(":5000", ":3000"), OV)),)}
-    ipvs = {NS_SBOX: (IpvsConn("tcp", C, GW, task, "SYN_RECV"),)}
+    ipvs = {NS_SBOX: (IpvsConn("tcp", client, GW, task, "SYN_RECV"),)}
     body = {"task": name, "node": "node1" if remote else "node2", "task_ip": task.split(":")[0],
             "client": "10.0.0.3"}
     return (steps + reply if answered else steps), grown, conntrack, ipvs, body

@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from netlab import ipam
+from netlab.kernel.procfs import parse_ip_vs
 from netlab.model import TaskRecord
 from netlab.plan import names
 from netlab.plan.build import build_plan
 from netlab.scenario import load_lab
 from netlab.trace import render
 from netlab.trace.correlate import correlate
-from netlab.trace.evidence import IpvsConn, IpvsDestination, LinkState, NsSnapshot, parse_ip_vs
+from netlab.trace.evidence import IpvsConn, IpvsDestination, LinkState, NsSnapshot
 from netlab.trace.facts import lab_facts
 from netlab.trace.model import EVIDENCE_KINDS, RepeatSummary
 from netlab.trace.points import trace_path
@@ -64,8 +65,10 @@ def test_parse_ip_vs_reads_fwmark_services_and_weights():
             "  -> 0A000006:0000      Masq    1      0          0         \n"
             "TCP  0A000004:1388 rr\n"
             "  -> 0A000009:1388      Masq    1      0          0         \n")
-    assert parse_ip_vs(text) == (IpvsDestination(256, "10.0.0.5", 0, "Masq", 0, 1, 2),
-                                 IpvsDestination(256, "10.0.0.6", 0, "Masq", 1, 0, 0))
+    table = parse_ip_vs(text)
+    assert table.destinations == (IpvsDestination(256, "10.0.0.5", 0, "Masq", 0, 1, 2),
+                                  IpvsDestination(256, "10.0.0.6", 0, "Masq", 1, 0, 0))
+    assert table.schedulers == {256: "rr"}    # the address service (TCP) is not a fwmark one
 
 
 def test_a_weight_0_destination_is_skipped_and_said_not_a_failure():
