@@ -17,20 +17,20 @@ from typing import TYPE_CHECKING
 
 from netlab.trace import gone, rules
 from netlab.trace.flows import Seen
+from netlab.trace.hoplog import HopLog
 
 if TYPE_CHECKING:
-    from netlab.trace.correlate import _Builder
     from netlab.trace.model import Backend
 
 
-def _delivered(b: _Builder, backend: Backend | None) -> tuple[str, str]:
+def _delivered(b: HopLog, backend: Backend | None) -> tuple[str, str]:
     body = b.obs.probe.body or {}
     who = f"{backend.task} on {backend.node}" if backend else "a task"
     seen = f"; it saw the client as {body['client']}" if body.get("client") else ""
     return "delivered", f"{who} answered{seen}"
 
 
-def _refused(b: _Builder, reply: list[Seen]) -> tuple[str, str]:
+def _refused(b: HopLog, reply: list[Seen]) -> tuple[str, str]:
     req = b.obs.request
     origin = reply[0] if reply else None
     if origin is None:
@@ -73,7 +73,7 @@ def _refused(b: _Builder, reply: list[Seen]) -> tuple[str, str]:
     return "refused", why
 
 
-def _dropped(b: _Builder, request: list[Seen]) -> tuple[str, str]:
+def _dropped(b: HopLog, request: list[Seen]) -> tuple[str, str]:
     last = request[-1] if request else None
     forward = b.chain.forward
     drops = []
@@ -128,7 +128,7 @@ def _dropped(b: _Builder, request: list[Seen]) -> tuple[str, str]:
     return "dropped", detail
 
 
-def diagnose(b: _Builder, request: list[Seen], reply: list[Seen],
+def diagnose(b: HopLog, request: list[Seen], reply: list[Seen],
              backend: Backend | None) -> tuple[str, str]:
     """(verdict, reason); adds or rewrites the last hop through ``b`` when the request failed."""
     outcome = b.obs.probe.outcome

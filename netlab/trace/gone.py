@@ -18,25 +18,21 @@ Pure: a builder of hops in, a :class:`~netlab.trace.model.Cause` out.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from netlab.plan import names
 from netlab.trace.evidence import IpvsDestination, LinkState
 from netlab.trace.flows import Seen
+from netlab.trace.hoplog import HopLog
 from netlab.trace.model import Cause
-
-if TYPE_CHECKING:
-    from netlab.trace.correlate import _Builder
 
 DOCKER_NOTE = "Docker's analogue: stale IPVS backends after task removal (moby/moby#33790)"
 
 
-def _table(b: _Builder, ns: str) -> tuple[IpvsDestination, ...]:
+def _table(b: HopLog, ns: str) -> tuple[IpvsDestination, ...]:
     snap = b.obs.after.get(ns)
     return snap.ipvs_table if snap else ()
 
 
-def _who(b: _Builder, ip: str) -> str:
+def _who(b: HopLog, ip: str) -> str:
     """"hello-a.1 on node1" for a task's address (running or in the history), else ""."""
     if ip in b.facts.tasks_by_ip:
         task, node = b.facts.tasks_by_ip[ip]
@@ -45,12 +41,12 @@ def _who(b: _Builder, ip: str) -> str:
     return f"{ended.name} on {ended.node}, {ended.state}" if ended else ""
 
 
-def skipped(b: _Builder, ns: str, fwmark: int | None) -> list[IpvsDestination]:
+def skipped(b: HopLog, ns: str, fwmark: int | None) -> list[IpvsDestination]:
     """The destinations of ``fwmark`` in sandbox ``ns`` that IPVS skips: weight 0 (draining)."""
     return [d for d in _table(b, ns) if d.fwmark == fwmark and d.weight == 0]
 
 
-def skipped_note(b: _Builder, ns: str, dests: list[IpvsDestination]) -> str:
+def skipped_note(b: HopLog, ns: str, dests: list[IpvsDestination]) -> str:
     """One line: which weight-0 destinations IPVS skipped in ``ns``, and that it is no failure."""
     listed = ", ".join(f"{d.addr}:{d.port}" + (f" ({_who(b, d.addr)})" if _who(b, d.addr) else "")
                        for d in dests)
@@ -58,12 +54,12 @@ def skipped_note(b: _Builder, ns: str, dests: list[IpvsDestination]) -> str:
             f"being drained (a scale-down deweights before it removes), not a failure")
 
 
-def _link(b: _Builder, target: str, name: str) -> LinkState | None:
+def _link(b: HopLog, target: str, name: str) -> LinkState | None:
     snap = b.obs.after.get(b.facts.netns_of.get(target, ""))
     return next((lk for lk in snap.links if lk.name == name), None) if snap else None
 
 
-def _neighbour(b: _Builder, target: str, ip: str) -> str | None:
+def _neighbour(b: HopLog, target: str, ip: str) -> str | None:
     snap = b.obs.after.get(b.facts.netns_of.get(target, ""))
     if snap is None:
         return None
@@ -78,7 +74,7 @@ def _last(request: list[Seen]) -> str:
     return f"last seen at {s.point.label} {'out' if s.frame.outgoing else 'in'}"
 
 
-def _stale(b: _Builder, request: list[Seen]) -> Cause | None:
+def _stale(b: HopLog, request: list[Seen]) -> Cause | None:
     """IPVS chose a destination whose task is gone."""
     for ns, conn in b.chain.ipvs.items():
         ip = conn.dest.rsplit(":", 1)[0]
@@ -124,7 +120,7 @@ def _stale(b: _Builder, request: list[Seen]) -> Cause | None:
     return None
 
 
-def _towards(b: _Builder, request: list[Seen]) -> list[tuple[str, str]]:
+def _towards(b: HopLog, request: list[Seen]) -> list[tuple[str, str]]:
     """(node, why the request went there) for the nodes the request was heading to."""
     out: list[tuple[str, str]] = []
     encaps = [s for s in request if s.outer is not None]
@@ -141,7 +137,7 @@ def _towards(b: _Builder, request: list[Seen]) -> list[tuple[str, str]]:
     return out
 
 
-def _cut(b: _Builder, request: list[Seen]) -> Cause | None:
+def _cut(b: HopLog, request: list[Seen]) -> Cause | None:
     """The request went towards a node that is down or whose LAN link is down."""
     for node, what in _towards(b, request):
         if node not in b.facts.node_state:
@@ -172,6 +168,6 @@ def _cut(b: _Builder, request: list[Seen]) -> Cause | None:
     return None
 
 
-def cause(b: _Builder, request: list[Seen]) -> Cause | None:
+def cause(b: HopLog, request: list[Seen]) -> Cause | None:
     """Why the request died on its way to a task that went away, or None when nothing says so."""
     return _stale(b, request) or _cut(b, request)
