@@ -8,17 +8,25 @@ iptables commit per table that differs, per namespace, with the lab's
 backend. A task's /etc/netns files are written once its namespace exists.
 ``net.ipv6.conf.default.*`` sysctls are written first, right after
 the namespaces are made, so that every interface made there inherits them.
+
+For speed (issue 17): namespaces are made by one thread (no helper forked
+per namespace), rtnetlink requests go in batches over one plain socket per
+namespace (:mod:`netlab.kernel.links`), and sysctls and tables are written
+by a few threads side by side, each entering a namespace in turn (the
+``iptables-*-restore`` it starts is born there). With ``touched``, only
+those namespaces are read and written: what a change (scale, node) touches.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from netlab.kernel import etcnetns, ipvs, netns
-from netlab.kernel.iptables import TableSpec, configure, preload, write_sysctls
-from netlab.kernel.links import Netlink, apply_links
+from netlab.kernel.iptables import TableSpec, configure, preload, restore_fresh, write_sysctls
+from netlab.kernel.links import Sockets, apply_links
 from netlab.kernel.xtables import Backend
 from netlab.plan.types import Plan
 
@@ -50,51 +58,95 @@ def table_specs(plan: Plan, ns: str) -> tuple[TableSpec, ...]:
 EARLY_SYSCTLS = "net.ipv6.conf.default."
 
 
+#: Threads writing sysctls and tables side by side (each waits on a restore tool).
+PARALLEL = 8
+
+
+def restrict(plan: Plan, touched: Collection[str]) -> Plan:
+    """``plan`` cut down to what lives in the namespaces ``touched`` (a veth stays
+    when either end is in one)."""
+    keep = set(touched)
+    out = {}
+    for f in dataclasses.fields(plan):
+        items = getattr(plan, f.name)
+        if f.name == "lab":
+            continue
+        if f.name == "veths":
+            out[f.name] = tuple(v for v in items if v.a.netns in keep or v.b.netns in keep)
+        elif f.name == "user_chains":
+            out[f.name] = tuple(t for t in items if t[0] in keep)
+        elif f.name == "netns":
+            out[f.name] = tuple(ns for ns in items if ns.name in keep)
+        else:
+            out[f.name] = tuple(i for i in items if i.netns in keep)
+    return dataclasses.replace(plan, **out)
+
+
+def changed_netns(before: Plan, after: Plan) -> set[str]:
+    """The namespaces of ``after`` whose planned contents differ from ``before``'s
+    (new ones included): what applying ``after`` over ``before`` must touch."""
+    return {ns.name for ns in after.netns if after.items_in(ns.name) != before.items_in(ns.name)}
+
+
 def apply(plan: Plan, backend: Backend, stale: list[str] | None = None,
-          progress: Callable[[str], None] = lambda _m: None) -> ApplyStats:
+          progress: Callable[[str], None] = lambda _m: None,
+          touched: Collection[str] | None = None) -> ApplyStats:
     """Make the kernel hold ``plan``, its rules in ``backend``; ``stale``
-    namespaces (owned before, not planned now) are removed. Raises NetnsError /
-    NetlinkError / IptablesError / IPTCError on kernel refusals."""
+    namespaces (owned before, not planned now) are removed. With ``touched``,
+    only those of the plan's namespaces are read and written (the others are
+    taken to hold their part already). Raises NetnsError / NetlinkError /
+    IptablesError / IPTCError on kernel refusals."""
     stats = ApplyStats()
     started = time.monotonic()
     planned = {ns.name for ns in plan.netns}
-    fresh: set[str] = set()        # made just now: no table to read before writing
     for name in stale or []:
         if name not in planned and _remove(name):
             stats.netns_removed += 1
+    if touched is not None:
+        plan = restrict(plan, touched)
     progress(f"namespaces: {len(plan.netns)}")
-    for ns in plan.netns:
-        if netns.create(ns.name):
-            stats.netns_created += 1
-            fresh.add(ns.name)
+    fresh = set(netns.create_many([ns.name for ns in plan.netns]))   # made now: hold nothing
+    stats.netns_created = len(fresh)
     etcnetns.write(plan.etc_files)
     early: dict[str, tuple[tuple[str, str], ...]] = {}
     for s in plan.sysctls:
         if s.key.startswith(EARLY_SYSCTLS):
             early[s.netns] = early.get(s.netns, ()) + ((s.key, s.value),)
     if early:
-        netns.run_in_each(list(early), lambda name: write_sysctls(early[name]))
-    nl = Netlink()
+        netns.in_threads(list(early), lambda name: write_sysctls(early[name]), PARALLEL)
+    sk = Sockets()
     try:
         progress("links, addresses, routes, FDB")
-        apply_links(nl, plan)
-        stats.netlink_requests += nl.requests
+        apply_links(sk, plan, fresh)
     finally:
-        nl.close()
+        sk.close()
+        stats.netlink_requests += sk.requests
     progress("IPVS services")
     for ns in plan.netns:
         if ns.role == "sandbox":
             stats.netlink_requests += ipvs.sync(ns.name, list(plan.items_in(ns.name).ipvs))
     progress("sysctls and iptables")
-    if backend == "legacy":
-        preload()
+    work: dict[str, tuple[tuple[tuple[str, str], ...], tuple[TableSpec, ...]]] = {}
     for ns in plan.netns:
         sysctls = tuple((s.key, s.value) for s in plan.items_in(ns.name).sysctls
                         if not s.key.startswith(EARLY_SYSCTLS))
         specs = table_specs(plan, ns.name)
         if sysctls or specs:
-            stats.iptables_commits += netns.run_in(ns.name, configure, backend, sysctls, specs,
-                                                   ns.name in fresh)
+            work[ns.name] = (sysctls, specs)
+    # Fresh namespaces, and every one with the nft backend, from threads: the
+    # restore (and save) tools they start are born in the namespace. Tables
+    # already held by legacy namespaces are rewritten with python-iptables
+    # (libiptc) in a forked child each, keeping the user's DOCKER-USER rules.
+    threaded = [n for n in work if n in fresh or backend == "nft"]
+    done = netns.in_threads(threaded, lambda name: (
+        restore_fresh(backend, *work[name]) if name in fresh else
+        configure(backend, work[name][0], work[name][1], False)), PARALLEL)
+    stats.iptables_commits += sum(done.values())
+    forked = [n for n in work if n not in done]
+    if forked:
+        preload()
+    for name in forked:
+        stats.iptables_commits += netns.run_in(name, configure, backend, *work[name], False)
     stats.seconds = time.monotonic() - started
     return stats
 

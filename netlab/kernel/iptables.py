@@ -368,6 +368,25 @@ def write_tables(backend: Backend, specs: tuple[TableSpec, ...], fresh: bool = F
     return len(specs)
 
 
+def restore_fresh(backend: Backend, sysctls: tuple[tuple[str, str], ...],
+                  specs: tuple[TableSpec, ...]) -> int:
+    """Sysctls, then every table of ``specs`` in one ``iptables-<backend>-restore``, in a
+    namespace made just now (so holding no table to read first or keep rules of).
+
+    Runs in a thread that entered the namespace: /proc/sys and the tool it
+    starts are that namespace's. The restore tool is what Docker and
+    kube-proxy feed; one call commits each table atomically, and, unlike a
+    forked Python child per namespace, several run side by side. Returns the
+    tables committed; raises IptablesError when the tool refuses.
+    """
+    write_sysctls(sysctls)
+    if not specs:
+        return 0
+    argv = [restore_tool(backend)] + (["-w"] if backend == "legacy" else [])
+    _run(argv, stdin="\n".join(s.save_text() for s in specs) + "\n")
+    return len(specs)
+
+
 def write_sysctls(pairs: tuple[tuple[str, str], ...]) -> int:
     """Write ``net.*`` sysctls of this process's namespace; returns how many were written.
 
