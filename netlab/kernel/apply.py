@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from netlab.kernel import etcnetns, ipvs, netns
 from netlab.kernel.iptables import TableSpec, configure, preload, restore_fresh, write_sysctls
-from netlab.kernel.links import Sockets, apply_links
+from netlab.kernel.links import Sockets, apply_links, remove_entries
 from netlab.kernel.xtables import Backend
 from netlab.plan.types import Plan
 
@@ -82,31 +82,76 @@ def restrict(plan: Plan, touched: Collection[str]) -> Plan:
     return dataclasses.replace(plan, **out)
 
 
-def changed_netns(before: Plan, after: Plan) -> set[str]:
-    """The namespaces of ``after`` whose planned contents differ from ``before``'s
-    (new ones included): what applying ``after`` over ``before`` must touch."""
-    return {ns.name for ns in after.netns if after.items_in(ns.name) != before.items_in(ns.name)}
+LINK_KINDS = ("bridges", "vxlans", "veths", "addresses", "routes", "neighbours", "fdb")
+TABLE_KINDS = ("sysctls", "user_chains", "policies", "rules")
+
+
+@dataclass(frozen=True)
+class Touched:
+    """The namespaces a change touches, by layer: what applying ``after`` over
+    ``before`` must read and write (a namespace new in ``after`` is in each)."""
+
+    links: frozenset[str]
+    tables: frozenset[str]
+    ipvs: frozenset[str]
+    etc: frozenset[str]
+
+    @property
+    def any(self) -> frozenset[str]:
+        return self.links | self.tables | self.ipvs | self.etc
+
+
+def added(before: Plan, after: Plan) -> Plan:
+    """What ``after`` holds that ``before`` does not, kind by kind (``after``'s order)."""
+    out = {}
+    for f in dataclasses.fields(after):
+        if f.name == "lab":
+            continue
+        had = set(getattr(before, f.name))
+        out[f.name] = tuple(i for i in getattr(after, f.name) if i not in had)
+    return dataclasses.replace(after, **out)
+
+
+def touched(before: Plan, after: Plan) -> Touched:
+    """Which namespaces of ``after`` differ from ``before``, layer by layer."""
+    layers: dict[str, set[str]] = {"links": set(), "tables": set(), "ipvs": set(), "etc": set()}
+    for ns in after.netns:
+        a, b = after.items_in(ns.name), before.items_in(ns.name)
+        if a == b:
+            continue
+        if any(getattr(a, k) != getattr(b, k) for k in LINK_KINDS) or ns not in before.netns:
+            layers["links"].add(ns.name)
+        if any(getattr(a, k) != getattr(b, k) for k in TABLE_KINDS) or ns not in before.netns:
+            layers["tables"].add(ns.name)
+        if a.ipvs != b.ipvs or ns not in before.netns:
+            layers["ipvs"].add(ns.name)
+        if a.etc_files != b.etc_files:
+            layers["etc"].add(ns.name)
+    return Touched(**{k: frozenset(v) for k, v in layers.items()})
 
 
 def apply(plan: Plan, backend: Backend, stale: list[str] | None = None,
           progress: Callable[[str], None] = lambda _m: None,
-          touched: Collection[str] | None = None) -> ApplyStats:
+          before: Plan | None = None) -> ApplyStats:
     """Make the kernel hold ``plan``, its rules in ``backend``; ``stale``
-    namespaces (owned before, not planned now) are removed. With ``touched``,
-    only those of the plan's namespaces are read and written (the others are
-    taken to hold their part already). Raises NetnsError / NetlinkError /
-    IptablesError / IPTCError on kernel refusals."""
+    namespaces (owned before, not planned now) are removed. With ``before``
+    (the plan the kernel holds now: a change's), only what differs from it is
+    read and written, layer by layer (see :func:`touched`); without, every
+    namespace is converged. Raises NetnsError / NetlinkError / IptablesError /
+    IPTCError on kernel refusals."""
     stats = ApplyStats()
     started = time.monotonic()
     planned = {ns.name for ns in plan.netns}
     for name in stale or []:
         if name not in planned and _remove(name):
             stats.netns_removed += 1
-    if touched is not None:
-        plan = restrict(plan, touched)
+    layers = touched(before, plan) if before is not None else None
+    if layers is not None:
+        plan = restrict(plan, layers.any)
     progress(f"namespaces: {len(plan.netns)}")
     fresh = set(netns.create_many([ns.name for ns in plan.netns]))   # made now: hold nothing
     stats.netns_created = len(fresh)
+    full = plan
     etcnetns.write(plan.etc_files)
     early: dict[str, tuple[tuple[str, str], ...]] = {}
     for s in plan.sysctls:
@@ -114,20 +159,34 @@ def apply(plan: Plan, backend: Backend, stale: list[str] | None = None,
             early[s.netns] = early.get(s.netns, ()) + ((s.key, s.value),)
     if early:
         netns.in_threads(list(early), lambda name: write_sysctls(early[name]), PARALLEL)
+    known: set[str] = set()
+    gone = None
+    if layers is not None and before is not None:
+        # A change: write what it adds, remove what it drops; the rest is as before.
+        now = restrict(full, layers.links | fresh)
+        was = restrict(before, layers.links - fresh)
+        plan, gone = added(was, now), added(now, was)
+        plan = dataclasses.replace(plan, netns=tuple(ns for ns in now.netns if ns.name in fresh))
+        known = set(layers.links) - fresh
     sk = Sockets()
     try:
         progress("links, addresses, routes, FDB")
-        apply_links(sk, plan, fresh)
+        if gone is not None:
+            remove_entries(sk, gone)
+        apply_links(sk, plan, fresh, known)
     finally:
         sk.close()
         stats.netlink_requests += sk.requests
+    plan = full
     progress("IPVS services")
     for ns in plan.netns:
-        if ns.role == "sandbox":
+        if ns.role == "sandbox" and (layers is None or ns.name in layers.ipvs | fresh):
             stats.netlink_requests += ipvs.sync(ns.name, list(plan.items_in(ns.name).ipvs))
     progress("sysctls and iptables")
     work: dict[str, tuple[tuple[tuple[str, str], ...], tuple[TableSpec, ...]]] = {}
     for ns in plan.netns:
+        if layers is not None and ns.name not in layers.tables | fresh:
+            continue
         sysctls = tuple((s.key, s.value) for s in plan.items_in(ns.name).sysctls
                         if not s.key.startswith(EARLY_SYSCTLS))
         specs = table_specs(plan, ns.name)

@@ -9,7 +9,7 @@ fake that records what it was asked.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Protocol
 
 from netlab.kernel import apply as kernel_apply
@@ -25,10 +25,10 @@ class Kernel(Protocol):
     """What changing and reading a lab needs from the kernel."""
 
     def apply(self, plan: Plan, backend: Backend, stale: list[str],
-              progress: Progress, touched: Collection[str] | None = None) -> ApplyStats:
+              progress: Progress, before: Plan | None = None) -> ApplyStats:
         """Make the kernel hold ``plan`` (rules in ``backend``), removing the ``stale``
-        namespaces; with ``touched``, only those namespaces are read and written (a
-        change knows which it touches). Raises on kernel refusals."""
+        namespaces; with ``before`` (the plan the kernel holds now, a change's), only
+        the namespaces whose plan differs are read and written. Raises on kernel refusals."""
         ...
 
     def set_weights(self, plan: Plan, addresses: set[str], weight: int) -> int:
@@ -64,8 +64,8 @@ class LinuxKernel:
     """The running kernel, through pyroute2, python-iptables and ipvs (see kernel/apply.py)."""
 
     def apply(self, plan: Plan, backend: Backend, stale: list[str],
-              progress: Progress, touched: Collection[str] | None = None) -> ApplyStats:
-        return kernel_apply.apply(plan, backend, stale=stale, progress=progress, touched=touched)
+              progress: Progress, before: Plan | None = None) -> ApplyStats:
+        return kernel_apply.apply(plan, backend, stale=stale, progress=progress, before=before)
 
     def set_weights(self, plan: Plan, addresses: set[str], weight: int) -> int:
         from netlab.kernel import ipvs

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import errno
 import os
 import socket
 
@@ -114,9 +115,12 @@ def _index(links: dict[str, dict[str, LinkInfo]], netns: str, ifname: str) -> in
     return li.index
 
 
-def apply_links(sk: Sockets, plan: Plan, fresh: set[str] = frozenset()) -> None:
+def apply_links(sk: Sockets, plan: Plan, fresh: set[str] = frozenset(),
+                known: set[str] = frozenset()) -> None:
     """Everything of ``plan`` that lives in rtnetlink, in dependency order; namespaces
-    in ``fresh`` were made just now and are not read before being written.
+    in ``fresh`` were made just now and are not read before being written; in
+    ``known`` ones (a change's: ``plan`` is then what the change adds) only the
+    links are read, for their indexes, and nothing is removed.
     Raises NetlinkError when the kernel refuses a request."""
     involved = {ns.name for ns in plan.netns}
     involved |= {v.a.netns for v in plan.veths} | {v.b.netns for v in plan.veths}
@@ -200,12 +204,12 @@ def apply_links(sk: Sockets, plan: Plan, fresh: set[str] = frozenset()) -> None:
     for ad in plan.addresses:
         by_ns[ad.netns].append((ad.ifname, ad.cidr, ad.broadcast))
     for netns, wanted in by_ns.items():
-        sync_addresses(sk, links, netns, wanted, netns in fresh)
+        sync_addresses(sk, links, netns, wanted, netns in fresh or netns in known)
     routed: dict[str, set[str]] = {ns.name: set() for ns in plan.netns}
     for r in plan.routes:
         routed.setdefault(r.netns, set()).add(r.dst)
     for netns, dsts in routed.items():
-        if netns not in fresh:
+        if netns not in fresh and netns not in known:
             drop_stray_routes(sk, links, netns, dsts)
     for r in plan.routes:
         dst = "0.0.0.0/0" if r.dst == "default" else r.dst
@@ -220,7 +224,38 @@ def apply_links(sk: Sockets, plan: Plan, fresh: set[str] = frozenset()) -> None:
     for f in plan.fdb:
         peers[(f.netns, f.ifname)][1].append((f.mac, f.dst))
     for (netns, ifname), (neigh, fdb) in peers.items():
-        sync_peers(sk, netns, _index(links, netns, ifname), neigh, fdb, netns in fresh)
+        sync_peers(sk, netns, _index(links, netns, ifname), neigh, fdb,
+                   netns in fresh or netns in known)
+    sk.flush()
+
+
+def remove_entries(sk: Sockets, gone: Plan) -> None:
+    """Delete ``gone``'s addresses, routes, neighbours and FDB entries (what a change
+    removes from namespaces that stay); ones already absent are no refusal."""
+    names = sorted({x.netns for kind in (gone.addresses, gone.routes, gone.neighbours, gone.fdb)
+                    for x in kind})
+    sk.open(names)
+    links = {n: read_links(sk, n) for n in names}
+
+    def index(netns: str, ifname: str) -> int | None:
+        li = links[netns].get(ifname)
+        return li.index if li is not None else None
+    for a in gone.addresses:
+        if (idx := index(a.netns, a.ifname)) is not None:
+            sk(a.netns).queue(rtnl.RTM_DELADDR, 0, rtnl.addr_body(idx, a.cidr), f"del address {a.cidr}",
+                              fine=(errno.EADDRNOTAVAIL, errno.ENOENT))
+    for r in gone.routes:
+        sk(r.netns).queue(rtnl.RTM_DELROUTE, 0, rtnl.route_body(
+            "0.0.0.0/0" if r.dst == "default" else r.dst, r.gateway, index(r.netns, r.ifname) or 0),
+            f"del route {r.dst}", fine=(errno.ESRCH, errno.ENOENT))
+    for n in gone.neighbours:
+        if (idx := index(n.netns, n.ifname)) is not None:
+            sk(n.netns).queue(rtnl.RTM_DELNEIGH, 0, rtnl.neigh_body(idx, n.ip, n.mac),
+                              f"del neighbour {n.ip}", fine=(errno.ENOENT,))
+    for f in gone.fdb:
+        if (idx := index(f.netns, f.ifname)) is not None:
+            sk(f.netns).queue(rtnl.RTM_DELNEIGH, 0, rtnl.fdb_body(idx, f.mac, f.dst),
+                              f"del fdb {f.mac}", fine=(errno.ENOENT,))
     sk.flush()
 
 
@@ -243,7 +278,7 @@ def sync_addresses(sk: Sockets, links: dict[str, dict[str, LinkInfo]], netns: st
         for cidr in sorted(c for c in have if cidrs.get(c, "-") != have[c]):
             sk(netns).queue(rtnl.RTM_DELADDR, 0, rtnl.addr_body(idx, cidr), f"del address {cidr}")
         for cidr in sorted(c for c in cidrs if have.get(c, "-") != cidrs[c]):
-            sk(netns).queue(rtnl.RTM_NEWADDR, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL,
+            sk(netns).queue(rtnl.RTM_NEWADDR, rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE,
                             rtnl.addr_body(idx, cidr, cidrs[cidr]), f"address {cidr} on {ifname}")
 
 

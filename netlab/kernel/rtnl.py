@@ -164,9 +164,15 @@ class Rtnl:
     _seq: int = 0
     _out: bytearray = field(default_factory=bytearray)
     _what: dict[int, str] = field(default_factory=dict)
+    _fine: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
-    def queue(self, mtype: int, flags: int, body: bytes, what: str) -> None:
+    def queue(self, mtype: int, flags: int, body: bytes, what: str,
+              fine: tuple[int, ...] = ()) -> None:
+        """Queue one request; an answer with an errno in ``fine`` is not a refusal
+        (a deletion of something already gone)."""
         self._seq += 1
+        if fine:
+            self._fine[self._seq] = fine
         self._out += _HDR.pack(_HDR.size + len(body), mtype, flags | NLM_F_REQUEST | NLM_F_ACK,
                                self._seq, 0) + body
         self._what[self._seq] = what
@@ -187,6 +193,8 @@ class Rtnl:
                     continue
                 what = self._what.pop(seq, None)
                 code = -struct.unpack_from("=i", body)[0]
+                if code in self._fine.pop(seq, ()):
+                    continue
                 if code and failed is None and what is not None:
                     failed = NetlinkError(code, f"{what} in {self.netns}: {os.strerror(code)}")
         if failed is not None:

@@ -30,12 +30,12 @@ class FakeKernel:
     allowed: list = field(default_factory=list)     # the Allowance of each drift call
     adopted: dict[str, int] = field(default_factory=dict)      # netns -> pid it was taken from
     serving: dict[str, set[int]] = field(default_factory=dict)  # netns -> TCP ports listening
-    touched: list = field(default_factory=list)     # the namespaces each apply was told it touches
+    before: list = field(default_factory=list)      # the plan each apply was told the kernel holds
 
     def apply(self, plan: Plan, backend: str, stale: list[str], progress,
-              touched=None) -> ApplyStats:
+              before=None) -> ApplyStats:
         self.applied.append((plan, backend, list(stale)))
-        self.touched.append(None if touched is None else set(touched))
+        self.before.append(before)
         self.steps.append(("apply", plan))
         # The real apply brings up every link of the plan.
         self.links_down -= {(v.a.netns, v.a.name) for v in plan.veths}
