@@ -206,7 +206,8 @@ def open_in_each(names: list[str], fn: Callable[[], T]) -> dict[str, T]:
             os.close(fd)
 
 
-def in_threads(names: list[str], fn: Callable[[str], T], workers: int = 8) -> dict[str, T]:
+def in_threads(names: list[str], fn: Callable[[str], T], workers: int = 8,
+               lenient: bool = False) -> dict[str, T]:
     """``fn(name)`` inside each namespace of ``names``, by up to ``workers`` threads
     side by side, each entering the namespace of its next job (what it reads in
     /proc/sys and the processes it starts are that namespace's). Returns
@@ -240,11 +241,25 @@ def in_threads(names: list[str], fn: Callable[[str], T], workers: int = 8) -> di
         for name, fut in futures.items():
             try:
                 out[name] = fut.result()
+            except NetnsError as exc:
+                if lenient:
+                    out[name] = exc      # type: ignore[assignment]
+                else:
+                    first = first or exc
             except BaseException as exc:   # noqa: BLE001 - re-raised below, once all ended
                 first = first or exc
     if first is not None:
         raise first
     return out
+
+
+def in_threads_lenient(names: list[str], fn: Callable[[str], T],
+                       workers: int = 4) -> dict[str, T | NetnsError]:
+    """:func:`in_threads`, but a namespace that is missing or cannot be entered (or
+    where ``fn`` raises NetnsError) gives its NetnsError as its result instead of
+    raising: a reader's way, where a namespace may vanish while it reads. Other
+    exceptions propagate."""
+    return in_threads(names, fn, workers, lenient=True)
 
 
 def remove(name: str) -> bool:
