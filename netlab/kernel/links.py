@@ -124,7 +124,9 @@ def apply_links(sk: Sockets, plan: Plan, fresh: set[str] = frozenset(),
     Raises NetlinkError when the kernel refuses a request."""
     involved = {ns.name for ns in plan.netns}
     involved |= {v.a.netns for v in plan.veths} | {v.b.netns for v in plan.veths}
-    involved |= {v.underlay_netns for v in plan.vxlans}
+    involved |= {v.underlay_netns for v in plan.vxlans} | {v.netns for v in plan.vxlans}
+    involved |= {x.netns for kind in (plan.bridges, plan.addresses, plan.routes, plan.neighbours,
+                                      plan.fdb) for x in kind}
     sk.open(sorted(involved))
     links: dict[str, dict[str, LinkInfo]] = {
         n: ({} if n in fresh else read_links(sk, n)) for n in sorted(involved)}
