@@ -169,11 +169,13 @@ class Rtnl:
     def queue(self, mtype: int, flags: int, body: bytes, what: str,
               fine: tuple[int, ...] = ()) -> None:
         """Queue one request; an answer with an errno in ``fine`` is not a refusal
-        (a deletion of something already gone)."""
+        (a deletion of something already gone). No ack is asked for: the kernel
+        answers a refusal all the same, and :meth:`flush` ends each batch with one
+        request that is acked."""
         self._seq += 1
         if fine:
             self._fine[self._seq] = fine
-        self._out += _HDR.pack(_HDR.size + len(body), mtype, flags | NLM_F_REQUEST | NLM_F_ACK,
+        self._out += _HDR.pack(_HDR.size + len(body), mtype, flags | NLM_F_REQUEST,
                                self._seq, 0) + body
         self._what[self._seq] = what
         self.requests += 1
@@ -181,22 +183,38 @@ class Rtnl:
             self.flush()
 
     def flush(self) -> None:
-        """Send what is queued; raises NetlinkError for the first request refused."""
+        """Send what is queued; raises NetlinkError for the first request refused.
+
+        rtnetlink handles every message of one ``send`` in order before the call
+        returns, answering only refusals; the batch ends with an acked request
+        for the loopback (harmless), so the first ack with its sequence number
+        means every answer to the batch has been read.
+        """
         if not self._out:
             return
+        self._seq += 1
+        barrier = self._seq
+        self._out += _HDR.pack(_HDR.size + IFINFO.size, RTM_GETLINK, NLM_F_REQUEST | NLM_F_ACK,
+                               barrier, 0) + IFINFO.pack(0, 0, 1, 0, 0)
         data, self._out = bytes(self._out), bytearray()
         self.sock.send(data)
         failed: NetlinkError | None = None
-        while self._what:
+        done = False
+        while not done:
             for mtype, seq, body in self._read():
                 if mtype != NLMSG_ERROR:
                     continue
-                what = self._what.pop(seq, None)
+                if seq == barrier:
+                    done = True
+                    continue
+                what = self._what.get(seq)
                 code = -struct.unpack_from("=i", body)[0]
-                if code in self._fine.pop(seq, ()):
+                if code in self._fine.get(seq, ()):
                     continue
                 if code and failed is None and what is not None:
                     failed = NetlinkError(code, f"{what} in {self.netns}: {os.strerror(code)}")
+        self._what.clear()
+        self._fine.clear()
         if failed is not None:
             raise failed
 

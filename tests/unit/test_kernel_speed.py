@@ -90,7 +90,8 @@ def test_route_address_neighbour_and_fdb_requests():
 
 
 class AckingSocket:
-    """A socket that answers each request of a batch with an ack, errno by sequence number."""
+    """A socket that answers as rtnetlink does: a refusal always (errno by sequence
+    number), an ack only when asked for, and a GET's object before its ack."""
 
     def __init__(self, errors: dict[int, int]):
         self.errors, self.sent, self.pending = errors, [], []
@@ -99,9 +100,14 @@ class AckingSocket:
         self.sent.append(data)
         off = 0
         while off < len(data):
-            n, _t, _f, seq, _p = struct.unpack_from("=IHHII", data, off)
-            self.pending.append(struct.pack("=IHHII", 36, rtnl.NLMSG_ERROR, 0, seq, 0)
-                                + struct.pack("=i", -self.errors.get(seq, 0)) + data[off:off + 16])
+            n, mtype, flags, seq, _p = struct.unpack_from("=IHHII", data, off)
+            if mtype == rtnl.RTM_GETLINK:
+                self.pending.append(struct.pack("=IHHII", 32, rtnl.RTM_NEWLINK, 0, seq, 0)
+                                    + rtnl.IFINFO.pack(0, 0, 1, 0, 0))
+            if flags & rtnl.NLM_F_ACK or self.errors.get(seq):
+                self.pending.append(struct.pack("=IHHII", 36, rtnl.NLMSG_ERROR, 0, seq, 0)
+                                    + struct.pack("=i", -self.errors.get(seq, 0))
+                                    + data[off:off + 16])
             off += n
         return len(data)
 
@@ -117,6 +123,14 @@ def test_a_batch_goes_in_one_send_and_every_ack_is_read():
         r.queue(rtnl.RTM_NEWADDR, 0, rtnl.addr_body(2, f"10.0.0.{i + 2}/24"), f"address {i}")
     r.flush()
     assert len(sock.sent) == 1 and not sock.pending and r.requests == 7
+    flags = []
+    off, data = 0, sock.sent[0]
+    while off < len(data):
+        n, mtype, f, _seq, _p = struct.unpack_from("=IHHII", data, off)
+        flags.append((mtype, f & rtnl.NLM_F_ACK))
+        off += n
+    # no ack asked for but by the last request, which closes the batch
+    assert flags == [(rtnl.RTM_NEWADDR, 0)] * 7 + [(rtnl.RTM_GETLINK, rtnl.NLM_F_ACK)]
 
 
 def test_a_refusal_names_the_request_and_the_namespace_and_fine_errnos_pass():
