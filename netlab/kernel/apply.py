@@ -103,31 +103,59 @@ class Touched:
 
 def added(before: Plan, after: Plan) -> Plan:
     """What ``after`` holds that ``before`` does not, kind by kind (``after``'s order)."""
+    return diff(before, after)[1]
+
+
+def merged(first: Plan, second: Plan) -> Plan:
+    """Every item of ``first`` then those of ``second`` it lacks, kind by kind."""
     out = {}
+    for f in dataclasses.fields(first):
+        if f.name != "lab":
+            a = getattr(first, f.name)
+            seen = set(a)
+            out[f.name] = a + tuple(i for i in getattr(second, f.name) if i not in seen)
+    return dataclasses.replace(first, **out)
+
+
+def _where(kind: str, item) -> tuple[str, ...]:
+    if kind == "veths":
+        return (item.a.netns, item.b.netns)
+    if kind == "user_chains":
+        return (item[0],)
+    if kind == "netns":
+        return (item.name,)
+    return (item.netns,)
+
+
+def diff(before: Plan, after: Plan) -> tuple[Touched, Plan, Plan]:
+    """In one pass, kind by kind: the namespaces of ``after`` a change touches, by
+    layer; what ``after`` adds (a Plan, ``after``'s order); and what it drops
+    (a Plan of ``before``'s items that ``after`` does not have)."""
+    layer_of = {**{k: "links" for k in LINK_KINDS}, **{k: "tables" for k in TABLE_KINDS},
+                "ipvs": "ipvs", "etc_files": "etc"}
+    layers: dict[str, set[str]] = {"links": set(), "tables": set(), "ipvs": set(), "etc": set()}
+    plus, minus = {}, {}
     for f in dataclasses.fields(after):
         if f.name == "lab":
             continue
-        had = set(getattr(before, f.name))
-        out[f.name] = tuple(i for i in getattr(after, f.name) if i not in had)
-    return dataclasses.replace(after, **out)
+        was, now = getattr(before, f.name), getattr(after, f.name)
+        had, has = set(was), set(now)
+        plus[f.name] = tuple(i for i in now if i not in had)
+        minus[f.name] = tuple(i for i in was if i not in has)
+        hit = {n for i in plus[f.name] + minus[f.name] for n in _where(f.name, i)}
+        if f.name == "netns":          # a namespace new (or changed role): every layer
+            for layer in layers.values():
+                layer |= hit
+        else:
+            layers[layer_of[f.name]] |= hit
+    planned = {ns.name for ns in after.netns}
+    touched_now = Touched(**{k: frozenset(v & planned) for k, v in layers.items()})
+    return (touched_now, dataclasses.replace(after, **plus), dataclasses.replace(before, **minus))
 
 
 def touched(before: Plan, after: Plan) -> Touched:
     """Which namespaces of ``after`` differ from ``before``, layer by layer."""
-    layers: dict[str, set[str]] = {"links": set(), "tables": set(), "ipvs": set(), "etc": set()}
-    for ns in after.netns:
-        a, b = after.items_in(ns.name), before.items_in(ns.name)
-        if a == b:
-            continue
-        if any(getattr(a, k) != getattr(b, k) for k in LINK_KINDS) or ns not in before.netns:
-            layers["links"].add(ns.name)
-        if any(getattr(a, k) != getattr(b, k) for k in TABLE_KINDS) or ns not in before.netns:
-            layers["tables"].add(ns.name)
-        if a.ipvs != b.ipvs or ns not in before.netns:
-            layers["ipvs"].add(ns.name)
-        if a.etc_files != b.etc_files:
-            layers["etc"].add(ns.name)
-    return Touched(**{k: frozenset(v) for k, v in layers.items()})
+    return diff(before, after)[0]
 
 
 def apply(plan: Plan, backend: Backend, stale: list[str] | None = None,
@@ -145,9 +173,12 @@ def apply(plan: Plan, backend: Backend, stale: list[str] | None = None,
     for name in stale or []:
         if name not in planned and _remove(name):
             stats.netns_removed += 1
-    layers = touched(before, plan) if before is not None else None
+    layers, more, less = diff(before, plan) if before is not None else (None, None, None)
     if layers is not None:
-        plan = restrict(plan, layers.any)
+        # Namespaces missing now are made whole, even when the plan says the same
+        # of them as before (a task restarted on another node keeps its name).
+        missing = {ns.name for ns in plan.netns if not netns.exists(ns.name)}
+        plan = restrict(plan, layers.any | missing)
     progress(f"namespaces: {len(plan.netns)}")
     fresh = set(netns.create_many([ns.name for ns in plan.netns]))   # made now: hold nothing
     stats.netns_created = len(fresh)
@@ -161,12 +192,11 @@ def apply(plan: Plan, backend: Backend, stale: list[str] | None = None,
         netns.in_threads(list(early), lambda name: write_sysctls(early[name]), PARALLEL)
     known: set[str] = set()
     gone = None
-    if layers is not None and before is not None:
-        # A change: write what it adds, remove what it drops; the rest is as before.
-        now = restrict(full, layers.links | fresh)
-        was = restrict(before, layers.links - fresh)
-        plan, gone = added(was, now), added(now, was)
-        plan = dataclasses.replace(plan, netns=tuple(ns for ns in now.netns if ns.name in fresh))
+    if layers is not None and more is not None and less is not None:
+        # A change: write what it adds, remove what it drops from namespaces that
+        # stay; the rest is as before.
+        plan = merged(restrict(more, layers.links - fresh), restrict(full, fresh))
+        gone = restrict(less, set(layers.links) - fresh)
         known = set(layers.links) - fresh
     sk = Sockets()
     try:
