@@ -44,7 +44,7 @@ IFF_UP = 0x1
 NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
 AF_BRIDGE = 7
-RT_TABLE_MAIN, RTPROT_BOOT, RTN_UNICAST = 254, 3, 1
+RT_TABLE_MAIN, RTPROT_STATIC, RTN_UNICAST = 254, 4, 1
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
 SOL_NETLINK, NETLINK_CAP_ACK = 270, 10
 
@@ -315,7 +315,7 @@ def addr_body(index: int, cidr: str, broadcast: str | None = None) -> bytes:
     return body
 
 
-def route_body(dst: str, gateway: str | None, oif: int, proto: int = RTPROT_BOOT,
+def route_body(dst: str, gateway: str | None, oif: int, proto: int = RTPROT_STATIC,
                scope: int | None = None, rtype: int = RTN_UNICAST) -> bytes:
     """A main-table IPv4 route (``dst``: a CIDR, ``0.0.0.0/0`` for the default)."""
     ip, plen = dst.split("/")
