@@ -43,10 +43,12 @@ def read_netlink(name: str) -> NetnsSeen:
         route_msgs = sock.dump(rtnl.RTM_GETROUTE,
                                rtnl.RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0))
         neigh_msgs = sock.dump(rtnl.RTM_GETNEIGH, rtnl.NDMSG.pack(socket.AF_INET, 0, 0, 0, 0))
-        fdb_msgs = sock.dump(rtnl.RTM_GETNEIGH, rtnl.NDMSG.pack(rtnl.AF_BRIDGE, 0, 0, 0, 0))
+        infos = [rtnl.link_info(m) for m in link_msgs]
+        # Remote FDB entries (with a VTEP) live only on VXLAN devices.
+        fdb_msgs = (sock.dump(rtnl.RTM_GETNEIGH, rtnl.NDMSG.pack(rtnl.AF_BRIDGE, 0, 0, 0, 0))
+                    if any(li.kind == "vxlan" for li in infos) else [])
     finally:
         sock.close()
-    infos = [rtnl.link_info(m) for m in link_msgs]
     by_index = {li.index: li.name for li in infos}
     links = []
     for m, li in zip(link_msgs, infos):

@@ -112,7 +112,7 @@ class Msg:
 
     def mac(self, kind: int) -> str | None:
         v = self.attrs.get(kind)
-        return ":".join(f"{b:02x}" for b in v) if v is not None else None
+        return v.hex(":") if v is not None else None
 
 
 @dataclass(frozen=True)
