@@ -113,6 +113,7 @@ def main() -> None:
     if not in_vm:
         from netlab.kernel import ipvs
         ipvs.set_weights = lambda _ns, _fwmark, dests, _weight: len(dests)
+        ipvs.set_weights_in = lambda _ns, services, _weight: sum(len(d) for _, d in services)
         ipvs.read = lambda _ns: []          # status: no IPVS table to read here
         from netlab.cli import common
         converge.build_plan = common.build_plan = lifecycle.build_plan   # the plan without IPVS

@@ -69,12 +69,13 @@ class LinuxKernel:
 
     def set_weights(self, plan: Plan, addresses: set[str], weight: int) -> int:
         from netlab.kernel import ipvs
-        done = 0
+        by_netns: dict[str, list] = {}
         for svc in plan.ipvs:
             dests = [d for d in svc.dests if d.addr in addresses]
             if dests:
-                done += ipvs.set_weights(svc.netns, svc.fwmark, dests, weight)
-        return done
+                by_netns.setdefault(svc.netns, []).append((svc.fwmark, dests))
+        # One session per sandbox, all its services through it.
+        return sum(ipvs.set_weights_in(ns, services, weight) for ns, services in by_netns.items())
 
     def set_link(self, netns: str, ifname: str, up: bool) -> None:
         from netlab.kernel.links import set_link_state
