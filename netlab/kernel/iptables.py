@@ -9,12 +9,16 @@ the backend). Writing, per backend:
 - ``nft``: the plan's tables as ``iptables-save`` text fed to
   ``iptables-nft-restore``, one call per namespace, each table one atomic
   commit (as kube-proxy and Docker feed ``iptables-restore``);
-- ``legacy``: python-iptables (libiptc), one atomic commit per table.
+- ``legacy``: python-iptables (libiptc), one atomic commit per table; in a
+  namespace made just now (nothing to read or keep), ``iptables-legacy-restore
+  -w`` as for nft (:func:`restore_fresh`), so several run side by side.
 
 Reading, for both: the backend's ``iptables-*-save -c``, parsed into save
 text and per-rule counters, so what netlab reads is what a user's
-``iptables-save`` prints. The functions run *inside* the target namespace,
-in a child made by :func:`netlab.kernel.netns.run_in`.
+``iptables-save`` prints. The functions run *inside* the target namespace:
+in a thread that entered it (:func:`netlab.kernel.netns.in_threads`; the
+tools it starts are born there), or, for python-iptables, in a child made by
+:func:`netlab.kernel.netns.run_in`.
 """
 
 from __future__ import annotations

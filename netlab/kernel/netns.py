@@ -1,11 +1,13 @@
 """Network namespaces: create, list, remove, and run code or open sockets inside one.
 
 Entering a namespace uses ``setns(2)`` through ctypes (Python 3.11 has no
-``os.setns``). Code that must *run* inside a namespace (python-iptables,
-``/proc/sys/net`` writes) runs in a forked child, because libiptc caches
-tables per process and ``setns`` would leak into the caller otherwise.
-Sockets are opened in a short-lived thread, as ``setns`` only moves the
-calling thread.
+``os.setns``). python-iptables runs in a forked child (:func:`run_in`),
+because libiptc caches tables per process. Everything else runs in threads,
+as ``setns`` only moves the calling thread: sockets opened there stay in the
+namespace, ``/proc/sys/net`` is that namespace's, and a process started
+there is born in it (:func:`in_thread`, :func:`open_in_each`,
+:func:`in_threads`). Namespaces are made by one thread too
+(:func:`create_many`).
 """
 
 from __future__ import annotations
