@@ -201,3 +201,22 @@ def test_a_change_tells_the_kernel_the_plan_it_holds_and_up_does_not(tmp_path):
     assert held is not None
     assert names.task_ns("hello-a", "hello-a.3") not in {ns.name for ns in held.netns}
     assert names.task_ns("hello-a", "hello-a.3") in {ns.name for ns in fake.kernel.applied[-1][0].netns}
+
+
+def test_a_task_restarted_on_another_node_is_touched_in_every_layer(tmp_path):
+    scenario = tmp_path / "hello-a.yaml"
+    shutil.copy(SCENARIOS / "hello-a.yaml", scenario)
+    store, fake = state.StateStore(tmp_path / "store"), FakeHost()
+    lifecycle.up(load_lab(scenario), str(scenario), store, "legacy", host=fake.host())
+    converge.node("hello-a", "node2", "down", store, host=fake.host())
+    held, applied = fake.kernel.before[-1], fake.kernel.applied[-1][0]
+    moved = names.task_ns("hello-a", "hello-a.2")        # same name, now on node1
+    assert moved in {ns.name for ns in held.netns} and moved in {ns.name for ns in applied.netns}
+    t, more, less = kernel_apply.diff(held, applied)
+    assert moved in t.links and moved in t.tables and moved in t.ipvs
+    assert names.lan_ns("hello-a") in t.links               # node2's LAN port left the plan
+    # what the move adds and drops: its veth now hangs off node1's bridges
+    assert any(moved in (v.a.netns, v.b.netns) for v in more.veths)
+    assert any(moved in (v.a.netns, v.b.netns) for v in less.veths)
+    both = kernel_apply.merged(more, applied)
+    assert set(both.routes) == set(applied.routes) and len(both.routes) == len(applied.routes)
