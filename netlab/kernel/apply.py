@@ -20,6 +20,7 @@ those namespaces are read and written: what a change (scale, node) touches.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -60,6 +61,21 @@ EARLY_SYSCTLS = "net.ipv6.conf.default."
 
 #: Threads writing sysctls and tables side by side (each waits on a restore tool).
 PARALLEL = 8
+
+
+class _Ahead(threading.Thread):
+    """A job run beside the caller's: its result, or the exception it raised."""
+
+    def __init__(self, job: Callable[[], dict]):
+        super().__init__(name="netlab-ahead", daemon=True)
+        self.job, self.result, self.error = job, {}, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.result = self.job()
+        except BaseException as exc:   # noqa: BLE001 - raised in the caller by apply
+            self.error = exc
 
 
 def restrict(plan: Plan, touched: Collection[str]) -> Plan:
@@ -198,40 +214,56 @@ def apply(plan: Plan, backend: Backend, stale: list[str] | None = None,
         plan = merged(restrict(more, layers.links - fresh), restrict(full, fresh))
         gone = restrict(less, set(layers.links) - fresh)
         known = set(layers.links) - fresh
+    work: dict[str, tuple[tuple[tuple[str, str], ...], tuple[TableSpec, ...]]] = {}
+    for ns in full.netns:
+        if layers is not None and ns.name not in layers.tables | fresh:
+            continue
+        sysctls = tuple((s.key, s.value) for s in full.items_in(ns.name).sysctls
+                        if not s.key.startswith(EARLY_SYSCTLS))
+        specs = table_specs(full, ns.name)
+        if sysctls or specs:
+            work[ns.name] = (sysctls, specs)
+    # The tables of fresh namespaces with no sysctl left to write (tasks: none
+    # names an interface or IPVS) need nothing of the links: their restore
+    # tools run while this thread writes the links.
+    early_tables = [n for n in work if n in fresh and not work[n][0]]
+    ahead = _Ahead(lambda: netns.in_threads(
+        early_tables, lambda name: restore_fresh(backend, *work[name]), PARALLEL)) \
+        if early_tables else None
     sk = Sockets()
     try:
         progress("links, addresses, routes, FDB")
         if gone is not None:
             remove_entries(sk, gone)
         apply_links(sk, plan, fresh, known)
+        plan = full
+        progress("IPVS services")
+        for ns in plan.netns:
+            if ns.role == "sandbox" and (layers is None or ns.name in layers.ipvs | fresh):
+                stats.netlink_requests += ipvs.sync(ns.name, list(plan.items_in(ns.name).ipvs))
+    except BaseException:
+        if ahead is not None:
+            ahead.join()      # no restore left running behind a refusal
+        raise
     finally:
         sk.close()
         stats.netlink_requests += sk.requests
-    plan = full
-    progress("IPVS services")
-    for ns in plan.netns:
-        if ns.role == "sandbox" and (layers is None or ns.name in layers.ipvs | fresh):
-            stats.netlink_requests += ipvs.sync(ns.name, list(plan.items_in(ns.name).ipvs))
     progress("sysctls and iptables")
-    work: dict[str, tuple[tuple[tuple[str, str], ...], tuple[TableSpec, ...]]] = {}
-    for ns in plan.netns:
-        if layers is not None and ns.name not in layers.tables | fresh:
-            continue
-        sysctls = tuple((s.key, s.value) for s in plan.items_in(ns.name).sysctls
-                        if not s.key.startswith(EARLY_SYSCTLS))
-        specs = table_specs(plan, ns.name)
-        if sysctls or specs:
-            work[ns.name] = (sysctls, specs)
+    if ahead is not None:
+        ahead.join()
+        if ahead.error is not None:
+            raise ahead.error
+        stats.iptables_commits += sum(ahead.result.values())
     # Fresh namespaces, and every one with the nft backend, from threads: the
     # restore (and save) tools they start are born in the namespace. Tables
     # already held by legacy namespaces are rewritten with python-iptables
     # (libiptc) in a forked child each, keeping the user's DOCKER-USER rules.
-    threaded = [n for n in work if n in fresh or backend == "nft"]
+    threaded = [n for n in work if n not in early_tables and (n in fresh or backend == "nft")]
     done = netns.in_threads(threaded, lambda name: (
         restore_fresh(backend, *work[name]) if name in fresh else
         configure(backend, work[name][0], work[name][1], False)), PARALLEL)
     stats.iptables_commits += sum(done.values())
-    forked = [n for n in work if n not in done]
+    forked = [n for n in work if n not in done and n not in early_tables]
     if forked:
         preload()
     for name in forked:
