@@ -328,8 +328,8 @@ def sync_peers(sk: Sockets, netns: str, idx: int, neighbours: list[tuple[str, st
             if lladdr in have_fdb:
                 sk(netns).queue(rtnl.RTM_DELNEIGH, 0, rtnl.fdb_body(idx, lladdr, have_fdb[lladdr] or ""),
                                 f"del fdb {lladdr}")
-            sk(netns).queue(rtnl.RTM_NEWNEIGH, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL,
-                            rtnl.fdb_body(idx, lladdr, vtep), f"fdb {lladdr}")
+            sk(netns).queue(rtnl.RTM_NEWNEIGH, rep, rtnl.fdb_body(idx, lladdr, vtep),
+                            f"fdb {lladdr}")
     for lladdr in set(have_fdb) - {m for m, _ in fdb}:
         sk(netns).queue(rtnl.RTM_DELNEIGH, 0, rtnl.fdb_body(idx, lladdr, have_fdb[lladdr] or ""),
                         f"del fdb {lladdr}")
