@@ -135,8 +135,9 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
         started = ctasks.start(ctasks.specs(after, allocations), new_state.containers,
                                set(host.listed(names.lab_prefix(state.lab))), runtime,
                                host.kernel, lambda: store.save(new_state), progress)
+    # Only what differs from the plan the kernel holds is read and written.
     stats = host.kernel.apply(_cut(_weighted(plan, fresh, 0), after), state.iptables, stale,
-                              progress)
+                              progress, before=_cut(old_plan, before))
     if fresh:
         progress("starting the new tasks' apps")
         host.update_supervisor(pid, endpoints(after, allocations, in_containers),

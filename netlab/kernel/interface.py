@@ -29,9 +29,10 @@ class Kernel(Protocol):
     """What changing and reading a lab needs from the kernel."""
 
     def apply(self, plan: Plan, backend: Backend, stale: list[str],
-              progress: Progress) -> ApplyStats:
+              progress: Progress, before: Plan | None = None) -> ApplyStats:
         """Make the kernel hold ``plan`` (rules in ``backend``), removing the ``stale``
-        namespaces; raises on kernel refusals."""
+        namespaces; with ``before`` (the plan the kernel holds now, a change's), only
+        the namespaces whose plan differs are read and written. Raises on kernel refusals."""
         ...
 
     def set_weights(self, plan: Plan, addresses: set[str], weight: int) -> int:
@@ -68,17 +69,18 @@ class LinuxKernel(LinuxReader):
     also its :class:`~netlab.kernel.reader.KernelReader` (see kernel/reader.py)."""
 
     def apply(self, plan: Plan, backend: Backend, stale: list[str],
-              progress: Progress) -> ApplyStats:
-        return kernel_apply.apply(plan, backend, stale=stale, progress=progress)
+              progress: Progress, before: Plan | None = None) -> ApplyStats:
+        return kernel_apply.apply(plan, backend, stale=stale, progress=progress, before=before)
 
     def set_weights(self, plan: Plan, addresses: set[str], weight: int) -> int:
         from netlab.kernel import ipvs
-        done = 0
+        by_netns: dict[str, list] = {}
         for svc in plan.ipvs:
             dests = [d for d in svc.dests if d.addr in addresses]
             if dests:
-                done += ipvs.set_weights(svc.netns, svc.fwmark, dests, weight)
-        return done
+                by_netns.setdefault(svc.netns, []).append((svc.fwmark, dests))
+        # One session per sandbox, all its services through it.
+        return sum(ipvs.set_weights_in(ns, services, weight) for ns, services in by_netns.items())
 
     def set_link(self, netns: str, ifname: str, up: bool) -> None:
         from netlab.kernel.links import set_link_state

@@ -9,12 +9,16 @@ the backend). Writing, per backend:
 - ``nft``: the plan's tables as ``iptables-save`` text fed to
   ``iptables-nft-restore``, one call per namespace, each table one atomic
   commit (as kube-proxy and Docker feed ``iptables-restore``);
-- ``legacy``: python-iptables (libiptc), one atomic commit per table.
+- ``legacy``: python-iptables (libiptc), one atomic commit per table; in a
+  namespace made just now (nothing to read or keep), ``iptables-legacy-restore
+  -w`` as for nft (:func:`restore_fresh`), so several run side by side.
 
 Reading, for both: the backend's ``iptables-*-save -c``, parsed into save
 text and per-rule counters, so what netlab reads is what a user's
-``iptables-save`` prints. The functions run *inside* the target namespace,
-in a child made by :func:`netlab.kernel.netns.run_in`.
+``iptables-save`` prints. The functions run *inside* the target namespace:
+in a thread that entered it (:func:`netlab.kernel.netns.in_threads`; the
+tools it starts are born there), or, for python-iptables, in a child made by
+:func:`netlab.kernel.netns.run_in`.
 """
 
 from __future__ import annotations
@@ -188,28 +192,38 @@ class CounterRead:
 class SaveRead:
     """The save text of several namespaces, read in the background, a few side by side.
 
-    One ``nsenter --net=PATH iptables-<backend>-save`` per namespace, at most
-    ``parallel`` at a time (each exec is slow under emulation; the CPUs
-    overlap them), started at once so the caller can read other things
-    meanwhile; :meth:`result` waits for all of them. Raises IptablesError
-    when a tool is missing.
+    One ``iptables-<backend>-save`` per namespace, at most ``parallel`` at a
+    time, each started by a pool thread that entered the namespace first (the
+    tool is born there: no ``nsenter`` exec in between), started at once so
+    the caller can read other things meanwhile; :meth:`result` waits for all
+    of them. Raises IptablesError when the tool is missing.
     """
 
-    def __init__(self, paths: dict[str, str], backend: Backend, parallel: int = 8):
+    def __init__(self, paths: dict[str, str], backend: Backend, parallel: int = 4):
         from concurrent.futures import ThreadPoolExecutor
-        nsenter, save = find_tool("nsenter"), find_tool(save_tool(backend))
-        if nsenter is None or save is None:
-            raise IptablesError(f"{'nsenter' if nsenter is None else save_tool(backend)} is missing "
-                                "(hint: apt-get install util-linux iptables)")
-        self._nsenter, self._save = nsenter, save
+
+        from netlab.kernel import nsenter
+        save = find_tool(save_tool(backend))
+        if save is None:
+            raise IptablesError(f"{save_tool(backend)} is missing (hint: apt-get install iptables)")
+        self._save, self._setns, self._enter = save, nsenter.libc_setns(), nsenter.enter
         self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="netlab-save")
         self._futures = {name: self._pool.submit(self._one, name, path)
                          for name, path in paths.items()}
 
     def _one(self, name: str, path: str) -> str:
-        argv = [self._nsenter, f"--net={path}", self._save]
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT,
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise IptablesError(f"iptables-save in {name}: {exc.strerror}") from exc
+        try:
+            self._enter(fd, self._setns, name)
+        except OSError as exc:
+            raise IptablesError(f"iptables-save in {name}: {exc}") from exc
+        finally:
+            os.close(fd)
+        try:
+            proc = subprocess.run([self._save], capture_output=True, text=True, timeout=TOOL_TIMEOUT,
                                   stdin=subprocess.DEVNULL, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise IptablesError(f"iptables-save in {name}: {exc}") from exc
@@ -365,6 +379,25 @@ def write_tables(backend: Backend, specs: tuple[TableSpec, ...], fresh: bool = F
     else:
         for spec in specs:
             _write_legacy(spec)
+    return len(specs)
+
+
+def restore_fresh(backend: Backend, sysctls: tuple[tuple[str, str], ...],
+                  specs: tuple[TableSpec, ...]) -> int:
+    """Sysctls, then every table of ``specs`` in one ``iptables-<backend>-restore``, in a
+    namespace made just now (so holding no table to read first or keep rules of).
+
+    Runs in a thread that entered the namespace: /proc/sys and the tool it
+    starts are that namespace's. The restore tool is what Docker and
+    kube-proxy feed; one call commits each table atomically, and, unlike a
+    forked Python child per namespace, several run side by side. Returns the
+    tables committed; raises IptablesError when the tool refuses.
+    """
+    write_sysctls(sysctls)
+    if not specs:
+        return 0
+    argv = [restore_tool(backend)] + (["-w"] if backend == "legacy" else [])
+    _run(argv, stdin="\n".join(s.save_text() for s in specs) + "\n")
     return len(specs)
 
 

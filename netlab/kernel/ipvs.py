@@ -71,10 +71,20 @@ def read(netns: str | None) -> list[ObservedService]:
 
 
 def sync(netns: str, wanted: list[IpvsService]) -> int:
-    """Make ``netns`` hold exactly ``wanted``; returns the number of netlink requests."""
+    """Make ``netns`` hold exactly ``wanted``; returns the number of netlink requests.
+
+    Runs in a short-lived thread inside the namespace (one generic-netlink
+    session there, no helper process forked per namespace). Raises NetnsError
+    when the namespace is missing, NetlinkError when the kernel refuses."""
+    from netlab.kernel import netns as kernel_netns
+    return kernel_netns.in_thread(netns, lambda: _sync_here(wanted))
+
+
+def _sync_here(wanted: list[IpvsService]) -> int:
+    """:func:`sync` in the calling thread's namespace."""
     requests = 1
-    have = {s.fwmark: s for s in read(netns)}
-    with _ipvs(netns) as ipvs:
+    have = {s.fwmark: s for s in read(None)}
+    with _ipvs(None) as ipvs:
         for svc in wanted:
             cur = have.pop(svc.fwmark, None)
             if cur is None or cur.scheduler != svc.scheduler:
@@ -111,8 +121,20 @@ def set_weights(netns: str, fwmark: int, dests: list[IpvsDest], weight: int) -> 
     of netlink requests; raises NetlinkError when the kernel refuses (no
     such service or destination).
     """
-    with _ipvs(netns) as ipvs:
-        for d in dests:
-            ipvs.dest("set", service=_svc(fwmark),
-                      dest=_dest(IpvsDest(d.addr, d.port, weight, d.forward)))
-    return len(dests)
+    return set_weights_in(netns, [(fwmark, dests)], weight)
+
+
+def set_weights_in(netns: str, services: list[tuple[int, list[IpvsDest]]], weight: int) -> int:
+    """:func:`set_weights` for several fwmark services of one namespace, through one
+    session opened by a thread inside it (no helper process forked). Raises
+    NetnsError when the namespace is missing, NetlinkError when the kernel refuses."""
+    from netlab.kernel import netns as kernel_netns
+
+    def here() -> int:
+        with _ipvs(None) as ipvs:
+            for fwmark, dests in services:
+                for d in dests:
+                    ipvs.dest("set", service=_svc(fwmark),
+                              dest=_dest(IpvsDest(d.addr, d.port, weight, d.forward)))
+        return sum(len(d) for _, d in services)
+    return kernel_netns.in_thread(netns, here)

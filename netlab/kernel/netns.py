@@ -1,18 +1,22 @@
 """Network namespaces: create, list, remove, and run code or open sockets inside one.
 
 Entering a namespace uses ``setns(2)`` through ctypes (Python 3.11 has no
-``os.setns``). Code that must *run* inside a namespace (python-iptables,
-``/proc/sys/net`` writes) runs in a forked child, because libiptc caches
-tables per process and ``setns`` would leak into the caller otherwise.
-Sockets are opened in a short-lived thread, as ``setns`` only moves the
-calling thread.
+``os.setns``). python-iptables runs in a forked child (:func:`run_in`),
+because libiptc caches tables per process. Everything else runs in threads,
+as ``setns`` only moves the calling thread: sockets opened there stay in the
+namespace, ``/proc/sys/net`` is that namespace's, and a process started
+there is born in it (:func:`in_thread`, :func:`open_in_each`,
+:func:`in_threads`). Namespaces are made by one thread too
+(:func:`create_many`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pickle
 import socket
+import threading
 import traceback
 from collections.abc import Callable
 from typing import TypeVar
@@ -101,6 +105,163 @@ def create(name: str) -> bool:
     patient_pyroute2()
     pr_netns.create(name)
     return True
+
+
+MS_BIND, MS_REC, MS_SHARED = 0x1000, 0x4000, 0x100000
+
+
+def _share_rundir(libc) -> None:
+    """Make /var/run/netns a shared mount point, as ``ip netns add`` does (once)."""
+    os.makedirs(NETNS_DIR, exist_ok=True)
+    rundir = NETNS_DIR.encode()
+    if libc.mount(b"", rundir, b"none", MS_SHARED | MS_REC, None) == 0:
+        return
+    if libc.mount(rundir, rundir, b"none", MS_BIND | MS_REC, None) != 0 or \
+            libc.mount(b"", rundir, b"none", MS_SHARED | MS_REC, None) != 0:
+        err = ctypes.get_errno()
+        raise NetnsError(f"cannot make {NETNS_DIR} a shared mount: {os.strerror(err)}")
+
+
+def create_many(names: list[str]) -> list[str]:
+    """Create each of ``names`` that does not exist; returns those created, in order.
+
+    One short-lived thread makes them all: ``unshare(CLONE_NEWNET)`` moves
+    only that thread into a new namespace, which a bind mount of
+    ``/proc/thread-self/ns/net`` names, as ``ip netns add`` does, without a
+    forked helper per namespace (pyroute2's way). Raises NetnsError for a name
+    that is not plain or when the kernel refuses (the mount point of the
+    namespace that failed is removed; those made before stay, and are returned
+    by a second call as existing).
+    """
+    todo = [n for n in names if not exists(n)]
+    if not todo:
+        return []
+    libc = ctypes.CDLL(None, use_errno=True)
+    _share_rundir(libc)
+    made: list[str] = []
+    failure: list[str] = []
+
+    def work() -> None:
+        for name in todo:
+            target = path(name)
+            try:
+                os.close(os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                failure.append(f"cannot create {target}: {exc.strerror}")
+                return
+            if libc.unshare(nsenter.CLONE_NEWNET) != 0 or libc.mount(
+                    b"/proc/thread-self/ns/net", target.encode(), b"none", MS_BIND, None) != 0:
+                err = ctypes.get_errno()
+                os.unlink(target)
+                failure.append(f"cannot create network namespace {name}: {os.strerror(err)}")
+                return
+            made.append(name)
+
+    thread = threading.Thread(target=work, name="netlab-netns-create", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise NetnsError(failure[0])
+    return made
+
+
+def open_in_each(names: list[str], fn: Callable[[], T]) -> dict[str, T]:
+    """``fn()`` run inside each namespace of ``names`` by one short-lived thread that
+    enters them in turn: how sockets are opened in many namespaces without a
+    thread or a fork each. Raises NetnsError when one is missing or cannot be
+    entered, or ``fn`` raises OSError there (what was opened before is closed
+    when it has a ``close``)."""
+    if not names:
+        return {}
+    fds: dict[str, int] = {}
+    try:
+        for n in names:
+            try:
+                fds[n] = os.open(path(n), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise NetnsError(f"network namespace {n} does not exist") from None
+            except OSError as exc:
+                raise NetnsError(f"cannot open network namespace {n}: {exc.strerror}") from None
+        setns = nsenter.libc_setns()
+
+        def visit() -> dict[str, T]:
+            out: dict[str, T] = {}
+            try:
+                for n, fd in fds.items():
+                    nsenter.enter(fd, setns, n)
+                    out[n] = fn()
+            except BaseException:
+                for v in out.values():
+                    getattr(v, "close", lambda: None)()
+                raise
+            return out
+        # a fresh thread: it ends in the last namespace, and no other code runs in it
+        fd0 = next(iter(fds.values()))
+        try:
+            return nsenter.in_thread(fd0, visit, "netns batch")
+        except OSError as exc:
+            raise NetnsError(str(exc)) from exc
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+def in_threads(names: list[str], fn: Callable[[str], T], workers: int = 8,
+               lenient: bool = False) -> dict[str, T]:
+    """``fn(name)`` inside each namespace of ``names``, by up to ``workers`` threads
+    side by side, each entering the namespace of its next job (what it reads in
+    /proc/sys and the processes it starts are that namespace's). Returns
+    {name: result}; raises NetnsError when a namespace is missing or cannot be
+    entered, and the first exception ``fn`` raised (after every job ended).
+    """
+    if not names:
+        return {}
+    from concurrent.futures import ThreadPoolExecutor
+    setns = nsenter.libc_setns()
+
+    def job(name: str) -> T:
+        try:
+            fd = os.open(path(name), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NetnsError(f"network namespace {name} does not exist") from None
+        try:
+            try:
+                nsenter.enter(fd, setns, name)
+            except OSError as exc:
+                raise NetnsError(f"in {name}: {exc}") from None
+        finally:
+            os.close(fd)
+        return fn(name)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(names))),
+                            thread_name_prefix="netlab-ns") as pool:
+        futures = {name: pool.submit(job, name) for name in names}
+        out: dict[str, T] = {}
+        first: BaseException | None = None
+        for name, fut in futures.items():
+            try:
+                out[name] = fut.result()
+            except NetnsError as exc:
+                if lenient:
+                    out[name] = exc      # type: ignore[assignment]
+                else:
+                    first = first or exc
+            except BaseException as exc:   # noqa: BLE001 - re-raised below, once all ended
+                first = first or exc
+    if first is not None:
+        raise first
+    return out
+
+
+def in_threads_lenient(names: list[str], fn: Callable[[str], T],
+                       workers: int = 4) -> dict[str, T | NetnsError]:
+    """:func:`in_threads`, but a namespace that is missing or cannot be entered (or
+    where ``fn`` raises NetnsError) gives its NetnsError as its result instead of
+    raising: a reader's way, where a namespace may vanish while it reads. Other
+    exceptions propagate."""
+    return in_threads(names, fn, workers, lenient=True)
 
 
 def remove(name: str) -> bool:

@@ -13,6 +13,7 @@ by side. The comparison itself is pure: :mod:`netlab.diff.compare`.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 
 from netlab.diff.compare import KernelView, plan_drift
@@ -20,53 +21,69 @@ from netlab.diff.drift import Allowance, Drift, LinkSeen, NetnsSeen
 from netlab.errors import MissingFeature, NetlabError
 from netlab.kernel import etcnetns, ipvs, netns
 from netlab.kernel.iptables import IptablesError, SaveRead, split_tables
-from netlab.kernel.links import NUD_PERMANENT, RT_TABLE_MAIN, RTPROT_KERNEL, vxlan_attrs
+from netlab.kernel import rtnl
+from netlab.kernel.links import NUD_PERMANENT, RT_TABLE_MAIN, RTPROT_KERNEL
 from netlab.kernel.xtables import Backend
 from netlab.plan import names
 from netlab.plan.render import normalize_save
 from netlab.plan.types import Address, FdbEntry, Neighbour, Plan, Route
 
 IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
-
-def _links(msgs: list) -> tuple[dict[int, str], tuple[LinkSeen, ...]]:
-    by_index = {m["index"]: m.get_attr("IFLA_IFNAME") for m in msgs}
-    out = []
-    for m in msgs:
-        info = m.get_attr("IFLA_LINKINFO")
-        kind = info.get_attr("IFLA_INFO_KIND") if info else None
-        master = m.get_attr("IFLA_MASTER")
-        out.append(LinkSeen(m.get_attr("IFLA_IFNAME"), kind, m.get_attr("IFLA_MTU"),
-                            bool(m["flags"] & IFF_UP), m.get_attr("IFLA_ADDRESS"),
-                            by_index.get(master) if master else None, vxlan_attrs(m),
-                            m["index"], m.get_attr("IFLA_LINK"),
-                            bool(m["flags"] & IFF_LOWER_UP)))
-    return by_index, tuple(out)
-
+#: Threads reading namespaces side by side (the kernel answers dumps without the GIL).
+READERS = 4
 
 def read_netlink(name: str) -> NetnsSeen:
     """Links, IPv4 addresses, main-table routes (connected ones aside), permanent
-    neighbours and remote FDB entries of the namespace this thread is in."""
-    from pyroute2 import IPRoute
-    with IPRoute() as ipr:
-        by_index, links = _links(list(ipr.get_links()))
-        addrs = tuple(Address(name, by_index.get(a["index"], "?"),
-                              f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}",
-                              a.get_attr("IFA_BROADCAST"))
-                      for a in ipr.get_addr(family=2) if by_index.get(a["index"]) != "lo")
-        routes = []
-        for r in ipr.get_routes(family=2):
-            if r.get_attr("RTA_TABLE", r["table"]) != RT_TABLE_MAIN or r["proto"] == RTPROT_KERNEL:
-                continue
-            dst = "default" if r["dst_len"] == 0 else f"{r.get_attr('RTA_DST')}/{r['dst_len']}"
-            routes.append(Route(name, dst, r.get_attr("RTA_GATEWAY"),
-                                by_index.get(r.get_attr("RTA_OIF"), "?")))
-        neigh = tuple(Neighbour(name, by_index.get(n["ifindex"], "?"), n.get_attr("NDA_DST"),
-                                n.get_attr("NDA_LLADDR") or "none")
-                      for n in ipr.get_neighbours(family=2) if n["state"] & NUD_PERMANENT)
-        fdb = tuple(FdbEntry(name, by_index.get(f["ifindex"], "?"), f.get_attr("NDA_LLADDR"),
-                             f.get_attr("NDA_DST"))
-                    for f in ipr.fdb("dump") if f.get_attr("NDA_DST"))
-    return NetnsSeen(links, addrs, tuple(routes), neigh, fdb)
+    neighbours and remote FDB entries of the namespace this thread is in: one
+    plain rtnetlink socket, one dump per table (see :mod:`netlab.kernel.rtnl`)."""
+    sock = rtnl.Rtnl(name, rtnl.open_socket())
+    try:
+        link_msgs = sock.dump(rtnl.RTM_GETLINK, rtnl.IFINFO.pack(0, 0, 0, 0, 0))
+        addr_msgs = sock.dump(rtnl.RTM_GETADDR, rtnl.IFADDR.pack(socket.AF_INET, 0, 0, 0, 0))
+        route_msgs = sock.dump(rtnl.RTM_GETROUTE,
+                               rtnl.RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0))
+        neigh_msgs = sock.dump(rtnl.RTM_GETNEIGH, rtnl.NDMSG.pack(socket.AF_INET, 0, 0, 0, 0))
+        infos = [rtnl.link_info(m) for m in link_msgs]
+        # Remote FDB entries (with a VTEP) live only on VXLAN devices.
+        fdb_msgs = (sock.dump(rtnl.RTM_GETNEIGH, rtnl.NDMSG.pack(rtnl.AF_BRIDGE, 0, 0, 0, 0))
+                    if any(li.kind == "vxlan" for li in infos) else [])
+    finally:
+        sock.close()
+    by_index = {li.index: li.name for li in infos}
+    links = []
+    for m, li in zip(link_msgs, infos):
+        flags = rtnl.IFINFO.unpack(m.fixed)[3]
+        links.append(LinkSeen(li.name, li.kind, m.u32(rtnl.IFLA_MTU), bool(flags & IFF_UP),
+                              m.mac(rtnl.IFLA_ADDRESS), by_index.get(li.master) if li.master else None,
+                              li.vxlan, li.index, m.u32(rtnl.IFLA_LINK),
+                              bool(flags & IFF_LOWER_UP)))
+    addrs = []
+    for a in addr_msgs:
+        _f, plen, _fl, _scope, idx = rtnl.IFADDR.unpack(a.fixed)
+        if by_index.get(idx) != "lo":
+            addrs.append(Address(name, by_index.get(idx, "?"), f"{a.ip(rtnl.IFA_ADDRESS)}/{plen}",
+                                 a.ip(rtnl.IFA_BROADCAST)))
+    routes = []
+    for r in route_msgs:
+        _f, dst_len, _s, _t, table, proto, _scope, _type, _fl = rtnl.RTMSG.unpack(r.fixed)
+        if (r.u32(rtnl.RTA_TABLE) or table) != RT_TABLE_MAIN or proto == RTPROT_KERNEL:
+            continue
+        dst = "default" if dst_len == 0 else f"{r.ip(rtnl.RTA_DST)}/{dst_len}"
+        routes.append(Route(name, dst, r.ip(rtnl.RTA_GATEWAY),
+                            by_index.get(r.u32(rtnl.RTA_OIF), "?")))
+    neigh = []
+    for n in neigh_msgs:
+        _f, idx, state, _fl, _t = rtnl.NDMSG.unpack(n.fixed)
+        if state & NUD_PERMANENT:
+            neigh.append(Neighbour(name, by_index.get(idx, "?"), n.ip(rtnl.NDA_DST),
+                                   n.mac(rtnl.NDA_LLADDR) or "none"))
+    fdb = []
+    for f in fdb_msgs:
+        if f.ip(rtnl.NDA_DST):
+            idx = rtnl.NDMSG.unpack(f.fixed)[1]
+            fdb.append(FdbEntry(name, by_index.get(idx, "?"), f.mac(rtnl.NDA_LLADDR),
+                                f.ip(rtnl.NDA_DST)))
+    return NetnsSeen(tuple(links), tuple(addrs), tuple(routes), tuple(neigh), tuple(fdb))
 
 
 def read_sysctls(keys: list[str]) -> dict[str, str | None]:
@@ -161,14 +178,15 @@ def read_view(plan: Plan, backend: Backend) -> KernelView:
     except IptablesError as err:
         raise MissingFeature(str(err)) from None
     seen: dict[str, NetnsSeen] = {}
+    readers = {ns.name: _reader(ns.name, [s.key for s in plan.items_in(ns.name).sysctls],
+                                bool(plan.items_in(ns.name).ipvs) or ns.role == "sandbox")
+               for ns in present}
     try:
-        for ns in present:
-            items = plan.items_in(ns.name)
-            try:
-                seen[ns.name] = read_netns(ns.name, [s.key for s in items.sysctls],
-                                           bool(items.ipvs) or ns.role == "sandbox")
-            except netns.NetnsError:
-                continue     # gone while reading: reported missing
+        # A few threads, each entering one namespace after another (no thread each).
+        for name, got in netns.in_threads_lenient(list(readers), lambda n: readers[n](),
+                                                  READERS).items():
+            if not isinstance(got, netns.NetnsError):
+                seen[name] = got     # a NetnsError: gone while reading, reported missing
     finally:
         texts = saves.result()
     for name, s in list(seen.items()):

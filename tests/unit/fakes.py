@@ -141,9 +141,12 @@ class FakeKernel:
     reads: list[dict[str, NsWants]] = field(default_factory=list)
     captures: list[FakeCapture] = field(default_factory=list)
     sockets: list[FakeSocket] = field(default_factory=list)
+    before: list = field(default_factory=list)      # the plan each apply was told the kernel holds
 
-    def apply(self, plan: Plan, backend: str, stale: list[str], progress) -> ApplyStats:
+    def apply(self, plan: Plan, backend: str, stale: list[str], progress,
+              before=None) -> ApplyStats:
         self.applied.append((plan, backend, list(stale)))
+        self.before.append(before)
         self.steps.append(("apply", plan))
         # The real apply brings up every link of the plan.
         self.links_down -= {(v.a.netns, v.a.name) for v in plan.veths}
