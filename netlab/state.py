@@ -39,7 +39,8 @@ import json
 import os
 import stat
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from netlab import safefile, statedoc
@@ -50,7 +51,7 @@ from netlab.statedoc import VERSION, LabState, to_json
 __all__ = ["VERSION", "CorruptState", "LabState", "StateStore", "UnsafeStore", "check_lab",
            "to_json"]
 
-DEFAULT_ROOT = Path(os.environ.get("NETLAB_STATE_DIR", "/run/netlab"))
+DEFAULT_ROOT = Path("/run/netlab")
 MAX_BYTES = 16 * 1024 * 1024   # a 10,000-task lab's state is about 1 MB
 _SUFFIX = ".json"
 _TMP_SUFFIX = ".tmp"
@@ -81,11 +82,35 @@ def check_lab(lab: object, what: str = "LAB") -> str:
                    f"starting and ending with a letter or digit)")
 
 
+def state_root(environ: Mapping[str, str] = os.environ) -> Path:
+    """The store directory: ``$NETLAB_STATE_DIR``, else :data:`DEFAULT_ROOT`.
+
+    An empty or relative NETLAB_STATE_DIR raises BadInput (exit 2) naming it,
+    rather than being read as unset or as relative to the current directory:
+    an empty value is most often a script's unset variable
+    (``NETLAB_STATE_DIR=$DIR``), and falling back to /run/netlab would let
+    ``netlab down --all`` act on the machine's labs instead of the intended
+    private ones; a relative one would make the store follow the current
+    directory, so a lab brought up in one directory is unknown in the next.
+    """
+    value = environ.get("NETLAB_STATE_DIR")
+    if value is None:
+        return DEFAULT_ROOT
+    if not value:
+        raise BadInput("NETLAB_STATE_DIR: is set but empty (hint: unset it to use "
+                       f"{DEFAULT_ROOT}, or set it to an absolute path)")
+    if not os.path.isabs(value):
+        raise BadInput(f"NETLAB_STATE_DIR: {value[:80]!r} is a relative path (hint: an absolute "
+                       f"path, such as $PWD/{value[:80]}, or unset it to use {DEFAULT_ROOT})")
+    return Path(value)
+
+
 @dataclass(frozen=True)
 class StateStore:
-    """Reads and writes lab state files under ``root``."""
+    """Reads and writes lab state files under ``root`` (default: :func:`state_root`,
+    read when the store is made; raises BadInput for a bad NETLAB_STATE_DIR)."""
 
-    root: Path = DEFAULT_ROOT
+    root: Path = field(default_factory=lambda: state_root())
 
     def path(self, lab: str) -> Path:
         """Where ``lab``'s state file is; raises BadInput for an invalid lab name."""
@@ -205,6 +230,17 @@ class StateStore:
                 raise self._corrupt(dfd, lab, str(bad)) from None
         finally:
             os.close(dfd)
+
+    def require(self, lab: str) -> LabState:
+        """The state of ``lab``, which must be up; raises BadInput when it is not a
+        lab name or no such lab is up, and what :meth:`load` raises."""
+        state = self.load(lab)
+        if state is None:
+            known = self.labs()
+            raise BadInput(f"LAB: no lab named {lab!r} is up (hint: "
+                           + (f"known labs: {', '.join(known)})" if known
+                              else "netlab up SCENARIO)"))
+        return state
 
     def labs(self) -> list[str]:
         """The labs with a state file here, by name (other files are not labs)."""
