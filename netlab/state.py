@@ -39,9 +39,10 @@ import json
 import os
 import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
 from netlab import safefile, statedoc
 from netlab.errors import BadInput
@@ -52,6 +53,7 @@ __all__ = ["VERSION", "CorruptState", "LabState", "StateStore", "UnsafeStore", "
            "to_json"]
 
 DEFAULT_ROOT = Path("/run/netlab")
+T = TypeVar("T")
 MAX_BYTES = 16 * 1024 * 1024   # a 10,000-task lab's state is about 1 MB
 _SUFFIX = ".json"
 _TMP_SUFFIX = ".tmp"
@@ -210,6 +212,31 @@ class StateStore:
         directory, BadInput when the file cannot be read (permissions), and
         CorruptState, after moving the file aside, when it fails a check.
         """
+        return self._read(lab, statedoc.parse)
+
+    def load_targets(self, lab: str) -> statedoc.Targets | None:
+        """The scenario, namespaces and targets of ``lab`` (what ``exec`` needs), or
+        None when it has no state file: read as :meth:`load` reads, those fields
+        checked alike, the model left undecoded. Raises what :meth:`load` raises."""
+        return self._read(lab, statedoc.parse_targets)
+
+    def require(self, lab: str) -> LabState:
+        """The state of ``lab``, which must be up; raises BadInput when it is not a
+        lab name or no such lab is up, and what :meth:`load` raises."""
+        return self.load(lab) or self._not_up(lab)
+
+    def require_targets(self, lab: str) -> statedoc.Targets:
+        """:meth:`load_targets` of ``lab``, which must be up; raises as :meth:`require`."""
+        return self.load_targets(lab) or self._not_up(lab)
+
+    def _not_up(self, lab: str) -> NoReturn:
+        known = self.labs()
+        raise BadInput(f"LAB: no lab named {lab!r} is up (hint: "
+                       + (f"known labs: {', '.join(known)})" if known else "netlab up SCENARIO)"))
+
+    def _read(self, lab: str, parse: Callable[[str, bytes], T]) -> T | None:
+        """``parse(lab, raw)`` of ``lab``'s state file, or None when there is none;
+        raises as :meth:`load`."""
         check_lab(lab)
         dfd = self._open_dir(create=False)
         if dfd is None:
@@ -225,22 +252,11 @@ class StateStore:
                 raise BadInput(f"cannot read {self.path(lab)}: {exc.strerror} "
                                "(hint: run as the user who brought the lab up, e.g. sudo)") from None
             try:
-                return statedoc.parse(lab, raw)
+                return parse(lab, raw)
             except statedoc.Bad as bad:
                 raise self._corrupt(dfd, lab, str(bad)) from None
         finally:
             os.close(dfd)
-
-    def require(self, lab: str) -> LabState:
-        """The state of ``lab``, which must be up; raises BadInput when it is not a
-        lab name or no such lab is up, and what :meth:`load` raises."""
-        state = self.load(lab)
-        if state is None:
-            known = self.labs()
-            raise BadInput(f"LAB: no lab named {lab!r} is up (hint: "
-                           + (f"known labs: {', '.join(known)})" if known
-                              else "netlab up SCENARIO)"))
-        return state
 
     def labs(self) -> list[str]:
         """The labs with a state file here, by name (other files are not labs)."""

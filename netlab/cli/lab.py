@@ -161,7 +161,7 @@ def exec_(lab: str, target: str, cmd: tuple[str, ...]) -> None:
         cmd = cmd[1:]
     if not cmd:
         raise BadInput(f"CMD: name the command to run (hint: netlab exec {lab} {target} -- ip addr)")
-    state = common.lab_state(common.store(), lab)
+    state = common.store().require_targets(lab)   # not the model: exec reads no more
     ns = resolve_netns(lab, target, state.targets)
     if not netnsdir.exists(ns):
         raise NetlabError(f"TARGET: the namespace {ns} of {target} is gone though lab {lab} is up "

@@ -184,3 +184,20 @@ def test_graph_of_a_yaml_name_is_a_file_even_when_missing(store, tmp_path, monke
 def test_graph_help_states_the_rule():
     r = CliRunner().invoke(cli, ["graph", "--help"])
     assert "./NAME" in r.output and ".yaml" in r.output
+
+
+# -- exec reads the state without decoding the model ----------------------------------------
+
+def test_parse_targets_reads_what_parse_reads_without_the_model(store):
+    from netlab import statedoc
+    raw = store.path(LAB).read_bytes()
+    full, light = statedoc.parse(LAB, raw), statedoc.parse_targets(LAB, raw)
+    assert (light.lab, light.scenario, light.netns, light.targets) == (
+        full.lab, full.scenario, full.netns, full.targets)
+    assert light.targets["node1"] == f"nl-{LAB}.node1"
+    # a namespace outside the lab is refused as parse refuses it
+    doc = json.loads(raw)
+    doc["targets"]["node1"] = "nl-other.node1"
+    for reader in (statedoc.parse, statedoc.parse_targets):
+        with pytest.raises(statedoc.Bad, match=r"targets\['node1'\]"):
+            reader(LAB, json.dumps(doc).encode())
