@@ -157,7 +157,9 @@ def exec_(lab: str, target: str, cmd: tuple[str, ...]) -> None:
     1 when TARGET's namespace is gone though the lab is up.
     """
     from netlab.kernel import netnsdir
-    if cmd[:1] == ("--",):
+    if target == "--" and cmd:   # netlab exec LAB -- TARGET CMD...
+        target, cmd = cmd[0], cmd[1:]
+    elif cmd[:1] == ("--",):
         cmd = cmd[1:]
     if not cmd:
         raise BadInput(f"CMD: name the command to run (hint: netlab exec {lab} {target} -- ip addr)")

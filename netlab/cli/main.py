@@ -114,7 +114,6 @@ class NetlabGroup(click.Group):
             raise
         except click.UsageError as err:
             usage.fail(usage.document(err), as_json=False)   # the group has no --json
-            raise   # not reached: fail exits
 
     def invoke(self, ctx: click.Context):
         try:

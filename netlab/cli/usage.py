@@ -8,7 +8,7 @@ parameter (``LAB``, ``--count``) as the field. Whether ``--json`` was asked for
 is read from the raw command line (:func:`asks_for_json`), because the error
 may come before Click has seen a ``--json`` that follows the bad parameter.
 
-Imports Click only: every ``netlab`` command goes through here.
+Imports Click and netlab's errors only: every ``netlab`` command goes through here.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import difflib
 import json
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import click
 
@@ -98,7 +99,7 @@ def asks_for_json(ctx: click.Context | None, raw_args: Sequence[str]) -> bool:
     return has_flag and "--json" in args
 
 
-def fail(doc: dict[str, object], as_json: bool) -> None:
+def fail(doc: dict[str, object], as_json: bool) -> NoReturn:
     """Print ``doc`` (as JSON on stdout when ``as_json``, always as one line on
     stderr) and exit with its exit code; raises SystemExit."""
     if as_json:

@@ -59,12 +59,13 @@ def _one_line(r, exit_code: int) -> str:
     (["node1", "ip", "-j", "addr"], ("ip", "-j", "addr")),
     (["node1/ingress_sbox", "--", "--", "x"], ("--", "x")),     # only the first -- goes
     (["client", "sh", "-c", "echo --json"], ("sh", "-c", "echo --json")),
+    (["--", "node1", "ls", "-l"], ("ls", "-l")),                 # LAB -- TARGET CMD
 ])
 def test_exec_runs_everything_after_target(store, ran, args, command):
     r = CliRunner().invoke(cli, ["exec", LAB, *args])
     assert r.exit_code == 0, r.output
     assert "Usage:" not in r.output
-    target = args[0].replace("/", ".")
+    target = next(a for a in args if a != "--").replace("/", ".")
     assert ran == [(f"nl-{LAB}.{target}", command)]
 
 
