@@ -53,19 +53,17 @@ def test_help_imports_no_verb_module():
 
 
 def test_exec_reads_the_state_and_execs_without_heavy_packages(tmp_path):
-    # A state file of lab hc-x (from the seed); exec runs up to the exec of ip netns exec,
-    # which is replaced by a recorder, as is the namespace check (no namespace exists here).
-    code = (
+    # A state file of lab hc-x (from the seed), made here; the fresh interpreter runs exec
+    # up to the exec of ip netns exec, which is replaced by a recorder, as is the
+    # namespace check (no namespace exists here).
+    from netlab import ipam, lifecycle, state
+    from netlab.scenario import load_lab
+    lab = load_lab(SEED, name_override="hc-x")
+    state.StateStore(tmp_path).save(lifecycle.state_for(lab, ipam.allocate(lab), SEED))
+    seen = _heavy_modules_after(
+        "import os\n"
+        f"os.environ['NETLAB_STATE_DIR'] = {str(tmp_path)!r}\n"
         "from click.testing import CliRunner\n"
-        "from netlab import ipam, lifecycle, state\n"
-        "from netlab.scenario import load_lab\n"
-        f"lab = load_lab({SEED!r}, name_override='hc-x')\n"
-        f"state.StateStore(state.Path({str(tmp_path)!r})).save("
-        f"lifecycle.state_for(lab, ipam.allocate(lab), {SEED!r}))\n"
-        "import sys\n"
-        "for m in [m for m in sys.modules if m.startswith(('netlab', 'pyroute2', 'scapy', "
-        "'docker', 'iptc', 'rich'))]:\n"
-        "    del sys.modules[m]\n"
         "from netlab.cli.main import cli\n"
         "from netlab.kernel import netnsdir\n"
         "ran = []\n"
@@ -74,10 +72,9 @@ def test_exec_reads_the_state_and_execs_without_heavy_packages(tmp_path):
         "r = CliRunner().invoke(cli, ['exec', 'hc-x', 'node1', 'true'])\n"
         "assert r.exit_code == 0, r.output\n"
         "assert ran == [('nl-hc-x.node1', ['true'])], ran\n")
-    seen = _heavy_modules_after(f"import os\nos.environ['NETLAB_STATE_DIR'] = {str(tmp_path)!r}\n"
-                                + code)
     assert seen["heavy"] == []
-    for module in ("netlab.lifecycle", "netlab.plan.build", "netlab.kernel.netns"):
+    for module in ("netlab.lifecycle", "netlab.plan.build", "netlab.kernel.netns",
+                   "netlab.model", "netlab.codec", "netlab.ipam"):
         assert module not in seen["netlab"], module
     assert "netlab.cli.lab" in seen["netlab"] and "netlab.kernel.netnsdir" in seen["netlab"]
 
