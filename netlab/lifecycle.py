@@ -369,13 +369,7 @@ def down_all(store: StateStore, host: Host = Host()) -> DownAllResult:
 def loaded(lab_name: str, store: StateStore) -> LabState:
     """The state of the lab ``lab_name``; raises BadInput when it is not a lab name or
     no such lab is up, CorruptState for a corrupt state file."""
-    check_lab(lab_name)
-    state = store.load(lab_name)
-    if state is None:
-        known = store.labs()
-        raise BadInput(f"LAB: no lab named {lab_name!r} is up (hint: "
-                       + (f"known labs: {', '.join(known)})" if known else "netlab up SCENARIO)"))
-    return state
+    return store.require(lab_name)
 
 
 def links_down(lab: Lab) -> frozenset[tuple[str, str]]:

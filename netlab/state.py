@@ -39,8 +39,10 @@ import json
 import os
 import stat
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
 from netlab import safefile, statedoc
 from netlab.errors import BadInput
@@ -50,7 +52,8 @@ from netlab.statedoc import VERSION, LabState, to_json
 __all__ = ["VERSION", "CorruptState", "LabState", "StateStore", "UnsafeStore", "check_lab",
            "to_json"]
 
-DEFAULT_ROOT = Path(os.environ.get("NETLAB_STATE_DIR", "/run/netlab"))
+DEFAULT_ROOT = Path("/run/netlab")
+T = TypeVar("T")
 MAX_BYTES = 16 * 1024 * 1024   # a 10,000-task lab's state is about 1 MB
 _SUFFIX = ".json"
 _TMP_SUFFIX = ".tmp"
@@ -81,11 +84,35 @@ def check_lab(lab: object, what: str = "LAB") -> str:
                    f"starting and ending with a letter or digit)")
 
 
+def state_root(environ: Mapping[str, str] = os.environ) -> Path:
+    """The store directory: ``$NETLAB_STATE_DIR``, else :data:`DEFAULT_ROOT`.
+
+    An empty or relative NETLAB_STATE_DIR raises BadInput (exit 2) naming it,
+    rather than being read as unset or as relative to the current directory:
+    an empty value is most often a script's unset variable
+    (``NETLAB_STATE_DIR=$DIR``), and falling back to /run/netlab would let
+    ``netlab down --all`` act on the machine's labs instead of the intended
+    private ones; a relative one would make the store follow the current
+    directory, so a lab brought up in one directory is unknown in the next.
+    """
+    value = environ.get("NETLAB_STATE_DIR")
+    if value is None:
+        return DEFAULT_ROOT
+    if not value:
+        raise BadInput("NETLAB_STATE_DIR: is set but empty (hint: unset it to use "
+                       f"{DEFAULT_ROOT}, or set it to an absolute path)")
+    if not os.path.isabs(value):
+        raise BadInput(f"NETLAB_STATE_DIR: {value[:80]!r} is a relative path (hint: an absolute "
+                       f"path, such as $PWD/{value[:80]}, or unset it to use {DEFAULT_ROOT})")
+    return Path(value)
+
+
 @dataclass(frozen=True)
 class StateStore:
-    """Reads and writes lab state files under ``root``."""
+    """Reads and writes lab state files under ``root`` (default: :func:`state_root`,
+    read when the store is made; raises BadInput for a bad NETLAB_STATE_DIR)."""
 
-    root: Path = DEFAULT_ROOT
+    root: Path = field(default_factory=lambda: state_root())
 
     def path(self, lab: str) -> Path:
         """Where ``lab``'s state file is; raises BadInput for an invalid lab name."""
@@ -185,6 +212,31 @@ class StateStore:
         directory, BadInput when the file cannot be read (permissions), and
         CorruptState, after moving the file aside, when it fails a check.
         """
+        return self._read(lab, statedoc.parse)
+
+    def load_targets(self, lab: str) -> statedoc.Targets | None:
+        """The scenario, namespaces and targets of ``lab`` (what ``exec`` needs), or
+        None when it has no state file: read as :meth:`load` reads, those fields
+        checked alike, the model left undecoded. Raises what :meth:`load` raises."""
+        return self._read(lab, statedoc.parse_targets)
+
+    def require(self, lab: str) -> LabState:
+        """The state of ``lab``, which must be up; raises BadInput when it is not a
+        lab name or no such lab is up, and what :meth:`load` raises."""
+        return self.load(lab) or self._not_up(lab)
+
+    def require_targets(self, lab: str) -> statedoc.Targets:
+        """:meth:`load_targets` of ``lab``, which must be up; raises as :meth:`require`."""
+        return self.load_targets(lab) or self._not_up(lab)
+
+    def _not_up(self, lab: str) -> NoReturn:
+        known = self.labs()
+        raise BadInput(f"LAB: no lab named {lab!r} is up (hint: "
+                       + (f"known labs: {', '.join(known)})" if known else "netlab up SCENARIO)"))
+
+    def _read(self, lab: str, parse: Callable[[str, bytes], T]) -> T | None:
+        """``parse(lab, raw)`` of ``lab``'s state file, or None when there is none;
+        raises as :meth:`load`."""
         check_lab(lab)
         dfd = self._open_dir(create=False)
         if dfd is None:
@@ -200,7 +252,7 @@ class StateStore:
                 raise BadInput(f"cannot read {self.path(lab)}: {exc.strerror} "
                                "(hint: run as the user who brought the lab up, e.g. sudo)") from None
             try:
-                return statedoc.parse(lab, raw)
+                return parse(lab, raw)
             except statedoc.Bad as bad:
                 raise self._corrupt(dfd, lab, str(bad)) from None
         finally:

@@ -5,6 +5,10 @@ and read back strictly by :func:`parse`.
 namespaces under ``nl-<lab>.``, the model and allocations by
 :mod:`netlab.codec`) and raises :class:`Bad` naming the first problem; the
 store (:mod:`netlab.state`) moves such a file aside and reports it.
+:func:`parse_targets` gives only what ``netlab exec`` needs (the scenario, the
+namespaces and the targets) after the same checks, but without decoding the
+model, allocations, tasks and change log: it imports neither the codec nor the
+model, and its cost hardly grows with the lab's tasks.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from netlab import changelog, codec
-from netlab.ipam import Allocations
 from netlab.kernel.xtables import BACKENDS
-from netlab.model import Lab, TaskRecord
 from netlab.plan import names
+
+if TYPE_CHECKING:
+    from netlab import changelog
+    from netlab.ipam import Allocations
+    from netlab.model import Lab, TaskRecord
 
 VERSION = 2    # 1 (no "version" key): before the lab had a memory
 SCENARIO_MAX = 4096           # PATH_MAX
@@ -47,8 +53,20 @@ class LabState:
     containers: dict[str, str] = field(default_factory=dict)   # task netns -> container id
 
 
+@dataclass(frozen=True)
+class Targets:
+    """The part of a state file ``netlab exec`` reads: its scenario, the namespaces
+    the lab owns and the namespace of each target."""
+
+    lab: str
+    scenario: str
+    netns: list[str]
+    targets: dict[str, str]   # target -> netns
+
+
 def to_json(state: LabState) -> dict[str, Any]:
     """``state`` as the JSON document of its file."""
+    from netlab import changelog, codec
     return {
         "version": VERSION, "lab": state.lab, "scenario": state.scenario,
         "netns": list(state.netns), "targets": dict(state.targets),
@@ -69,8 +87,17 @@ class Bad(Exception):
 
 
 
-def parse(lab: str, raw: bytes) -> LabState:
-    """The LabState in ``raw``, every field checked; raises Bad naming the first problem."""
+def parse_targets(lab: str, raw: bytes) -> Targets:
+    """The scenario, namespaces and targets in ``raw``. Every field is checked as
+    :func:`parse` checks it except the contents of the model, the allocations, the
+    tasks and the change log, which are only required to be there (they are not
+    decoded). Raises Bad naming the first problem."""
+    plain = _plain(lab, _document(raw))
+    return Targets(lab, plain["scenario"], plain["netns"], plain["targets"])
+
+
+def _document(raw: bytes) -> dict[str, Any]:
+    """The JSON object in ``raw`` with no unknown key; raises Bad."""
     try:
         doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -81,6 +108,12 @@ def parse(lab: str, raw: bytes) -> LabState:
     for key in doc:
         if key not in known:
             raise Bad(f"unknown key {key[:40]!r}")
+    return doc
+
+
+def _plain(lab: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``doc`` that need no decoding, checked, as LabState's keyword
+    arguments; the decoded ones must be present. Raises Bad."""
     version = doc.get("version")
     if version != VERSION or type(version) is not int:
         old = "no 'version'" if version is None else f"version {str(version)[:20]!r}"
@@ -127,6 +160,16 @@ def parse(lab: str, raw: bytes) -> LabState:
     for key in ("model", "allocations", "desired_tasks", "actual_tasks"):
         if key not in doc:
             raise Bad(f"{key!r} is missing")
+    return dict(lab=lab, scenario=scenario, netns=netns, targets=targets, supervisor_pid=pid,
+                complete=complete, lan=lan, client_ip=client_ip, iptables=iptables,
+                tasks=tasks, docker=docker, containers=containers)
+
+
+def parse(lab: str, raw: bytes) -> LabState:
+    """The LabState in ``raw``, every field checked; raises Bad naming the first problem."""
+    from netlab import changelog, codec
+    doc = _document(raw)
+    plain = _plain(lab, doc)
     try:
         model = codec.lab_from_json(doc["model"])
         if model.name != lab:
@@ -137,11 +180,8 @@ def parse(lab: str, raw: bytes) -> LabState:
         changes = changelog.from_json(doc.get("changes", []))
     except (codec.Invalid, changelog.Invalid) as bad:
         raise Bad(str(bad)) from None
-    return LabState(lab=lab, scenario=scenario, model=model, allocations=allocations,
-                    netns=netns, targets=targets, supervisor_pid=pid, complete=complete,
-                    lan=lan, client_ip=client_ip, iptables=iptables,
-                    desired_tasks=desired, actual_tasks=actual, changes=changes,
-                    tasks=tasks, docker=docker, containers=containers)
+    return LabState(model=model, allocations=allocations, desired_tasks=desired,
+                    actual_tasks=actual, changes=changes, **plain)
 
 
 def _list_of(doc: dict[str, Any], key: str, ok, what: str) -> list[str]:

@@ -1,16 +1,24 @@
-"""Helpers shared by the CLI verbs: loading a scenario, finding a lab, the store."""
+"""Helpers shared by the CLI verbs: loading a scenario, finding a lab, the store.
+
+Every verb imports this module, so it imports Click and netlab's errors only;
+the store, the lifecycle, the scenario loader and the plan builder are
+imported by the helper that uses them (``netlab --help`` and ``netlab exec``
+start without them).
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from netlab import lifecycle
 from netlab.errors import BadInput
-from netlab.model import Lab
-from netlab.plan.build import build_plan
-from netlab.plan.types import Plan
-from netlab.scenario import load_lab
-from netlab.state import LabState, StateStore, check_lab
+
+if TYPE_CHECKING:
+    from netlab import lifecycle
+    from netlab.model import Lab
+    from netlab.plan.types import Plan
+    from netlab.state import LabState, StateStore
 
 
 JSON_ERRORS = "netlab.json_errors"
@@ -27,11 +35,15 @@ def json_option(help_text: str = "One JSON document."):
 
 
 def store() -> StateStore:
+    """The state store at $NETLAB_STATE_DIR (default /run/netlab); raises BadInput
+    (exit 2) naming NETLAB_STATE_DIR when it is empty or relative."""
+    from netlab.state import StateStore
     return StateStore()
 
 
 def host() -> lifecycle.Host:
     """What ``up`` and ``down`` ask of the machine (tests replace it with fakes)."""
+    from netlab import lifecycle
     return lifecycle.Host()
 
 
@@ -40,12 +52,14 @@ def lab_name(_ctx: click.Context, param: click.Parameter, value: str | None) -> 
     before it touches any path; raises BadInput (exit 2) naming the parameter."""
     if value is None:
         return None
+    from netlab.state import check_lab
     what = param.opts[0] if isinstance(param, click.Option) else "LAB"
     return check_lab(value, what)
 
 
 def load(scenario: str, name: str | None = None) -> Lab:
     """The validated lab of ``scenario``; raises ScenarioError (exit 2)."""
+    from netlab.scenario import load_lab
     return load_lab(scenario, name_override=name)
 
 
@@ -61,12 +75,13 @@ def lab_state(st: StateStore, lab: str | None) -> LabState:
             raise BadInput("LAB: name the lab " + (
                 f"(hint: one of {', '.join(labs)})" if labs else "(hint: no lab is up; netlab up SCENARIO)"))
         lab = labs[0]
-    return lifecycle.loaded(lab, st)
+    return st.require(lab)
 
 
 def plan_from_state(state: LabState) -> Plan:
     """The lab's plan, rebuilt from its state alone (model and allocations), never
     from its scenario file: the same state always gives the same plan."""
+    from netlab.plan.build import build_plan
     return build_plan(state.model, state.allocations)
 
 

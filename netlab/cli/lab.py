@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import os
-import shutil
+from typing import TYPE_CHECKING
 
 import click
 
-from netlab import lifecycle
 from netlab.cli import common
 from netlab.docker.tasks import MODES, TASK_IMAGE
-from netlab.errors import BadInput, MissingFeature
-from netlab.plan.build import build_plan
+from netlab.errors import BadInput, NetlabError
 from netlab.kernel import xtables
-from netlab.ipam import Allocations
-from netlab.kernel.apply import ApplyStats
-from netlab.model import Lab
 from netlab.plan import names
-from netlab.plan.render import plan_json, plan_text
-from netlab.plan.types import Plan
+
+if TYPE_CHECKING:
+    from netlab.ipam import Allocations
+    from netlab.kernel.apply import ApplyStats
+    from netlab.model import Lab
+    from netlab.plan.types import Plan
 
 
 @click.command()
@@ -27,6 +26,8 @@ from netlab.plan.types import Plan
 @common.json_option("One JSON document.")
 def plan(scenario: str, name: str | None, as_json: bool) -> None:
     """Print the desired kernel state of SCENARIO, per namespace (no root needed)."""
+    from netlab.plan.build import build_plan
+    from netlab.plan.render import plan_json, plan_text
     p = build_plan(common.load(scenario, name))
     if as_json:
         click.echo(plan_json(p))
@@ -51,6 +52,7 @@ def plan(scenario: str, name: str | None, as_json: bool) -> None:
 def up(scenario: str, name: str | None, iptables: str | None, tasks: str,
        docker: str | None) -> None:
     """Build the lab of SCENARIO, or converge it if it is up."""
+    from netlab import lifecycle
     lab = common.load(scenario, name)
     backend = xtables.choose(iptables, lab.iptables)
     if docker is not None and tasks != "containers":
@@ -101,6 +103,7 @@ def summary_lines(lab: Lab, a: Allocations, plan: Plan, stats: ApplyStats,
               help="Every lab with a valid state file here; other nl- namespaces are listed, not removed.")
 def down(lab: str | None, all_labs: bool) -> None:
     """Remove everything LAB owns (namespaces, processes, state); succeeds on leftovers."""
+    from netlab import lifecycle
     st = common.store()
     if all_labs and lab:
         raise BadInput("LAB: name a lab or pass --all, not both")
@@ -140,24 +143,38 @@ def resolve_netns(lab: str, target: str, targets: dict[str, str]) -> str:
                    f"(hint: one of {', '.join(sorted(targets))})")
 
 
-@click.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.command(name="exec", context_settings={"ignore_unknown_options": True,
+                                              "allow_interspersed_args": False})
 @click.argument("lab", callback=common.lab_name)
 @click.argument("target")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(lab: str, target: str, cmd: tuple[str, ...]) -> None:
     """Run CMD inside TARGET's namespace: node1, node1/ingress_sbox, node1/ov-ingress,
-    hello-a.1, client or lan."""
-    state = common.lab_state(common.store(), lab)
+    hello-a.1, client or lan.
+
+    Everything after TARGET is CMD, its options too (netlab exec LAB node1 ls
+    --help runs ls --help); a -- before CMD is optional. Exits with CMD's status;
+    1 when TARGET's namespace is gone though the lab is up.
+    """
+    from netlab.kernel import netnsdir
+    if target == "--" and cmd:   # netlab exec LAB -- TARGET CMD...
+        target, cmd = cmd[0], cmd[1:]
+    elif cmd[:1] == ("--",):
+        cmd = cmd[1:]
+    if not cmd:
+        raise BadInput(f"CMD: name the command to run (hint: netlab exec {lab} {target} -- ip addr)")
+    state = common.store().require_targets(lab)   # not the model: exec reads no more
     ns = resolve_netns(lab, target, state.targets)
-    ip = shutil.which("ip")
-    if ip is None:
-        raise MissingFeature("the ip command is missing (hint: apt-get install iproute2)")
-    os.execv(ip, [ip, "netns", "exec", ns, *cmd])
+    if not netnsdir.exists(ns):
+        raise NetlabError(f"TARGET: the namespace {ns} of {target} is gone though lab {lab} is up "
+                          f"(hint: netlab status {lab} shows what is missing; netlab up "
+                          f"{state.scenario} --name {lab} rebuilds it)")
+    netnsdir.exec_in(ns, cmd)
 
 
-def _is_scenario_path(arg: str) -> bool:
-    """True when ``arg`` names a file rather than a lab (lab names hold no ``/`` or ``.yaml``)."""
-    return os.path.lexists(arg) or "/" in arg or arg.endswith((".yaml", ".yml"))
+def _looks_like_path(arg: str) -> bool:
+    """True when ``arg`` can only be a file: lab names hold no ``/`` and no ``.yaml``."""
+    return "/" in arg or arg.endswith((".yaml", ".yml"))
 
 
 @click.command()
@@ -165,13 +182,23 @@ def _is_scenario_path(arg: str) -> bool:
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
               show_default=True)
 def graph(lab_or_scenario: str, fmt: str) -> None:
-    """Draw the plumbing of a lab (or of a scenario file): namespaces, bridges, veths, VXLAN."""
+    """Draw the plumbing of a lab (or of a scenario file): namespaces, bridges, veths, VXLAN.
+
+    LAB|SCENARIO is a scenario file when it holds a / or ends in .yaml or .yml;
+    otherwise it is the lab of that name when one is up, and only then a file
+    of that name in the current directory (write ./NAME for the file).
+    """
+    from netlab.plan.build import build_plan
     from netlab.plan.graph import render
-    if _is_scenario_path(lab_or_scenario):
-        plan_ = build_plan(common.load(lab_or_scenario))
-    elif names.is_lab(lab_or_scenario):
-        plan_ = common.plan_from_state(common.lab_state(common.store(), lab_or_scenario))
+    arg = lab_or_scenario
+    st = common.store()
+    if _looks_like_path(arg):
+        plan_ = build_plan(common.load(arg))
+    elif names.is_lab(arg) and (arg in st.labs() or not os.path.lexists(arg)):
+        plan_ = common.plan_from_state(common.lab_state(st, arg))
+    elif os.path.lexists(arg):
+        plan_ = build_plan(common.load(arg))
     else:
-        raise BadInput(f"LAB|SCENARIO: {lab_or_scenario!r} is neither a scenario file nor a lab "
+        raise BadInput(f"LAB|SCENARIO: {arg!r} is neither a scenario file nor a lab "
                        "name (hint: a path to a YAML file, or a lab from netlab status)")
     click.echo(render(plan_, fmt), nl=False)

@@ -20,12 +20,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from netlab.errors import NetlabError
-from netlab.ipam import Allocations
-from netlab.model import Lab
 from netlab.plan import names
+
+if TYPE_CHECKING:   # annotations only: `netlab up --help` and `exec` need MODES, not these
+    from netlab.ipam import Allocations
+    from netlab.model import Lab
 
 TASK_IMAGE = "netlab/task:latest"
 LABEL_LAB = "netlab.lab"

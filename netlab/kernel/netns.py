@@ -24,10 +24,13 @@ from typing import TypeVar
 from pyroute2 import config as pr_config
 from pyroute2 import netns as pr_netns
 
-from netlab.errors import NetlabError
 from netlab.kernel import nsenter
+# re-exported: the light half (names, paths, exec) lives in netnsdir, without pyroute2
+from netlab.kernel.netnsdir import NETNS_DIR as NETNS_DIR
+from netlab.kernel.netnsdir import NetnsError as NetnsError
+from netlab.kernel.netnsdir import exists as exists
+from netlab.kernel.netnsdir import path as path
 
-NETNS_DIR = "/var/run/netns"
 #: Where Docker keeps its namespaces (not under /var/run/netns: ``ip netns`` does not list them).
 DOCKER_NETNS_DIR = "/var/run/docker/netns"
 #: The root network namespace of the machine: a real Swarm node's own.
@@ -35,25 +38,6 @@ HOST_NETNS = "/proc/1/ns/net"
 #: The same, as the trace names it (where dockerd programs DOCKER-INGRESS).
 ROOT_NETNS = HOST_NETNS
 T = TypeVar("T")
-
-
-class NetnsError(NetlabError):
-    """A namespace is missing or code inside it failed."""
-
-
-def path(name: str) -> str:
-    """``/var/run/netns/<name>``, for a plain file name only.
-
-    Every function here goes through this, so no name (say one read back from
-    a tampered state file) can point anywhere else: an absolute path, ``..``,
-    a ``/`` or a NUL raises NetnsError. pyroute2 would otherwise treat a name
-    with a ``/`` as a path of its own.
-    """
-    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name
-            or "\0" in name or len(name) > 255):
-        raise NetnsError(f"refusing network namespace name {str(name)[:80]!r}: "
-                         f"not a plain name under {NETNS_DIR}")
-    return os.path.join(NETNS_DIR, name)
 
 
 def real_path(given: str) -> str:
@@ -69,11 +53,6 @@ def locate(ref: str) -> str:
     if isinstance(ref, str) and ref.startswith("/"):
         return real_path(ref)
     return path(ref)
-
-
-def exists(name: str) -> bool:
-    """True when ``name`` exists (raises NetnsError for a name that is not plain)."""
-    return os.path.exists(path(name))
 
 
 def listed(prefix: str = "") -> list[str]:

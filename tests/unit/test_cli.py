@@ -67,7 +67,9 @@ def test_curl_of_unknown_lab_is_bad_input(tmp_path, monkeypatch):
 
 def test_every_command_is_documented_in_the_readme():
     readme = (REPO / "README.md").read_text()
-    for name in cli.commands:
+    names = cli.list_commands(cli.make_context("netlab", ["--help"], resilient_parsing=True))
+    assert len(names) >= 14   # the group loads its verbs lazily: cli.commands is empty
+    for name in names:
         assert f"netlab {name}" in readme, name
 
 
