@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from collections.abc import Callable
 
 from netlab import changelog, ipam
+from netlab.docker import connect as dconnect
 from netlab.docker import tasks as ctasks
 from netlab.docker.tasks import ContainerRuntime
 from netlab.errors import BadInput
@@ -294,6 +295,17 @@ def _files_of(lab: str, store: StateStore) -> list[str]:
     return [log.name, endpoints.name, status_path_for(endpoints).name]
 
 
+def _recorded_runtime(lab: str, state: LabState | None, host: Host) -> ContainerRuntime:
+    """The Docker of ``lab``'s task containers: the URL its state records, else
+    ``$DOCKER_HOST``, else the local socket. Raises BadInput when the recorded URL
+    is no Docker URL (nothing is connected; ``down`` removes the rest and says so)."""
+    url = state.docker if state else None
+    if url and (problem := dconnect.url_problem(url)) is not None:
+        raise BadInput(f"the state file records the Docker URL {url[:100]!r}, unusable: {problem} "
+                       f"(hint: docker rm -f $(docker ps -aq --filter label={ctasks.LABEL_LAB}={lab}))")
+    return host.containers(url)
+
+
 def down(lab: str, store: StateStore, host: Host = Host()) -> DownResult:
     """Remove everything ``lab`` owns; succeeds on leftovers.
 
@@ -333,7 +345,7 @@ def down(lab: str, store: StateStore, host: Host = Host()) -> DownResult:
     if state is None or state.tasks == "containers":
         removed_containers, left = ctasks.sweep(
             lab, list(state.containers.values()) if state else [],
-            lambda: host.containers(state.docker if state else None))
+            lambda: _recorded_runtime(lab, state, host))
     # Tasks first, the LAN last: fewer links die with a still-used peer.
     lan = names.lan_ns(lab)
     removed = host.kernel.teardown(sorted(owned, key=lambda n: (n == lan, n)))

@@ -15,6 +15,7 @@ import click
 
 from netlab.cli import common
 from netlab.cli.params import Count, Duration
+from netlab.docker.connect import docker_url
 from netlab.errors import BadInput
 from netlab.trace import render
 from netlab.trace.model import RepeatSummary
@@ -34,7 +35,8 @@ def _docker_target(url: str, lab: str | None, target: str | None) -> tuple[str |
     if len(given) != 1:
         raise BadInput("NODE_ADDRESS:PORT: trace --docker takes one NODE_ADDRESS:PORT and no LAB "
                        "(hint: netlab trace --docker 192.168.77.1:5000)")
-    return url or None, given[0]
+    # One parser of Docker URLs for every verb: --docker, else $DOCKER_HOST, checked here.
+    return docker_url(url or None), given[0]
 
 
 def _lab_target(lab: str | None, target: str | None) -> tuple[str, str]:
