@@ -25,9 +25,10 @@ from netlab.lifecycle import (
 )
 from netlab.model import Lab, TaskRecord, restart_off
 from netlab.model import scale as model_scale
-from netlab.plan import names
+from netlab.plan import names, size
 from netlab.plan.build import build_plan
 from netlab.plan.types import Plan
+from netlab.scenario.services import REPLICAS_MAX
 from netlab.state import LabState, StateStore
 
 
@@ -159,6 +160,28 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
     return ScaleResult(after, allocations, plan, added, removed, stats)
 
 
+def check_size(lab: Lab, field: str, replicas: dict[str, int]) -> None:
+    """Refuse, before any task is placed, a change whose plan would pass
+    :data:`netlab.plan.size.MAX_PLAN_ITEMS` (the scenario loader's limit): raises
+    BadInput naming ``field``, with the most replicas the first service may have."""
+    networks = [n.name for n in lab.networks]
+    found = size.estimate(len(lab.nodes), lab.services, networks, replicas)
+    if found.fits:
+        return
+    hint = "netlab down, and up a smaller scenario"
+    for service in replicas:
+        most = size.most_replicas(len(lab.nodes), lab.services, networks, replicas, service,
+                                  REPLICAS_MAX)
+        if most > 0:
+            hint = (f"at most {service}={most} with the other counts as asked, on "
+                    f"{len(lab.nodes)} nodes")
+            break
+    else:
+        if replicas:
+            hint = "fewer replicas of every service named: each alone passes the limit"
+    raise BadInput(f"{field}: {size.too_big(found)} (hint: {hint})")
+
+
 def scale(lab_name: str, replicas: dict[str, int], store: StateStore,
           progress: Progress = lambda _m: None, host: Host = Host()) -> ScaleResult:
     """``docker service scale``: set each service's replicas and converge every node.
@@ -189,9 +212,10 @@ def scale(lab_name: str, replicas: dict[str, int], store: StateStore,
         if service not in {s.name for s in before.services}:
             raise BadInput(f"SERVICE: lab {lab_name} has no service {service!r} "
                            f"(hint: one of {', '.join(s.name for s in before.services)})")
-        if type(count) is not int or count < 0:
+        if type(count) is not int or not 0 <= count <= REPLICAS_MAX:
             raise BadInput(f"SERVICE=N: {service}={count!r} is not a number of replicas "
-                           "(hint: a whole number, 0 or more)")
+                           f"(hint: a whole number from 0 to {REPLICAS_MAX:,})")
+    check_size(before, "SERVICE=N", replicas)
     if not host.is_root():
         raise BadInput("netlab scale must run as root (hint: sudo netlab scale …)")
     host.require_features(state.iptables)
@@ -237,6 +261,7 @@ def node(lab_name: str, node_name: str, action: str, store: StateStore,
     if node_name not in {n.name for n in before.nodes}:
         raise BadInput(f"NODE: lab {lab_name} has no node {node_name!r} "
                        f"(hint: one of {', '.join(n.name for n in before.nodes)})")
+    check_size(before, "NODE", {})
     if not host.is_root():
         raise BadInput("netlab node must run as root (hint: sudo netlab node …)")
     host.require_features(state.iptables)
