@@ -21,7 +21,7 @@ from netlab.ipam import Allocations
 from netlab.kernel import apply as kernel_apply
 from netlab.lifecycle import (
     APP_READY_TIMEOUT, Host, Progress, _cut, _kept_resolvers, endpoints, loaded, resolvers,
-    running, state_for,
+    running, state_for, supervisor_serves,
 )
 from netlab.model import Lab, TaskRecord, restart_off
 from netlab.model import scale as model_scale
@@ -96,7 +96,7 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
         store.save(state)
         return ScaleResult(after, allocations, plan, (), (), None)
     pid = state.supervisor_pid
-    if not (pid and host.supervisor_running(pid)):
+    if not supervisor_serves(state, store, host.process):
         raise BadInput(f"LAB: the task apps of {state.lab} are not running "
                        f"(hint: netlab up {state.scenario} restarts them)")
     in_containers = state.tasks == "containers"
@@ -104,6 +104,7 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
     old_plan = build_plan(before, old_alloc)
     new_state = state_for(after, allocations, state.scenario, plan)
     new_state.iptables, new_state.supervisor_pid = state.iptables, state.supervisor_pid
+    new_state.supervisor_started = state.supervisor_started
     new_state.tasks, new_state.docker = state.tasks, state.docker
     new_state.containers = dict(state.containers)
     # Record every namespace we may own before creating any.
