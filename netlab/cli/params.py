@@ -71,7 +71,7 @@ class Count(click.ParamType):
             raise BadInput(f"{field}: {value!r} is not a whole number (hint: {field} {self.example})")
         return count_text(value, field, self.low, self.high, f"{field} {self.example}")
 
-    def get_metavar(self, param: click.Parameter, *_a: object) -> str:
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "N"
 
 
@@ -96,5 +96,5 @@ class Duration(click.ParamType):
                            f"(hint: {field} {self.example})")
         return seconds_text(value, field, self.low, self.high, f"{field} {self.example}")
 
-    def get_metavar(self, param: click.Parameter, *_a: object) -> str:
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "S"

@@ -111,6 +111,14 @@ def test_every_count_and_duration_option_uses_the_shared_types():
         assert isinstance(param.type, kind), (verb, option)
 
 
+@pytest.mark.parametrize("verb", ["curl", "trace", "load", "scale", "vm"])
+def test_help_names_the_kinds(verb):
+    r = CliRunner().invoke(cli, [verb, "--help"])
+    assert r.exit_code == 0 and r.exception is None, r.output
+    if verb in ("curl", "trace", "load"):
+        assert "--timeout S" in r.output and " N " in r.output
+
+
 # ---- through the CLI ------------------------------------------------------------------
 
 @pytest.mark.parametrize("option", ["--timeout"])
