@@ -195,3 +195,14 @@ def test_service_names_that_are_no_dns_names_from_a_task(lab, verb, field, name)
 def test_trace_refuses_an_empty_or_unknown_protocol(lab, target):
     doc = refused(["trace", "east-west", target], "NODE:PORT")
     assert "tcp|udp" in doc["error"] or "NODE:PORT" in doc["error"]
+
+
+@pytest.mark.parametrize("target", ["192.168.77.1:5000/", "192.168.77.1:5000/TCP",
+                                    "192.168.77.1:٣", "192.168.77.1:５０００", "192.168.77.1:00005000",
+                                    "192.168.77.1:+80", "192.168.77.1:5000//udp"])
+def test_trace_docker_refuses_what_trace_refuses(monkeypatch, target):
+    """The real node's NODE_ADDRESS:PORT reads as a lab's NODE:PORT does."""
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setattr("netlab.docker.connect.connect",
+                        lambda *_a: pytest.fail("an Engine was asked"))
+    refused(["trace", "--docker", target], "NODE_ADDRESS:PORT")
