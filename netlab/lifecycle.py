@@ -24,8 +24,7 @@ from netlab.docker.tasks import ContainerRuntime
 from netlab.errors import BadInput
 from netlab.ipam import Allocations
 from netlab.kernel import apply as kernel_apply
-from netlab.kernel import features, netns
-from netlab.kernel import procs
+from netlab.kernel import features, netns, procs
 from netlab.kernel.interface import Kernel, LinuxKernel
 from netlab.kernel.procs import ProcessInfo
 from netlab.kernel.xtables import Backend
@@ -254,6 +253,9 @@ def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
         progress("updating the task apps")
         host.update_supervisor(pid, apps, timeout=APP_READY_TIMEOUT,
                                dns=resolvers(lab, allocations))
+        if state.supervisor_started is None and pid:   # a state from before start times
+            running_as = host.process(pid)
+            state.supervisor_started = running_as.start_time if running_as else None
     else:
         progress("starting the task apps")
         pid = host.start_supervisor(apps, store.log_path(lab.name),
@@ -305,8 +307,9 @@ def supervisor_serves(state: LabState, store: StateStore,
     ``scale``, ``node``, ``down`` and ``status`` make: a stale state whose pid
     another lab's supervisor or any other process reused is never trusted."""
     pid = state.supervisor_pid
-    return bool(pid) and supervisor.is_lab_supervisor(process(pid),  # type: ignore[arg-type]
-                                                      supervisor_identity(state, store))
+    if not pid:
+        return False
+    return supervisor.is_lab_supervisor(process(pid), supervisor_identity(state, store))
 
 
 def _supervisors_of(lab: str, store: StateStore, host: Host) -> list[int]:
