@@ -81,11 +81,16 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
     ``change`` (kind, what) goes to the lab's change log, stamped converged at the
     end, and names the change in the history of the tasks it ends.
 
-    Raises BadInput when the lab's task apps are not running; kernel
-    refusals and supervisor errors propagate.
+    Raises BadInput when the lab's task apps are not running or a subnet has no
+    address left for a new task (naming the change's field); kernel refusals and
+    supervisor errors propagate.
     """
     before, old_alloc = state.model, state.allocations
-    allocations = ipam.allocate(after, old_alloc)
+    try:
+        allocations = ipam.allocate(after, old_alloc)
+    except ipam.AddressSpaceExhausted as err:   # before any change: name what was asked
+        field = {"scale": "SERVICE=N", "node": "NODE"}.get(change[0], "LAB")
+        raise BadInput(f"{field}: {err}") from None
     plan = build_plan(after, allocations)
     added = _changes(after, allocations, before)
     removed = _changes(before, old_alloc, after)

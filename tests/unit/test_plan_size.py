@@ -113,7 +113,7 @@ def lab(tmp_path, monkeypatch):
 ])
 def test_scale_past_the_limit_is_refused_before_placing(lab, nothing_placed_or_planned, args, most):
     store, fake = lab
-    before = store.load("three-nodes")
+    before, steps = store.load("three-nodes"), list(fake.kernel.steps)
     if "VALUE" in most:   # the boundary itself is test_most_replicas_is_the_boundary's
         wanted = {a.split("=")[0]: int(a.split("=")[1]) for a in args}
         named = most.split("at most ")[1].split("=")[0]
@@ -123,7 +123,7 @@ def test_scale_past_the_limit_is_refused_before_placing(lab, nothing_placed_or_p
     assert r.exit_code == 2, r.output
     assert r.stderr.startswith("Error: SERVICE=N: this lab would plan about ")
     assert r.stderr.count("\n") == 1 and LIMIT in r.stderr and most in r.stderr, r.stderr
-    assert store.load("three-nodes").model == before.model and fake.kernel.steps.count("apply") == 0
+    assert store.load("three-nodes").model == before.model and fake.kernel.steps == steps
 
 
 def test_scale_within_the_limit_still_converges(lab):
@@ -142,3 +142,12 @@ def test_a_node_operation_on_a_lab_past_the_limit_is_refused():
     bigger = type(big)(big.name, tuple(node(f"n{i}") for i in range(40)), big.services)
     with pytest.raises(BadInput, match=r"^NODE: this lab would plan about .* at most 400,000 objects"):
         converge.check_size(bigger, "NODE", {})
+
+
+def test_scale_past_the_ingress_subnet_names_the_field_and_changes_nothing(lab):
+    store, fake = lab
+    before, steps = store.load("three-nodes"), list(fake.kernel.steps)
+    r = CliRunner().invoke(cli, ["scale", "three-nodes", "web=300"])
+    assert r.exit_code == 2 and r.stderr.startswith("Error: SERVICE=N: 10.0.0.0/24 has no address"), \
+        r.output
+    assert store.load("three-nodes").model == before.model and fake.kernel.steps == steps
