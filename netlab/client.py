@@ -18,7 +18,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 
 from netlab.errors import BadInput, NetlabError
 from netlab.kernel.netns import socket_in
-from netlab.plan import names
+from netlab.plan import dnsname, names
 from netlab.plan.discovery import records_for_task
 from netlab.state import LabState
 
@@ -63,7 +63,8 @@ def parse_east_west(state: LabState, task: str, target: str) -> tuple[tuple[str,
     Docker's DNAT to the lab's DNS server (:func:`resolve_in`), which answers
     from :func:`netlab.plan.discovery.records_for_task` (the VIP, or every
     task for dnsrr). An IPv4 address is taken as it is. Raises BadInput for a
-    task the lab does not run, a malformed target or a name the task cannot
+    task the lab does not run, a malformed target, a name that is no DNS name
+    (:mod:`netlab.plan.dnsname`, checked before any encoding) or a name the task cannot
     resolve (NXDOMAIN); NetlabError when the embedded DNS does not answer.
     """
     lab = state.model
@@ -91,9 +92,13 @@ def resolve_in(netns: str, name: str, timeout: float = 3.0) -> tuple[str, ...]:
     """The A records of ``name`` as the embedded DNS at 127.0.0.11:53 answers a
     query sent from inside ``netns``; () for NXDOMAIN or an empty answer.
 
-    Raises NetlabError when no answer comes or the answer is an error other
-    than NXDOMAIN (the lab's DNS server is not running, its DNAT is gone).
+    Raises BadInput (``SERVICE:PORT``) for a name that is no DNS name, before
+    any encoding; NetlabError when no answer comes or the answer is an error
+    other than NXDOMAIN (the lab's DNS server is not running, its DNAT is gone).
     """
+    if (problem := dnsname.name_problem(name)) is not None:
+        raise BadInput(f"SERVICE:PORT: {name[:80]!r} {problem} (hint: a service name such as "
+                       "api:80, tasks.api:80, or an IPv4 address such as 10.0.1.7:80)")
     query = DNSRecord.question(name, "A")
     sock = socket_in(netns, kind=socket.SOCK_DGRAM)
     try:

@@ -21,13 +21,14 @@ from netlab.ipam import Allocations
 from netlab.kernel import apply as kernel_apply
 from netlab.lifecycle import (
     APP_READY_TIMEOUT, Host, Progress, _cut, _kept_resolvers, endpoints, loaded, resolvers,
-    running, state_for,
+    running, state_for, supervisor_serves,
 )
 from netlab.model import Lab, TaskRecord, restart_off
 from netlab.model import scale as model_scale
-from netlab.plan import names
+from netlab.plan import names, size
 from netlab.plan.build import build_plan
 from netlab.plan.types import Plan
+from netlab.scenario.services import REPLICAS_MAX
 from netlab.state import LabState, StateStore
 
 
@@ -80,11 +81,16 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
     ``change`` (kind, what) goes to the lab's change log, stamped converged at the
     end, and names the change in the history of the tasks it ends.
 
-    Raises BadInput when the lab's task apps are not running; kernel
-    refusals and supervisor errors propagate.
+    Raises BadInput when the lab's task apps are not running or a subnet has no
+    address left for a new task (naming the change's field); kernel refusals and
+    supervisor errors propagate.
     """
     before, old_alloc = state.model, state.allocations
-    allocations = ipam.allocate(after, old_alloc)
+    try:
+        allocations = ipam.allocate(after, old_alloc)
+    except ipam.AddressSpaceExhausted as err:   # before any change: name what was asked
+        field = {"scale": "SERVICE=N", "node": "NODE"}.get(change[0], "LAB")
+        raise BadInput(f"{field}: {err}") from None
     plan = build_plan(after, allocations)
     added = _changes(after, allocations, before)
     removed = _changes(before, old_alloc, after)
@@ -95,7 +101,7 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
         store.save(state)
         return ScaleResult(after, allocations, plan, (), (), None)
     pid = state.supervisor_pid
-    if not (pid and host.supervisor_running(pid)):
+    if not supervisor_serves(state, store, host.process):
         raise BadInput(f"LAB: the task apps of {state.lab} are not running "
                        f"(hint: netlab up {state.scenario} restarts them)")
     in_containers = state.tasks == "containers"
@@ -103,6 +109,7 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
     old_plan = build_plan(before, old_alloc)
     new_state = state_for(after, allocations, state.scenario, plan)
     new_state.iptables, new_state.supervisor_pid = state.iptables, state.supervisor_pid
+    new_state.supervisor_started = state.supervisor_started
     new_state.tasks, new_state.docker = state.tasks, state.docker
     new_state.containers = dict(state.containers)
     # Record every namespace we may own before creating any.
@@ -160,6 +167,28 @@ def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress
     return ScaleResult(after, allocations, plan, added, removed, stats)
 
 
+def check_size(lab: Lab, field: str, replicas: dict[str, int]) -> None:
+    """Refuse, before any task is placed, a change whose plan would pass
+    :data:`netlab.plan.size.MAX_PLAN_ITEMS` (the scenario loader's limit): raises
+    BadInput naming ``field``, with the most replicas the first service may have."""
+    networks = [n.name for n in lab.networks]
+    found = size.estimate(len(lab.nodes), lab.services, networks, replicas)
+    if found.fits:
+        return
+    hint = "netlab down, and up a smaller scenario"
+    for service in replicas:
+        most = size.most_replicas(len(lab.nodes), lab.services, networks, replicas, service,
+                                  REPLICAS_MAX)
+        if most > 0:
+            hint = (f"at most {service}={most} with the other counts as asked, on "
+                    f"{len(lab.nodes)} nodes")
+            break
+    else:
+        if replicas:
+            hint = "fewer replicas of every service named: each alone passes the limit"
+    raise BadInput(f"{field}: {size.too_big(found)} (hint: {hint})")
+
+
 def scale(lab_name: str, replicas: dict[str, int], store: StateStore,
           progress: Progress = lambda _m: None, host: Host = Host()) -> ScaleResult:
     """``docker service scale``: set each service's replicas and converge every node.
@@ -190,9 +219,10 @@ def scale(lab_name: str, replicas: dict[str, int], store: StateStore,
         if service not in {s.name for s in before.services}:
             raise BadInput(f"SERVICE: lab {lab_name} has no service {service!r} "
                            f"(hint: one of {', '.join(s.name for s in before.services)})")
-        if type(count) is not int or count < 0:
+        if type(count) is not int or not 0 <= count <= REPLICAS_MAX:
             raise BadInput(f"SERVICE=N: {service}={count!r} is not a number of replicas "
-                           "(hint: a whole number, 0 or more)")
+                           f"(hint: a whole number from 0 to {REPLICAS_MAX:,})")
+    check_size(before, "SERVICE=N", replicas)
     if not host.is_root():
         raise BadInput("netlab scale must run as root (hint: sudo netlab scale …)")
     host.require_features(state.iptables)
@@ -238,6 +268,7 @@ def node(lab_name: str, node_name: str, action: str, store: StateStore,
     if node_name not in {n.name for n in before.nodes}:
         raise BadInput(f"NODE: lab {lab_name} has no node {node_name!r} "
                        f"(hint: one of {', '.join(n.name for n in before.nodes)})")
+    check_size(before, "NODE", {})
     if not host.is_root():
         raise BadInput("netlab node must run as root (hint: sudo netlab node …)")
     host.require_features(state.iptables)

@@ -18,13 +18,15 @@ from dataclasses import dataclass, replace
 from collections.abc import Callable
 
 from netlab import changelog, ipam
+from netlab.docker import connect as dconnect
 from netlab.docker import tasks as ctasks
 from netlab.docker.tasks import ContainerRuntime
 from netlab.errors import BadInput
 from netlab.ipam import Allocations
 from netlab.kernel import apply as kernel_apply
-from netlab.kernel import features, netns
+from netlab.kernel import features, netns, procs
 from netlab.kernel.interface import Kernel, LinuxKernel
+from netlab.kernel.procs import ProcessInfo
 from netlab.kernel.xtables import Backend
 from netlab.model import Lab, TaskRecord, reschedule
 from netlab.plan import dns, names
@@ -97,8 +99,8 @@ class Host:
     kernel: Kernel = LinuxKernel()
     require_features: Callable[[Backend], None] = _require_features
     find_supervisors: Callable[[str], list[int]] = supervisor.find
-    supervisor_running: Callable[[int], bool] = supervisor.is_running
-    stop_supervisor: Callable[[int], None] = supervisor.stop
+    process: Callable[[int], ProcessInfo | None] = procs.read   # /proc/<pid>, None if none
+    stop_supervisor: Callable[..., None] = supervisor.stop       # (pid, identity=...)
     start_supervisor: Callable[..., int] = supervisor.start
     update_supervisor: Callable[..., None] = supervisor.update
     containers: Callable[[str | None], ContainerRuntime] = _docker   # Docker URL -> runtime
@@ -230,6 +232,7 @@ def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
     # Record every namespace we may own before creating any.
     state.netns = sorted(set(owned_before) | set(state.netns))
     state.supervisor_pid = previous.supervisor_pid if previous else None
+    state.supervisor_started = previous.supervisor_started if previous else None
     state.actual_tasks = previous.actual_tasks if previous else ()
     state.changes = changelog.begin(previous.changes if previous else (), "up", scenario)
     state.tasks, state.docker = tasks, docker
@@ -246,14 +249,19 @@ def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
     stats = host.kernel.apply(_cut(plan, lab), backend, stale, progress)
     apps = endpoints(lab, allocations, runtime is not None)
     pid = state.supervisor_pid
-    if pid and host.supervisor_running(pid):
+    if supervisor_serves(state, store, host.process):
         progress("updating the task apps")
         host.update_supervisor(pid, apps, timeout=APP_READY_TIMEOUT,
                                dns=resolvers(lab, allocations))
+        if state.supervisor_started is None and pid:   # a state from before start times
+            running_as = host.process(pid)
+            state.supervisor_started = running_as.start_time if running_as else None
     else:
         progress("starting the task apps")
         pid = host.start_supervisor(apps, store.log_path(lab.name),
                                     ready_timeout=APP_READY_TIMEOUT, dns=resolvers(lab, allocations))
+        started_as = host.process(pid)
+        state.supervisor_started = started_as.start_time if started_as else None
     if started:
         progress("waiting for the task containers to serve")
         ctasks.wait_serving(started, host.kernel, APP_READY_TIMEOUT)
@@ -281,9 +289,32 @@ def _refuse_unclaimed(lab: str, previous: LabState | None, existing: list[str]) 
                        "or pick another name with --name)")
 
 
+def _endpoints_of(lab: str, store: StateStore) -> str:
+    """The endpoints file ``lab``'s supervisor is started with, as its argv names it."""
+    return str(supervisor.endpoints_path_for(store.log_path(lab).absolute()))
+
+
+def supervisor_identity(state: LabState, store: StateStore) -> supervisor.Identity:
+    """What only ``state``'s own supervisor has: its lab's endpoints file and its
+    recorded start time."""
+    return supervisor.Identity(_endpoints_of(state.lab, store), state.supervisor_started)
+
+
+def supervisor_serves(state: LabState, store: StateStore,
+                      process: Callable[[int], ProcessInfo | None]) -> bool:
+    """True when the pid ``state`` records is this lab's supervisor, read through
+    ``process`` (the kernel's ``/proc`` reader or a fake). The one check ``up``,
+    ``scale``, ``node``, ``down`` and ``status`` make: a stale state whose pid
+    another lab's supervisor or any other process reused is never trusted."""
+    pid = state.supervisor_pid
+    if not pid:
+        return False
+    return supervisor.is_lab_supervisor(process(pid), supervisor_identity(state, store))
+
+
 def _supervisors_of(lab: str, store: StateStore, host: Host) -> list[int]:
     """Pids of ``lab``'s supervisors, found by the endpoints file in their command line."""
-    return host.find_supervisors(str(supervisor.endpoints_path_for(store.log_path(lab))))
+    return host.find_supervisors(_endpoints_of(lab, store))
 
 
 def _files_of(lab: str, store: StateStore) -> list[str]:
@@ -292,6 +323,17 @@ def _files_of(lab: str, store: StateStore) -> list[str]:
     log = store.log_path(lab)
     endpoints = supervisor.endpoints_path_for(log)
     return [log.name, endpoints.name, status_path_for(endpoints).name]
+
+
+def _recorded_runtime(lab: str, state: LabState | None, host: Host) -> ContainerRuntime:
+    """The Docker of ``lab``'s task containers: the URL its state records, else
+    ``$DOCKER_HOST``, else the local socket. Raises BadInput when the recorded URL
+    is no Docker URL (nothing is connected; ``down`` removes the rest and says so)."""
+    url = state.docker if state else None
+    if url and (problem := dconnect.url_problem(url)) is not None:
+        raise BadInput(f"the state file records the Docker URL {url[:100]!r}, unusable: {problem} "
+                       f"(hint: docker rm -f $(docker ps -aq --filter label={ctasks.LABEL_LAB}={lab}))")
+    return host.containers(url)
 
 
 def down(lab: str, store: StateStore, host: Host = Host()) -> DownResult:
@@ -310,7 +352,10 @@ def down(lab: str, store: StateStore, host: Host = Host()) -> DownResult:
         state = store.load(lab)
     except CorruptState as err:
         state, corrupt = None, str(err)
-    pids = ([state.supervisor_pid] if state and state.supervisor_pid else [])
+    # The recorded pid only when it is this lab's supervisor; others by their argv.
+    recorded = state.supervisor_pid if state and supervisor_serves(state, store, host.process) \
+        else None
+    pids = [recorded] if recorded else []
     pids += [p for p in _supervisors_of(lab, store, host) if p not in pids]
     prefix = names.lab_prefix(lab)
     owned = set(state.netns if state else []) | set(host.listed(prefix))
@@ -325,15 +370,18 @@ def down(lab: str, store: StateStore, host: Host = Host()) -> DownResult:
                        "no task apps (hint: " + (f"known labs: {', '.join(known)})" if known
                                                  else "no lab is up)"))
     stopped = False
+    endpoints = _endpoints_of(lab, store)
     for pid in pids:
-        if host.supervisor_running(pid):
-            host.stop_supervisor(pid)
+        identity = supervisor.Identity(
+            endpoints, state.supervisor_started if state and pid == recorded else None)
+        if supervisor.is_lab_supervisor(host.process(pid), identity):
+            host.stop_supervisor(pid, identity=identity)
             stopped = True
     removed_containers, left = 0, None
     if state is None or state.tasks == "containers":
         removed_containers, left = ctasks.sweep(
             lab, list(state.containers.values()) if state else [],
-            lambda: host.containers(state.docker if state else None))
+            lambda: _recorded_runtime(lab, state, host))
     # Tasks first, the LAN last: fewer links die with a still-used peer.
     lan = names.lan_ns(lab)
     removed = host.kernel.teardown(sorted(owned, key=lambda n: (n == lan, n)))

@@ -41,6 +41,9 @@ class LabState:
     netns: list[str] = field(default_factory=list)
     targets: dict[str, str] = field(default_factory=dict)   # target -> netns
     supervisor_pid: int | None = None
+    # The supervisor's start time (/proc/<pid>/stat field 22): with the pid, it names
+    # that one process (None in files from before it was recorded).
+    supervisor_started: int | None = None
     complete: bool = False
     lan: dict[str, str] = field(default_factory=dict)      # node -> LAN IP
     client_ip: str | None = None
@@ -70,7 +73,8 @@ def to_json(state: LabState) -> dict[str, Any]:
     return {
         "version": VERSION, "lab": state.lab, "scenario": state.scenario,
         "netns": list(state.netns), "targets": dict(state.targets),
-        "supervisor_pid": state.supervisor_pid, "complete": state.complete,
+        "supervisor_pid": state.supervisor_pid, "supervisor_started": state.supervisor_started,
+        "complete": state.complete,
         "lan": dict(state.lan), "client_ip": state.client_ip, "iptables": state.iptables,
         "model": codec.lab_to_json(state.model),
         "allocations": codec.allocations_to_json(state.allocations),
@@ -136,6 +140,10 @@ def _plain(lab: str, doc: dict[str, Any]) -> dict[str, Any]:
     pid = doc.get("supervisor_pid")
     if pid is not None and (type(pid) is not int or pid <= 0):
         raise Bad("'supervisor_pid' must be a positive integer or null")
+    started = doc.get("supervisor_started")
+    if started is not None and (type(started) is not int or started < 0 or pid is None):
+        raise Bad("'supervisor_started' must be a whole number of clock ticks, with a "
+                  "supervisor_pid, or null")
     complete = doc.get("complete", False)
     if type(complete) is not bool:
         raise Bad("'complete' must be true or false")
@@ -161,7 +169,8 @@ def _plain(lab: str, doc: dict[str, Any]) -> dict[str, Any]:
         if key not in doc:
             raise Bad(f"{key!r} is missing")
     return dict(lab=lab, scenario=scenario, netns=netns, targets=targets, supervisor_pid=pid,
-                complete=complete, lan=lan, client_ip=client_ip, iptables=iptables,
+                supervisor_started=started, complete=complete, lan=lan, client_ip=client_ip,
+                iptables=iptables,
                 tasks=tasks, docker=docker, containers=containers)
 
 

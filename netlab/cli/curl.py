@@ -10,6 +10,7 @@ import sys
 import click
 
 from netlab.cli import common
+from netlab.cli.params import Count, Duration
 from netlab.client import curl as do_curl
 from netlab.client import parse_east_west, parse_target
 
@@ -17,9 +18,10 @@ from netlab.client import parse_east_west, parse_target
 @click.command()
 @click.argument("lab", callback=common.lab_name)
 @click.argument("target", metavar="NODE:PORT|SERVICE:PORT")
-@click.option("--count", "-n", default=1, show_default=True, type=click.IntRange(1, 1000),
+@click.option("--count", "-n", default=1, show_default=True, type=Count(1, 1000, "5"),
               help="How many requests, one connection each.")
-@click.option("--timeout", default=3.0, show_default=True, type=click.FloatRange(0.1, 60))
+@click.option("--timeout", default=3.0, show_default=True, type=Duration(0.1, 60, "3"),
+              help="Seconds to wait for each reply, connect included.")
 @click.option("--from", "from_task", metavar="TASK", default=None,
               help="Send from this task (web.1) to SERVICE:PORT or VIP:PORT, east-west.")
 @common.json_option("A JSON array, one object per reply.")

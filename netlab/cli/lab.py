@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from netlab.cli import common
+from netlab.docker import connect as dconnect
 from netlab.docker.tasks import MODES, TASK_IMAGE
 from netlab.errors import BadInput, NetlabError
 from netlab.kernel import xtables
@@ -46,7 +47,7 @@ def plan(scenario: str, name: str | None, as_json: bool) -> None:
               help="How tasks run: namespaces served by netlab's app, or real Docker "
                    "containers (image netlab/task:latest, scripts/task-image.sh) whose "
                    "namespaces netlab wires.")
-@click.option("--docker", "docker", default=None, metavar="URL",
+@click.option("--docker", "docker", default=None, metavar="URL", callback=dconnect.docker_option,
               help="The Docker daemon of --tasks containers (default: "
                    "unix:///var/run/docker.sock).")
 def up(scenario: str, name: str | None, iptables: str | None, tasks: str,
@@ -58,6 +59,8 @@ def up(scenario: str, name: str | None, iptables: str | None, tasks: str,
     if docker is not None and tasks != "containers":
         raise BadInput("--docker: only tasks run as containers use Docker "
                        "(hint: add --tasks containers)")
+    if tasks == "containers":
+        dconnect.docker_url(docker)   # --docker or $DOCKER_HOST, refused before anything is made
     click.echo(f"netlab up: {lab.name} from {scenario} (iptables: {backend}, tasks: {tasks})",
                err=True)
     result = lifecycle.up(lab, os.path.abspath(scenario), common.store(), backend,

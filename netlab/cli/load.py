@@ -11,46 +11,30 @@ import time
 import click
 
 from netlab.cli import common
-from netlab.errors import BadInput
+from netlab.cli.params import Count, Duration
 from netlab.kernel import netns
 from netlab.load import engine, report, target
 
 DEFAULT_REQUESTS = 1000
 
 
-def _number(value: str | None, field: str, low: float, high: float, whole: bool,
-            example: str) -> float | int | None:
-    """``value`` as a number in [low, high]; raises BadInput naming ``field``."""
-    if value is None:
-        return None
-    try:
-        number = int(value) if whole else float(value)
-    except ValueError:
-        number = None
-    if number is None or not low <= number <= high:
-        what = "a whole number" if whole else "a number of seconds"
-        raise BadInput(f"{field}: {value[:40]!r} is not {what} from {low:g} to {high:g} "
-                       f"(hint: {field} {example})")
-    return number
-
-
 @click.command()
 @click.argument("lab", callback=common.lab_name)
 @click.argument("target_text", metavar="TARGET")
-@click.option("--requests", "-n", "requests", metavar="N",
+@click.option("--requests", "-n", "requests", type=Count(1, 10_000_000, "1000"),
               help=f"Stop after N requests (default {DEFAULT_REQUESTS} without --duration).")
-@click.option("--concurrency", "-c", metavar="C", default="10", show_default=True,
+@click.option("--concurrency", "-c", type=Count(1, 1000, "20"), default=10, show_default=True,
               help="Requests in flight at once.")
-@click.option("--duration", "-d", metavar="S", help="Stop issuing requests after S seconds.")
-@click.option("--timeout", metavar="S", default="3", show_default=True,
+@click.option("--duration", "-d", type=Duration(0.1, 3600, "30"), help="Stop issuing requests after S seconds.")
+@click.option("--timeout", type=Duration(0.1, 60, "3"), default=3.0, show_default=True,
               help="Per request, connect included.")
 @click.option("--from", "sender", default="client", show_default=True, metavar="client|TASK",
               help="Send from the client namespace or from a task's.")
 @click.option("--keepalive", is_flag=True,
               help="Reuse each worker's connection while the server keeps it open.")
 @common.json_option("One JSON document, every failure with its start time and kind.")
-def load(lab: str, target_text: str, requests: str | None, concurrency: str,
-         duration: str | None, timeout: str, sender: str, keepalive: bool,
+def load(lab: str, target_text: str, requests: int | None, concurrency: int,
+         duration: float | None, timeout: float, sender: str, keepalive: bool,
          as_json: bool) -> None:
     """Send HTTP GETs to TARGET (NODE:PORT, or SERVICE:PORT from a task) from the
     client or a task, C at a time, until N requests or S seconds; report rate, latency, errors, replies per task, and the
@@ -58,10 +42,7 @@ def load(lab: str, target_text: str, requests: str | None, concurrency: str,
 
     Exit 0 when every failure happened while a change converged, 1 otherwise.
     SIGINT or SIGTERM ends the run early, with its report."""
-    n = _number(requests, "--requests", 1, 10_000_000, True, "1000")
-    c = _number(concurrency, "--concurrency", 1, 1000, True, "20")
-    d = _number(duration, "--duration", 0.1, 3600, False, "30")
-    t = _number(timeout, "--timeout", 0.1, 60, False, "3")
+    n, c, d, t = requests, concurrency, duration, timeout
     state = common.lab_state(common.store(), lab)
     src = target.source(state, sender)
     dst = target.destination(state, target_text, src)

@@ -6,12 +6,15 @@ import click
 
 from netlab import converge
 from netlab.cli import common
+from netlab.cli.params import count_text
 from netlab.errors import BadInput
+from netlab.scenario.services import REPLICAS_MAX
 
 
 def parse_counts(args: tuple[str, ...]) -> dict[str, int]:
     """``("web=3", "api=0")`` as ``{"web": 3, "api": 0}``; raises BadInput (exit 2)
-    naming the argument when one is not ``SERVICE=N`` with N a whole number >= 0."""
+    naming the argument when one is not ``SERVICE=N`` with N a whole number from 0 to
+    REPLICAS_MAX (ASCII digits, as a scenario's replicas)."""
     if not args:
         raise BadInput("SERVICE=N: name at least one service and its replicas "
                        "(hint: netlab scale LAB web=3)")
@@ -20,9 +23,7 @@ def parse_counts(args: tuple[str, ...]) -> dict[str, int]:
         service, sep, n = arg.partition("=")
         if not sep or not service:
             raise BadInput(f"SERVICE=N: {arg!r} is not SERVICE=N (hint: netlab scale LAB web=3)")
-        if not (n.isascii() and n.isdigit()) or len(n) > 6:
-            raise BadInput(f"SERVICE=N: {arg!r}: {n!r} is not a number of replicas "
-                           "(hint: a whole number, 0 or more, such as web=3)")
+        count_text(n, "SERVICE=N", 0, REPLICAS_MAX, f"replicas as in a scenario, such as {service}=3")
         if service in counts:
             raise BadInput(f"SERVICE=N: {service} is named twice (hint: once per service)")
         counts[service] = int(n)

@@ -12,11 +12,11 @@ import click
 from netlab import lifecycle
 from netlab.cli import common
 from netlab.diff.drift import Allowance
-from netlab.kernel import netns
+from netlab.kernel import netns, procs
 from netlab.kernel.interface import Kernel, LinuxKernel
+from netlab.kernel.procs import ProcessInfo
 from netlab.kernel.xtables import DESCRIPTION
-from netlab.state import LabState
-from netlab.workload import supervisor
+from netlab.state import LabState, StateStore
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Readers:
 
     kernel: Kernel = LinuxKernel()
     netns_exists: Callable[[str], bool] = netns.exists
-    supervisor_running: Callable[[int], bool] = supervisor.is_running
+    process: Callable[[int], ProcessInfo | None] = procs.read   # /proc/<pid>, None if none
 
 
 def readers() -> Readers:
@@ -38,9 +38,11 @@ def status_doc(lab_name: str | None, with_readers: Readers | None = None) -> dic
     return status_of(common.lab_state(common.store(), lab_name), with_readers or readers())
 
 
-def status_of(state: LabState, readers: Readers) -> dict:
-    """The status of the lab whose state is ``state``: its plan rebuilt from the state
-    alone (never from the scenario file), compared with what ``readers`` see."""
+def status_of(state: LabState, readers: Readers, store: StateStore | None = None) -> dict:
+    """The status of the lab whose state is ``state`` (in ``store``, default the CLI's):
+    its plan rebuilt from the state alone (never from the scenario file), compared
+    with what ``readers`` see; the supervisor is running only when the recorded pid
+    is this lab's (:func:`netlab.lifecycle.supervisor_serves`)."""
     lab, a = state.model, state.allocations
     plan = common.plan_from_state(state)
     # A change under way (scale, node) has its plan's weights at 0 on the way: not drift.
@@ -53,7 +55,8 @@ def status_of(state: LabState, readers: Readers) -> dict:
         "complete": state.complete,
         "iptables": state.iptables,
         "iptables_backend": DESCRIPTION.get(state.iptables, state.iptables),
-        "supervisor": {"pid": pid, "running": bool(pid and readers.supervisor_running(pid))},
+        "supervisor": {"pid": pid, "running": bool(pid) and lifecycle.supervisor_serves(
+            state, store or common.store(), readers.process)},
         "tasks_as": state.tasks,            # "namespaces" (netlab's app) or "containers"
         "docker": state.docker,
         "nodes": [{"name": n.name, "role": n.role, "availability": n.availability,

@@ -64,7 +64,8 @@ def swarm() -> None:
 
 
 @swarm.command("export")
-@click.option("--docker", "url", metavar="URL", default=None, help=DOCKER_HELP)
+@click.option("--docker", "url", metavar="URL", default=None, help=DOCKER_HELP,
+              callback=dconnect.docker_option)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the scenario to FILE instead of stdout.")
 @click.option("--name", default=DEFAULT_NAME, show_default=True, help="The lab's name.")
@@ -73,6 +74,7 @@ def export_cmd(url: str | None, output: str | None, name: str, as_json: bool) ->
     """The running Swarm as a netlab scenario (nodes, networks, services, ports)."""
     if problem := name_problem(name, LAB):
         raise BadInput(f"--name: {problem[0]} (hint: {problem[1]})")
+    url = dconnect.docker_url(url)   # --docker, else $DOCKER_HOST: refused before any Engine
     out = export(engine().snapshot(url), name)
     for w in out.warnings:
         click.echo(f"warning: {w}", err=True)
@@ -152,7 +154,8 @@ def render(result: NodeDiff, where: str) -> str:
 
 @swarm.command("diff")
 @click.argument("source", metavar="SCENARIO_OR_LAB")
-@click.option("--docker", "url", metavar="URL", default=None, help=DOCKER_HELP)
+@click.option("--docker", "url", metavar="URL", default=None, help=DOCKER_HELP,
+              callback=dconnect.docker_option)
 @click.option("--node", default=None, help="The scenario node this real node plays "
               "(default: the one named like it).")
 @click.option("--iptables", type=click.Choice(xtables.CHOICES), default=None,
@@ -162,6 +165,7 @@ def diff(source: str, url: str | None, node: str | None, iptables: str | None,
          as_json: bool) -> None:
     """This real Swarm node against its node in SCENARIO_OR_LAB's plan; exit 1 when
     they differ."""
+    url = dconnect.docker_url(url)   # --docker, else $DOCKER_HOST: refused before any Engine
     result, where = diff_of(source, url, node, iptables, engine())
     if as_json:
         click.echo(json.dumps({"node": result.node, "real_node": result.real_node,

@@ -14,6 +14,8 @@ import sys
 import click
 
 from netlab.cli import common
+from netlab.cli.params import Count, Duration
+from netlab.docker.connect import docker_url
 from netlab.errors import BadInput
 from netlab.trace import render
 from netlab.trace.model import RepeatSummary
@@ -33,7 +35,8 @@ def _docker_target(url: str, lab: str | None, target: str | None) -> tuple[str |
     if len(given) != 1:
         raise BadInput("NODE_ADDRESS:PORT: trace --docker takes one NODE_ADDRESS:PORT and no LAB "
                        "(hint: netlab trace --docker 192.168.77.1:5000)")
-    return url or None, given[0]
+    # One parser of Docker URLs for every verb: --docker, else $DOCKER_HOST, checked here.
+    return docker_url(url or None), given[0]
 
 
 def _lab_target(lab: str | None, target: str | None) -> tuple[str, str]:
@@ -63,9 +66,9 @@ def _lab_target(lab: str | None, target: str | None) -> tuple[str, str]:
               help="Write every captured packet to this pcapng, one interface per capture point.")
 @click.option("--format", "fmt", type=click.Choice(["table", "mermaid"]), default="table",
               show_default=True, help="mermaid: the path as a sequence diagram.")
-@click.option("--repeat", "-n", default=1, show_default=True, type=click.IntRange(1, 100),
+@click.option("--repeat", "-n", default=1, show_default=True, type=Count(1, 100, "10"),
               help="Trace N requests and summarise which backends IPVS picked.")
-@click.option("--timeout", default=2.0, show_default=True, type=click.FloatRange(0.2, 30),
+@click.option("--timeout", default=2.0, show_default=True, type=Duration(0.2, 30, "2"),
               help="Seconds to wait for the answer before calling the request dropped.")
 def trace(lab: str | None, target: str | None, docker_url: str | None, sender: str,
           as_json: bool, pcap: str | None, fmt: str, repeat: int, timeout: float) -> None:

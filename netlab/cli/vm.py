@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from netlab.cli.params import Count, Duration
 from netlab.vm.process import Terminated
 from netlab.vm.runner import VmSpec, run_in_vm
 
@@ -15,7 +16,8 @@ from netlab.vm.runner import VmSpec, run_in_vm
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
 )
 @click.option("--memory", default="4G", show_default=True, help="Guest memory (qemu -m).")
-@click.option("--cpus", type=int, default=2, show_default=True, help="Guest CPUs.")
+@click.option("--cpus", type=Count(1, 64, "2"), default=2, show_default=True,
+              help="Guest CPUs.")
 @click.option(
     "--kernel",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -31,7 +33,7 @@ from netlab.vm.runner import VmSpec, run_in_vm
     "(override with NETLAB_VM_KVM=0/1).",
 )
 @click.option(
-    "--timeout", type=float, default=5400.0, show_default=True,
+    "--timeout", type=Duration(1, 7 * 86400, "1800"), default=5400.0, show_default=True,
     help="Seconds before the VM is stopped.",
 )
 @click.option(

@@ -15,10 +15,12 @@ asked for what only managers know.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any, Protocol
 
-from netlab.errors import MissingFeature
+from netlab.errors import BadInput, MissingFeature
+from netlab.plan import dnsname
 
 API_VERSION = "1.41"
 DEFAULT_URL = "unix:///var/run/docker.sock"
@@ -41,9 +43,95 @@ class EngineClient(Protocol):
     def inspect_container(self, container: str) -> dict[str, Any]: ...
 
 
+URL_HINT = "unix:///var/run/docker.sock, or tcp://HOST:2375 with HOST a name or an IP address"
+URL_MAX = 1024
+
+
+def _port_problem(port: str) -> str | None:
+    if not port:
+        return "it names no port (the docker SDK needs one: tcp://HOST:2375)"
+    if not (port.isascii() and port.isdigit()) or len(port) > 5 or not 1 <= int(port) <= 65535:
+        return f"the port {port[:20]!r} is not a number from 1 to 65535"
+    return None
+
+
+def _host_problem(host: str) -> str | None:
+    if host.startswith("["):
+        address, close, after = host[1:].partition("]")
+        if not close:
+            return "the IPv6 address has no closing ] (tcp://[::1]:2375)"
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            return f"{address[:60]!r} is not an IPv6 address"
+        if not after.startswith(":"):
+            return "it names no port (the docker SDK needs one: tcp://[::1]:2375)"
+        return _port_problem(after[1:])
+    name, colon, port = host.partition(":")
+    if ":" in port:
+        return "an IPv6 address goes in brackets (tcp://[::1]:2375)"
+    if not name:
+        return "it names no host"
+    if all(part.isascii() and part.isdigit() for part in name.split(".")):
+        try:
+            ipaddress.IPv4Address(name)
+        except ValueError:
+            return f"{name[:60]!r} is not an IPv4 address"
+    elif (problem := dnsname.name_problem(name)) is not None:
+        return f"the host {name[:60]!r} {problem}"
+    return _port_problem(port) if colon else _port_problem("")
+
+
+def url_problem(url: str) -> str | None:
+    """What makes ``url`` no Engine address netlab can use, or None: ``unix://`` and an
+    absolute socket path (or the path alone), or ``tcp://``, ``http://``, ``https://``
+    and HOST:PORT, HOST a DNS name, an IPv4 address or a bracketed IPv6 one, PORT
+    1-65535, and nothing after it. Pure: nothing is resolved or connected."""
+    if len(url) > URL_MAX:
+        return f"it is {len(url)} characters long (at most {URL_MAX})"
+    if not url.isascii() or not url.isprintable():
+        return "it holds a control or a non-ASCII character"
+    if any(c.isspace() for c in url) and not url.startswith(("/", "unix://")):
+        return "it holds a blank"
+    if url.startswith("/"):
+        return None
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "it has no scheme (unix:// or tcp://)"
+    if scheme not in ("unix", "tcp", "http", "https"):
+        return f"the scheme {scheme[:20]!r} is not unix, tcp, http or https"
+    if scheme == "unix":
+        return None if rest.startswith("/") and rest != "/" else \
+            "a unix socket is an absolute file path (unix:///var/run/docker.sock)"
+    host = rest[:-1] if rest.endswith("/") else rest
+    if any(c in host for c in "/?#@\\"):
+        return "only HOST:PORT may follow the scheme (no user, path, query or fragment)"
+    return _host_problem(host)
+
+
+def check_url(url: str, field: str) -> str:
+    """``url`` when :func:`url_problem` finds nothing, a bare path as ``unix://PATH``;
+    raises BadInput (exit 2) naming ``field`` (``--docker``, ``DOCKER_HOST``)."""
+    if (problem := url_problem(url)) is not None:
+        raise BadInput(f"{field}: {url[:100]!r} is not a Docker URL: {problem} (hint: {URL_HINT})")
+    return "unix://" + url if url.startswith("/") else url
+
+
 def docker_url(url: str | None) -> str:
-    """The Engine's address: ``url``, else ``$DOCKER_HOST``, else the local socket."""
-    return url or os.environ.get("DOCKER_HOST") or DEFAULT_URL
+    """The Engine's address, checked: ``url`` (``--docker``), else ``$DOCKER_HOST``,
+    else the local socket. Raises BadInput (exit 2) naming ``--docker`` or
+    ``DOCKER_HOST`` when the one used is no Docker URL (see :func:`url_problem`)."""
+    if url:
+        return check_url(url, "--docker")
+    if env := os.environ.get("DOCKER_HOST"):
+        return check_url(env, "DOCKER_HOST")
+    return DEFAULT_URL
+
+
+def docker_option(_ctx: object, _param: object, value: str | None) -> str | None:
+    """Click callback of a ``--docker URL`` option: the URL checked (None stays None,
+    the default is resolved later); raises BadInput naming ``--docker``."""
+    return check_url(value, "--docker") if value else value
 
 
 def _socket_path(url: str) -> str:
@@ -82,15 +170,17 @@ def unreachable(url: str, err: BaseException) -> MissingFeature:
 
 def connect(url: str | None = None) -> EngineClient:
     """A low-level client of the Engine at ``url`` (see :func:`docker_url`), checked
-    with one ``/info`` request. Raises MissingFeature (exit 3) when no daemon
-    answers there or the socket refuses this user."""
+    with one ``/info`` request. Raises BadInput (exit 2) when the URL is no Docker URL
+    (before any connection), MissingFeature (exit 3) when no daemon answers there or
+    the socket refuses this user."""
     import docker
     import requests
     where = docker_url(url)
     try:
         client = docker.APIClient(base_url=where, version=API_VERSION, timeout=TIMEOUT)
         client.info()
-    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as err:
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError,
+            ValueError) as err:   # urllib3 parses the URL again and raises ValueError
         raise unreachable(where, err) from None
     return client
 

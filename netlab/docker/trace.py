@@ -54,18 +54,19 @@ class RealTarget:
 
 def parse_target(text: str) -> RealTarget:
     """``192.168.77.1:5000`` or ``…:5000/udp``; raises BadInput naming the problem."""
-    spec, _, proto = text.partition("/")
+    spec, sep, proto = text.partition("/")
+    proto = proto if sep else "tcp"       # "ADDR:PORT/" names no protocol: refused below
     addr, _, port = spec.rpartition(":")
     hint = "(hint: this node's address and a published port, e.g. 192.168.77.1:5000)"
     try:
         ip = ipaddress.IPv4Address(addr)
     except ValueError:
         raise BadInput(f"{FIELD}: {text!r} does not start with an IPv4 address {hint}") from None
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not (port.isascii() and port.isdigit()) or len(port) > 5 or not 1 <= int(port) <= 65535:
         raise BadInput(f"{FIELD}: {text!r} has no port between 1 and 65535 {hint}")
-    if (proto or "tcp") not in ("tcp", "udp"):
+    if proto not in ("tcp", "udp"):
         raise BadInput(f"{FIELD}: {text!r}: the protocol is tcp or udp (hint: {spec}/udp)")
-    return RealTarget(str(ip), int(port), proto or "tcp", text)
+    return RealTarget(str(ip), int(port), proto, text)
 
 
 def check_local(target: RealTarget, root: RealNs) -> None:

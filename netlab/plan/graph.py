@@ -1,9 +1,11 @@
 """Plan → diagram: the lab's plumbing as Mermaid or Graphviz dot.
 
 Each namespace is a box (subgraph/cluster) holding its interfaces and
-bridges; veth pairs are edges between their two ends; each node's ``vxlan0``
-is joined to every other node's over the LAN by a dashed edge naming the VNI
-and UDP port. Drawn from the plan, so it needs no root and no running lab.
+bridges; veth pairs are edges between their two ends; each VXLAN device is
+joined over the LAN, by a dashed edge naming the VNI and UDP port, to the
+devices of the same VNI on the other nodes (the peers its FDB reaches; never
+to another network's VNI, nor to a device on its own node). Drawn from the
+plan, so it needs no root and no running lab.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from netlab.plan.types import Plan
+from netlab.plan.types import Plan, Vxlan
 
 FORMATS = ("mermaid", "dot")
 
@@ -68,12 +70,31 @@ def _collect(plan: Plan) -> _Graph:
         if veth.a.master:
             edges.append((a, _id(veth.a.netns, veth.a.master), "", False))
         edges.append((a, b, "veth", False))
-    vxlans = list(plan.vxlans)
-    for i, v in enumerate(vxlans):
-        for w in vxlans[i + 1:]:
-            edges.append((_id(v.netns, v.name), _id(w.netns, w.name),
-                          f"VXLAN {v.vni} udp/{v.port} over the LAN", True))
+    edges += _vxlan_peers(plan)
     return _Graph(boxes, edges)
+
+
+def _vxlan_peers(plan: Plan) -> list[tuple[str, str, str, bool]]:
+    """The dashed LAN edges between VXLAN devices: one per pair of devices
+    that share a VNI and sit on different nodes.
+
+    Devices are grouped by VNI first, so the work is linear in the number of
+    networks (each group is at most one device per node); a device's node is
+    its namespace's node, or its underlay namespace when the plan names none.
+    """
+    node_of = {ns.name: ns.node for ns in plan.netns}
+    by_vni: dict[int, list[tuple[str, Vxlan]]] = {}
+    for v in plan.vxlans:
+        node = node_of.get(v.netns) or v.underlay_netns
+        by_vni.setdefault(v.vni, []).append((node, v))
+    edges: list[tuple[str, str, str, bool]] = []
+    for vni, group in by_vni.items():
+        for i, (node, v) in enumerate(group):
+            for other, w in group[i + 1:]:
+                if other != node:
+                    edges.append((_id(v.netns, v.name), _id(w.netns, w.name),
+                                  f"VXLAN {vni} udp/{v.port} over the LAN", True))
+    return edges
 
 
 def mermaid(plan: Plan) -> str:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import replace
 
 from netlab.ipam import LAN_NODE_OFFSET
 from netlab.model import Lab, Node, Task, eligible_nodes, place_tasks
+from netlab.plan import size
 from netlab.scenario.issues import IssueLog, field
 from netlab.scenario.networks import NetworksRead, SubnetSpec
 from netlab.scenario.overlays import NetworkSpec
@@ -26,7 +28,6 @@ RESERVED_RANGES = (
     (ipaddress.IPv4Network("224.0.0.0/4"), "multicast (224.0.0.0/4)"),
     (ipaddress.IPv4Network("240.0.0.0/4"), "reserved space (240.0.0.0/4)"),
 )
-MAX_PLAN_ITEMS = 500_000
 _DISJOINT_HINT = ("ingress.subnet, underlay.lan, underlay.gwbridge and the networks' subnets "
                   "must not overlap (defaults 10.0.0.0/24, 192.168.56.0/24, 172.18.0.0/16)")
 
@@ -249,45 +250,37 @@ def check_sizes(net: NetworksRead, nodes: int, services: Sequence[ServiceSpec],
                        f"{node} holds 1 bridge address + 1 ingress sandbox + {most} tasks")
 
 
-def plan_items(nodes: int, services: Sequence[ServiceSpec], tasks: Sequence[Task]) -> int:
-    """About how many items :func:`netlab.plan.build.build_plan` makes (a slight overestimate).
-
-    Per node: its namespaces, links, sysctls and Docker's host chains (54), 4
-    rules per published port, 3 items per service, and a neighbour and an FDB
-    entry per other node and per task; per task: 13 items, 10 for its
-    embedded DNS (2 chains, 6 rules, resolv.conf and hosts) and 3 rules per
-    published port (ingress or host mode).
-    """
-    ports = {s.service.name: len(s.service.ingress_ports) for s in services}
-    every = {s.service.name: len(s.service.ports) for s in services}
-    per_node = 54 + 4 * sum(ports.values()) + 3 * len(ports) + 2 * (nodes + len(tasks))
-    # Per user network and node: its two namespaces (~20 items), 4 per service on it
-    # (VIP, mark, IPVS), a neighbour and an FDB entry per endpoint; 3 per task on it.
-    on: dict[str, list[ServiceSpec]] = {}
-    for s in services:
-        for net in s.service.networks:
-            on.setdefault(net, []).append(s)
-    for specs in on.values():
-        on_net = sum(s.service.replicas for s in specs)
-        per_node += 20 + 4 * len(specs) + 2 * (nodes + on_net) + 3 * on_net
-    return 5 + nodes * per_node + sum(23 + 3 * every.get(t.service, 0) for t in tasks)
+def plan_items(nodes: int, services: Sequence[ServiceSpec], networks: Sequence[str] = ()) -> int:
+    """About how many items :func:`netlab.plan.build.build_plan` makes (a slight
+    overestimate, never under): :func:`netlab.plan.size.estimate` of the specs."""
+    return size.estimate(nodes, [s.service for s in services], networks).items
 
 
-def check_scale(nodes: int, services: Sequence[ServiceSpec], tasks: Sequence[Task],
-                log: IssueLog) -> None:
-    """The lab's plan stays under MAX_PLAN_ITEMS items, so planning it cannot eat the machine."""
-    items = plan_items(nodes, services, tasks)
-    if items <= MAX_PLAN_ITEMS:
-        return
-    namespaces = 2 + 3 * nodes + len(tasks)
-    path = "nodes" if nodes * nodes > nodes * len(tasks) + len(tasks) else "services"
-    log.add(path,
-            f"this lab would plan about {items:,} kernel objects (rules, neighbour and FDB "
-            f"entries, addresses) in {namespaces:,} namespaces; netlab plans at most "
-            f"{MAX_PLAN_ITEMS:,}",
-            f"every node holds a neighbour and FDB entry per node and per task, and rules per "
-            f"published port: use fewer nodes or replicas (now {nodes} nodes, {len(tasks)} tasks)",
+def check_scale(nodes: int, services: Sequence[ServiceSpec], networks: Sequence[str],
+                log: IssueLog) -> bool:
+    """The lab's plan stays under size.MAX_PLAN_ITEMS items and MAX_PLAN_RULES rules, so
+    planning it cannot eat the
+    machine; checked before any task is placed. Records one issue naming the
+    section whose cut shrinks the plan most (nodes, services or networks) and
+    returns False when it does not fit."""
+    models = [s.service for s in services]
+    found = size.estimate(nodes, models, networks)
+    if found.fits:
+        return True
+    # Which section to name: the one whose reduction to its least shrinks the plan most.
+    cuts = {"nodes": size.estimate(1, models, networks),
+            "services": size.estimate(nodes, [replace(m, replicas=min(m.replicas, 1), ports=())
+                                              for m in models], networks),
+            "networks": size.estimate(nodes, [replace(m, networks=()) for m in models], ())}
+    path = min(cuts, key=lambda k: cuts[k].share)
+    tasks = sum(m.replicas for m in models)
+    ports = sum(len(m.ports) for m in models)
+    log.add(path, size.too_big(found),
+            f"every node holds a neighbour and FDB entry per node and per task, rules per "
+            f"published port and two namespaces per network: use fewer (now {nodes} nodes, "
+            f"{tasks} tasks, {ports} published ports, {len(networks)} networks)",
             None)
+    return False
 
 
 def check_mtu(net: NetworksRead, log: IssueLog) -> None:

@@ -88,12 +88,14 @@ def _build(text: str, source_name: str, name_override: str | None, log: IssueLog
     check_subnets(net.subnets + tuple(subnet_specs(overlays.networks)), log)
     check_mtu(net, log)
     placeable = nodes.clean and check_placement(nodes.nodes, services.services, log)
+    # The plan's size is known from the counts alone: a lab too big to plan is
+    # refused before a task is placed (placing is itself linear in the replicas).
+    fits = (nodes.clean and services.clean
+            and check_scale(len(nodes.nodes), services.services, overlays.names, log))
     tasks = None
-    if placeable and services.clean:
+    if placeable and fits:
         tasks = check_host_ports(nodes.nodes, services.services, log)
     check_sizes(net, len(nodes.nodes), services.services, tasks, log)
-    if tasks is not None:
-        check_scale(len(nodes.nodes), services.services, tasks, log)
     if log.count() or tasks is None:
         return None
     try:

@@ -68,9 +68,10 @@ def sender_address(state: LabState, sender: str) -> tuple[str, str]:
 
 
 def parse(state: LabState, text: str, sender: str) -> TraceTarget:
-    """``node2:5000`` or ``node2:5000/udp``; raises BadInput naming the problem."""
-    spec, _, proto = text.partition("/")
-    proto = proto or "tcp"
+    """``node2:5000`` or ``node2:5000/udp`` (``/`` with no protocol is refused, never read as
+    tcp); raises BadInput naming the problem."""
+    spec, sep, proto = text.partition("/")
+    proto = proto if sep else "tcp"
     if proto not in ("tcp", "udp"):
         raise BadInput(f"NODE:PORT: {text!r} is not NODE:PORT[/tcp|udp] (hint: node2:5000/udp)")
     if spec.rpartition(":")[0] not in state.lan and sender in state.allocations.tasks:

@@ -19,11 +19,14 @@ import subprocess
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import netlab
 from netlab.errors import NetlabError
+from netlab.kernel import procs
+from netlab.kernel.procs import ProcessInfo
 from netlab.workload.app import status_path_for
 from netlab.workload.endpoints import AppEndpoint, DnsEndpoint, dump_endpoints
 
@@ -153,10 +156,12 @@ def update(pid: int, endpoints: list[AppEndpoint], timeout: float = 10,
         time.sleep(_POLL)
 
 
-def stop(pid: int, timeout: float = 5) -> None:
+def stop(pid: int, timeout: float = 5, *, identity: Identity | None = None) -> None:
     """SIGTERM the supervisor, wait up to ``timeout`` s, then SIGKILL it.
 
-    Does nothing when ``pid`` is gone or is not a supervisor (a recycled pid).
+    Does nothing when ``pid`` is gone or is not a supervisor (a recycled pid);
+    with ``identity``, nor when it is not that lab's supervisor (checked once
+    the pidfd pins the process, see :func:`is_lab_supervisor`).
     Reaps it when it is the caller's child. Raises NetlabError only if it
     survives SIGKILL.
     """
@@ -168,7 +173,8 @@ def stop(pid: int, timeout: float = 5) -> None:
         return
     try:
         # Checked after the pidfd is open: the pidfd then pins this very process.
-        if not is_running(pid):
+        if not (is_running(pid) if identity is None
+                else is_lab_supervisor(procs.read(pid), identity)):
             _reap(pid)  # a supervisor that died by itself may be our zombie child
             return
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
@@ -184,6 +190,29 @@ def stop(pid: int, timeout: float = 5) -> None:
     finally:
         if pidfd is not None:
             os.close(pidfd)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What only one lab's supervisor has: the lab's endpoints file on its command
+    line and, once recorded in the state, its start time (``/proc/<pid>/stat``
+    field 22; None for a state file from before it was recorded)."""
+
+    endpoints: str
+    started: int | None = None
+
+
+def is_lab_supervisor(info: ProcessInfo | None, identity: Identity) -> bool:
+    """True when ``info`` is the supervisor ``identity`` names: alive, started as
+    ``python -m netlab.workload.app --endpoints FILE`` with FILE the lab's own
+    endpoints file, and started when the state says. The one check ``up``,
+    ``scale``, ``node``, ``down`` and ``status`` make before trusting a recorded
+    pid: another lab's supervisor, or any process that reused the pid, is not it."""
+    if info is None or not info.alive:
+        return False
+    argv = list(info.argv)
+    return (_is_supervisor(argv) and _endpoints_arg(argv) == identity.endpoints
+            and (identity.started is None or info.start_time == identity.started))
 
 
 def is_running(pid: int) -> bool:

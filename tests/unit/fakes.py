@@ -6,13 +6,16 @@ import errno
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from netlab import lifecycle
 from netlab.kernel import netns
 from netlab.kernel.apply import ApplyStats
 from netlab.kernel.capture import RawFrame
 from netlab.kernel.records import NsReading, NsWants
+from netlab.kernel.procs import ProcessInfo
 from netlab.plan.types import Plan
+from netlab.workload import supervisor
 
 
 @dataclass(frozen=True)
@@ -290,6 +293,8 @@ class FakeHost:
 
     kernel: FakeKernel = field(default_factory=FakeKernel)
     supervisors: dict[int, str] = field(default_factory=dict)   # pid -> endpoints file
+    started_at: dict[int, int] = field(default_factory=dict)   # pid -> start time (default: pid*10)
+    others: dict[int, ProcessInfo] = field(default_factory=dict)   # pids that are no supervisor of ours
     stopped: list[int] = field(default_factory=list)
     started: list[list] = field(default_factory=list)          # the apps of each start
     updated: list[tuple[int, list]] = field(default_factory=list)
@@ -329,19 +334,27 @@ class FakeHost:
             require_features=lambda _backend: None,
             find_supervisors=lambda path: [p for p, ep in self.supervisors.items()
                                            if ep.startswith(path)],
-            supervisor_running=lambda pid: pid in self.supervisors,
+            process=self.process,
             stop_supervisor=self._stop,
             start_supervisor=self._start,
             update_supervisor=self._update,
             containers=self.containers)
 
-    def _stop(self, pid: int) -> None:
+    def process(self, pid: int) -> ProcessInfo | None:
+        """``/proc/<pid>`` as the fake machine shows it: a supervisor started with its
+        endpoints file, one of ``others``, or None."""
+        if pid in self.supervisors:
+            argv = ("python3", "-m", supervisor.APP_MODULE, "--endpoints", self.supervisors[pid])
+            return ProcessInfo(pid, argv, "S", self.started_at.get(pid, pid * 10))
+        return self.others.get(pid)
+
+    def _stop(self, pid: int, identity=None) -> None:
         self.stopped.append(pid)
         self.supervisors.pop(pid)
 
     def _start(self, apps: list, log_path, ready_timeout: float = 0, dns: list = ()) -> int:
         self.next_pid += 1
-        self.supervisors[self.next_pid] = str(log_path)
+        self.supervisors[self.next_pid] = str(supervisor.endpoints_path_for(Path(log_path).absolute()))
         self.started.append(list(apps))
         self.dns.append(list(dns))
         return self.next_pid

@@ -94,7 +94,10 @@ def test_with_json_a_usage_error_is_also_a_json_document(args, field, tmp_path, 
     assert set(doc) == {"error", "field", "hint", "exit_code"}
     assert doc["exit_code"] == 2 and doc["field"] == field
     assert doc["error"] and doc["error"] in line and doc["hint"] in line
-    assert f"{args[0]} " in doc["hint"] and "--help" in doc["hint"]
+    # Click's own errors point at the verb's help; a count or a duration refused by
+    # netlab.cli.params gives an example of the option instead.
+    assert ((f"{args[0]} " in doc["hint"] and "--help" in doc["hint"])
+            or doc["hint"].startswith(f"{field} ")), doc
 
 
 def test_json_after_a_double_dash_or_on_a_verb_without_it_gives_no_document(tmp_path,
@@ -117,7 +120,7 @@ def test_messages_say_what_is_wrong_and_suggest(tmp_path, monkeypatch):
     def run(cli, args):
         return CliRunner().invoke(cli, args, prog_name="netlab")
     assert run(cli, ["curl", "hc-x", "n:1", "--count", "0"]).stderr.strip() == (
-        "Error: --count: 0 is not in the range 1<=x<=1000 (hint: see netlab curl --help)")
+        "Error: --count: '0' is not a whole number from 1 to 1,000 (hint: --count 5)")
     assert run(cli, ["curl"]).stderr.strip() == (
         "Error: LAB: missing argument (hint: see netlab curl --help)")
     assert "did you mean status?" in run(cli, ["statu"]).stderr

@@ -314,7 +314,7 @@ def test_status_of_a_network_lab_lists_networks_and_vips():
             return []
     doc = status_of(state, dataclasses.replace(Readers(), kernel=NoKernel(),
                                                netns_exists=lambda _n: True,
-                                               supervisor_running=lambda _p: False))
+                                               process=lambda _p: None))
     assert doc["networks"][0] | {"lb": None} == {"name": "backend", "subnet": "10.0.1.0/24",
                                                    "vni": 4097, "mtu": 1450, "lb": None}
     api = next(s for s in doc["services"] if s["name"] == "api")

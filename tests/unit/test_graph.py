@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from netlab.cli.main import cli
 from netlab.plan.build import build_plan
-from netlab.plan.graph import dot, mermaid
+from netlab.plan.graph import _id, dot, mermaid
 from netlab.scenario import load_lab
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -65,3 +65,43 @@ def test_objects_whose_names_sanitise_alike_stay_apart():
         assert len(ids) == len(set(ids)) == len(ends)
         edges = re.findall(r"^  (\w+) (?:---|-\.-|--) .*?(\w+)(?: \[.*\])?;?$", text, re.MULTILINE)
         assert {i for edge in edges for i in edge} <= set(ids)
+
+
+def _vxlan_edges(text: str) -> list[tuple[str, str, str]]:
+    """The dashed (VXLAN) edges of a Mermaid diagram: (from id, label, to id)."""
+    return re.findall(r"^  (\w+) -\.-\|([^|]*)\| (\w+)$", text, re.MULTILINE)
+
+
+def test_east_west_joins_each_vni_across_nodes_only():
+    # Two nodes, two overlays (ingress VNI 4096, backend VNI 4097): one edge per VNI,
+    # never 4096 to 4097, never two devices of one node.
+    edges = _vxlan_edges(mermaid(_plan("east-west")))
+    ids = {net: {node: _id(f"nl-east-west.{node}.ov-{net}", "vxlan0") for node in ("node1", "node2")}
+           for net in ("ingress", "backend")}
+    assert sorted(edges) == sorted([
+        (ids["ingress"]["node1"], "VXLAN 4096 udp/4789 over the LAN", ids["ingress"]["node2"]),
+        (ids["backend"]["node1"], "VXLAN 4097 udp/4789 over the LAN", ids["backend"]["node2"]),
+    ])
+    assert dot(_plan("east-west")).count("style=dashed") == 2
+
+
+def _many_networks(nodes: int, networks: int) -> str:
+    """A scenario of ``nodes`` nodes and ``networks`` overlays, two per one-task service."""
+    names = ", ".join(f"n{i}: {{role: {'manager' if i == 0 else 'worker'}}}" for i in range(nodes))
+    nets = "\n".join(f"  net{i}: {{driver: overlay}}" for i in range(networks))
+    services = "\n".join(f"  s{i}: {{deploy: {{replicas: 1}}, networks: [net{2 * i}, net{2 * i + 1}]}}"
+                         for i in range(networks // 2))
+    return (f"name: big\ningress: {{subnet: 172.30.0.0/16}}\nnodes: {{{names}}}\n"
+            f"networks:\n{nets}\nservices:\n{services}\n")
+
+
+def test_twenty_nodes_and_three_hundred_networks_draw_one_clique_per_vni():
+    from netlab.scenario import load_lab_from_text
+    plan = build_plan(load_lab_from_text(_many_networks(20, 300), "big.yaml"))
+    assert len({v.vni for v in plan.vxlans}) == 301           # ingress + 300 overlays
+    edges = _vxlan_edges(mermaid(plan))
+    assert len(edges) == 301 * (20 * 19 // 2)                  # each VNI: every pair of nodes once
+    ns_of = {_id(v.netns, v.name): (v.vni, v.underlay_netns) for v in plan.vxlans}
+    for a, label, b in edges:
+        (vni_a, node_a), (vni_b, node_b) = ns_of[a], ns_of[b]
+        assert vni_a == vni_b and node_a != node_b and label.startswith(f"VXLAN {vni_a} ")

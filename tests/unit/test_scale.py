@@ -250,7 +250,7 @@ def test_node_down_restarts_its_tasks_elsewhere_and_up_moves_none_back(seed, mon
     monkeypatch.setattr("netlab.cli.status.readers", lambda: __import__(
         "netlab.cli.status", fromlist=["Readers"]).Readers(
             kernel=fake.kernel, netns_exists=lambda n: n in fake.namespaces,
-            supervisor_running=lambda _pid: True))
+            process=fake.process))
     doc = json.loads(run("status", "hello-a", "--json").output)
     assert [(n["name"], n["state"], n["availability"]) for n in doc["nodes"]] == [
         ("node1", "ready", "active"), ("node2", "ready", "active")]

@@ -810,19 +810,34 @@ def test_cli_validate_name_option():
     "nodes: {n1: {role: manager}, n2: {}, n3: {}}\ningress: {subnet: 10.1.0.0/16}\nservices:\n"
     "  a: {deploy: {replicas: 500}, ports: ['80:80', '81:80', '53:53/udp']}\n"
     "  b: {deploy: {replicas: 0}, ports: ['90:90']}\n",
+    (SCENARIOS / "east-west.yaml").read_text(),
+    (SCENARIOS / "host-mode.yaml").read_text(),
+    # user networks no service is on still make two namespaces per node each
+    "nodes: {n1: {role: manager}, n2: {}, n3: {}}\nnetworks: {"
+    + ", ".join(f"u{i}: {{driver: overlay}}" for i in range(40)) + "}\n"
+    "services: {a: {deploy: {replicas: 3}, networks: [u0, u1], ports: ['80:80']}}\n",
+    # many published ports on several nodes
+    "nodes: {n1: {role: manager}, n2: {}, n3: {}, n4: {}}\nservices:\n"
+    "  a: {deploy: {replicas: 2}, ports: [" + ", ".join(f"'{p}:80'" for p in range(1000, 1300))
+    + "]}\n  b: {deploy: {replicas: 4}, ports: ['9000:80', {published: 9001, target: 81, mode: host}]}\n",
+    # services on several networks, one of them on all
+    "nodes: {n1: {role: manager}, n2: {}, n3: {}}\nnetworks: {u: {driver: overlay}, v: {driver: overlay}}\n"
+    "services:\n  a: {deploy: {replicas: 7}, networks: [u, v], ports: ['80:80']}\n"
+    "  b: {deploy: {replicas: 5, endpoint_mode: dnsrr}, networks: [v]}\n"
+    "  c: {deploy: {replicas: 9}, networks: [u], expose: [81]}\n",
 ])
 def test_plan_items_estimate_is_close_and_never_under(text):
     from netlab.plan.build import build_plan
-    from netlab.scenario.checks import plan_items
-    from netlab.scenario.issues import IssueLog
-    from netlab.scenario.services import read_services
-    from netlab.scenario.yamltree import parse_document
+    from netlab.plan.size import estimate
     lab = load_lab_from_text(text, "x.yaml")
     plan = build_plan(lab)
     actual = sum(len(getattr(plan, f.name)) for f in dataclasses.fields(plan)
                  if f.name != "lab")
-    specs = read_services(parse_document(text).get("services"), IssueLog()).services
-    assert actual <= plan_items(len(lab.nodes), specs, lab.tasks) <= actual * 1.3
+    networks = [n.name for n in lab.networks]
+    found = estimate(len(lab.nodes), lab.services, networks)
+    assert actual <= found.items <= actual * 1.5
+    assert len(plan.rules) <= found.rules <= len(plan.rules) * 1.5 + 20
+    assert found.namespaces == len(plan.netns)
 
 
 def test_a_lab_too_big_to_plan_is_refused_before_planning():
@@ -830,5 +845,5 @@ def test_a_lab_too_big_to_plan_is_refused_before_planning():
     text = (f"nodes: {{{names}}}\nservices: {{web: {{deploy: {{replicas: 10000}}, ports: ['80:80']}}}}\n"
             "ingress: {subnet: 10.1.0.0/16}\n")
     issue = only_issue(text)
-    assert issue.path == "services" and "netlab plans at most 500,000" in issue.message
+    assert issue.path == "services" and "netlab plans at most 400,000 objects and 160,000 rules" in issue.message
     assert "40 nodes, 10000 tasks" in issue.hint

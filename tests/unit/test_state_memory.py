@@ -47,7 +47,7 @@ def lab_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(common, "store", lambda: store)
     monkeypatch.setattr(status_cli, "readers", lambda: status_cli.Readers(
         kernel=kernel, netns_exists=lambda n: n in kernel.namespaces,
-        supervisor_running=lambda _pid: False))
+        process=lambda _pid: None))
     monkeypatch.chdir(tmp_path)
     return scenario, store
 
