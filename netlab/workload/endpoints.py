@@ -35,6 +35,7 @@ PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 # (netns, protocol, port): what identifies one socket. Two endpoints with the
 # same key would need the same port twice in one namespace.
 EndpointKey = tuple[str, str, int]
+Records = tuple[tuple[str, tuple[str, ...]], ...]   # (name, addresses) pairs of one DNS table
 
 
 def _check_place(obj: Any, strings: tuple[str, ...]) -> None:
@@ -146,8 +147,13 @@ class DnsEndpoint:
                 "records": {n: list(a) for n, a in self.records}}
 
     @classmethod
-    def from_dict(cls, data: Any) -> DnsEndpoint:
-        """Build one from a dict; raises ValueError naming the bad or missing field."""
+    def from_dict(cls, data: Any, tables: dict[Records, Records] | None = None) -> DnsEndpoint:
+        """Build one from a dict; raises ValueError naming the bad or missing field.
+
+        With ``tables``, records equal to ones read before are that very tuple
+        (and added otherwise): the tasks on the same networks resolve the same
+        names, so a lab of n such tasks holds one table, not n copies of it.
+        """
         if not isinstance(data, dict):
             raise ValueError(f"a dns entry must be an object, got {type(data).__name__}")
         names = ("netns", "task", "node", "port", "records")
@@ -161,8 +167,10 @@ class DnsEndpoint:
         if not isinstance(records, dict) or not all(
                 isinstance(v, list) and all(isinstance(a, str) for a in v) for v in records.values()):
             raise ValueError("records must map names to lists of addresses")
-        return cls(data["netns"], data["task"], data["node"], data["port"],
-                   tuple((n, tuple(a)) for n, a in records.items()))
+        table = tuple((n, tuple(a)) for n, a in records.items())
+        if tables is not None:
+            table = tables.setdefault(table, table)
+        return cls(data["netns"], data["task"], data["node"], data["port"], table)
 
 
 def check_unique(endpoints: Iterable[AppEndpoint]) -> None:
@@ -225,7 +233,9 @@ def dns_from_json(text: str) -> list[DnsEndpoint]:
     items = doc.get("dns", []) if isinstance(doc, dict) else None
     if not isinstance(items, list):
         raise NetlabError('endpoints file: "dns" must be a list')
-    return _entries(items, "dns", DnsEndpoint.from_dict, _check_one_dns_per_netns)
+    tables: dict[Records, Records] = {}
+    return _entries(items, "dns", lambda item: DnsEndpoint.from_dict(item, tables),
+                    _check_one_dns_per_netns)
 
 
 def endpoints_from_json(text: str) -> list[AppEndpoint]:

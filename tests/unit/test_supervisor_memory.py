@@ -6,7 +6,7 @@ import socket
 
 from netlab.workload.app import Server, _Listener
 from netlab.workload.dnsio import dns_sockets
-from netlab.workload.endpoints import DnsEndpoint
+from netlab.workload.endpoints import DnsEndpoint, dns_from_json, endpoints_to_json
 
 NAMES = (("hello-a", ("10.0.1.2",)), ("tasks.hello-a", ("10.0.1.3", "10.0.1.4")))
 OTHER = (("api", ("10.0.1.9",)),)
@@ -68,3 +68,11 @@ def test_other_records_get_their_own_resolver_and_unused_ones_are_forgotten(tmp_
         assert list(srv.resolvers) == [dns("x").records]
     finally:
         done(srv)
+
+
+def test_servers_read_from_the_file_with_equal_records_hold_one_table():
+    servers = [dns(f"hello-a.{i}") for i in range(1, 4)] + [dns("api.1", OTHER)]
+    read = dns_from_json(endpoints_to_json([], servers))
+    assert read == servers
+    assert read[0].records is read[1].records is read[2].records
+    assert read[3].records is not read[0].records and read[3].records == OTHER
