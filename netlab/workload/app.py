@@ -50,7 +50,7 @@ from netlab.workload.http import (  # noqa: F401 - re-exported for callers and t
 from netlab.workload.dns import Resolver
 from netlab.workload.dnsio import DnsConn, DnsSocket, accept_dns, answer_datagrams, dns_sockets
 from netlab.workload.endpoints import (
-    AppEndpoint, DnsEndpoint, EndpointKey, dns_from_json, endpoints_from_json,
+    AppEndpoint, DnsEndpoint, EndpointKey, Records, dns_from_json, endpoints_from_json,
 )
 from netlab.workload.sockets import IP_PKTINFO, open_socket, run_in_netns
 
@@ -118,9 +118,9 @@ class Server:
         self.dns_conns: set[DnsConn] = set()
         # One resolver per distinct records table, shared by the UDP and TCP sockets of
         # every task that resolves the same names (all tasks on the same networks): a
-        # resolver holds its own random generator (~3 KiB) and its tables, so one per
-        # socket was most of the supervisor's memory per task.
-        self.resolvers: dict[tuple, Resolver] = {}
+        # resolver holds its own random generator and its tables (3 KiB with no records),
+        # so one per socket was about half of the supervisor's memory per task.
+        self.resolvers: dict[Records, Resolver] = {}
         self.generation = 0
         self.running = True
         self._wake_r, self._wake_w = socket.socketpair()
