@@ -189,8 +189,26 @@ def endpoints_to_json(endpoints: Iterable[AppEndpoint], dns: Iterable[DnsEndpoin
     doc: dict[str, Any] = {"version": FORMAT_VERSION, "endpoints": [ep.to_dict() for ep in eps]}
     if servers:
         _check_one_dns_per_netns(servers)
-        doc["dns"] = [d.to_dict() for d in servers]
+        doc["dns_tables"], doc["dns"] = _tabled(servers)
     return json.dumps(doc, indent=2) + "\n"
+
+
+def _tabled(servers: list[DnsEndpoint]) -> tuple[list[dict[str, list[str]]], list[dict[str, Any]]]:
+    """The servers' distinct records tables, once each, and the servers naming theirs by
+    index (``"table": i``). Every task on the same networks resolves the same names, so
+    writing the table into each server made the file (and the supervisor reading it)
+    grow with the square of the tasks."""
+    index: dict[Records, int] = {}
+    tables: list[dict[str, list[str]]] = []
+    entries = []
+    for d in servers:
+        i = index.get(d.records)
+        if i is None:
+            i = index[d.records] = len(tables)
+            tables.append({n: list(a) for n, a in d.records})
+        entries.append({"netns": d.netns, "task": d.task, "node": d.node, "port": d.port,
+                        "table": i})
+    return tables, entries
 
 
 def _check_one_dns_per_netns(servers: list[DnsEndpoint]) -> None:
@@ -233,9 +251,22 @@ def dns_from_json(text: str) -> list[DnsEndpoint]:
     items = doc.get("dns", []) if isinstance(doc, dict) else None
     if not isinstance(items, list):
         raise NetlabError('endpoints file: "dns" must be a list')
+    listed = doc.get("dns_tables", [])
+    if not isinstance(listed, list):
+        raise NetlabError('endpoints file: "dns_tables" must be a list')
     tables: dict[Records, Records] = {}
-    return _entries(items, "dns", lambda item: DnsEndpoint.from_dict(item, tables),
-                    _check_one_dns_per_netns)
+
+    def read(item: Any) -> DnsEndpoint:
+        # A server names its table by index; one written inline (files before the
+        # tables) carries its "records" itself.
+        if isinstance(item, dict) and "table" in item:
+            i = item["table"]
+            if type(i) is not int or not 0 <= i < len(listed):
+                raise ValueError(f"table must be an index into dns_tables (0 to {len(listed) - 1})")
+            item = {**{k: v for k, v in item.items() if k != "table"}, "records": listed[i]}
+        return DnsEndpoint.from_dict(item, tables)
+
+    return _entries(items, "dns", read, _check_one_dns_per_netns)
 
 
 def endpoints_from_json(text: str) -> list[AppEndpoint]:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import socket
+
+import pytest
+
+from netlab.errors import NetlabError
 
 from netlab.workload.app import Server, _Listener
 from netlab.workload.dnsio import dns_sockets
@@ -76,3 +81,27 @@ def test_servers_read_from_the_file_with_equal_records_hold_one_table():
     assert read == servers
     assert read[0].records is read[1].records is read[2].records
     assert read[3].records is not read[0].records and read[3].records == OTHER
+
+
+def test_the_file_holds_each_records_table_once():
+    servers = [dns(f"hello-a.{i}") for i in range(1, 101)] + [dns("api.1", OTHER)]
+    doc = json.loads(endpoints_to_json([], servers))
+    assert doc["dns_tables"] == [{n: list(a) for n, a in NAMES}, {n: list(a) for n, a in OTHER}]
+    assert {e["table"] for e in doc["dns"][:100]} == {0} and doc["dns"][100]["table"] == 1
+    assert "records" not in doc["dns"][0]
+
+
+def test_a_file_with_the_records_inline_still_reads():
+    # As written before the tables: each server carries its records.
+    servers = [dns("hello-a.1"), dns("api.1", OTHER)]
+    old = {"version": 1, "endpoints": [], "dns": [s.to_dict() for s in servers]}
+    assert dns_from_json(json.dumps(old)) == servers
+
+
+@pytest.mark.parametrize("table", [2, -1, "0", None, True])
+def test_a_server_naming_no_table_is_refused_by_name(table):
+    doc = json.loads(endpoints_to_json([], [dns("hello-a.1"), dns("api.1", OTHER)]))
+    doc["dns"][1]["table"] = table
+    with pytest.raises(NetlabError, match=r"dns\[1\]: table must be an index into dns_tables "
+                                          r"\(0 to 1\)"):
+        dns_from_json(json.dumps(doc))
