@@ -6,10 +6,14 @@ travels from ``netlab up``/``netlab scale`` to the supervisor process as a JSON
 file (see :func:`dump_endpoints` / :func:`load_endpoints`)::
 
     {"version": 1, "endpoints": [{"netns": "nl-hello-hello-a.1", ...}, ...],
-     "dns": [{"netns": "nl-hello-hello-a.1", "port": 40123, "records": {...}}, ...]}
+     "dns_tables": [{"api": ["10.0.1.2"], ...}, ...],
+     "dns": [{"netns": "nl-hello-hello-a.1", "port": 40123, "table": 0}, ...]}
 
 ``dns`` (optional) holds one :class:`DnsEndpoint` per task: the embedded
-DNS server's port at 127.0.0.11 and the records it answers.
+DNS server's port at 127.0.0.11 and, by its index in ``dns_tables``, the
+records it answers (each distinct table is written once: the tasks on the
+same networks share one). An entry may carry its ``records`` inline instead,
+as files written before the tables did.
 
 Nothing here needs root or touches the kernel.
 """
