@@ -38,6 +38,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +49,9 @@ from netlab.workload.http import (  # noqa: F401 - re-exported for callers and t
 )
 from netlab.workload.dns import Resolver
 from netlab.workload.dnsio import DnsConn, DnsSocket, accept_dns, answer_datagrams, dns_sockets
-from netlab.workload.endpoints import AppEndpoint, EndpointKey, dns_from_json, endpoints_from_json
+from netlab.workload.endpoints import (
+    AppEndpoint, DnsEndpoint, EndpointKey, Records, dns_from_json, endpoints_from_json,
+)
 from netlab.workload.sockets import IP_PKTINFO, open_socket, run_in_netns
 
 REQUEST_TIMEOUT = 5.0  # seconds to read a request before answering anyway
@@ -72,13 +75,15 @@ class _Listener:
     endpoint: AppEndpoint | DnsSocket
     sock: socket.socket
     netns_id: tuple[int, int]  # (st_dev, st_ino) of the namespace: a recreated netns differs
-    resolver: Resolver | None = None  # a DNS socket's answers, rebuilt when its records change
+    resolver: Resolver | None = None  # a DNS socket's answers, replaced when its records change
 
-    def bind(self, endpoint: AppEndpoint | DnsSocket) -> None:
-        """Serve ``endpoint`` (same socket; its names or records may have changed)."""
+    def bind(self, endpoint: AppEndpoint | DnsSocket,
+             resolver_for: Callable[[DnsEndpoint], Resolver]) -> None:
+        """Serve ``endpoint`` (same socket; its names or records may have changed); a DNS
+        socket answers from ``resolver_for``'s resolver of its records."""
         if isinstance(endpoint, DnsSocket) and (
                 self.resolver is None or self.endpoint != endpoint):
-            self.resolver = Resolver(endpoint.server.table)
+            self.resolver = resolver_for(endpoint.server)
         self.endpoint = endpoint
 
 
@@ -111,6 +116,11 @@ class Server:
         self.listeners: dict[EndpointKey, _Listener] = {}
         self.conns: set[_Conn] = set()
         self.dns_conns: set[DnsConn] = set()
+        # One resolver per distinct records table, shared by the UDP and TCP sockets of
+        # every task that resolves the same names (all tasks on the same networks): a
+        # resolver holds its own random generator and its tables (3 KiB with no records),
+        # so one per socket was about half of the supervisor's memory per task.
+        self.resolvers: dict[Records, Resolver] = {}
         self.generation = 0
         self.running = True
         self._wake_r, self._wake_w = socket.socketpair()
@@ -155,7 +165,21 @@ class Server:
         errors: list[str] = []
         for path, eps in by_netns.items():
             errors += self._load_netns(path, eps)
+        self._forget_unused_resolvers()
         return errors, digest
+
+    def _forget_unused_resolvers(self) -> None:
+        """Drop the resolvers of records no DNS socket serves any more."""
+        used = {lst.endpoint.server.records for lst in self.listeners.values()
+                if isinstance(lst.endpoint, DnsSocket)}
+        self.resolvers = {k: r for k, r in self.resolvers.items() if k in used}
+
+    def _resolver_for(self, server: DnsEndpoint) -> Resolver:
+        """The shared resolver of ``server``'s records (made on first use)."""
+        found = self.resolvers.get(server.records)
+        if found is None:
+            found = self.resolvers[server.records] = Resolver(server.table)
+        return found
 
     def _load_netns(self, path: str, eps: list[AppEndpoint | DnsSocket]) -> list[str]:
         try:
@@ -172,7 +196,7 @@ class Server:
             for ep in eps:
                 current = self.listeners.get(ep.key)
                 if current is not None and current.netns_id == netns_id:
-                    current.bind(ep)  # same socket; the names or records may have changed
+                    current.bind(ep, self._resolver_for)  # same socket; names or records may change
                     continue
                 if current is not None:
                     self._close_listener(ep.key, "its namespace was recreated")
@@ -201,7 +225,7 @@ class Server:
                 errors.append(f"{ep}: cannot listen: {res.strerror or res}")
                 continue
             listener = _Listener(ep, res, netns_id)
-            listener.bind(ep)
+            listener.bind(ep, self._resolver_for)
             self.listeners[ep.key] = listener
             self.sel.register(res, selectors.EVENT_READ, ("listener", listener))
             log.info("listening: %s", ep)

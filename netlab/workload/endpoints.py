@@ -6,10 +6,14 @@ travels from ``netlab up``/``netlab scale`` to the supervisor process as a JSON
 file (see :func:`dump_endpoints` / :func:`load_endpoints`)::
 
     {"version": 1, "endpoints": [{"netns": "nl-hello-hello-a.1", ...}, ...],
-     "dns": [{"netns": "nl-hello-hello-a.1", "port": 40123, "records": {...}}, ...]}
+     "dns_tables": [{"api": ["10.0.1.2"], ...}, ...],
+     "dns": [{"netns": "nl-hello-hello-a.1", "port": 40123, "table": 0}, ...]}
 
 ``dns`` (optional) holds one :class:`DnsEndpoint` per task: the embedded
-DNS server's port at 127.0.0.11 and the records it answers.
+DNS server's port at 127.0.0.11 and, by its index in ``dns_tables``, the
+records it answers (each distinct table is written once: the tasks on the
+same networks share one). An entry may carry its ``records`` inline instead,
+as files written before the tables did.
 
 Nothing here needs root or touches the kernel.
 """
@@ -35,6 +39,7 @@ PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 # (netns, protocol, port): what identifies one socket. Two endpoints with the
 # same key would need the same port twice in one namespace.
 EndpointKey = tuple[str, str, int]
+Records = tuple[tuple[str, tuple[str, ...]], ...]   # (name, addresses) pairs of one DNS table
 
 
 def _check_place(obj: Any, strings: tuple[str, ...]) -> None:
@@ -146,8 +151,13 @@ class DnsEndpoint:
                 "records": {n: list(a) for n, a in self.records}}
 
     @classmethod
-    def from_dict(cls, data: Any) -> DnsEndpoint:
-        """Build one from a dict; raises ValueError naming the bad or missing field."""
+    def from_dict(cls, data: Any, tables: dict[Records, Records] | None = None) -> DnsEndpoint:
+        """Build one from a dict; raises ValueError naming the bad or missing field.
+
+        With ``tables``, records equal to ones read before are that very tuple
+        (and added otherwise): the tasks on the same networks resolve the same
+        names, so a lab of n such tasks holds one table, not n copies of it.
+        """
         if not isinstance(data, dict):
             raise ValueError(f"a dns entry must be an object, got {type(data).__name__}")
         names = ("netns", "task", "node", "port", "records")
@@ -161,8 +171,10 @@ class DnsEndpoint:
         if not isinstance(records, dict) or not all(
                 isinstance(v, list) and all(isinstance(a, str) for a in v) for v in records.values()):
             raise ValueError("records must map names to lists of addresses")
-        return cls(data["netns"], data["task"], data["node"], data["port"],
-                   tuple((n, tuple(a)) for n, a in records.items()))
+        table = tuple((n, tuple(a)) for n, a in records.items())
+        if tables is not None:
+            table = tables.setdefault(table, table)
+        return cls(data["netns"], data["task"], data["node"], data["port"], table)
 
 
 def check_unique(endpoints: Iterable[AppEndpoint]) -> None:
@@ -181,8 +193,26 @@ def endpoints_to_json(endpoints: Iterable[AppEndpoint], dns: Iterable[DnsEndpoin
     doc: dict[str, Any] = {"version": FORMAT_VERSION, "endpoints": [ep.to_dict() for ep in eps]}
     if servers:
         _check_one_dns_per_netns(servers)
-        doc["dns"] = [d.to_dict() for d in servers]
+        doc["dns_tables"], doc["dns"] = _tabled(servers)
     return json.dumps(doc, indent=2) + "\n"
+
+
+def _tabled(servers: list[DnsEndpoint]) -> tuple[list[dict[str, list[str]]], list[dict[str, Any]]]:
+    """The servers' distinct records tables, once each, and the servers naming theirs by
+    index (``"table": i``). Every task on the same networks resolves the same names, so
+    writing the table into each server made the file (and the supervisor reading it)
+    grow with the square of the tasks."""
+    index: dict[Records, int] = {}
+    tables: list[dict[str, list[str]]] = []
+    entries = []
+    for d in servers:
+        i = index.get(d.records)
+        if i is None:
+            i = index[d.records] = len(tables)
+            tables.append({n: list(a) for n, a in d.records})
+        entries.append({"netns": d.netns, "task": d.task, "node": d.node, "port": d.port,
+                        "table": i})
+    return tables, entries
 
 
 def _check_one_dns_per_netns(servers: list[DnsEndpoint]) -> None:
@@ -225,7 +255,22 @@ def dns_from_json(text: str) -> list[DnsEndpoint]:
     items = doc.get("dns", []) if isinstance(doc, dict) else None
     if not isinstance(items, list):
         raise NetlabError('endpoints file: "dns" must be a list')
-    return _entries(items, "dns", DnsEndpoint.from_dict, _check_one_dns_per_netns)
+    listed = doc.get("dns_tables", [])
+    if not isinstance(listed, list):
+        raise NetlabError('endpoints file: "dns_tables" must be a list')
+    tables: dict[Records, Records] = {}
+
+    def read(item: Any) -> DnsEndpoint:
+        # A server names its table by index; one written inline (files before the
+        # tables) carries its "records" itself.
+        if isinstance(item, dict) and "table" in item:
+            i = item["table"]
+            if type(i) is not int or not 0 <= i < len(listed):
+                raise ValueError(f"table must be an index into dns_tables (0 to {len(listed) - 1})")
+            item = {**{k: v for k, v in item.items() if k != "table"}, "records": listed[i]}
+        return DnsEndpoint.from_dict(item, tables)
+
+    return _entries(items, "dns", read, _check_one_dns_per_netns)
 
 
 def endpoints_from_json(text: str) -> list[AppEndpoint]:

@@ -82,11 +82,12 @@ def test_every_task_gets_a_dns_server_on_its_planned_port_with_no_records_on_ing
 def test_endpoints_file_carries_dns_servers_and_refuses_bad_ones() -> None:
     d = DnsEndpoint("nl-x.web.1", "web.1", "n1", 40000, (("api", ("10.0.1.2",)),))
     text = endpoints_to_json([], [d])
-    assert json.loads(text)["dns"][0]["records"] == {"api": ["10.0.1.2"]}
+    assert json.loads(text)["dns_tables"][json.loads(text)["dns"][0]["table"]] == {
+        "api": ["10.0.1.2"]}
     assert dns_from_json(text) == [d]
     assert dns_from_json(endpoints_to_json([])) == []
     bad = json.loads(text)
-    bad["dns"][0]["records"] = {"api": ["not-an-ip"]}
+    bad["dns_tables"][0] = {"api": ["not-an-ip"]}
     with pytest.raises(NetlabError, match=r"dns\[0\]: record api"):
         dns_from_json(json.dumps(bad))
     with pytest.raises(ValueError, match="two DNS servers"):
