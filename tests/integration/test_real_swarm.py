@@ -1,6 +1,6 @@
 """netlab against a real Docker Swarm (issue 9), inside `netlab vm`.
 
-A real two-node Swarm (netlab.vm.dockerd: Debian's Docker 20.10 from
+A real two-node Swarm (tests.harness.dockerd: Debian's Docker 20.10 from
 scripts/docker-root.sh; node1 in the guest's root namespace, node2 in a
 namespace of its own, VXLAN between them on the one kernel) runs the seed:
 ``docker service create --name hello-a --replicas 2 -p 5000:3000``. Then:
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from netlab.scenario import load_lab
-from netlab.vm.dockerd import RealSwarm
+from tests.harness.dockerd import RealSwarm
 from tests.integration.conftest import SCENARIOS, netlab
 
 NODE1 = "192.168.77.1"

@@ -1,5 +1,5 @@
 """``netlab trace --docker`` on a real two-node Swarm (Debian's Docker 20.10 in netlab vm,
-netlab.vm.dockerd): the seed's request to node1:5000 traced through Docker's own namespaces.
+tests.harness.dockerd): the seed's request to node1:5000 traced through Docker's own namespaces.
 
 Rule texts are cross-checked with the machine's ``iptables-save`` and containers with
 ``docker ps``, independent of netlab's code; afterwards no client namespace or veth is left,
@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from netlab.vm.dockerd import RealSwarm
+from tests.harness.dockerd import RealSwarm
 from tests.integration.conftest import netlab
 
 NODE1 = "192.168.77.1:5000"
