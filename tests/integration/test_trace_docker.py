@@ -17,7 +17,6 @@ import time
 
 import pytest
 
-from tests.harness.dockerd import RealSwarm
 from tests.integration.conftest import netlab
 
 NODE1 = "192.168.77.1:5000"
@@ -36,13 +35,10 @@ def _leftovers() -> tuple[list[str], list[str]]:
 
 
 @pytest.fixture(scope="module")
-def swarm():
-    s = RealSwarm(nodes=2).start()
-    try:
-        s.seed(replicas=2)
-        yield s
-    finally:
-        s.stop()
+def swarm(real_swarm):
+    """The session's shared two-node Swarm running the seed (conftest.real_swarm);
+    the traces only read it."""
+    return real_swarm
 
 
 @pytest.fixture(scope="module")
