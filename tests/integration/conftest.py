@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 
 from netlab.plan import names
 from tests.harness.dockerd import RealSwarm
+from tests.integration import forked
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO / "scenarios"
@@ -81,12 +81,13 @@ def netlab(*args: str, check: bool = True, timeout: float = 600,
 
     By default the command runs in this process through Click's CliRunner:
     same parsing, output and exit codes, without paying a Python start-up per
-    command (minutes under plain emulation in ``netlab vm``, where the
-    filesystem is 9p). ``process=True`` runs a real ``python -m netlab``.
+    command (seconds each under plain emulation in ``netlab vm``, where the
+    filesystem is 9p). ``process=True`` runs it in a real process of its own,
+    as ``netlab exec`` needs (it replaces its process with the command): a fork
+    of this one running the same CLI, so no Python start-up is paid either.
     """
     if process:
-        proc = subprocess.run([sys.executable, "-m", "netlab", *args], capture_output=True,
-                              text=True, timeout=timeout)
+        proc = forked.netlab(list(args), timeout)
     else:
         from click.testing import CliRunner
 

@@ -12,11 +12,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
+from tests.integration import forked
 from tests.integration.conftest import netlab
 
 NODE1 = "192.168.77.1:5000"
@@ -97,13 +97,12 @@ def test_another_nodes_address_is_refused_and_changes_nothing(swarm):
 
 
 def test_sigterm_removes_the_client_namespace(swarm):
-    proc = subprocess.Popen([sys.executable, "-m", "netlab", "trace", "--docker", NODE1,
-                             "--repeat", "100"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    # trace in a process of its own (a fork of this one: no Python start-up to wait for)
+    proc = forked.netlab_started(["trace", "--docker", NODE1, "--repeat", "100"])
     try:
         deadline = time.monotonic() + 300
         while f"nl-dtrace-{proc.pid}" not in _leftovers()[0]:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(10)
             time.sleep(0.2)
         os.kill(proc.pid, signal.SIGTERM)
         _out, err = proc.communicate(timeout=120)
