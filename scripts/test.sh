@@ -59,9 +59,14 @@ if $PY -c 'import sys; from netlab.vm.detect import host_has_ipvs; sys.exit(not 
 else
     where="in netlab vm"
     echo "test: this kernel has no IPVS; running the integration tests inside netlab vm"
-    # The guest prints when it starts: the boot is the time from here to there.
+    # With NETLAB_VM_LOCK set (.ci/run sets it), the VM waits for an exclusive
+    # flock on that file, so it never runs beside another VM of the same run.
+    vm_lock=()
+    [[ -n "${NETLAB_VM_LOCK:-}" ]] && vm_lock=(flock "$NETLAB_VM_LOCK")
+    # The guest prints when it starts: the boot is the time from the VM's start to there.
     # The VM is stopped after NETLAB_TEST_VM_TIMEOUT s (default 75 min), inside CI's 90.
-    NETLAB_TEST_VM_T0="$start" .venv/bin/netlab vm --timeout "${NETLAB_TEST_VM_TIMEOUT:-4500}" -- \
+    "${vm_lock[@]}" sh -c 'NETLAB_TEST_VM_T0="$(date +%s.%N)" exec "$@"' sh \
+        .venv/bin/netlab vm --timeout "${NETLAB_TEST_VM_TIMEOUT:-4500}" -- \
         sh -c 'awk -v a="$NETLAB_TEST_VM_T0" -v b="$(date +%s.%N)" '"'"'BEGIN { printf "test: the VM booted in %.1f s\n", b - a }'"'"'; exec "$@"' sh \
         .venv/bin/python "${PYTEST_INTEGRATION[@]}" 2>&1 | tee "$LOGS/integration"
     integration=${PIPESTATUS[0]}
