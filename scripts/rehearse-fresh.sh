@@ -30,6 +30,11 @@
 # extra CA certificates in /usr/local/share/ca-certificates, /etc/pip.conf,
 # /etc/xdg/pip, the PIP_* and proxy variables (so pip reaches its index).
 #
+# Downloads are kept between runs (apt's .deb files and pip's cache, under
+# /var/cache/netlab/rehearse/downloads/, bind-mounted into the box): the box
+# still installs every package itself, from indexes fetched fresh, and apt
+# uses a kept .deb only when its checksum is the one the index names.
+#
 # The box gets /proc, /sys, /dev and /dev/pts bind-mounted, fresh tmpfs on /run
 # and /dev/shm, /run/netns ready for `ip netns add`, and a policy-rc.d that
 # keeps packages from starting daemons. Everything runs in a private mount
@@ -277,6 +282,9 @@ prepare_box() {
     mount --make-shared "$ROOT/run/netns" || die "making /run/netns shared failed"
     bind_file_ro /etc/hosts
     bind_file_ro /etc/resolv.conf
+    mkdir -p "$CACHE_DIR/downloads/apt" "$CACHE_DIR/downloads/pip" "$ROOT/root/.cache/pip"
+    mount_box --bind "$CACHE_DIR/downloads/apt" /var/cache/apt/archives
+    mount_box --bind "$CACHE_DIR/downloads/pip" /root/.cache/pip
 
     if compgen -G '/usr/local/share/ca-certificates/*' >/dev/null; then
         cp -a /usr/local/share/ca-certificates/. "$ROOT/usr/local/share/ca-certificates/"
