@@ -161,7 +161,7 @@ def run(body: Callable[[], int], timeout: float, what: str) -> subprocess.Comple
 
 def _cli(args: list[str]) -> Callable[[], int]:
     def body() -> int:
-        from netlab.cli import main as entry    # what ``python -m netlab`` runs
+        from netlab.cli import main as entry  # what ``python -m netlab`` runs
         sys.argv = ["netlab", *args]
         entry.main()
         return 0

@@ -158,7 +158,7 @@ def _child(args: list[str], kill_at: Point | None, out) -> int:
             os.kill(os.getpid(), signal.SIGKILL)
 
     sys.stderr = Stderr()  # type: ignore[assignment]
-    from netlab.cli import main as entry    # what ``python -m netlab`` runs
+    from netlab.cli import main as entry  # what ``python -m netlab`` runs
     sys.argv = ["netlab", *args]
     sys.addaudithook(hook)
     try:

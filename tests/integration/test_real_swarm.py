@@ -20,6 +20,7 @@ The Swarm is read back with Docker's own CLI and the standard tools too.
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from netlab.scenario import load_lab
