@@ -26,6 +26,8 @@ import secrets
 import signal
 import time
 
+import pytest
+
 from tests.integration import forked, killpoints
 from tests.integration.conftest import SCENARIOS, lab_netns, netlab, sh
 from tests.integration.leftovers import STATE, changed, machine_snapshot, processes
@@ -35,6 +37,19 @@ SEED = str(SCENARIOS / "hello-a.yaml")
 
 def _name() -> str:
     return "t" + secrets.token_hex(3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _machine_used_once():
+    """One up/down cycle before this module's first snapshot: what the machine does once,
+    the first time any lab is made (``ip netns`` makes /run/netns a shared mount of
+    itself and leaves it so; netlab makes its state directory), is then in the
+    snapshots taken before, and every figure below compares like with like."""
+    lab = _name()
+    try:
+        netlab("up", SEED, "--name", lab)
+    finally:
+        netlab("down", lab, check=False)
 
 
 def _nothing_of(lab: str) -> None:
