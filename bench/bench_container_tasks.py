@@ -3,7 +3,7 @@ containers (``up --tasks containers``), in one run inside ``netlab vm``.
 
 Timed for each mode: ``up`` (2 tasks), ``scale`` hello-a 2 → 10 and 10 → 2 (until
 every node converged and the new destinations are at weight 1), and ``down``.
-The dockerd is node1 of :class:`netlab.vm.dockerd.RealSwarm` (one node: only its
+The dockerd is node1 of :class:`tests.harness.dockerd.RealSwarm` (one node: only its
 container runtime is used), so this refuses to run outside ``netlab vm``:
 
     flock /tmp/netlab-vm.lock .venv/bin/netlab vm -- .venv/bin/python bench/bench_container_tasks.py
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.harness
 
 from bench_up_down import REPO  # noqa: E402
 
@@ -25,7 +26,7 @@ from netlab import converge, lifecycle  # noqa: E402
 from netlab.kernel import xtables  # noqa: E402
 from netlab.scenario import load_lab  # noqa: E402
 from netlab.state import StateStore  # noqa: E402
-from netlab.vm.dockerd import RealSwarm  # noqa: E402
+from tests.harness.dockerd import RealSwarm  # noqa: E402
 
 
 def timed(fn) -> float:

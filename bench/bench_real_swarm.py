@@ -1,7 +1,7 @@
 """Benchmark: the same scale as bench_scale.py's seed, on a real Docker Swarm and on
 netlab, in one run inside `netlab vm`.
 
-A real two-node Swarm (netlab.vm.dockerd: Debian's Docker 20.10, unpacked by
+A real two-node Swarm (tests.harness.dockerd: Debian's Docker 20.10, unpacked by
 scripts/docker-root.sh, nothing installed on the host; node2 in a network
 namespace of its own) runs the seed service (hello-a, 2 replicas,
 -p 5000:3000, the offline image of scripts/task-image.sh). Timed, for both:
@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.harness
 
 from bench_up_down import REPO  # noqa: E402
 
@@ -39,7 +40,7 @@ from netlab.kernel import xtables  # noqa: E402
 from netlab.plan import names  # noqa: E402
 from netlab.scenario import load_lab  # noqa: E402
 from netlab.state import StateStore  # noqa: E402
-from netlab.vm.dockerd import DOCKER_ROOT, DockerdError, RealSwarm  # noqa: E402
+from tests.harness.dockerd import DOCKER_ROOT, DockerdError, RealSwarm  # noqa: E402
 
 SBOX = Path("/var/run/docker/netns/ingress_sbox")
 WAIT_MAX = 300.0

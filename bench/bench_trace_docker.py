@@ -1,7 +1,7 @@
 """Benchmark: how long ``netlab trace --docker`` takes on a real two-node Swarm.
 
 Inside `netlab vm` only (dockerd rewrites the network of the machine it runs
-on): starts a real Swarm (netlab.vm.dockerd: Debian's Docker 20.10, node1 in
+on): starts a real Swarm (tests.harness.dockerd: Debian's Docker 20.10, node1 in
 the guest's root namespace, node2 in a namespace of its own), runs the seed
 (hello-a, 2 replicas, -p 5000:3000), and on node1 times, in this one process:
 reading the Engine (snapshot), making the client namespace, reading Docker's
@@ -17,14 +17,18 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 from netlab.docker.connect import connect
 from netlab.docker.snapshot import read_snapshot
 from netlab.docker.trace import (RealTracer, client_namespace, parse_target, plan_path,
                                  read_namespaces)
 from netlab.kernel import xtables
-from netlab.vm.dockerd import RealSwarm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.harness
+from tests.harness.dockerd import RealSwarm  # noqa: E402
 
 TARGET = "192.168.77.1:5000"
 

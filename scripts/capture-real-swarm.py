@@ -1,7 +1,7 @@
 """Record a real Docker Swarm running the seed, for netlab's tests to compare against.
 
 Inside `netlab vm` (dockerd rewrites the network of the machine it runs on),
-this starts a real two-node Swarm (netlab.vm.dockerd: Debian's Docker 20.10,
+this starts a real two-node Swarm (tests.harness.dockerd: Debian's Docker 20.10,
 node1 in the guest's root namespace, node2 in a namespace of its own), runs
 the seed (`docker service create --name hello-a --replicas 2 -p 5000:3000`),
 and writes to OUT:
@@ -29,7 +29,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from netlab.vm.dockerd import RealSwarm
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.harness
+from tests.harness.dockerd import RealSwarm  # noqa: E402
 
 SYSCTLS = ("net.ipv4.ip_forward", "net.ipv4.vs.conntrack", "net.ipv4.vs.expire_nodest_conn",
            "net.ipv4.vs.expire_quiescent_template", "net.ipv4.vs.conn_reuse_mode",

@@ -5,10 +5,17 @@
 # proves that scripts/setup.sh installs everything the demo needs.
 #
 #   sudo bash scripts/rehearse-fresh.sh [--command CMD] [--rebuild]
+#                                       [--setup-first] [--vm-lock FILE]
 #
 #   --command CMD  run CMD (in the tree's top directory) instead of
 #                  `bash scripts/demo.sh`, e.g. --command 'bash scripts/test.sh'
 #   --rebuild      build the base root filesystem again even when it is cached
+#   --setup-first  run `bash scripts/setup.sh` in the box before CMD (CMD's own
+#                  setup then finds everything installed); with --vm-lock, the
+#                  setup runs before the lock is taken
+#   --vm-lock FILE take an exclusive flock on FILE (on the host) while CMD runs,
+#                  so CMD's VM never runs beside another holder's (CI runs its
+#                  integration tests' VM under the same lock)
 #
 # Only what is committed is rehearsed (`git archive HEAD`): uncommitted changes
 # are not. The base (mmdebstrap --variant=minbase plus python3, ca-certificates
@@ -22,6 +29,11 @@
 # same mirror), /etc/hosts and /etc/resolv.conf (bind-mounted read-only), the
 # extra CA certificates in /usr/local/share/ca-certificates, /etc/pip.conf,
 # /etc/xdg/pip, the PIP_* and proxy variables (so pip reaches its index).
+#
+# Downloads are kept between runs (apt's .deb files and pip's cache, under
+# /var/cache/netlab/rehearse/downloads/, bind-mounted into the box): the box
+# still installs every package itself, from indexes fetched fresh, and apt
+# uses a kept .deb only when its checksum is the one the index names.
 #
 # The box gets /proc, /sys, /dev and /dev/pts bind-mounted, fresh tmpfs on /run
 # and /dev/shm, /run/netns ready for `ip netns add`, and a policy-rc.d that
@@ -45,11 +57,14 @@ RECIPE="netlab-rehearse-1 suite=$SUITE variant=$VARIANT include=$INCLUDE"
 BOX_TREE=/root/netlab
 COMMAND="bash scripts/demo.sh"
 REBUILD=0
+SETUP_FIRST=0
+VM_LOCK=""
 
 say() { echo "rehearse: $*"; }
 die() { echo "rehearse: error: $*" >&2; exit 1; }
 usage_error() {
-    echo "rehearse: $1 (usage: rehearse-fresh.sh [--command CMD] [--rebuild])" >&2
+    echo "rehearse: $1 (usage: rehearse-fresh.sh [--command CMD] [--rebuild]" \
+         "[--setup-first] [--vm-lock FILE])" >&2
     exit 2
 }
 
@@ -59,6 +74,10 @@ while (($#)); do
                    COMMAND="$2"; shift 2 ;;
         --command=*) COMMAND="${1#--command=}"; shift ;;
         --rebuild) REBUILD=1; shift ;;
+        --setup-first) SETUP_FIRST=1; shift ;;
+        --vm-lock) (($# >= 2)) || usage_error "--vm-lock needs a file"
+                   VM_LOCK="$2"; shift 2 ;;
+        --vm-lock=*) VM_LOCK="${1#--vm-lock=}"; shift ;;
         -h|--help) sed -n '2,/^set -uo/{/^set -uo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) usage_error "unknown argument: $1" ;;
     esac
@@ -71,7 +90,8 @@ done
 if [[ "${NETLAB_REHEARSE_IN_NS:-}" != 1 ]]; then
     command -v unshare >/dev/null || die "unshare (util-linux) is missing"
     NETLAB_REHEARSE_IN_NS=1 exec unshare --mount --propagation private -- \
-        "$BASH" "${BASH_SOURCE[0]}" --command "$COMMAND" $( ((REBUILD)) && echo --rebuild)
+        "$BASH" "${BASH_SOURCE[0]}" --command "$COMMAND" $( ((REBUILD)) && echo --rebuild) \
+        $( ((SETUP_FIRST)) && echo --setup-first) ${VM_LOCK:+--vm-lock "$VM_LOCK"}
 fi
 unset NETLAB_REHEARSE_IN_NS
 
@@ -262,6 +282,9 @@ prepare_box() {
     mount --make-shared "$ROOT/run/netns" || die "making /run/netns shared failed"
     bind_file_ro /etc/hosts
     bind_file_ro /etc/resolv.conf
+    mkdir -p "$CACHE_DIR/downloads/apt" "$CACHE_DIR/downloads/pip" "$ROOT/root/.cache/pip"
+    mount_box --bind "$CACHE_DIR/downloads/apt" /var/cache/apt/archives
+    mount_box --bind "$CACHE_DIR/downloads/pip" /root/.cache/pip
 
     if compgen -G '/usr/local/share/ca-certificates/*' >/dev/null; then
         cp -a /usr/local/share/ca-certificates/. "$ROOT/usr/local/share/ca-certificates/"
@@ -296,6 +319,7 @@ mark_phases() {
         if [[ ! -e "$WORK/setup-done" && "$line" == "setup: ready"* ]]; then
             now >"$WORK/setup-done"
         fi
+        [[ "$line" == "rehearse: VM lock taken" ]] && now >"$WORK/lock-taken"
     done
 }
 
@@ -318,10 +342,27 @@ prepare_box
 T_READY="$(now)"
 say "box ready at $ROOT ($((T_READY - T_BASE)) s); running as root in $BOX_TREE: $COMMAND"
 
+in_box() {  # run a command line in the box, as root, in the tree (never holding the lock fd)
+    chroot "$ROOT" /usr/bin/env -i "${BOX_ENV[@]}" /bin/bash -c "cd $BOX_TREE && $1" \
+        </dev/null 2>&1 9>&-
+}
+
 (
-    chroot "$ROOT" /usr/bin/env -i "${BOX_ENV[@]}" /bin/bash -c "cd $BOX_TREE && $COMMAND" \
-        </dev/null 2>&1
-    echo "$?" >"$WORK/status"
+    status=0
+    if ((SETUP_FIRST)); then
+        echo "rehearse: \$ bash scripts/setup.sh (before \`$COMMAND\`)"
+        in_box "bash scripts/setup.sh" || status=$?
+    fi
+    if [[ $status == 0 && -n "$VM_LOCK" ]]; then
+        echo "rehearse: waiting for the VM lock $VM_LOCK"
+        exec 9>>"$VM_LOCK" && flock 9 || status=1
+        echo "rehearse: VM lock taken"
+    fi
+    if [[ $status == 0 ]]; then
+        in_box "$COMMAND"
+        status=$?
+    fi
+    echo "$status" >"$WORK/status"
     end_box_processes   # a daemon left behind would hold the output pipe open
 ) | mark_phases &
 RUN_PID=$!
@@ -333,7 +374,13 @@ status="$(cat "$WORK/status" 2>/dev/null)"
 [[ "$status" =~ ^[0-9]+$ ]] || status=1
 if [[ -e "$WORK/setup-done" ]]; then
     T_SETUP="$(cat "$WORK/setup-done")"
-    phases="setup $((T_SETUP - T_READY)) s, then the rest $((T_END - T_SETUP)) s"
+    if [[ -e "$WORK/lock-taken" ]]; then
+        T_LOCK="$(cat "$WORK/lock-taken")"
+        phases="setup $((T_SETUP - T_READY)) s, waiting for the VM lock $((T_LOCK - T_SETUP)) s,"
+        phases+=" then the rest $((T_END - T_LOCK)) s"
+    else
+        phases="setup $((T_SETUP - T_READY)) s, then the rest $((T_END - T_SETUP)) s"
+    fi
 else
     phases="setup did not finish ($((T_END - T_READY)) s)"
 fi

@@ -14,13 +14,14 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from netlab.plan import names
+from tests.harness.dockerd import RealSwarm
+from tests.integration import forked
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = REPO / "scenarios"
@@ -32,6 +33,12 @@ SAVE = {"auto": "iptables-save", "legacy": "iptables-legacy-save", "nft": "iptab
 def pytest_collection_modifyitems(items):
     for item in items:
         item.add_marker(pytest.mark.integration)
+    # The tests on the shared real Swarm run last, together: its dockerd owns the
+    # guest's default Docker paths (/var/run/docker.sock), which the one-node
+    # Swarm and Engine of other modules use too, and it stops only when the
+    # session ends. Their order among themselves is kept.
+    shared = [item for item in items if "real_swarm" in getattr(item, "fixturenames", ())]
+    items[:] = [item for item in items if item not in shared] + shared
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -43,18 +50,44 @@ def _needs_root_and_ipvs():
         "integration tests need IPVS: run them through scripts/test.sh (it uses netlab vm)"
 
 
+#: Where each test's figures are kept until the summary (see :func:`figure`).
+FIGURES = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def figure(request):
+    """``figure("20 up/down cycles", "3.1 s each")``: a measured figure of the test,
+    printed in the run's summary (and at once, for ``-s``)."""
+    kept = request.config.stash.setdefault(FIGURES, [])
+
+    def record(what: str, value: str) -> None:
+        kept.append(f"{request.node.name}: {what}: {value}")
+        print(f"figure: {what}: {value}")
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    kept = config.stash.get(FIGURES, [])
+    if kept:
+        terminalreporter.section("figures")
+        for line in kept:
+            terminalreporter.write_line(line)
+
+
 def netlab(*args: str, check: bool = True, timeout: float = 600,
            process: bool = False) -> subprocess.CompletedProcess:
     """Run the netlab CLI as a user would.
 
     By default the command runs in this process through Click's CliRunner:
     same parsing, output and exit codes, without paying a Python start-up per
-    command (minutes under plain emulation in ``netlab vm``, where the
-    filesystem is 9p). ``process=True`` runs a real ``python -m netlab``.
+    command (seconds each under plain emulation in ``netlab vm``, where the
+    filesystem is 9p). ``process=True`` runs it in a real process of its own,
+    as ``netlab exec`` needs (it replaces its process with the command): a fork
+    of this one running the same CLI, so no Python start-up is paid either.
     """
     if process:
-        proc = subprocess.run([sys.executable, "-m", "netlab", *args], capture_output=True,
-                              text=True, timeout=timeout)
+        proc = forked.netlab(list(args), timeout)
     else:
         from click.testing import CliRunner
 
@@ -172,3 +205,29 @@ def lab_up():
     yield make
     for lab in made:
         _tear_down(lab)
+
+
+@pytest.fixture(scope="session")
+def real_swarm():
+    """One real two-node Swarm running the seed (``docker service create --name hello-a
+    --replicas 2 -p 5000:3000``), started once and shared by every test that needs
+    one (they only read it, or restore what they change). When the session ends it is
+    stopped and nothing of it is left: no daemon, no mounted Docker namespace, no
+    second node's namespace, no veth or bridge."""
+    real = RealSwarm(nodes=2).start()
+    pids = [p.pid for node in real.nodes for p in node.procs]
+    try:
+        real.seed()
+        yield real
+    finally:
+        real.stop()
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or \
+            Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", f"pid {pid} still runs"
+    netns_dir = Path("/var/run/docker/netns")
+    assert not netns_dir.is_dir() or not any(
+        os.path.ismount(p) for p in netns_dir.iterdir()), "a Docker namespace is still mounted"
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "rs-node2" not in listed, listed
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert "rs-lan" not in links and "docker_gwbridge" not in links, links

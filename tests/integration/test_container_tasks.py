@@ -15,12 +15,12 @@ import secrets
 
 import pytest
 
-from netlab.vm.dockerd import DockerNode, RealSwarm
+from tests.harness.dockerd import DockerNode, RealSwarm
 from tests.integration.conftest import SCENARIOS, lab_netns, netlab, sh
 
 @pytest.fixture(scope="module")
 def dockerd():
-    """node1 of netlab.vm.dockerd's harness as a plain Engine: no Swarm, no rules, no bridge."""
+    """node1 of tests.harness.dockerd's harness as a plain Engine: no Swarm, no rules, no bridge."""
     engine = RealSwarm(swarm=False, networking=False).start()   # builds the task image too
     try:
         yield engine.manager

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
 from netlab.plan import dns as plan_dns
 from netlab.plan import names
+from tests.integration import forked
 from tests.integration.conftest import _bring_up, _tear_down, netlab, sh
 
 QUERY = """
@@ -52,7 +52,9 @@ def _exec(lab, target: str, *cmd: str) -> subprocess.CompletedProcess:
 
 
 def _query(lab, target: str, name: str, qtype: str = "A", proto: str = "udp") -> str:
-    return sh(lab.netns(target), sys.executable, "-c", QUERY, name, qtype, proto).strip()
+    proc = forked.python_in(lab.netns(target), QUERY, name, qtype, proto)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
 
 
 def _port(lab, task: str) -> int:

@@ -7,38 +7,13 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from netlab.plan import names
+from tests.integration import forked
 from tests.integration.conftest import SCENARIOS, lab_netns, netlab
-
-STATE = Path(os.environ.get("NETLAB_STATE_DIR", "/run/netlab"))
-VOLATILE_SYSCTLS = ("net.netfilter.nf_conntrack_count", "stable_secret", "net.core.netdev_rss_key")
-
-
-def root_snapshot() -> dict[str, str]:
-    """The root namespace as the standard tools print it."""
-    def run(*cmd: str) -> str:
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        return p.stdout + p.stderr
-
-    def no_counters(text: str) -> str:
-        return "\n".join(l.split(" [")[0] if l.startswith(":") else l
-                         for l in text.splitlines() if not l.startswith("#"))
-
-    sysctls = "\n".join(l for l in run("sysctl", "-a").splitlines()
-                        if l.startswith("net.") and not any(v in l for v in VOLATILE_SYSCTLS))
-    return {
-        "links": run("ip", "-d", "link", "show"),
-        "addresses": run("ip", "addr", "show"),
-        "routes": run("ip", "route", "show", "table", "all"),
-        "rules": run("ip", "rule", "show"),
-        "iptables-legacy": no_counters(run("iptables-legacy-save")),
-        "iptables-nft": no_counters(run("iptables-nft-save")),
-        "sysctl": sysctls,
-    }
+from tests.integration.leftovers import STATE, root_snapshot
 
 
 def supervisor_pid(lab: str) -> int | None:
@@ -69,16 +44,15 @@ def test_down_leaves_nothing_and_root_namespace_is_unchanged():
 
 def test_down_after_up_killed_halfway_leaves_nothing():
     name = "t" + secrets.token_hex(3)
-    proc = subprocess.Popen([sys.executable, "-m", "netlab", "up",
-                             str(SCENARIOS / "three-nodes.yaml"), "--name", name],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # up in a process of its own (a fork of this one: no Python start-up to wait for)
+    proc = forked.netlab_started(["up", str(SCENARIOS / "three-nodes.yaml"), "--name", name])
     try:
         deadline = time.monotonic() + 900
         while len(lab_netns(name)) < 4 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         assert proc.poll() is None, "up finished before it could be killed; kill earlier"
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.communicate(timeout=60)
         assert lab_netns(name), "nothing to clean up: the test did not test anything"
     finally:
         down = netlab("down", name)

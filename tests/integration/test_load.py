@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 
 from netlab.state import StateStore
+from tests.integration import forked
 from tests.integration.conftest import netlab
 
 # 2 → 5 → 1 → 2 (the new task goes to the emptier node2), then node2 fails (its task
@@ -57,10 +56,8 @@ def test_plain_load_all_ok_and_balanced_as_round_robin(seed_lab):
 def test_nothing_lost_after_each_change_converges(copied_lab):
     lab = copied_lab("hello-a.yaml")
     name = lab.name
-    load = subprocess.Popen(
-        [sys.executable, "-m", "netlab", "load", name, "node1:5000", "--concurrency", "20",
-         "--duration", "600", "--timeout", "10", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    load = forked.netlab_started(["load", name, "node1:5000", "--concurrency", "20",
+                                  "--duration", "600", "--timeout", "10", "--json"])
     try:
         _wait_for_first_requests(load)
         for kind, what in CHANGES:
@@ -98,7 +95,7 @@ def test_nothing_lost_after_each_change_converges(copied_lab):
     assert {f"hello-a.{i}" for i in range(1, 6)} <= {k.split("@")[0] for k in doc["replies"]}
 
 
-def _wait_for_first_requests(load: subprocess.Popen) -> None:
+def _wait_for_first_requests(load: forked.Child) -> None:
     """Wait until the load says it is sending (Python starts slowly in an emulated VM)."""
     line = load.stderr.readline()
     assert "sending to node1:5000" in line, (line, load.communicate())

@@ -1,6 +1,6 @@
 """netlab against a real Docker Swarm (issue 9), inside `netlab vm`.
 
-A real two-node Swarm (netlab.vm.dockerd: Debian's Docker 20.10 from
+A real two-node Swarm (tests.harness.dockerd: Debian's Docker 20.10 from
 scripts/docker-root.sh; node1 in the guest's root namespace, node2 in a
 namespace of its own, VXLAN between them on the one kernel) runs the seed:
 ``docker service create --name hello-a --replicas 2 -p 5000:3000``. Then:
@@ -9,9 +9,10 @@ namespace of its own, VXLAN between them on the one kernel) runs the seed:
   meaning (nodes and roles, the service, its replicas, ports and modes);
 - ``netlab swarm diff scenarios/hello-a.yaml`` finds no difference on node1;
 - (``netlab trace --docker 192.168.77.1:5000``, delivered through dnat, mark,
-  ipvs, snat, redirect and deliver, is test_trace_docker.py's, on a Swarm of
-  its own made the same way);
-- afterwards no dockerd, container, or namespace is left.
+  ipvs, snat, redirect and deliver, is test_trace_docker.py's, on the same
+  Swarm: conftest.real_swarm, one per session);
+- afterwards no dockerd, container, or namespace is left (checked when the
+  session's Swarm stops).
 
 The Swarm is read back with Docker's own CLI and the standard tools too.
 """
@@ -19,40 +20,20 @@ The Swarm is read back with Docker's own CLI and the standard tools too.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from netlab.scenario import load_lab
-from netlab.vm.dockerd import RealSwarm
 from tests.integration.conftest import SCENARIOS, netlab
 
 NODE1 = "192.168.77.1"
 
 
 @pytest.fixture(scope="module")
-def swarm():
-    real = RealSwarm(nodes=2).start()
-    pids = [p.pid for node in real.nodes for p in node.procs]
-    try:
-        real.seed()
-        yield real
-    finally:
-        real.stop()
-    # Nothing is left: the daemons are gone, Docker's namespaces unmounted,
-    # the second node's namespace and the veth removed.
-    for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or \
-            Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z", f"pid {pid} still runs"
-    netns_dir = Path("/var/run/docker/netns")
-    assert not netns_dir.is_dir() or not any(
-        os.path.ismount(p) for p in netns_dir.iterdir()), "a Docker namespace is still mounted"
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert "rs-node2" not in listed, listed
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    assert "rs-lan" not in links and "docker_gwbridge" not in links, links
+def swarm(real_swarm):
+    """The session's shared real Swarm (conftest.real_swarm: stopped when the session
+    ends, and checked then to leave no daemon, mount, namespace or link behind)."""
+    return real_swarm
 
 
 def test_the_real_swarm_runs_the_seed(swarm):

@@ -1,6 +1,6 @@
 """``netlab swarm export`` and ``netlab swarm diff`` on a real one-node Swarm, inside `netlab vm`.
 
-The seed runs on a real dockerd (netlab.vm.dockerd). The exported scenario is
+The seed runs on a real dockerd (tests.harness.dockerd). The exported scenario is
 accepted by ``netlab validate``, and diffing the node against it finds no
 difference (what netlab leaves out is listed as known, each with why); a rule
 put into the real ingress_sbox by hand, and a scenario that asks for a third
@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from netlab.scenario import load_lab
-from netlab.vm.dockerd import IMAGE, RealSwarm
+from tests.harness.dockerd import IMAGE, RealSwarm
 from tests.integration.conftest import netlab
 
 SBOX = "/var/run/docker/netns/ingress_sbox"

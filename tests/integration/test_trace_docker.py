@@ -1,5 +1,5 @@
 """``netlab trace --docker`` on a real two-node Swarm (Debian's Docker 20.10 in netlab vm,
-netlab.vm.dockerd): the seed's request to node1:5000 traced through Docker's own namespaces.
+tests.harness.dockerd): the seed's request to node1:5000 traced through Docker's own namespaces.
 
 Rule texts are cross-checked with the machine's ``iptables-save`` and containers with
 ``docker ps``, independent of netlab's code; afterwards no client namespace or veth is left,
@@ -12,12 +12,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from netlab.vm.dockerd import RealSwarm
+from tests.integration import forked
 from tests.integration.conftest import netlab
 
 NODE1 = "192.168.77.1:5000"
@@ -36,13 +35,10 @@ def _leftovers() -> tuple[list[str], list[str]]:
 
 
 @pytest.fixture(scope="module")
-def swarm():
-    s = RealSwarm(nodes=2).start()
-    try:
-        s.seed(replicas=2)
-        yield s
-    finally:
-        s.stop()
+def swarm(real_swarm):
+    """The session's shared two-node Swarm running the seed (conftest.real_swarm);
+    the traces only read it."""
+    return real_swarm
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +97,12 @@ def test_another_nodes_address_is_refused_and_changes_nothing(swarm):
 
 
 def test_sigterm_removes_the_client_namespace(swarm):
-    proc = subprocess.Popen([sys.executable, "-m", "netlab", "trace", "--docker", NODE1,
-                             "--repeat", "100"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    # trace in a process of its own (a fork of this one: no Python start-up to wait for)
+    proc = forked.netlab_started(["trace", "--docker", NODE1, "--repeat", "100"])
     try:
         deadline = time.monotonic() + 300
         while f"nl-dtrace-{proc.pid}" not in _leftovers()[0]:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(10)
             time.sleep(0.2)
         os.kill(proc.pid, signal.SIGTERM)
         _out, err = proc.communicate(timeout=120)

@@ -1,8 +1,9 @@
 """The workload supervisor with real namespaces: a task namespace and a client.
 
 Two namespaces joined by a veth pair, ``task`` (10.231.0.5, where the app
-listens) and ``client`` (10.231.0.2). The client side talks through
-``ip netns exec`` and a stdlib-only Python snippet, independent of netlab.
+listens) and ``client`` (10.231.0.2). The client side is a stdlib-only Python
+snippet, independent of netlab, run in the client namespace by a fork of the
+test process that enters it with setns(2).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ import pytest
 from netlab.errors import NetlabError
 from netlab.workload import supervisor
 from netlab.workload.endpoints import AppEndpoint, dump_endpoints
+from tests.integration import forked
 
 # A cold Python start takes far longer than 10 s under emulation in netlab vm.
 READY = 300.0
@@ -83,11 +84,9 @@ class Pair:
 
 
 def run_client(ns: str, **request) -> dict:
-    """Run the client snippet in ``ns`` and return what it printed."""
-    proc = subprocess.run(
-        ["ip", "netns", "exec", ns, sys.executable, "-c", CLIENT, json.dumps(request)],
-        capture_output=True, text=True, timeout=30,
-    )
+    """Run the client snippet in ``ns`` and return what it printed (in a fork of
+    this process that enters ``ns`` by itself: no Python start-up per request)."""
+    proc = forked.python_in(ns, CLIENT, json.dumps(request), timeout=30)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
