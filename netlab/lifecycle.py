@@ -14,7 +14,7 @@ file for; other ``nl-`` namespaces are reported, not removed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from collections.abc import Callable
 
 from netlab import changelog, ipam
@@ -94,7 +94,7 @@ class Host:
 
     is_root: Callable[[], bool] = _is_root
     listed: Callable[[str], list[str]] = _listed
-    kernel: Kernel = LinuxKernel()
+    kernel: Kernel = field(default_factory=LinuxKernel)
     require_features: Callable[[Backend], None] = _require_features
     find_supervisors: Callable[[str], list[int]] = supervisor.find
     supervisor_running: Callable[[int], bool] = supervisor.is_running

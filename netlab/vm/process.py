@@ -20,7 +20,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 #: Seconds between SIGTERM and SIGKILL, and how long to wait for the group to go.
 GRACE_SECONDS = 5.0

@@ -8,7 +8,8 @@ it back; sockets stay in the namespace they were created in.
 from __future__ import annotations
 
 import socket
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from netlab.nsenter import in_thread
 from netlab.workload.dnsio import DnsSocket

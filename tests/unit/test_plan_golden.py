@@ -173,7 +173,7 @@ def test_rendering_walks_each_kind_of_item_once_not_once_per_namespace():
     counted = dataclasses.replace(plan, **{k: _Counted(getattr(plan, k)) for k in kinds})
     assert plan_text(counted) == plan_text(plan)
     assert len(plan.netns) == 15
-    assert {k: getattr(counted, k).walks for k in kinds} == {k: 1 for k in kinds}
+    assert {k: getattr(counted, k).walks for k in kinds} == dict.fromkeys(kinds, 1)
 
 
 def test_items_in_holds_what_filtering_by_netns_finds():
