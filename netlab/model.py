@@ -254,7 +254,8 @@ def eligible_nodes(service: Service, nodes: tuple[Node, ...]) -> tuple[Node, ...
     """Nodes that may run tasks of ``service``: ready, active and meeting every constraint."""
     return tuple(
         n for n in nodes
-        if n.availability == "active" and n.state == "ready" and all(c.matches(n) for c in service.constraints)
+        if n.availability == "active" and n.state == "ready"
+        and all(c.matches(n) for c in service.constraints)
     )
 
 

@@ -53,8 +53,9 @@ def load(lab: str, target_text: str, requests: str | None, concurrency: str,
          duration: str | None, timeout: str, sender: str, keepalive: bool,
          as_json: bool) -> None:
     """Send HTTP GETs to TARGET (NODE:PORT, or SERVICE:PORT from a task) from the
-    client or a task, C at a time, until N requests or S seconds; report rate, latency, errors, replies per task, and the
-    failures during and after each change of the lab (scale, node) that overlapped.
+    client or a task, C at a time, until N requests or S seconds; report rate, latency,
+    errors, replies per task, and the failures during and after each change of the lab
+    (scale, node) that overlapped.
 
     Exit 0 when every failure happened while a change converged, 1 otherwise.
     SIGINT or SIGTERM ends the run early, with its report."""

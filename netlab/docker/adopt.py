@@ -65,7 +65,8 @@ class Adopted:
         return next(t.node for t in self.lab.tasks if t.name == name)
 
 
-def _addr_on(seen: NetnsSeen | None, ifname: str, subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Address | None:
+def _addr_on(seen: NetnsSeen | None, ifname: str,
+             subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Address | None:
     """The address of ``ifname`` in ``seen`` that lies in ``subnet``, if any."""
     for a in seen.addresses if seen else ():
         iface = ipaddress.IPv4Interface(a.cidr)

@@ -166,7 +166,7 @@ def run_in_each_path(paths: dict[str, str], func: Callable[[str], T]) -> dict[st
     try:
         def visit() -> dict[str, T]:
             out = {}
-            for name, fd in zip(names, fds):
+            for name, fd in zip(names, fds, strict=True):
                 nsenter.enter(fd, setns, name)
                 out[name] = func(name)
             return out

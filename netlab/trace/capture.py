@@ -4,9 +4,10 @@ scapy reads interfaces at import and does not follow ``setns``, so the
 ``AF_PACKET`` sockets are opened by a thread that enters each namespace, and
 handed to one :class:`scapy.sendrecv.AsyncSniffer` through thin
 :class:`NsSocket` wrappers. One socket per namespace hears all its
-interfaces; frames on interfaces that are not capture points are dropped. Each packet keeps the kernel's receive timestamp
-(``SO_TIMESTAMPNS``: one clock for every namespace of the kernel, so packets
-order across namespaces) and its direction (``PACKET_OUTGOING`` or not).
+interfaces; frames on interfaces that are not capture points are dropped. Each
+packet keeps the kernel's receive timestamp (``SO_TIMESTAMPNS``: one clock for
+every namespace of the kernel, so packets order across namespaces) and its
+direction (``PACKET_OUTGOING`` or not).
 """
 
 from __future__ import annotations

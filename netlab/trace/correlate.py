@@ -13,6 +13,7 @@ filter, nat SNAT. A hop without evidence is not printed.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from netlab.kernel.iptables import RuleCounter
 from netlab.trace import gone, rules
@@ -65,7 +66,8 @@ class _Builder:
 
     # -- helpers -------------------------------------------------------------
     def add(self, ns: str, leg: str, event: str, flow: Flow, detail: str, *,
-            iface: str | None = None, dir: str | None = None, rule: RuleCounter | None = None,
+            iface: str | None = None, dir: str | None = None,  # noqa: A002 - Hop.dir
+            rule: RuleCounter | None = None,
             evidence: tuple[str, ...] = (), observed: tuple[str, ...] = (),
             t: float | None = None, src: str | None = None, dst: str | None = None,
             proto: str | None = None) -> None:
@@ -94,9 +96,10 @@ class _Builder:
         p = s.point
         d = "out" if s.frame.outgoing else "in"
         obs = (f"capture {p.label} {d} +{(s.frame.time - self.t0) * 1000:.3f} ms: {s.summary}",)
-        common = dict(iface=p.iface, dir=d, observed=obs, t=s.frame.time)
+        common: dict[str, Any] = {"iface": p.iface, "dir": d, "observed": obs, "t": s.frame.time}
         o = s.outer
-        outer = dict(src=ep(o.src, o.sport), dst=ep(o.dst, o.dport), proto="udp") if o else {}
+        outer: dict[str, Any] = ({"src": ep(o.src, o.sport), "dst": ep(o.dst, o.dport), "proto": "udp"}
+                                 if o else {})
         if o is not None and (prev is None or prev.outer is None):
             self.add(p.netns, s.leg, "encap", s.flow,
                      f"VXLAN encap VNI {s.vni} {o.src} → {o.dst} udp/{o.dport}",

@@ -59,7 +59,8 @@ def _refused(b: _Builder, reply: list[Seen]) -> tuple[str, str]:
             ev += ("counter",)
             obs += (b.counter_note(*returned[0]),)
             why += " (its RETURN rule counted the packet)"
-        why += f", so {target}'s kernel answered {what}: nothing listens on {origin.flow.src}:{origin.flow.sport}"
+        why += (f", so {target}'s kernel answered {what}: "
+                f"nothing listens on {origin.flow.src}:{origin.flow.sport}")
     else:
         why = f"{target} answered {what}: nothing listens on {origin.flow.src}:{origin.flow.sport}"
     back = [h for h in b.hops[idx + 1:] if h.iface]

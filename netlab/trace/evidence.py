@@ -247,8 +247,9 @@ def _read(with_flows: bool, role: str) -> NsSnapshot:
 
 def snapshot(roles: dict[str, str], with_flows: bool, backend: Backend) -> dict[str, NsSnapshot]:
     """Counters (read from ``backend``; hosts, sandboxes and tasks) of each namespace of
-    ``roles`` (netns -> role; a name or a real Docker namespace's path) and, with ``with_flows``, what its role holds:
-    conntrack (host, sandbox, task), IPVS connections (sandbox), FDB (overlay).
+    ``roles`` (netns -> role; a name or a real Docker namespace's path) and, with
+    ``with_flows``, what its role holds: conntrack (host, sandbox, task), IPVS
+    connections (sandbox), FDB (overlay).
 
     The counters are read by one iptables-save per namespace, all at once,
     while one forked child visits the namespaces for the rest. Raises

@@ -181,7 +181,8 @@ def decode(frame: Frame, chain: FlowChain, vxlan_port: int) -> Seen | None:
         leg = chain.leg(flow)
         if leg is None:
             return None
-    summary = f"{proto.upper()} {flags + ' ' if flags else ''}{flow.src}:{sport} > {flow.dst}:{dport} id={ip.id}"
+    summary = (f"{proto.upper()} {flags + ' ' if flags else ''}"
+               f"{flow.src}:{sport} > {flow.dst}:{dport} id={ip.id}")
     if outer is not None:
         summary = f"VXLAN vni {vni} {outer.src}:{outer.sport} > {outer.dst}:{outer.dport} [{summary}]"
     return Seen(frame, leg, flow, (leg, ip.id, seq, flags), flags, outer, vni,

@@ -18,7 +18,7 @@ Pure: a builder of hops in, a :class:`~netlab.trace.model.Cause` out.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from netlab.plan import names
 from netlab.trace.evidence import IpvsDestination, LinkState
@@ -91,8 +91,9 @@ def _stale(b: _Builder, request: list[Seen]) -> Cause | None:
             ("neigh",) if arp else ())
         observed: tuple[str, ...] = (conn.text,) + ((dest.text,) if dest else ()) + (
             (arp,) if arp else ())
-        common = dict(ip=ip, sandbox=sandbox, fwmark=dest.fwmark if dest else None,
-                      weight=dest.weight if dest else None)
+        common: dict[str, Any] = {"ip": ip, "sandbox": sandbox,
+                                  "fwmark": dest.fwmark if dest else None,
+                                  "weight": dest.weight if dest else None}
         fix = (f"netlab up {b.facts.scenario or 'SCENARIO'} converges every sandbox and removes "
                f"the destination; {DOCKER_NOTE}")
         if ip in b.facts.tasks_by_ip:

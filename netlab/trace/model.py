@@ -121,7 +121,8 @@ class Trace:
     packets: int = 0                   # packets of this flow captured, all points together
     elapsed_ms: float = 0.0
     cause: Cause | None = None         # a request that died on its way to a task gone
-    notes: tuple[str, ...] = ()        # what is worth knowing but no failure (IPVS skipped a weight-0 destination)
+    # what is worth knowing but no failure (IPVS skipped a weight-0 destination)
+    notes: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()      # targets of the path whose namespace no longer exists
 
     def to_json(self) -> dict:

@@ -218,7 +218,7 @@ def repeat_text(summary: RepeatSummary) -> str:
         lines.append("round robin: no")
     causes = summary.causes or (None,) * len(summary.verdicts)
     lines += [f"request {i}: {verdict}" + (f": {cause}" if cause else "")
-              for i, (verdict, cause) in enumerate(zip(summary.verdicts, causes), 1)
+              for i, (verdict, cause) in enumerate(zip(summary.verdicts, causes, strict=True), 1)
               if verdict != "delivered"]
     return "\n".join(lines) + "\n"
 

@@ -196,7 +196,7 @@ class Server:
         finally:
             os.close(fd)
         errors = []
-        for ep, res in zip(to_open, results):
+        for ep, res in zip(to_open, results, strict=True):
             if isinstance(res, OSError):
                 errors.append(f"{ep}: cannot listen: {res.strerror or res}")
                 continue
@@ -365,7 +365,7 @@ class Server:
     def _answer_datagrams(self, listener: _Listener) -> None:
         for _ in range(BATCH):
             try:
-                data, ancdata, _, peer = listener.sock.recvmsg(65535, socket.CMSG_SPACE(12))
+                _data, ancdata, _, peer = listener.sock.recvmsg(65535, socket.CMSG_SPACE(12))
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
