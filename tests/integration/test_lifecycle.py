@@ -25,11 +25,11 @@ def root_snapshot() -> dict[str, str]:
         return p.stdout + p.stderr
 
     def no_counters(text: str) -> str:
-        return "\n".join(l.split(" [")[0] if l.startswith(":") else l
-                         for l in text.splitlines() if not l.startswith("#"))
+        return "\n".join(line.split(" [")[0] if line.startswith(":") else line
+                         for line in text.splitlines() if not line.startswith("#"))
 
-    sysctls = "\n".join(l for l in run("sysctl", "-a").splitlines()
-                        if l.startswith("net.") and not any(v in l for v in VOLATILE_SYSCTLS))
+    sysctls = "\n".join(line for line in run("sysctl", "-a").splitlines()
+                        if line.startswith("net.") and not any(v in line for v in VOLATILE_SYSCTLS))
     return {
         "links": run("ip", "-d", "link", "show"),
         "addresses": run("ip", "addr", "show"),
