@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -144,7 +145,7 @@ def parse(lab: str, raw: bytes) -> LabState:
                     tasks=tasks, docker=docker, containers=containers)
 
 
-def _list_of(doc: dict[str, Any], key: str, ok, what: str) -> list[str]:
+def _list_of(doc: dict[str, Any], key: str, ok: Callable[[str], bool], what: str) -> list[str]:
     value = doc.get(key, [])
     if not isinstance(value, list):
         raise Bad(f"{key!r} must be a list")
@@ -154,7 +155,7 @@ def _list_of(doc: dict[str, Any], key: str, ok, what: str) -> list[str]:
     return list(value)
 
 
-def _map_of(doc: dict[str, Any], key: str, ok, what: str) -> dict[str, str]:
+def _map_of(doc: dict[str, Any], key: str, ok: Callable[[str], bool], what: str) -> dict[str, str]:
     value = doc.get(key, {})
     if not isinstance(value, dict):
         raise Bad(f"{key!r} must be an object")
