@@ -17,7 +17,7 @@ from typing import Any
 
 from netlab import changelog, codec
 from netlab.ipam import Allocations
-from netlab.kernel.xtables import BACKENDS
+from netlab.kernel.xtables import BACKENDS, Backend, is_backend
 from netlab.model import Lab, TaskRecord
 from netlab.plan import names
 
@@ -39,7 +39,7 @@ class LabState:
     complete: bool = False
     lan: dict[str, str] = field(default_factory=dict)      # node -> LAN IP
     client_ip: str | None = None
-    iptables: str = "legacy"   # the backend the rules are in (labs before nft support: legacy)
+    iptables: Backend = "legacy"   # the backend the rules are in (labs before nft support: legacy)
     desired_tasks: tuple[TaskRecord, ...] = ()
     actual_tasks: tuple[TaskRecord, ...] = ()
     changes: tuple[changelog.Change, ...] = ()   # the change log (files before it: empty)
@@ -112,7 +112,7 @@ def parse(lab: str, raw: bytes) -> LabState:
     if client_ip is not None and not _is_ipv4(client_ip):
         raise Bad("'client_ip' must be an IPv4 address or null")
     iptables = doc.get("iptables", "legacy")
-    if iptables not in BACKENDS:
+    if not is_backend(iptables):
         raise Bad(f"'iptables' must be one of {', '.join(BACKENDS)}")
     tasks = doc.get("tasks", "namespaces")
     if tasks not in ("namespaces", "containers"):
