@@ -186,14 +186,15 @@ def run_in_current(func: Callable[[], T]) -> T:
     if pid == 0:  # child
         os.close(rfd)
         code = 0
+        reply: tuple[object, ...]
         try:
-            payload = ("ok", func())
+            reply = ("ok", func())
         except BaseException as exc:  # noqa: BLE001 - shipped to the parent
-            payload = ("err", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            reply = ("err", f"{type(exc).__name__}: {exc}", traceback.format_exc())
             code = 1
         try:
             with os.fdopen(wfd, "wb") as out:
-                pickle.dump(payload, out)
+                pickle.dump(reply, out)
         finally:
             os._exit(code)
     os.close(wfd)
