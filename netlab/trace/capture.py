@@ -18,9 +18,13 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from netlab.kernel import netns
 from netlab.trace.points import CapturePoint
+
+if TYPE_CHECKING:
+    from scapy.sendrecv import AsyncSniffer
 
 ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35
@@ -92,7 +96,7 @@ def close_all(socks: list[socket.socket]) -> None:
         t.join()
 
 
-def read_frame(cap: NsCapture) -> Frame | bool | None:
+def read_frame(cap: NsCapture) -> Frame | Literal[False] | None:
     """The next frame waiting on the namespace's socket: a Frame, False for a frame on an
     interface that is not a capture point (a bridge, lo), None when nothing is waiting."""
     try:
@@ -121,7 +125,7 @@ class Capture:
     def __init__(self, points: Iterable[CapturePoint]):
         self.points = tuple(points)
         self._opened: list[NsCapture] = []
-        self._sniffer = None
+        self._sniffer: AsyncSniffer | None = None
         self._frames: list[Frame] = []
 
     def __enter__(self) -> Capture:

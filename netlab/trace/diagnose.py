@@ -20,17 +20,17 @@ from netlab.trace.flows import Seen
 
 if TYPE_CHECKING:
     from netlab.trace.correlate import _Builder
-    from netlab.trace.model import Backend
+    from netlab.trace.model import Backend, Direction, Evidence, Verdict
 
 
-def _delivered(b: _Builder, backend: Backend | None) -> tuple[str, str]:
+def _delivered(b: _Builder, backend: Backend | None) -> tuple[Verdict, str]:
     body = b.obs.probe.body or {}
     who = f"{backend.task} on {backend.node}" if backend else "a task"
     seen = f"; it saw the client as {body['client']}" if body.get("client") else ""
     return "delivered", f"{who} answered{seen}"
 
 
-def _refused(b: _Builder, reply: list[Seen]) -> tuple[str, str]:
+def _refused(b: _Builder, reply: list[Seen]) -> tuple[Verdict, str]:
     req = b.obs.request
     origin = reply[0] if reply else None
     if origin is None:
@@ -42,7 +42,7 @@ def _refused(b: _Builder, reply: list[Seen]) -> tuple[str, str]:
     rule = None
     returned = b.counted(ns, lambda c: c.table == "nat" and c.target == "RETURN"
                          and c.chain == "DOCKER-INGRESS")
-    ev: tuple[str, ...] = ("capture",)
+    ev: tuple[Evidence, ...] = ("capture",)
     obs = b.hops[idx].observed
     port = int(req.dst.rsplit(":", 1)[1])
     host_mode = b.facts.host_published.get((req.proto, port))
@@ -74,7 +74,7 @@ def _refused(b: _Builder, reply: list[Seen]) -> tuple[str, str]:
     return "refused", why
 
 
-def _dropped(b: _Builder, request: list[Seen]) -> tuple[str, str]:
+def _dropped(b: _Builder, request: list[Seen]) -> tuple[Verdict, str]:
     last = request[-1] if request else None
     forward = b.chain.forward
     drops = []
@@ -94,6 +94,7 @@ def _dropped(b: _Builder, request: list[Seen]) -> tuple[str, str]:
     found = gone.cause(b, request)
     if found is not None:
         b.cause = found
+        d: Direction | None
         if last is None:
             ns, flow, iface, d = b.facts.netns_of.get(b.obs.request.from_, ""), b.obs.orig, None, None
         else:
@@ -130,7 +131,7 @@ def _dropped(b: _Builder, request: list[Seen]) -> tuple[str, str]:
 
 
 def diagnose(b: _Builder, request: list[Seen], reply: list[Seen],
-             backend: Backend | None) -> tuple[str, str]:
+             backend: Backend | None) -> tuple[Verdict, str]:
     """(verdict, reason); adds or rewrites the last hop through ``b`` when the request failed."""
     outcome = b.obs.probe.outcome
     if outcome == "answered":

@@ -128,15 +128,15 @@ def _stale(b: _Builder, request: list[Seen]) -> Cause | None:
 def _towards(b: _Builder, request: list[Seen]) -> list[tuple[str, str]]:
     """(node, why the request went there) for the nodes the request was heading to."""
     out: list[tuple[str, str]] = []
-    encaps = [s for s in request if s.outer is not None]
-    if encaps:
-        dst = encaps[-1].outer.dst
+    outers = [s.outer for s in request if s.outer is not None]
+    if outers:
+        dst = outers[-1].dst
         out.append((b.facts.node_of_lan_ip.get(dst, dst), f"the VXLAN packet to {dst}"))
     if request and request[-1].frame.outgoing and request[-1].point.iface.startswith("vxlan"):
         last = request[-1]
-        dst = b.facts.planned_fdb.get((last.point.netns, last.dst_mac))
-        if dst:
-            out.append((b.facts.node_of_lan_ip.get(dst, dst), f"the VXLAN packet to {dst}"))
+        planned = b.facts.planned_fdb.get((last.point.netns, last.dst_mac))
+        if planned:
+            out.append((b.facts.node_of_lan_ip.get(planned, planned), f"the VXLAN packet to {planned}"))
     node = b.obs.request.node
     out.append((node, f"the request to {b.obs.request.dst}"))
     return out

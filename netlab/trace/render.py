@@ -212,7 +212,7 @@ def repeat_text(summary: RepeatSummary) -> str:
              else f"{n} {noun} to {summary.target}",
              "picks: " + ", ".join(_pick_name(p) for p in summary.picks)]
     if is_round_robin(summary.picks):
-        cycle = list(dict.fromkeys(summary.picks))
+        cycle = [_pick_name(p) for p in dict.fromkeys(summary.picks)]
         lines.append(f"round robin: yes (cycle {' → '.join(cycle)})")
     else:
         lines.append("round robin: no")
