@@ -143,8 +143,9 @@ class Server:
         try:
             text = self.endpoints_path.read_text()
             digest = hashlib.sha256(text.encode()).hexdigest()
-            wanted: dict[EndpointKey, AppEndpoint | DnsSocket] = {
-                ep.key: ep for ep in [*endpoints_from_json(text), *dns_sockets(dns_from_json(text))]}
+            found: list[AppEndpoint | DnsSocket] = [*endpoints_from_json(text),
+                                                    *dns_sockets(dns_from_json(text))]
+            wanted: dict[EndpointKey, AppEndpoint | DnsSocket] = {ep.key: ep for ep in found}
         except (OSError, NetlabError) as exc:
             return [f"cannot load {self.endpoints_path}: {exc}"], ""
         for key in [k for k in self.listeners if k not in wanted]:
@@ -268,6 +269,9 @@ class Server:
                        MAX_CONNECTIONS, BATCH)
 
     def _accept(self, listener: _Listener) -> None:
+        endpoint = listener.endpoint
+        if not isinstance(endpoint, AppEndpoint):  # a DNS listener is _serve_dns's
+            return
         for _ in range(BATCH):
             try:
                 sock, peer = listener.sock.accept()
@@ -280,7 +284,7 @@ class Server:
                 sock.close()
                 continue
             sock.setblocking(False)
-            conn = _Conn(sock, listener.endpoint, peer, time.monotonic() + REQUEST_TIMEOUT)
+            conn = _Conn(sock, endpoint, peer, time.monotonic() + REQUEST_TIMEOUT)
             self.conns.add(conn)
             self.sel.register(sock, selectors.EVENT_READ, ("conn", conn))
 
@@ -363,6 +367,9 @@ class Server:
             conn.sock.close()
 
     def _answer_datagrams(self, listener: _Listener) -> None:
+        endpoint = listener.endpoint
+        if not isinstance(endpoint, AppEndpoint):  # a DNS listener is _serve_dns's
+            return
         for _ in range(BATCH):
             try:
                 _data, ancdata, _, peer = listener.sock.recvmsg(65535, socket.CMSG_SPACE(12))
@@ -371,7 +378,7 @@ class Server:
             except OSError as exc:
                 log.warning("recv on %s: %s", listener.endpoint, exc)
                 return
-            body = reply_body(listener.endpoint, peer[0], peer[1], None)
+            body = reply_body(endpoint, peer[0], peer[1], None)
             # Answer from the address the datagram was sent to, so conntrack
             # matches the reply to the REDIRECTed flow even on a multi-homed task.
             anc = [

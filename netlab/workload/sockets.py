@@ -38,7 +38,7 @@ def open_socket(ep: AppEndpoint | DnsSocket) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if ep.protocol == "udp" and not dns:
             sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-        sock.bind((ep.address if dns else "0.0.0.0", ep.port))
+        sock.bind((ep.address if isinstance(ep, DnsSocket) else "0.0.0.0", ep.port))
         if ep.protocol == "tcp":
             sock.listen(socket.SOMAXCONN)
         sock.setblocking(False)
