@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Literal, overload
 
 import click
 
@@ -16,6 +17,21 @@ from netlab.kernel import netns
 from netlab.load import engine, report, target
 
 DEFAULT_REQUESTS = 1000
+
+
+# A whole number for a whole field, seconds otherwise; None only for an absent option.
+@overload
+def _number(value: str, field: str, low: float, high: float, whole: Literal[True],
+            example: str) -> int: ...
+@overload
+def _number(value: str | None, field: str, low: float, high: float, whole: Literal[True],
+            example: str) -> int | None: ...
+@overload
+def _number(value: str, field: str, low: float, high: float, whole: Literal[False],
+            example: str) -> float: ...
+@overload
+def _number(value: str | None, field: str, low: float, high: float, whole: Literal[False],
+            example: str) -> float | None: ...
 
 
 def _number(value: str | None, field: str, low: float, high: float, whole: bool,
