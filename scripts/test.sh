@@ -21,6 +21,10 @@ PY=.venv/bin/python
 echo "test: unpacking Debian's Docker for the real-Swarm tests (scripts/docker-root.sh)"
 bash scripts/docker-root.sh >/dev/null || { echo "test: scripts/docker-root.sh failed" >&2; exit 1; }
 
+echo "test: lint (scripts/lint.sh: ruff and mypy)"
+bash scripts/lint.sh
+lint=$?
+
 echo "test: unit tests"
 $PY -m pytest tests/unit -q
 unit=$?
@@ -46,5 +50,5 @@ verdict() {  # pytest's exit 5 ("no tests collected") counts as a failure too
         *) echo "FAILED (exit $1)" ;;
     esac
 }
-echo "test: unit $(verdict "$unit"); integration ($where) $(verdict "$integration")"
-[[ $unit == 0 && $integration == 0 ]]
+echo "test: lint $(verdict "$lint"); unit $(verdict "$unit"); integration ($where) $(verdict "$integration")"
+[[ $lint == 0 && $unit == 0 && $integration == 0 ]]
