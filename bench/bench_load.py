@@ -38,7 +38,6 @@ import platform
 import secrets
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +84,8 @@ class Run:
         """The single-threaded process that was (nearly) always on a CPU, if one was."""
         busy = {"load generator": self.busy(self.load), "app": self.busy(self.app)}
         name, most = max(busy.items(), key=lambda kv: kv[1])
-        return name if most >= BUSY else "neither (each waited: on the other, the network, or a CPU of a busy machine)"
+        return name if most >= BUSY else (
+            "neither (each waited: on the other, the network, or a CPU of a busy machine)")
 
 
 def one_run(path: str, source_netns: str, dst: target.Destination, supervisor: int,

@@ -83,7 +83,7 @@ def main() -> None:
     where = where_and_setup(args.native_without_ipvs)
     backend = xtables.choose(args.iptables)
     # The supervisor inherits this limit: it holds 1-3 descriptors per task.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     store = StateStore(Path(tempfile.mkdtemp(prefix="netlab-bench-")))
     tag = secrets.token_hex(2)

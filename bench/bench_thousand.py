@@ -144,7 +144,8 @@ def main() -> None:
     print(f"    status {big['status']:.2f} s {verdict(big['status'], TARGETS['status_1000'])}")
     for key in ("scale_up", "scale_down", "node_down"):
         print(f"    {key.replace('_', ' ')} {big[key]:.2f} s {verdict(big[key], TARGETS['change_1000'])}")
-    print(f"    up per task {1000 * big['up'] / args.tasks:.1f} ms vs {1000 * small['up'] / args.small:.1f} ms "
+    print(f"    up per task {1000 * big['up'] / args.tasks:.1f} ms vs "
+          f"{1000 * small['up'] / args.small:.1f} ms "
           f"at {args.small}: ratio {ratio:.2f} {verdict(ratio, TARGETS['per_task_ratio'])}")
     print(f"    netlink requests per task {big['netlink'] / args.tasks:.1f} "
           f"(at {args.small}: {small['netlink'] / args.small:.1f}); iptables commits per task "

@@ -18,7 +18,8 @@ from netlab import jsonread as jr
 from netlab.ipam import (
     VNI_BASE, Allocations, NetworkAddresses, NodeAddresses, Pool, ServiceAddresses, TaskAddresses,
 )
-from netlab.jsonread import Invalid, is_name
+from netlab.jsonread import Invalid as Invalid  # re-exported: callers catch codec.Invalid
+from netlab.jsonread import is_name
 from netlab.model import (
     Availability, Constraint, EndpointMode, IngressNetwork, Lab, Node, NodeRole, NodeState,
     OverlayNetwork, Protocol, PublishedPort, PublishMode, Service, Task, TaskRecord, TaskState,
@@ -150,9 +151,9 @@ def lab_from_json(value: Any, path: str = "model") -> Lab:
                                           c["value"], jr.boolean(c["equal"], f"{pc}.equal")))
         attached = tuple(jr.name(n, f"{p}.networks[{j}]")
                          for j, n in enumerate(jr.array(s.get("networks", []), f"{p}.networks")))
-        for j, n in enumerate(attached):
-            if n not in known_networks:
-                raise Invalid(f"{p}.networks[{j}] is {n!r}, not a network of the lab")
+        for j, net in enumerate(attached):
+            if net not in known_networks:
+                raise Invalid(f"{p}.networks[{j}] is {net!r}, not a network of the lab")
         services.append(Service(jr.name(s["name"], f"{p}.name"),
                                 jr.integer(s["replicas"], f"{p}.replicas", 0, INT_MAX),
                                 tuple(ports), tuple(constraints), attached,
@@ -355,8 +356,8 @@ def _check_covers(a: Allocations, lab: Lab, path: str) -> None:
         raise Invalid(f"{path}.vnis has no VNI for network {lab.ingress.name}")
     ingress = [(f"nodes[{n.name!r}].sandbox_ip", a.nodes[n.name].sandbox_ip) for n in lab.nodes]
     ingress += [(f"services[{s!r}].vip", a.services[s].vip) for s in sorted(a.services)]
-    ingress += [(f"tasks[{t.name!r}].ingress_ip", a.tasks[t.name].ingress_ip) for t in lab.tasks
-                if a.tasks[t.name].ingress_ip is not None]
+    ingress += [(f"tasks[{t.name!r}].ingress_ip", ip) for t in lab.tasks
+                if (ip := a.tasks[t.name].ingress_ip) is not None]
     _distinct_in(ingress, lab.ingress.subnet, path)
     _distinct_in([(f"nodes[{n.name!r}].lan_ip", a.nodes[n.name].lan_ip) for n in lab.nodes]
                  + [("client_ip", a.client_ip)], lab.underlay.lan, path)

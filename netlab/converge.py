@@ -12,6 +12,7 @@ once their apps serve.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from netlab import changelog, ipam
@@ -23,7 +24,7 @@ from netlab.lifecycle import (
     APP_READY_TIMEOUT, Host, Progress, _cut, _kept_resolvers, endpoints, loaded, resolvers,
     running, state_for, supervisor_serves,
 )
-from netlab.model import Lab, TaskRecord, restart_off
+from netlab.model import Lab, Node, TaskRecord, restart_off
 from netlab.model import scale as model_scale
 from netlab.plan import names, size
 from netlab.plan.build import build_plan
@@ -272,9 +273,12 @@ def node(lab_name: str, node_name: str, action: str, store: StateStore,
     if not host.is_root():
         raise BadInput("netlab node must run as root (hint: sudo netlab node …)")
     host.require_features(state.iptables)
-    change = {"down": {"state": "down"}, "up": {"state": "ready"},
-              "drain": {"availability": "drain"}, "active": {"availability": "active"}}[action]
-    nodes = tuple(replace(n, **change) if n.name == node_name else n for n in before.nodes)
+    changes: dict[str, Callable[[Node], Node]] = {
+        "down": lambda n: replace(n, state="down"), "up": lambda n: replace(n, state="ready"),
+        "drain": lambda n: replace(n, availability="drain"),
+        "active": lambda n: replace(n, availability="active")}
+    change = changes[action]
+    nodes = tuple(change(n) if n.name == node_name else n for n in before.nodes)
     try:
         after = restart_off(replace(before, nodes=nodes))
     except ValueError as err:

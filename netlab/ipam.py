@@ -132,7 +132,8 @@ class Allocations:
 
     def addresses_of(self, task: str) -> tuple[IPv4, ...]:
         """Every overlay address of ``task`` (ingress, then user networks); KeyError if none."""
-        out = [] if self.tasks[task].ingress_ip is None else [self.tasks[task].ingress_ip]
+        ingress_ip = self.tasks[task].ingress_ip
+        out: list[IPv4] = [] if ingress_ip is None else [ingress_ip]
         out += [n.tasks[task] for n in self.networks.values() if task in n.tasks]
         return tuple(out)
 
@@ -201,13 +202,13 @@ class _Serial:
         return Pool(self.subnet, self.cursor)
 
 
-def _pool(previous: Allocations | None, pick, subnet: IPv4Net, start: int, fresh: int,
+def _pool(old: Pool | None, subnet: IPv4Net, start: int, fresh: int,
           reserved: set[int]) -> tuple[_Serial, bool]:
-    """A serial allocator for ``subnet``, continuing the previous pool when it is the
-    same subnet; the second value says whether previous addresses in it may be kept."""
-    old = pick(previous) if previous is not None else None
-    same = old is not None and old.subnet == subnet
-    return _Serial(subnet, start, old.next if same else fresh, set(reserved)), same
+    """A serial allocator for ``subnet``, continuing the previous pool ``old`` when it is
+    the same subnet; the second value says whether previous addresses in it may be kept."""
+    if old is not None and old.subnet == subnet:
+        return _Serial(subnet, start, old.next, set(reserved)), True
+    return _Serial(subnet, start, fresh, set(reserved)), False
 
 
 def allocate(lab: Lab, previous: Allocations | None = None) -> Allocations:
@@ -221,15 +222,15 @@ def allocate(lab: Lab, previous: Allocations | None = None) -> Allocations:
     if lan.num_addresses - 2 < LAN_NODE_OFFSET - 1 + len(lab.nodes):
         raise AddressSpaceExhausted(f"{lan} is too small for {len(lab.nodes)} nodes "
                                     "(hint: use a larger subnet)")
-    ingress, keep_ingress = _pool(previous, lambda p: p.ingress, ing, 1, INGRESS_GATEWAY + 1,
+    ingress, keep_ingress = _pool(previous.ingress if previous else None, ing, 1, INGRESS_GATEWAY + 1,
                                   {INGRESS_GATEWAY})
-    lan_pool, keep_lan = _pool(previous, lambda p: p.lan, lan, LAN_NODE_OFFSET,
+    lan_pool, keep_lan = _pool(previous.lan if previous else None, lan, LAN_NODE_OFFSET,
                                LAN_NODE_OFFSET, set())
     gw: dict[str, _Serial] = {}
     keep_gw: dict[str, bool] = {}
     for node in lab.nodes:
         gw[node.name], keep_gw[node.name] = _pool(
-            previous, lambda p, n=node.name: p.gwbridge.get(n), gwnet, 1, GWBRIDGE_SANDBOX + 1,
+            previous.gwbridge.get(node.name) if previous else None, gwnet, 1, GWBRIDGE_SANDBOX + 1,
             {GWBRIDGE_HOST, GWBRIDGE_SANDBOX})
     old_nodes = previous.nodes if previous else {}
     old_services = previous.services if previous else {}
@@ -244,17 +245,16 @@ def allocate(lab: Lab, previous: Allocations | None = None) -> Allocations:
                      and s.name in old_services and ingress.keep(old_services[s.name].vip)}
     kept_tasks = {t.name for t in lab.tasks if _keeps(t, old_tasks, keep_ingress, keep_gw)
                   and (old_tasks[t.name].ingress_ip is not None) == lab.service(t.service).on_ingress
-                  and (old_tasks[t.name].ingress_ip is None
-                       or ingress.keep(old_tasks[t.name].ingress_ip))
+                  and ((old_ip := old_tasks[t.name].ingress_ip) is None or ingress.keep(old_ip))
                   and gw[t.node].keep(old_tasks[t.name].gw_ip)}
     overlays = _Overlays(lab, previous, kept_tasks)
 
     nodes: dict[str, NodeAddresses] = {}
     for node in lab.nodes:
-        old = old_nodes.get(node.name)
         nodes[node.name] = NodeAddresses(
-            lan_ip=old.lan_ip if node.name in kept_lan else lan_pool.take(f"node {node.name}"),
-            sandbox_ip=old.sandbox_ip if node.name in kept_sbox
+            lan_ip=(old_nodes[node.name].lan_ip if node.name in kept_lan
+                    else lan_pool.take(f"node {node.name}")),
+            sandbox_ip=old_nodes[node.name].sandbox_ip if node.name in kept_sbox
             else ingress.take(f"the ingress sandbox of {node.name}"),
             gateway_ip=host(gwnet, GWBRIDGE_HOST, "docker_gwbridge"),
             sandbox_gw_ip=host(gwnet, GWBRIDGE_SANDBOX, f"the ingress sandbox of {node.name}"),

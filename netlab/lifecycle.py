@@ -14,7 +14,7 @@ file for; other ``nl-`` namespaces are reported, not removed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from collections.abc import Callable
 
 from netlab import changelog, ipam
@@ -96,7 +96,7 @@ class Host:
 
     is_root: Callable[[], bool] = _is_root
     listed: Callable[[str], list[str]] = _listed
-    kernel: Kernel = LinuxKernel()
+    kernel: Kernel = field(default_factory=LinuxKernel)
     require_features: Callable[[Backend], None] = _require_features
     find_supervisors: Callable[[str], list[int]] = supervisor.find
     process: Callable[[int], ProcessInfo | None] = procs.read   # /proc/<pid>, None if none
@@ -251,6 +251,7 @@ def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
     pid = state.supervisor_pid
     if supervisor_serves(state, store, host.process):
         progress("updating the task apps")
+        assert pid is not None     # supervisor_serves found it running
         host.update_supervisor(pid, apps, timeout=APP_READY_TIMEOUT,
                                dns=resolvers(lab, allocations))
         if state.supervisor_started is None and pid:   # a state from before start times

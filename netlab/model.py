@@ -254,7 +254,8 @@ def eligible_nodes(service: Service, nodes: tuple[Node, ...]) -> tuple[Node, ...
     """Nodes that may run tasks of ``service``: ready, active and meeting every constraint."""
     return tuple(
         n for n in nodes
-        if n.availability == "active" and n.state == "ready" and all(c.matches(n) for c in service.constraints)
+        if n.availability == "active" and n.state == "ready"
+        and all(c.matches(n) for c in service.constraints)
     )
 
 
@@ -278,24 +279,25 @@ def place_tasks(nodes: tuple[Node, ...], services: tuple[Service, ...],
     eligible_of = {s.name: eligible_nodes(s, nodes) for s in services}
     by_name = {n.name: n for n in nodes}
     for task in previous:
-        service, node = wanted.get(task.service), by_name.get(task.node)
-        if (service is not None and node is not None and 1 <= task.slot <= service.replicas
-                and node.availability != "drain" and node.state != "down"
-                and all(c.matches(node) for c in service.constraints)):
+        service, on = wanted.get(task.service), by_name.get(task.node)
+        if (service is not None and on is not None and 1 <= task.slot <= service.replicas
+                and on.availability != "drain" and on.state != "down"
+                and all(c.matches(on) for c in service.constraints)):
             stays[(task.service, task.slot)] = task.node
     total: dict[str, int] = {n.name: 0 for n in nodes}
     held: dict[str, set[tuple[int, str]]] = {n.name: set() for n in nodes}   # host-mode ports
     host_ports = {s.name: {(p.published, p.protocol) for p in s.host_ports} for s in services}
-    for (name, _slot), node in stays.items():
-        total[node] += 1
-        held[node] |= host_ports[name]
+    for (name, _slot), kept_on in stays.items():
+        total[kept_on] += 1
+        held[kept_on] |= host_ports[name]
     tasks: list[Task] = []
     for service in services:
         eligible = eligible_of[service.name]
         mine: dict[str, int] = {n.name: 0 for n in eligible}
         for slot in range(1, service.replicas + 1):
-            if (node := stays.get((service.name, slot))) in mine:   # not on a paused node
-                mine[node] += 1
+            kept_on = stays.get((service.name, slot), "")
+            if kept_on in mine:   # not on a paused node
+                mine[kept_on] += 1
         order = {n.name: i for i, n in enumerate(eligible)}
         for slot in range(1, service.replicas + 1):
             node = stays.get((service.name, slot))
@@ -342,7 +344,8 @@ def _scale_down(tasks: tuple[Task, ...], replicas: int) -> tuple[Task, ...]:
 def _free_slots(used: set[int], count: int) -> list[int]:
     """The ``count`` lowest slot numbers not in ``used``, as swarmkit's ``addTasks``
     ("Find a slot number that is missing a running task", from 1 up)."""
-    out, slot = [], 0
+    out: list[int] = []
+    slot = 0
     while len(out) < count:
         slot += 1
         if slot not in used:

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Literal, NoReturn, TypeVar, overload
 
 from netlab import safefile, statedoc
 from netlab.errors import BadInput
@@ -272,6 +272,11 @@ class StateStore:
 
     # -- helpers
 
+    @overload
+    def _open_dir(self, create: Literal[True]) -> int: ...
+    @overload
+    def _open_dir(self, create: Literal[False]) -> int | None: ...
+
     def _open_dir(self, create: bool) -> int | None:
         """A descriptor of the store directory after checking it is safe.
 
@@ -304,8 +309,8 @@ class StateStore:
                 raise UnsafeStore(f"the state directory {root} cannot be read: permission denied "
                                   f"{not_yours}") from None
             else:
-                what = {errno.ENOTDIR: "is not a directory"}.get(
-                    exc.errno, f"cannot be opened: {exc.strerror}")
+                what = ("is not a directory" if exc.errno == errno.ENOTDIR
+                        else f"cannot be opened: {exc.strerror}")
             raise UnsafeStore(f"the state directory {root} {what}; refusing to use it {hint}") from None
         st = os.fstat(dfd)
         problem = None

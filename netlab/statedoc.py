@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from netlab.kernel.xtables import BACKENDS
+from netlab.kernel.xtables import BACKENDS, Backend, is_backend
 from netlab.plan import names
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class LabState:
     complete: bool = False
     lan: dict[str, str] = field(default_factory=dict)      # node -> LAN IP
     client_ip: str | None = None
-    iptables: str = "legacy"   # the backend the rules are in (labs before nft support: legacy)
+    iptables: Backend = "legacy"   # the backend the rules are in (labs before nft support: legacy)
     desired_tasks: tuple[TaskRecord, ...] = ()
     actual_tasks: tuple[TaskRecord, ...] = ()
     changes: tuple[changelog.Change, ...] = ()   # the change log (files before it: empty)
@@ -152,7 +153,7 @@ def _plain(lab: str, doc: dict[str, Any]) -> dict[str, Any]:
     if client_ip is not None and not _is_ipv4(client_ip):
         raise Bad("'client_ip' must be an IPv4 address or null")
     iptables = doc.get("iptables", "legacy")
-    if iptables not in BACKENDS:
+    if not is_backend(iptables):
         raise Bad(f"'iptables' must be one of {', '.join(BACKENDS)}")
     tasks = doc.get("tasks", "namespaces")
     if tasks not in ("namespaces", "containers"):
@@ -168,10 +169,10 @@ def _plain(lab: str, doc: dict[str, Any]) -> dict[str, Any]:
     for key in ("model", "allocations", "desired_tasks", "actual_tasks"):
         if key not in doc:
             raise Bad(f"{key!r} is missing")
-    return dict(lab=lab, scenario=scenario, netns=netns, targets=targets, supervisor_pid=pid,
-                supervisor_started=started, complete=complete, lan=lan, client_ip=client_ip,
-                iptables=iptables,
-                tasks=tasks, docker=docker, containers=containers)
+    return {"lab": lab, "scenario": scenario, "netns": netns, "targets": targets,
+            "supervisor_pid": pid, "supervisor_started": started, "complete": complete,
+            "lan": lan, "client_ip": client_ip, "iptables": iptables, "tasks": tasks,
+            "docker": docker, "containers": containers}
 
 
 def parse(lab: str, raw: bytes) -> LabState:
@@ -193,7 +194,7 @@ def parse(lab: str, raw: bytes) -> LabState:
                     actual_tasks=actual, changes=changes, **plain)
 
 
-def _list_of(doc: dict[str, Any], key: str, ok, what: str) -> list[str]:
+def _list_of(doc: dict[str, Any], key: str, ok: Callable[[str], bool], what: str) -> list[str]:
     value = doc.get(key, [])
     if not isinstance(value, list):
         raise Bad(f"{key!r} must be a list")
@@ -203,7 +204,7 @@ def _list_of(doc: dict[str, Any], key: str, ok, what: str) -> list[str]:
     return list(value)
 
 
-def _map_of(doc: dict[str, Any], key: str, ok, what: str) -> dict[str, str]:
+def _map_of(doc: dict[str, Any], key: str, ok: Callable[[str], bool], what: str) -> dict[str, str]:
     value = doc.get(key, {})
     if not isinstance(value, dict):
         raise Bad(f"{key!r} must be an object")

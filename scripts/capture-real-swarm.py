@@ -60,7 +60,8 @@ def dump_netns(out: Path, name: str, path: str | None) -> None:
         value = run(path, "sysctl", "-n", key)
         if not value.startswith("#"):
             sysctls[key] = value.strip()
-    ifaces = json.loads((d / "link.json").read_text() or "[]") if (d / "link.json").read_text().startswith("[") else []
+    link_text = (d / "link.json").read_text()
+    ifaces = json.loads(link_text or "[]") if link_text.startswith("[") else []
     for link in ifaces:
         for key in ("route_localnet", "rp_filter", "forwarding"):
             k = f"net.ipv4.conf.{link['ifname']}.{key}"

@@ -42,6 +42,12 @@ start="$(now)"
 bash scripts/docker-root.sh >/dev/null || { echo "test: scripts/docker-root.sh failed" >&2; exit 1; }
 phase_done docker-root "$start"
 
+echo "test: lint (scripts/lint.sh: ruff and mypy)"
+start="$(now)"
+bash scripts/lint.sh
+lint=$?
+phase_done lint "$start"
+
 echo "test: unit tests"
 start="$(now)"
 $PY -m pytest tests/unit -q -p no:cacheprovider 2>&1 | tee "$LOGS/unit"
@@ -82,5 +88,5 @@ verdict() {  # pytest's exit 5 ("no tests collected") counts as a failure too
 }
 echo "test: tests: unit $(counts "$LOGS/unit"); integration $(counts "$LOGS/integration")"
 echo "test: phases: $(IFS=';'; echo "${PHASES[*]}" | sed 's/;/; /g'); total $(since "$t0") s"
-echo "test: unit $(verdict "$unit"); integration ($where) $(verdict "$integration")"
-[[ $unit == 0 && $integration == 0 ]]
+echo "test: lint $(verdict "$lint"); unit $(verdict "$unit"); integration ($where) $(verdict "$integration")"
+[[ $lint == 0 && $unit == 0 && $integration == 0 ]]

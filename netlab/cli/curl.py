@@ -31,7 +31,7 @@ def curl(lab: str, target: str, count: int, timeout: float, from_task: str | Non
     from a task to a service by name (its VIP, or its tasks for dnsrr); one line per reply."""
     state = common.lab_state(common.store(), lab)
     if from_task is None:
-        node, ip, port = parse_target(state, target)
+        _node, ip, port = parse_target(state, target)
         replies = do_curl(state.targets["client"], ip, port, target, count, timeout)
     else:
         ips, port = parse_east_west(state, from_task, target)

@@ -81,7 +81,7 @@ def summary_lines(lab: Lab, a: Allocations, plan: Plan, stats: ApplyStats,
              f"{stats.iptables_commits} iptables commits, iptables {backend})"]
     for node in lab.nodes:
         na = a.nodes[node.name]
-        lines.append(f"  node {node.name:<10} {node.role:<8} lan {str(na.lan_ip):<15} "
+        lines.append(f"  node {node.name:<10} {node.role:<8} lan {na.lan_ip!s:<15} "
                      f"ingress_sbox {na.sandbox_ip}")
     for svc in lab.services:
         sa = a.services.get(svc.name)

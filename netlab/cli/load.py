@@ -25,7 +25,8 @@ DEFAULT_REQUESTS = 1000
               help=f"Stop after N requests (default {DEFAULT_REQUESTS} without --duration).")
 @click.option("--concurrency", "-c", type=Count(1, 1000, "20"), default=10, show_default=True,
               help="Requests in flight at once.")
-@click.option("--duration", "-d", type=Duration(0.1, 3600, "30"), help="Stop issuing requests after S seconds.")
+@click.option("--duration", "-d", type=Duration(0.1, 3600, "30"),
+              help="Stop issuing requests after S seconds.")
 @click.option("--timeout", type=Duration(0.1, 60, "3"), default=3.0, show_default=True,
               help="Per request, connect included.")
 @click.option("--from", "sender", default="client", show_default=True, metavar="client|TASK",
@@ -37,8 +38,9 @@ def load(lab: str, target_text: str, requests: int | None, concurrency: int,
          duration: float | None, timeout: float, sender: str, keepalive: bool,
          as_json: bool) -> None:
     """Send HTTP GETs to TARGET (NODE:PORT, or SERVICE:PORT from a task) from the
-    client or a task, C at a time, until N requests or S seconds; report rate, latency, errors, replies per task, and the
-    failures during and after each change of the lab (scale, node) that overlapped.
+    client or a task, C at a time, until N requests or S seconds; report rate, latency,
+    errors, replies per task, and the failures during and after each change of the lab
+    (scale, node) that overlapped.
 
     Exit 0 when every failure happened while a change converged, 1 otherwise.
     SIGINT or SIGTERM ends the run early, with its report."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import click
 
@@ -23,7 +23,7 @@ from netlab.state import LabState, StateStore
 class Readers:
     """What ``status`` reads from the machine; tests pass fakes (no root needed)."""
 
-    kernel: Kernel = LinuxKernel()
+    kernel: Kernel = field(default_factory=LinuxKernel)
     netns_exists: Callable[[str], bool] = netns.exists
     process: Callable[[int], ProcessInfo | None] = procs.read   # /proc/<pid>, None if none
 

@@ -123,7 +123,7 @@ def diff_of(source: str, url: str | None, node: str | None, iptables: str | None
     first = build_plan(lab)
     keys = sorted({s.key for s in first.sysctls})
     files = {sb.target: sb.path for sb in snap.sandboxes if sb.target}
-    seen = eng.read(files, {k: keys for k in files}, backend)
+    seen = eng.read(files, dict.fromkeys(files, keys), backend)
     adopted = adopt(lab, snap, scen_node, seen)
     plan = build_plan(adopted.lab, adopted.allocations)
     notes = adopted.notes + tuple(f"task {t} runs in the Swarm; the scenario has no slot for it"

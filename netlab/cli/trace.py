@@ -106,7 +106,7 @@ def trace(lab: str | None, target: str | None, docker_url: str | None, sender: s
         try:
             write_pcapng(pcap, frames)
         except OSError as exc:
-            raise BadInput(f"--pcap: cannot write {pcap}: {exc.strerror} (hint: a writable path)")
+            raise BadInput(f"--pcap: cannot write {pcap}: {exc.strerror} (hint: a writable path)") from exc
     summary = RepeatSummary(target, tuple(t.backend.task if t.backend else None for t in traces),
                             tuple(t.verdict for t in traces),
                             tuple(t.cause.summary if t.cause else None for t in traces))

@@ -104,7 +104,7 @@ def table_drift(netns: str, target: str, table: str, want_text: str,
     """
     want, have = parse_table(want_text), parse_table(have_text)
     out: list[Drift] = []
-    planned = want.policies if want_text else {c: "ACCEPT" for c in have.policies}
+    planned = want.policies if want_text else dict.fromkeys(have.policies, "ACCEPT")
     for chain, w in planned.items():
         h = have.policies.get(chain, "absent")
         if w != h:

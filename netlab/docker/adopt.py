@@ -65,7 +65,8 @@ class Adopted:
         return next(t.node for t in self.lab.tasks if t.name == name)
 
 
-def _addr_on(seen: NetnsSeen | None, ifname: str, subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Address | None:
+def _addr_on(seen: NetnsSeen | None, ifname: str,
+             subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Address | None:
     """The address of ``ifname`` in ``seen`` that lies in ``subnet``, if any."""
     for a in seen.addresses if seen else ():
         iface = ipaddress.IPv4Interface(a.cidr)
@@ -130,9 +131,9 @@ def placed(lab: Lab, snap: Snapshot, node_of: dict[str, str]) -> tuple[Lab, tupl
     the rest placed by netlab around them. Also the real tasks the scenario has no
     place for."""
     real = {t.name: node_of.get(t.node) for t in snap.tasks}
-    previous = tuple(Task(s.name, slot, real[f"{s.name}.{slot}"])
+    previous = tuple(Task(s.name, slot, on)
                      for s in lab.services for slot in range(1, s.replicas + 1)
-                     if real.get(f"{s.name}.{slot}"))
+                     if (on := real.get(f"{s.name}.{slot}")))
     tasks = place_tasks(lab.nodes, lab.services, previous)
     names = {t.name for t in tasks}
     extra = tuple(sorted(t.name for t in snap.tasks if t.name not in names))
@@ -266,8 +267,9 @@ def adopt(lab: Lab, snap: Snapshot, node: str, seen: dict[str, NetnsSeen]) -> Ad
         notes.append(f"placement as in the Swarm: {', '.join(moved)}")
     gwbridge = next((n.subnet for n in snap.networks if n.name == "docker_gwbridge" and n.subnet),
                     None)
-    if gwbridge and ipaddress.ip_network(gwbridge) != lab2.underlay.gwbridge:
-        lab2 = replace(lab2, underlay=replace(lab2.underlay, gwbridge=ipaddress.ip_network(gwbridge)))
+    real_gw = ipaddress.ip_network(gwbridge) if gwbridge else None
+    if isinstance(real_gw, ipaddress.IPv4Network) and real_gw != lab2.underlay.gwbridge:
+        lab2 = replace(lab2, underlay=replace(lab2.underlay, gwbridge=real_gw))
         notes.append(f"docker_gwbridge as in the Swarm: {gwbridge}")
     fresh = ipam.allocate(lab2)
     taken = {ipaddress.IPv4Interface(a).ip for t in snap.tasks for a in t.addresses.values()}

@@ -194,7 +194,7 @@ def _nodes(raw: list[dict[str, Any]]) -> tuple[RealNode, ...]:
                  (n.get("Status") or {}).get("Addr", ""),
                  (n.get("Spec") or {}).get("Availability", "active"),
                  (n.get("Status") or {}).get("State", "unknown"))
-        for n, host, name in zip(raw, hosts, scenario_names(hosts)))
+        for n, host, name in zip(raw, hosts, scenario_names(hosts), strict=True))
 
 
 def _int(text: object) -> int | None:

@@ -42,7 +42,8 @@ class TaskContainer:
     environment (what the image's server answers with), and the TCP ports it serves."""
 
     lab: str
-    task: str                   # <service>.<slot>: the container's hostname, as Swarm's --hostname '{{.Task.Name}}'
+    # <service>.<slot>: the container's hostname, as Swarm's --hostname '{{.Task.Name}}'
+    task: str
     service: str
     node: str
     task_ip: str

@@ -143,7 +143,8 @@ def real_facts(snap: Snapshot, path: RealPath, seen: dict[str, RealNs]) -> LabFa
         for cidr in t.addresses.values():
             ip = ipaddress.ip_interface(cidr).ip
             tasks_by_ip[str(ip)] = (t.name, t.node)
-            owner[mac_for(ip)] = f"{t.name} on {t.node}"
+            if isinstance(ip, ipaddress.IPv4Address):   # Docker derives MACs from IPv4 only
+                owner[mac_for(ip)] = f"{t.name} on {t.node}"
     scheduler = {}
     vxlan_port = DEFAULT_VXLAN_PORT
     for key, ns in seen.items():
@@ -151,7 +152,8 @@ def real_facts(snap: Snapshot, path: RealPath, seen: dict[str, RealNs]) -> LabFa
             scheduler.update({(key, mark): s for mark, s in ns.schedulers.items()})
             for lk in ns.links:
                 for a in lk.addrs:
-                    owner[mac_for(ipaddress.ip_interface(a).ip)] = path.targets[key]
+                    if isinstance(lb_ip := ipaddress.ip_interface(a).ip, ipaddress.IPv4Address):
+                        owner[mac_for(lb_ip)] = path.targets[key]
         if path.roles.get(key) == "overlay":
             vxlan_port = next((lk.vxlan_port for lk in ns.links if lk.vxlan_port), vxlan_port)
     peer, peer_mac = _peers(path, seen)

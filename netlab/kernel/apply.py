@@ -20,6 +20,7 @@ those namespaces are read and written: what a change (scale, node) touches.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -68,7 +69,9 @@ class _Ahead(threading.Thread):
 
     def __init__(self, job: Callable[[], dict]):
         super().__init__(name="netlab-ahead", daemon=True)
-        self.job, self.result, self.error = job, {}, None
+        self.job = job
+        self.result: dict = {}
+        self.error: BaseException | None = None
         self.start()
 
     def run(self) -> None:
@@ -82,7 +85,7 @@ def restrict(plan: Plan, touched: Collection[str]) -> Plan:
     """``plan`` cut down to what lives in the namespaces ``touched`` (a veth stays
     when either end is in one)."""
     keep = set(touched)
-    out = {}
+    out: dict[str, Any] = {}
     for f in dataclasses.fields(plan):
         items = getattr(plan, f.name)
         if f.name == "lab":
@@ -147,10 +150,11 @@ def diff(before: Plan, after: Plan) -> tuple[Touched, Plan, Plan]:
     """In one pass, kind by kind: the namespaces of ``after`` a change touches, by
     layer; what ``after`` adds (a Plan, ``after``'s order); and what it drops
     (a Plan of ``before``'s items that ``after`` does not have)."""
-    layer_of = {**{k: "links" for k in LINK_KINDS}, **{k: "tables" for k in TABLE_KINDS},
+    layer_of = {**dict.fromkeys(LINK_KINDS, "links"), **dict.fromkeys(TABLE_KINDS, "tables"),
                 "ipvs": "ipvs", "etc_files": "etc"}
     layers: dict[str, set[str]] = {"links": set(), "tables": set(), "ipvs": set(), "etc": set()}
-    plus, minus = {}, {}
+    plus: dict[str, Any] = {}
+    minus: dict[str, Any] = {}
     for f in dataclasses.fields(after):
         if f.name == "lab":
             continue
@@ -301,7 +305,7 @@ def _write_etc(files: tuple) -> None:
     for f in files:
         by_ns.setdefault(f.netns, []).append(f)
     groups = list(by_ns.values())
-    chunks = [sum(groups[i::PARALLEL], []) for i in range(PARALLEL)]
+    chunks = [[f for group in groups[i::PARALLEL] for f in group] for i in range(PARALLEL)]
     with ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="netlab-etc") as pool:
         list(pool.map(etcnetns.write, chunks))
 

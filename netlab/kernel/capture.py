@@ -13,13 +13,14 @@ namespaces) and its direction (``PACKET_OUTGOING`` or not).
 
 from __future__ import annotations
 
+import functools
 import socket
 import struct
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from netlab.kernel import netns
 
@@ -139,7 +140,7 @@ class PacketCapture:
     def __init__(self, ifaces: Mapping[str, frozenset[str]]):
         self.ifaces = dict(ifaces)
         self._opened: list[NsCapture] = []
-        self._sniffer = None
+        self._sniffer: Any = None
         self._frames: list[RawFrame] = []
 
     def __enter__(self) -> PacketCapture:
@@ -148,7 +149,7 @@ class PacketCapture:
         from netlab.kernel.nssocket import NsSocket
 
         self._opened = open_sockets(self.ifaces)
-        wrapped = {NsSocket(c.sock, c.netns, lambda c=c: read_frame(c), self._frames): c.netns
+        wrapped = {NsSocket(c.sock, c.netns, functools.partial(read_frame, c), self._frames): c.netns
                    for c in self._opened}
         self._sniffer = AsyncSniffer(opened_socket=wrapped, store=False)
         self._sniffer.start()
@@ -164,7 +165,7 @@ class PacketCapture:
             self._sniffer = None
         for cap in self._opened:
             while (frame := read_frame(cap)) is not None:
-                if frame:
+                if isinstance(frame, RawFrame):
                     self._frames.append(frame)
         return sorted(self._frames, key=lambda f: f.time)
 

@@ -19,9 +19,9 @@ from netlab.errors import MissingFeature
 from netlab.kernel import netns
 
 PREFIX = "nl-dtrace-"
-LINK_LOCAL = ipaddress.ip_network("169.254.0.0/16")
+LINK_LOCAL = ipaddress.IPv4Network("169.254.0.0/16")
 # RFC 3927 reserves the first and last /24; 169.254.169.0/24 holds clouds' metadata service.
-RESERVED = tuple(ipaddress.ip_network(n) for n in
+RESERVED = tuple(ipaddress.IPv4Network(n) for n in
                  ("169.254.0.0/24", "169.254.255.0/24", "169.254.169.0/24"))
 
 
@@ -45,8 +45,8 @@ def names_for(pid: int) -> tuple[str, str]:
 def pick_subnet(taken: list[str], seed: int) -> ipaddress.IPv4Network:
     """A /30 of 169.254.0.0/16 overlapping none of ``taken`` (addresses and routes as
     CIDRs), starting from ``seed``; raises MissingFeature when none is free."""
-    nets = [ipaddress.ip_network(t, strict=False) for t in taken]
-    nets = [n for n in nets if n.version == 4 and n.prefixlen > 0] + list(RESERVED)
+    nets = [n for n in (ipaddress.ip_network(t, strict=False) for t in taken)
+            if isinstance(n, ipaddress.IPv4Network) and n.prefixlen > 0] + list(RESERVED)
     subnets = list(LINK_LOCAL.subnets(new_prefix=30))
     for i in range(len(subnets)):
         cand = subnets[(seed + i) % len(subnets)]

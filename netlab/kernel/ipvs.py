@@ -38,7 +38,7 @@ def _ipvs(netns: str | None):
 
 def _svc(fwmark: int, scheduler: str | None = None):
     from pyroute2 import IPVSService
-    kw = {"fwmark": fwmark, "af": socket.AF_INET}
+    kw: dict[str, int | str] = {"fwmark": fwmark, "af": socket.AF_INET}
     if scheduler:
         kw.update(sched_name=scheduler, netmask="255.255.255.255")
     return IPVSService(**kw)
@@ -63,8 +63,10 @@ def read(netns: str | None) -> list[ObservedService]:
                 # pyroute2 0.9.7 does not map the kernel's FWD_METHOD attribute back
                 # to "fwd_method" (which keeps its default, 3): read it raw.
                 fwd = d.get("IPVS_DEST_ATTR_FWD_METHOD", d.get("fwd_method")) & FWD_MASK
+                # The kernel may hold a method netlab never plans ("Local", "fwd5"):
+                # it is kept as read, so drift shows it.
                 dests.append(IpvsDest(d.get("addr"), d.get("port") or 0, d.get("weight"),
-                                      FWD_NAMES.get(fwd, f"fwd{fwd}")))
+                                      FWD_NAMES.get(fwd, f"fwd{fwd}")))  # type: ignore[arg-type]
             out.append(ObservedService(fwmark, svc.get("sched_name"),
                                        tuple(sorted(dests, key=lambda x: x.addr))))
     return out

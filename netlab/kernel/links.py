@@ -16,6 +16,7 @@ first; others are read with one dump per table.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import errno
@@ -115,8 +116,8 @@ def _index(links: dict[str, dict[str, LinkInfo]], netns: str, ifname: str) -> in
     return li.index
 
 
-def apply_links(sk: Sockets, plan: Plan, fresh: set[str] = frozenset(),
-                known: set[str] = frozenset()) -> None:
+def apply_links(sk: Sockets, plan: Plan, fresh: AbstractSet[str] = frozenset(),
+                known: AbstractSet[str] = frozenset()) -> None:
     """Everything of ``plan`` that lives in rtnetlink, in dependency order; namespaces
     in ``fresh`` were made just now and are not read before being written; in
     ``known`` ones (a change's: ``plan`` is then what the change adds) only the
@@ -153,6 +154,7 @@ def apply_links(sk: Sockets, plan: Plan, fresh: set[str] = frozenset(),
         ha, hb = links[v.a.netns].get(v.a.name), links[v.b.netns].get(v.b.name)
         if (ha is None) != (hb is None):        # half a pair left by an interrupted run
             end, have = (v.a, ha) if ha is not None else (v.b, hb)
+            assert have is not None
             sk(end.netns).queue(rtnl.RTM_DELLINK, 0, rtnl.link_body(have.index), f"del {end.name}")
             links[end.netns].pop(end.name)
     for vx in plan.vxlans:
@@ -163,19 +165,19 @@ def apply_links(sk: Sockets, plan: Plan, fresh: set[str] = frozenset(),
     sk.flush()
     made: set[tuple[str, str]] = set()       # (netns, name) of veth ends made whole just now
     for v in plan.veths:
-        a, b = v.a, v.b
-        if a.name in links[a.netns]:
+        pa, pb = v.a, v.b
+        if pa.name in links[pa.netns]:
             continue
         # The peer cannot come up before the pair is whole (ENOTCONN): round 3 does it.
-        peer = rtnl.link_body(name=b.name, mtu=v.mtu, address=b.mac,
-                              netns_fd=None if b.netns == a.netns else sk.fd(b.netns))
-        master = _index(links, a.netns, a.master) if a.master else None
-        sk(a.netns).queue(rtnl.RTM_NEWLINK, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL,
-                          rtnl.link_body(name=a.name, kind="veth", mtu=v.mtu, address=a.mac,
+        peer = rtnl.link_body(name=pb.name, mtu=v.mtu, address=pb.mac,
+                              netns_fd=None if pb.netns == pa.netns else sk.fd(pb.netns))
+        master = _index(links, pa.netns, pa.master) if pa.master else None
+        sk(pa.netns).queue(rtnl.RTM_NEWLINK, rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL,
+                          rtnl.link_body(name=pa.name, kind="veth", mtu=v.mtu, address=pa.mac,
                                          master=master, up=True, data=rtnl.veth_data(peer)),
-                          f"veth {a.name}/{b.name}")
-        changed |= {a.netns, b.netns}
-        made.add((a.netns, a.name))
+                          f"veth {pa.name}/{pb.name}")
+        changed |= {pa.netns, pb.netns}
+        made.add((pa.netns, pa.name))
     for vx in plan.vxlans:
         if vx.name in links[vx.netns]:
             continue
@@ -221,8 +223,8 @@ def apply_links(sk: Sockets, plan: Plan, fresh: set[str] = frozenset(),
     peers: dict[tuple[str, str], tuple[list, list]] = defaultdict(lambda: ([], []))
     for vx in plan.vxlans:
         peers[(vx.netns, vx.name)]
-    for n in plan.neighbours:
-        peers[(n.netns, n.ifname)][0].append((n.ip, n.mac))
+    for nb in plan.neighbours:
+        peers[(nb.netns, nb.ifname)][0].append((nb.ip, nb.mac))
     for f in plan.fdb:
         peers[(f.netns, f.ifname)][1].append((f.mac, f.dst))
     for (netns, ifname), (neigh, fdb) in peers.items():

@@ -306,7 +306,7 @@ def run_in_each_path(paths: dict[str, str], func: Callable[[str], T]) -> dict[st
     try:
         def visit() -> dict[str, T]:
             out = {}
-            for name, fd in zip(names, fds):
+            for name, fd in zip(names, fds, strict=True):
                 nsenter.enter(fd, setns, name)
                 out[name] = func(name)
             return out
@@ -326,14 +326,15 @@ def run_in_current(func: Callable[[], T]) -> T:
     if pid == 0:  # child
         os.close(rfd)
         code = 0
+        reply: tuple[object, ...]
         try:
-            payload = ("ok", func())
+            reply = ("ok", func())
         except BaseException as exc:  # noqa: BLE001 - shipped to the parent
-            payload = ("err", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            reply = ("err", f"{type(exc).__name__}: {exc}", traceback.format_exc())
             code = 1
         try:
             with os.fdopen(wfd, "wb") as out:
-                pickle.dump(payload, out)
+                pickle.dump(reply, out)
         finally:
             os._exit(code)
     os.close(wfd)

@@ -44,7 +44,7 @@ def in_thread(netns_fd: int, fn: Callable[[], T], what: str = "netns") -> T:
         try:
             enter(netns_fd, setns, what)
             result["value"] = fn()
-        except BaseException as exc:  # handed to the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             result["error"] = exc
 
     thread = threading.Thread(target=helper, name=f"netlab-setns-{what}", daemon=True)

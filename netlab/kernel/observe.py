@@ -51,9 +51,9 @@ def read_netlink(name: str) -> NetnsSeen:
         sock.close()
     by_index = {li.index: li.name for li in infos}
     links = []
-    for m, li in zip(link_msgs, infos):
+    for m, li in zip(link_msgs, infos, strict=True):
         flags = rtnl.IFINFO.unpack(m.fixed)[3]
-        links.append(LinkSeen(li.name, li.kind, m.u32(rtnl.IFLA_MTU), bool(flags & IFF_UP),
+        links.append(LinkSeen(li.name, li.kind, m.u32(rtnl.IFLA_MTU) or 0, bool(flags & IFF_UP),
                               m.mac(rtnl.IFLA_ADDRESS), by_index.get(li.master) if li.master else None,
                               li.vxlan, li.index, m.u32(rtnl.IFLA_LINK),
                               bool(flags & IFF_LOWER_UP)))
@@ -70,19 +70,20 @@ def read_netlink(name: str) -> NetnsSeen:
             continue
         dst = "default" if dst_len == 0 else f"{r.ip(rtnl.RTA_DST)}/{dst_len}"
         routes.append(Route(name, dst, r.ip(rtnl.RTA_GATEWAY),
-                            by_index.get(r.u32(rtnl.RTA_OIF), "?")))
+                            by_index.get(r.u32(rtnl.RTA_OIF) or 0, "?")))
     neigh = []
     for n in neigh_msgs:
         _f, idx, state, _fl, _t = rtnl.NDMSG.unpack(n.fixed)
         if state & NUD_PERMANENT:
-            neigh.append(Neighbour(name, by_index.get(idx, "?"), n.ip(rtnl.NDA_DST),
+            neigh.append(Neighbour(name, by_index.get(idx, "?"), n.ip(rtnl.NDA_DST) or "?",
                                    n.mac(rtnl.NDA_LLADDR) or "none"))
     fdb = []
     for f in fdb_msgs:
-        if f.ip(rtnl.NDA_DST):
+        vtep = f.ip(rtnl.NDA_DST)
+        if vtep:
             idx = rtnl.NDMSG.unpack(f.fixed)[1]
-            fdb.append(FdbEntry(name, by_index.get(idx, "?"), f.mac(rtnl.NDA_LLADDR),
-                                f.ip(rtnl.NDA_DST)))
+            fdb.append(FdbEntry(name, by_index.get(idx, "?"), f.mac(rtnl.NDA_LLADDR) or "none",
+                                vtep))
     return NetnsSeen(tuple(links), tuple(addrs), tuple(routes), tuple(neigh), tuple(fdb))
 
 

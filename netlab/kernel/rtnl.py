@@ -129,7 +129,8 @@ class LinkInfo:
 def link_info(m: Msg) -> LinkInfo:
     """A link message's index, name, kind, master and VXLAN attributes."""
     _fam, _type, index, _flags, _change = IFINFO.unpack(m.fixed)
-    kind, vxlan = None, ()
+    kind: str | None = None
+    vxlan: tuple[tuple[str, int], ...] = ()
     info = m.attrs.get(IFLA_LINKINFO)
     if info is not None:
         nested = parse_attrs(info)

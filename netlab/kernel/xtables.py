@@ -16,12 +16,12 @@ import os
 import re
 import shutil
 import subprocess
-from typing import Literal, get_args
+from typing import Literal, TypeGuard, get_args
 
 from netlab.errors import BadInput, MissingFeature
 
 Backend = Literal["nft", "legacy"]
-BACKENDS: tuple[str, ...] = get_args(Backend)
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
 CHOICES: tuple[str, ...] = ("auto", *BACKENDS)
 ENV = "NETLAB_IPTABLES"
 
@@ -58,6 +58,11 @@ def parse_version(text: str) -> Backend | None:
     return None
 
 
+def is_backend(value: object) -> TypeGuard[Backend]:
+    """True for a backend's name ("nft" or "legacy")."""
+    return value in BACKENDS
+
+
 def detect() -> Backend:
     """The backend of the machine's ``iptables`` command.
 
@@ -86,10 +91,13 @@ def choose(flag: str | None, scenario: str | None = None) -> Backend:
                          (scenario, "iptables")):
         if value is None:
             continue
-        if value not in CHOICES:
+        if value == "auto":
+            backend = detect()
+        elif is_backend(value):
+            backend = value
+        else:
             raise BadInput(f"{where}: {value!r} is not an iptables backend "
                            f"(hint: one of {', '.join(CHOICES)})")
-        backend = detect() if value == "auto" else value
         break
     else:
         backend = detect()
@@ -97,4 +105,4 @@ def choose(flag: str | None, scenario: str | None = None) -> Backend:
         if find_tool(tool) is None:
             raise MissingFeature(f"{tool} is missing for the {backend} backend "
                                  "(hint: apt-get install iptables)")
-    return backend  # type: ignore[return-value]
+    return backend

@@ -128,7 +128,7 @@ async def _one(spec: LoadSpec, conn: _Conn | None) -> tuple[Outcome, _Conn | Non
 
     try:
         body, conn = await asyncio.wait_for(_exchange(spec, conn), spec.timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         if conn is not None:
             conn.close()
         return done(ok=False, kind="timeout", detail=f"no answer within {spec.timeout} s"), None
@@ -195,7 +195,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, st
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as exc:
         if not exc.partial:
-            raise _Closed() from None
+            raise _Closed from None
         raise Failed("short reply", f"the answer stopped after {len(exc.partial)} bytes "
                      "of its head") from None
     except asyncio.LimitOverrunError:

@@ -74,7 +74,7 @@ def summarize(outcomes: list[Outcome], started: float, ended: float) -> Summary:
         rate=round(len(outcomes) / seconds, 1),
         latency_ms={f"p{q}": percentile(latencies, q) for q in (50, 90, 99)}
         | {"max": latencies[-1] if latencies else 0.0},
-        errors=dict(sorted(Counter(o.kind for o in outcomes if not o.ok).items())),
+        errors=dict(sorted(Counter(o.kind for o in outcomes if not o.ok and o.kind).items())),
         replies=dict(sorted(Counter(f"{o.task}@{o.node}" for o in outcomes if o.ok).items())))
 
 
@@ -87,7 +87,8 @@ def attribute(outcomes: list[Outcome], changes: tuple[Change, ...], started: flo
     A change never stamped converged (interrupted) counts every later failure as
     during it.
     """
-    out, explained = [], set()
+    out: list[Attribution] = []
+    explained: set[int] = set()
     for i, c in enumerate(changes):
         nxt = changes[i + 1].started if i + 1 < len(changes) else math.inf
         done = c.converged if c.converged is not None else math.inf
@@ -98,6 +99,6 @@ def attribute(outcomes: list[Outcome], changes: tuple[Change, ...], started: flo
         lost = [o for o in during if not o.ok]
         explained.update(id(o) for o in lost)
         out.append(Attribution(c, len(lost), sum(1 for o in after if not o.ok),
-                               dict(sorted(Counter(o.kind for o in lost).items())),
+                               dict(sorted(Counter(o.kind for o in lost if o.kind).items())),
                                len(during), len(after)))
     return out, sum(1 for o in outcomes if not o.ok and id(o) not in explained)

@@ -10,7 +10,10 @@ lists the rules in the order the kernel ends up holding them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
 
 from netlab import ipam
 from netlab.ipam import Allocations
@@ -18,7 +21,7 @@ from netlab.model import Lab, PublishedPort, Service, Task
 from netlab.plan import dns, names, overlay
 from netlab.plan.types import (
     Address, Bridge, ChainPolicy, FdbEntry, IpvsDest, IpvsService, Match, Neighbour,
-    Netns, Plan, Route, Rule, Sysctl, Target, Veth, VethEnd, Vxlan,
+    Netns, Plan, Route, Rule, Sysctl, Table, Target, Veth, VethEnd, Vxlan,
 )
 
 from netlab.plan.sysctls import HOST_SYSCTLS, LB_SYSCTLS, NO_IPV6  # noqa: F401 (re-exported)
@@ -42,7 +45,7 @@ class _Builder:
 
     lab: Lab
     addr: Allocations
-    items: dict[str, list] = field(default_factory=lambda: {
+    items: dict[str, list[Any]] = field(default_factory=lambda: {
         k: [] for k in ("netns", "bridges", "veths", "vxlans", "addresses", "routes",
                         "neighbours", "fdb", "sysctls", "user_chains", "policies",
                         "rules", "ipvs", "etc_files")})
@@ -50,10 +53,10 @@ class _Builder:
     def tag(self, obj: str) -> str:
         return f"netlab:{self.lab.name}:{obj}"
 
-    def add(self, kind: str, *objs) -> None:
+    def add(self, kind: str, *objs: object) -> None:
         self.items[kind].extend(objs)
 
-    def rule(self, netns: str, table: str, chain: str, target: Target, obj: str, **kw) -> None:
+    def rule(self, netns: str, table: Table, chain: str, target: Target, obj: str, **kw: Any) -> None:
         self.add("rules", Rule(netns=netns, table=table, chain=chain, target=target,
                                comment=self.tag(obj), **kw))
 
@@ -84,7 +87,7 @@ class _Builder:
         self.overlay(node)
         overlay.networks_on_node(self, node)
 
-    def address(self, ns: str, ifname: str, ip, subnet) -> None:
+    def address(self, ns: str, ifname: str, ip: IPv4Address, subnet: IPv4Network) -> None:
         """An address with its broadcast, as netlink's AddrAdd gives Docker's."""
         plen = subnet.prefixlen
         brd = str(subnet.broadcast_address) if plen < 31 else None
@@ -341,7 +344,7 @@ class _Builder:
         return Plan(lab=self.lab.name, **{k: tuple(v) for k, v in self.items.items()})
 
 
-def _chain_order_key(rules: list[Rule]):
+def _chain_order_key(rules: list[Rule]) -> Callable[[Rule], tuple[int, int]]:
     """Stable sort key that keeps each chain's rules in order but groups by chain."""
     first_seen: dict[tuple[str, str, str], int] = {}
     for r in rules:

@@ -53,14 +53,14 @@ def _collect(plan: Plan) -> _Graph:
 
     edges: list[tuple[str, str, str, bool]] = []
     addrs: dict[tuple[str, str], list[str]] = {}
-    for a in plan.addresses:
-        addrs.setdefault((a.netns, a.ifname), []).append(a.cidr)
+    for address in plan.addresses:
+        addrs.setdefault((address.netns, address.ifname), []).append(address.cidr)
 
     def label(netns: str, ifname: str) -> str:
         return " ".join([ifname, *addrs.get((netns, ifname), [])])
 
-    for b in plan.bridges:
-        node(b.netns, b.name, f"{label(b.netns, b.name)} [bridge]")
+    for bridge in plan.bridges:
+        node(bridge.netns, bridge.name, f"{label(bridge.netns, bridge.name)} [bridge]")
     for v in plan.vxlans:
         vx = node(v.netns, v.name, f"{v.name} VNI {v.vni}")
         edges.append((vx, _id(v.netns, v.master), "", False))

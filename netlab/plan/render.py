@@ -100,9 +100,12 @@ def normalize_save(text: str) -> str:
 class FwmarkService(Protocol):
     """What :func:`ipvsadm` needs of a service: planned or read from the kernel."""
 
-    fwmark: int
-    scheduler: str
-    dests: tuple[IpvsDest, ...]
+    @property
+    def fwmark(self) -> int: ...
+    @property
+    def scheduler(self) -> str: ...
+    @property
+    def dests(self) -> tuple[IpvsDest, ...]: ...
 
 
 def ipvsadm(services: Iterable[FwmarkService]) -> str:

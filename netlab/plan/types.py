@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 NetnsRole = Literal["lan", "client", "host", "sandbox", "overlay", "task"]
 Table = Literal["filter", "nat", "mangle"]
@@ -249,7 +249,7 @@ class Plan:
     @cached_property
     def _by_netns(self) -> dict[str, NetnsItems]:
         """Every item grouped by namespace, built once (one pass over the plan)."""
-        groups: dict[str, dict[str, list]] = {}
+        groups: dict[str, dict[str, list[Any]]] = {}
 
         def put(netns: str, kind: str, item: object) -> None:
             if netns not in groups:
@@ -294,7 +294,7 @@ class Plan:
     def tables_in(self, netns: str) -> tuple[str, ...]:
         """The iptables tables this plan programs in ``netns``, in save order."""
         items = self.items_in(netns)
-        used = {r.table for r in items.rules}
+        used: set[str] = {r.table for r in items.rules}
         used |= {t for _, t, _ in items.user_chains}
         used |= {p.table for p in items.policies}
         return tuple(t for t in TABLE_ORDER if t in used)

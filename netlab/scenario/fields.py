@@ -11,11 +11,14 @@ import difflib
 import re
 from collections.abc import Collection
 from collections.abc import Mapping as MappingABC
+from typing import TypeVar
 
 import yaml
 
 from netlab.scenario.issues import IssueLog, field
 from netlab.scenario.yamltree import Mapping, Scalar, Sequence, Value
+
+_Choice = TypeVar("_Choice", bound=str)
 
 _DECIMAL = re.compile(r"[0-9]+")          # ASCII only: str.isdigit() takes "²" and "８０"
 _YAML11_NUMBER = re.compile(r"[-+]?[0-9][0-9a-fA-FxXoO_:]{0,30}")
@@ -174,15 +177,17 @@ def read_str(value: Value, path: str, log: IssueLog, what: str, example: str) ->
     return None
 
 
-def read_choice(value: Value, path: str, log: IssueLog, what: str, choices: Collection[str]) -> str | None:
-    """One of ``choices`` (a string); otherwise an issue listing them."""
+def read_choice(value: Value, path: str, log: IssueLog, what: str,
+                choices: Collection[_Choice]) -> _Choice | None:
+    """One of ``choices`` (a string, typed as they are); otherwise an issue listing them."""
     listed = ", ".join(choices)
     if not isinstance(value, Scalar) or not isinstance(value.value, str):
         log.add(path, f"{what} must be one of {listed}, not {kind_of(value)}",
                 f"write one of: {listed}", value.pos)
         return None
-    if value.value not in choices:
-        log.add(path, f"unknown {what} {value.value!r}",
-                f"{did_you_mean(value.value, choices)}use one of: {listed}", value.pos)
-        return None
-    return value.value
+    for choice in choices:
+        if choice == value.value:
+            return choice
+    log.add(path, f"unknown {what} {value.value!r}",
+            f"{did_you_mean(value.value, choices)}use one of: {listed}", value.pos)
+    return None

@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from netlab.model import Node
+from netlab.model import Availability, Node, NodeRole
 from netlab.scenario.fields import check_keys, check_repeated, expect_mapping, read_choice
 from netlab.scenario.issues import IssueLog, field
 from netlab.scenario.names import NODE, name_problem
 from netlab.scenario.yamltree import Entry, Pos
 
-ROLES = ("manager", "worker")
-AVAILABILITIES = ("active", "pause", "drain")
+ROLES: tuple[NodeRole, ...] = ("manager", "worker")
+AVAILABILITIES: tuple[Availability, ...] = ("active", "pause", "drain")
 NODE_KEYS = ("role", "availability")
 NODE_NOT_MODELLED = MappingProxyType({
     "labels": "node labels are not modelled; constrain on node.role or node.hostname",
@@ -48,15 +48,16 @@ def _read_node(entry: Entry, log: IssueLog) -> Node | None:
     if body is None:
         return None
     check_keys(body, path, log, NODE_KEYS, known_elsewhere=NODE_NOT_MODELLED)
-    role, availability = "worker", "active"
+    role: NodeRole | None = "worker"
+    availability: Availability | None = "active"
     if (e := body.get("role")) is not None:
         role = read_choice(e.value, field(path, "role"), log, "role", ROLES)
     if (e := body.get("availability")) is not None:
         availability = read_choice(e.value, field(path, "availability"), log, "availability",
                                    AVAILABILITIES)
-    if log.count() != before:
+    if log.count() != before or role is None or availability is None:
         return None
-    return Node(name, role, availability)  # type: ignore[arg-type]
+    return Node(name, role, availability)
 
 
 def read_nodes(entry: Entry | None, top: Pos, log: IssueLog) -> NodesRead:

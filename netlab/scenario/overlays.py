@@ -93,7 +93,8 @@ def _read_subnet(entry: Entry, path: str, log: IssueLog) -> tuple[ipaddress.IPv4
     body = expect_mapping(entry.value, path, log, "ipam: {config: [{subnet: 10.0.1.0/24}]}")
     if body is None:
         return None, None
-    check_keys(body, path, log, IPAM_KEYS, known_elsewhere={"driver": "only the default IPAM driver is modelled; remove it"})
+    check_keys(body, path, log, IPAM_KEYS,
+               known_elsewhere={"driver": "only the default IPAM driver is modelled; remove it"})
     config = body.get("config")
     if config is None:
         return None, None

@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import get_args
 
-from netlab.model import Protocol, PublishedPort
+from netlab.model import Protocol, PublishedPort, PublishMode
 from netlab.scenario.fields import (
     check_keys, expect_list, is_decimal, kind_of, read_choice, read_int,
 )
 from netlab.scenario.issues import IssueLog, field, item
 from netlab.scenario.yamltree import Mapping, Pos, Scalar, Value
 
-PROTOCOLS: tuple[str, ...] = get_args(Protocol)
+PROTOCOLS: tuple[Protocol, ...] = get_args(Protocol)
 SCTP_HINT = ("Swarm can publish sctp, but netlab's task app serves only TCP and UDP and could not "
              "answer; use tcp or udp")
-MODES = ("ingress", "host")
+MODES: tuple[PublishMode, ...] = ("ingress", "host")
 PORT_KEYS = ("published", "target", "protocol", "mode")
 PORT_NOT_MODELLED = MappingProxyType({
     "host_ip": "binding a host address is not modelled; the routing mesh listens on every node",
@@ -68,9 +68,9 @@ def _short(value: Scalar, text: str, path: str, service: str, log: IssueLog) -> 
     body, slash, protocol = text.partition("/")
     parts = body.split(":")
     if len(parts) == 1 or (len(parts) == 2 and parts[0] == ""):
-        target = parts[-1] or "80"
+        only = parts[-1] or "80"
         log.add(path, f"port {text!r} has no published port; one is required in this lab",
-                f'write "{target}:{target}" (Docker would pick a random published port from 30000 up)',
+                f'write "{only}:{only}" (Docker would pick a random published port from 30000 up)',
                 value.pos)
         return None
     if len(parts) == 3:
@@ -124,7 +124,7 @@ def _long(value: Mapping, path: str, service: str, log: IssueLog) -> PortSpec | 
     else:
         log.add(field(path, "target"), "the target port is required",
                 "add target: <the port the app listens on in the task>", value.pos)
-    protocol = "tcp"
+    protocol: Protocol | None = "tcp"
     if "protocol" in values:
         node = values["protocol"]
         if isinstance(node, Scalar) and node.value == "sctp":
@@ -132,13 +132,13 @@ def _long(value: Mapping, path: str, service: str, log: IssueLog) -> PortSpec | 
                     SCTP_HINT, node.pos)
         else:
             protocol = read_choice(node, field(path, "protocol"), log, "protocol", PROTOCOLS)
-    mode = "ingress"
+    mode: PublishMode | None = "ingress"
     if "mode" in values:
         mode = read_choice(values["mode"], field(path, "mode"), log, "publish mode", MODES)
     if log.count() != before or published is None or target is None or not protocol or not mode:
         return None
     pos = values["published"].pos
-    return PortSpec(service, PublishedPort(published, target, protocol, mode), path, pos)  # type: ignore[arg-type]
+    return PortSpec(service, PublishedPort(published, target, protocol, mode), path, pos)
 
 
 def read_port(value: Value, path: str, service: str, log: IssueLog) -> PortSpec | None:

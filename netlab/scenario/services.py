@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from netlab.model import Constraint, Service
+from netlab.model import Constraint, EndpointMode, Service
 from netlab.scenario.constraints import read_constraints
 from netlab.scenario.fields import (
     check_keys, check_repeated, expect_list, expect_mapping, is_decimal, read_choice, read_int,
@@ -26,7 +26,7 @@ from netlab.scenario.yamltree import Entry, Pos
 
 SERVICE_KEYS = ("deploy", "ports", "networks", "expose")
 DEPLOY_KEYS = ("replicas", "placement", "endpoint_mode")
-ENDPOINT_MODES = ("vip", "dnsrr")
+ENDPOINT_MODES: tuple[EndpointMode, ...] = ("vip", "dnsrr")
 PLACEMENT_KEYS = ("constraints",)
 REPLICAS_MAX = 10_000
 _APP = "netlab runs its own HTTP echo app in every task; remove it"
@@ -79,7 +79,7 @@ class _Deploy:
     replicas_pos: Pos | None = None
     constraints: tuple[Constraint, ...] | None = ()
     constraints_pos: Pos | None = None
-    endpoint_mode: str | None = "vip"
+    endpoint_mode: EndpointMode | None = "vip"
     endpoint_mode_pos: Pos | None = None
 
 
@@ -200,7 +200,7 @@ def _read_service(entry: Entry, log: IssueLog,
             or deploy.endpoint_mode is None):
         return None, ports
     service = Service(name, deploy.replicas, tuple(p.port for p in ports), deploy.constraints,
-                      networks, deploy.endpoint_mode, expose)  # type: ignore[arg-type]
+                      networks, deploy.endpoint_mode, expose)
     return ServiceSpec(service, path, entry.key_pos, deploy.replicas_pos, deploy.constraints_pos), ports
 
 

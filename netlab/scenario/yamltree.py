@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
+from typing import Protocol
 
 import yaml
 from yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, ScalarEvent
@@ -40,10 +40,11 @@ MAX_DEPTH = 64
 _TOO_BIG_HINT = "a lab's scenario holds a few hundred values; check that this is the scenario file"
 
 
-def _strict_numbers(base: type) -> type:
+def _strict_numbers(base: type[yaml.SafeLoader]) -> type[yaml.SafeLoader]:
     """``base`` (a PyYAML loader) resolving only plain decimals as numbers."""
-    table: dict = {first: [(tag, rx) for tag, rx in entries if tag not in (_INT_TAG, _FLOAT_TAG)]
-                   for first, entries in base.yaml_implicit_resolvers.items()}
+    table: dict[str, list[tuple[str, re.Pattern[str]]]] = {
+        first: [(tag, rx) for tag, rx in entries if tag not in (_INT_TAG, _FLOAT_TAG)]
+        for first, entries in base.yaml_implicit_resolvers.items()}
     numbers = (
         (_INT_TAG, re.compile(r"[-+]?(?:0|[1-9][0-9]{0,17})\Z"), "-+0123456789"),  # int64
         (_FLOAT_TAG, re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\Z"
@@ -127,7 +128,7 @@ class Sequence:
     pos: Pos
 
 
-Value = Union[Scalar, Mapping, Sequence]
+Value = Scalar | Mapping | Sequence
 
 
 class YamlProblem(Exception):
@@ -140,8 +141,22 @@ class YamlProblem(Exception):
         self.pos = pos
 
 
-def _pos(mark: yaml.Mark | None) -> Pos | None:
+class _Mark(Protocol):
+    """A place as PyYAML reports it: its pure-Python and libyaml marks both have these."""
+
+    @property
+    def line(self) -> int: ...
+    @property
+    def column(self) -> int: ...
+
+
+def _pos(mark: _Mark | None) -> Pos | None:
     return Pos(mark.line + 1, mark.column + 1) if mark is not None else None
+
+
+def _at(node: Node) -> Pos:
+    """Where ``node`` starts; the composer gives every node its start mark."""
+    return Pos(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
 def _syntax_hint(problem: str, at: str) -> str:
@@ -227,9 +242,10 @@ class _Builder:
                 size = 1
             elif isinstance(node, SequenceNode):
                 self._check_tag(node, _SEQ_TAG)
-                value = Sequence(tuple(self.build(n) for n in node.value), _pos(node.start_mark))
+                value = Sequence(tuple(self.build(n) for n in node.value), _at(node))
                 size = 1 + sum(self.size(n) for n in node.value)
             else:
+                assert isinstance(node, MappingNode)  # the composer makes only these three
                 self._check_tag(node, _MAP_TAG)
                 value = self._mapping(node)
                 size = 1 + sum(self.size(k) + self.size(v) for k, v in node.value)
@@ -264,7 +280,7 @@ class _Builder:
                 _pos(node.start_mark),
             ) from None
         raw = self._text[node.start_mark.index:node.end_mark.index]
-        return Scalar(value, _pos(node.start_mark), raw)
+        return Scalar(value, _at(node), raw)
 
     def _merge_sources(self, node: Node) -> list[Mapping]:
         value = self.build(node)
@@ -291,7 +307,7 @@ class _Builder:
             key = key_node.value if isinstance(key_node, ScalarNode) else None
             if not isinstance(key_node, ScalarNode):
                 self.build(key_node)  # a complex key (``? [a, b]``) counts like any value
-            entry = Entry(key, _pos(key_node.start_mark), self.build(value_node))
+            entry = Entry(key, _at(key_node), self.build(value_node))
             if key is not None and key in seen:
                 repeated.append(entry)
                 continue
@@ -304,7 +320,7 @@ class _Builder:
             if entry.key is not None and entry.key not in seen:
                 seen.add(entry.key)
                 inherited.append(entry)
-        return Mapping(tuple(inherited + explicit), _pos(node.start_mark), tuple(repeated))
+        return Mapping(tuple(inherited + explicit), _at(node), tuple(repeated))
 
 
 def _check_bounds(text: str) -> None:
@@ -320,7 +336,7 @@ def _check_bounds(text: str) -> None:
     values = depth = 0
     try:
         while loader.check_event():
-            event = loader.get_event()
+            event = loader.get_event()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
             if isinstance(event, (ScalarEvent, AliasEvent, CollectionStartEvent)):
                 values += 1
                 if values > MAX_VALUES:

@@ -13,6 +13,9 @@ filter, nat SNAT. A hop without evidence is not printed.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
+
+from netlab.kernel.iptables import RuleCounter
 
 from netlab.trace import gone, rules
 from netlab.trace.diagnose import diagnose
@@ -20,7 +23,7 @@ from netlab.trace.evidence import Flow, NsSnapshot, counter_deltas
 from netlab.trace.facts import LabFacts
 from netlab.trace.flows import FlowChain, Seen, decode, first_packet, flooded, follow
 from netlab.trace.hoplog import HopLog, Observation, ep
-from netlab.trace.model import Backend, Trace
+from netlab.trace.model import Backend, Direction, Event, Evidence, Leg, Trace
 
 
 def _change(a: Flow, b: Flow) -> str:
@@ -39,11 +42,12 @@ class _Builder(HopLog):
     # -- sightings -----------------------------------------------------------
     def sighting(self, s: Seen, prev: Seen | None) -> None:
         p = s.point
-        d = "out" if s.frame.outgoing else "in"
+        d: Direction = "out" if s.frame.outgoing else "in"
         obs = (f"capture {p.label} {d} +{(s.frame.time - self.t0) * 1000:.3f} ms: {s.summary}",)
-        common = dict(iface=p.iface, dir=d, observed=obs, t=s.frame.time)
+        common: dict[str, Any] = {"iface": p.iface, "dir": d, "observed": obs, "t": s.frame.time}
         o = s.outer
-        outer = dict(src=ep(o.src, o.sport), dst=ep(o.dst, o.dport), proto="udp") if o else {}
+        outer: dict[str, Any] = ({"src": ep(o.src, o.sport), "dst": ep(o.dst, o.dport), "proto": "udp"}
+                                 if o else {})
         if o is not None and (prev is None or prev.outer is None):
             self.add(p.netns, s.leg, "encap", s.flow,
                      f"VXLAN encap VNI {s.vni} {o.src} → {o.dst} udp/{o.dport}",
@@ -65,7 +69,8 @@ class _Builder(HopLog):
         self.add(p.netns, s.leg, "tx" if d == "out" else "rx", s.flow, what, rule=rule,
                  evidence=("capture", *ev), **common, **outer)
 
-    def accepting_rule(self, ns: str, s: Seen):
+    def accepting_rule(self, ns: str, s: Seen
+                       ) -> tuple[RuleCounter | None, tuple[str, ...], tuple[Evidence, ...]]:
         """A filter ACCEPT rule that counted this packet's direction (e.g. DOCKER-INGRESS)."""
         for c, n in self.counted(ns, lambda c: c.table == "filter" and c.target == "ACCEPT"
                                  and c.index > 0 and rules.option(c.text, "-p")):
@@ -92,11 +97,11 @@ class _Builder(HopLog):
     def translations(self, ns: str, a: Flow, b: Flow, iface_in: str | None,
                      iface_out: str | None) -> None:
         """On the request, from ``a`` (in) to ``b`` (out): MARK, DNAT/REDIRECT, IPVS, SNAT."""
-        leg = "request"
+        leg: Leg = "request"
         jump = lambda c: rules.jump_path(c, self.deltas[ns])  # noqa: E731
         fit = lambda c: rules.fits(c.text, a) or rules.fits(c.text, b)  # noqa: E731
         routed = Flow(a.proto, a.src, a.sport, b.dst, b.dport)   # after DNAT/IPVS, before SNAT
-        mark = None
+        mark: int | None = None
         for c, n in self.counted(ns, lambda c: c.table == "mangle" and c.target == "MARK"):
             if fit(c):
                 mark = int((rules.option(c.text, "--set-xmark") or rules.option(c.text, "--set-mark")
@@ -109,6 +114,7 @@ class _Builder(HopLog):
             if not fit(c):
                 continue
             ev, ob = self.ct_note(ns)
+            event: Event
             if c.target == "DNAT":
                 event, detail = "dnat", f"nat {jump(c)}: DNAT → {rules.option(c.text, '--to-destination')}"
             else:
@@ -119,7 +125,7 @@ class _Builder(HopLog):
                      evidence=("counter", *ev), observed=(self.counter_note(c, n), *ob))
         conn = self.chain.ipvs.get(ns)
         if conn:
-            sched = self.facts.scheduler.get((ns, mark), "?")
+            sched = self.facts.scheduler.get((ns, mark), "?") if mark is not None else "?"
             task = self.facts.tasks_by_ip.get(conn.dest.rsplit(":", 1)[0])
             who = f" ({task[0]} on {task[1]})" if task else ""
             svc = f"FWM {mark} {sched}" if mark else "service"
@@ -142,14 +148,14 @@ class _Builder(HopLog):
             return
         ev, ob = self.ct_note(ns)
         snat = self.counted(ns, lambda c: c.table == "nat" and c.target in ("SNAT", "MASQUERADE"))
-        c, n = next(((c, n) for c, n in snat if rules.fits(c.text, routed) or rules.fits(c.text, b)),
-                    (None, 0))
-        if c is not None:
-            to = rules.option(c.text, "--to-source") or b.src
+        found, n = next(((c, n) for c, n in snat
+                         if rules.fits(c.text, routed) or rules.fits(c.text, b)), (None, 0))
+        if found is not None:
+            to = rules.option(found.text, "--to-source") or b.src
             lost = " (client IP lost here)" if a.src == self.obs.orig.src else ""
-            self.add(ns, leg, "snat", b, f"nat {jump(c)}: {c.target} → {to}{lost}",
-                     iface=iface_out, rule=c, evidence=("counter", *ev),
-                     observed=(self.counter_note(c, n), *ob))
+            self.add(ns, leg, "snat", b, f"nat {jump(found)}: {found.target} → {to}{lost}",
+                     iface=iface_out, rule=found, evidence=("counter", *ev),
+                     observed=(self.counter_note(found, n), *ob))
         elif ev:
             self.add(ns, leg, "snat", b, f"source rewritten {a.src}:{a.sport} → {b.src}:{b.sport}",
                      iface=iface_out, evidence=ev, observed=ob)

@@ -20,17 +20,17 @@ from netlab.trace.flows import Seen
 from netlab.trace.hoplog import HopLog
 
 if TYPE_CHECKING:
-    from netlab.trace.model import Backend
+    from netlab.trace.model import Backend, Direction, Evidence, Verdict
 
 
-def _delivered(b: HopLog, backend: Backend | None) -> tuple[str, str]:
+def _delivered(b: HopLog, backend: Backend | None) -> tuple[Verdict, str]:
     body = b.obs.probe.body or {}
     who = f"{backend.task} on {backend.node}" if backend else "a task"
     seen = f"; it saw the client as {body['client']}" if body.get("client") else ""
     return "delivered", f"{who} answered{seen}"
 
 
-def _refused(b: HopLog, reply: list[Seen]) -> tuple[str, str]:
+def _refused(b: HopLog, reply: list[Seen]) -> tuple[Verdict, str]:
     req = b.obs.request
     origin = reply[0] if reply else None
     if origin is None:
@@ -42,7 +42,7 @@ def _refused(b: HopLog, reply: list[Seen]) -> tuple[str, str]:
     rule = None
     returned = b.counted(ns, lambda c: c.table == "nat" and c.target == "RETURN"
                          and c.chain == "DOCKER-INGRESS")
-    ev: tuple[str, ...] = ("capture",)
+    ev: tuple[Evidence, ...] = ("capture",)
     obs = b.hops[idx].observed
     port = int(req.dst.rsplit(":", 1)[1])
     host_mode = b.facts.host_published.get((req.proto, port))
@@ -59,7 +59,8 @@ def _refused(b: HopLog, reply: list[Seen]) -> tuple[str, str]:
             ev += ("counter",)
             obs += (b.counter_note(*returned[0]),)
             why += " (its RETURN rule counted the packet)"
-        why += f", so {target}'s kernel answered {what}: nothing listens on {origin.flow.src}:{origin.flow.sport}"
+        why += (f", so {target}'s kernel answered {what}: "
+                f"nothing listens on {origin.flow.src}:{origin.flow.sport}")
     else:
         why = f"{target} answered {what}: nothing listens on {origin.flow.src}:{origin.flow.sport}"
     back = [h for h in b.hops[idx + 1:] if h.iface]
@@ -73,7 +74,7 @@ def _refused(b: HopLog, reply: list[Seen]) -> tuple[str, str]:
     return "refused", why
 
 
-def _dropped(b: HopLog, request: list[Seen]) -> tuple[str, str]:
+def _dropped(b: HopLog, request: list[Seen]) -> tuple[Verdict, str]:
     last = request[-1] if request else None
     forward = b.chain.forward
     drops = []
@@ -93,6 +94,7 @@ def _dropped(b: HopLog, request: list[Seen]) -> tuple[str, str]:
     found = gone.cause(b, request)
     if found is not None:
         b.cause = found
+        d: Direction | None
         if last is None:
             ns, flow, iface, d = b.facts.netns_of.get(b.obs.request.from_, ""), b.obs.orig, None, None
         else:
@@ -129,7 +131,7 @@ def _dropped(b: HopLog, request: list[Seen]) -> tuple[str, str]:
 
 
 def diagnose(b: HopLog, request: list[Seen], reply: list[Seen],
-             backend: Backend | None) -> tuple[str, str]:
+             backend: Backend | None) -> tuple[Verdict, str]:
     """(verdict, reason); adds or rewrites the last hop through ``b`` when the request failed."""
     outcome = b.obs.probe.outcome
     if outcome == "answered":

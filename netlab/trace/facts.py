@@ -23,7 +23,8 @@ class LabFacts:
     scheduler: dict[tuple[str, int], str] = field(default_factory=dict)     # (netns, fwmark) -> "rr"
     planned_fdb: dict[tuple[str, str], str] = field(default_factory=dict)   # (netns, mac) -> dst
     peer: dict[tuple[str, str], str] = field(default_factory=dict)          # (netns, iface) -> label
-    peer_mac: dict[tuple[str, str], str] = field(default_factory=dict)      # (netns, iface) -> the far end's MAC
+    # (netns, iface) -> the far end's MAC
+    peer_mac: dict[tuple[str, str], str] = field(default_factory=dict)
     target: dict[str, str] = field(default_factory=dict)                    # netns -> target
     role: dict[str, str] = field(default_factory=dict)                      # netns -> role
     node: dict[str, str] = field(default_factory=dict)                      # netns -> node it is on

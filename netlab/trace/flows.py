@@ -11,11 +11,16 @@ frame is the request's when its (inner, for VXLAN) tuple is one of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from netlab.kernel.iptables import RuleCounter
 from netlab.trace import rules
 from netlab.trace.capture import Frame
 from netlab.trace.evidence import CtEntry, Flow, IpvsConn, NsSnapshot
+from netlab.trace.model import Leg
+
+if TYPE_CHECKING:
+    from scapy.packet import Packet
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,7 @@ class FlowChain:
     conntrack: dict[str, CtEntry]               # netns -> the entry of this request there
     ipvs: dict[str, IpvsConn]                   # netns -> the IPVS connection of this request
 
-    def leg(self, flow: Flow) -> str | None:
+    def leg(self, flow: Flow) -> Leg | None:
         if flow in self.forward:
             return "request"
         if flow.reversed() in self.forward:
@@ -101,7 +106,7 @@ class Seen:
     """A captured frame of the request or its reply, decoded."""
 
     frame: Frame
-    leg: str                 # "request" | "reply"
+    leg: Leg
     flow: Flow               # the (inner) tuple
     key: tuple               # the same packet at every point: (leg, ip id, l4 seq, flags)
     flags: str               # TCP flags ("S", "SA", "R", "PA"...), "" for UDP
@@ -153,7 +158,7 @@ def decode(frame: Frame, chain: FlowChain, vxlan_port: int) -> Seen | None:
         return None
     outer = None
     vni = None
-    inner_eth = pkt
+    inner_eth: Packet = pkt
     ip = pkt[IP]
     if ip.haslayer(UDP) and ip[UDP].dport == vxlan_port:
         # Decoded by hand: scapy binds VXLAN to 4789 and a few others, while
@@ -165,6 +170,7 @@ def decode(frame: Frame, chain: FlowChain, vxlan_port: int) -> Seen | None:
         if not inner_eth.haslayer(IP):
             return None
         ip = inner_eth[IP]
+    leg: Leg | None
     icmp = _icmp_error(ip)
     if icmp is not None:
         flow, flags = icmp
@@ -181,7 +187,8 @@ def decode(frame: Frame, chain: FlowChain, vxlan_port: int) -> Seen | None:
         leg = chain.leg(flow)
         if leg is None:
             return None
-    summary = f"{proto.upper()} {flags + ' ' if flags else ''}{flow.src}:{sport} > {flow.dst}:{dport} id={ip.id}"
+    summary = (f"{proto.upper()} {flags + ' ' if flags else ''}"
+               f"{flow.src}:{sport} > {flow.dst}:{dport} id={ip.id}")
     if outer is not None:
         summary = f"VXLAN vni {vni} {outer.src}:{outer.sport} > {outer.dst}:{outer.dport} [{summary}]"
     return Seen(frame, leg, flow, (leg, ip.id, seq, flags), flags, outer, vni,

@@ -18,6 +18,8 @@ Pure: a builder of hops in, a :class:`~netlab.trace.model.Cause` out.
 
 from __future__ import annotations
 
+from typing import Any
+
 from netlab.plan import names
 from netlab.trace.evidence import IpvsDestination, LinkState
 from netlab.trace.flows import Seen
@@ -87,8 +89,9 @@ def _stale(b: HopLog, request: list[Seen]) -> Cause | None:
             ("neigh",) if arp else ())
         observed: tuple[str, ...] = (conn.text,) + ((dest.text,) if dest else ()) + (
             (arp,) if arp else ())
-        common = dict(ip=ip, sandbox=sandbox, fwmark=dest.fwmark if dest else None,
-                      weight=dest.weight if dest else None)
+        common: dict[str, Any] = {"ip": ip, "sandbox": sandbox,
+                                  "fwmark": dest.fwmark if dest else None,
+                                  "weight": dest.weight if dest else None}
         fix = (f"netlab up {b.facts.scenario or 'SCENARIO'} converges every sandbox and removes "
                f"the destination; {DOCKER_NOTE}")
         if ip in b.facts.tasks_by_ip:
@@ -123,15 +126,15 @@ def _stale(b: HopLog, request: list[Seen]) -> Cause | None:
 def _towards(b: HopLog, request: list[Seen]) -> list[tuple[str, str]]:
     """(node, why the request went there) for the nodes the request was heading to."""
     out: list[tuple[str, str]] = []
-    encaps = [s for s in request if s.outer is not None]
-    if encaps:
-        dst = encaps[-1].outer.dst
+    outers = [s.outer for s in request if s.outer is not None]
+    if outers:
+        dst = outers[-1].dst
         out.append((b.facts.node_of_lan_ip.get(dst, dst), f"the VXLAN packet to {dst}"))
     if request and request[-1].frame.outgoing and request[-1].point.iface.startswith("vxlan"):
         last = request[-1]
-        dst = b.facts.planned_fdb.get((last.point.netns, last.dst_mac))
-        if dst:
-            out.append((b.facts.node_of_lan_ip.get(dst, dst), f"the VXLAN packet to {dst}"))
+        planned = b.facts.planned_fdb.get((last.point.netns, last.dst_mac))
+        if planned:
+            out.append((b.facts.node_of_lan_ip.get(planned, planned), f"the VXLAN packet to {planned}"))
     node = b.obs.request.node
     out.append((node, f"the request to {b.obs.request.dst}"))
     return out

@@ -15,7 +15,7 @@ from netlab.trace.capture import Frame
 from netlab.trace.evidence import Flow, NsSnapshot
 from netlab.trace.facts import LabFacts
 from netlab.trace.flows import FlowChain
-from netlab.trace.model import Cause, Hop, Request
+from netlab.trace.model import Cause, Direction, Event, Evidence, Hop, Leg, Request
 from netlab.trace.probe import ProbeResult
 
 
@@ -54,9 +54,9 @@ class HopLog:
         self.cause: Cause | None = None
 
     # -- helpers -------------------------------------------------------------
-    def add(self, ns: str, leg: str, event: str, flow: Flow, detail: str, *,
-            iface: str | None = None, dir: str | None = None, rule: RuleCounter | None = None,
-            evidence: tuple[str, ...] = (), observed: tuple[str, ...] = (),
+    def add(self, ns: str, leg: Leg, event: Event, flow: Flow, detail: str, *,
+            iface: str | None = None, dir: Direction | None = None, rule: RuleCounter | None = None,  # noqa: A002
+            evidence: tuple[Evidence, ...] = (), observed: tuple[str, ...] = (),
             t: float | None = None, src: str | None = None, dst: str | None = None,
             proto: str | None = None) -> None:
         self.hops.append(Hop(
@@ -75,6 +75,6 @@ class HopLog:
         where = f"{c.table} {c.chain} " + ("policy" if c.index == 0 else f"rule {c.index}")
         return f"counter +{n} packet{'s' if n > 1 else ''}: {where}"
 
-    def ct_note(self, ns: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def ct_note(self, ns: str) -> tuple[tuple[Evidence, ...], tuple[str, ...]]:
         entry = self.chain.conntrack.get(ns)
         return (("conntrack",), (entry.text,)) if entry else ((), ())

@@ -14,13 +14,16 @@ from typing import Literal, get_args
 Event = Literal["rx", "tx", "dnat", "mark", "ipvs", "snat", "encap", "decap", "redirect",
                 "deliver", "un-nat", "drop", "reject", "rst", "resolve"]
 Verdict = Literal["delivered", "dropped", "refused"]
+Leg = Literal["request", "reply"]
+Direction = Literal["in", "out"]
 # "fdb" (a forwarding table read back, for drops at VXLAN) extends the four kinds;
 # so do "ipvs-table" (a sandbox's IPVS services and weights, as ``ipvsadm -Ln``), "link"
 # (an interface's UP/NO-CARRIER state), "neigh" (an ARP entry) and "history" (the
 # lab's task history: when and why a task ended), "records" (the service records of
-# the lab's plan, what the embedded DNS answers: an east-west name's resolution).
+# the lab's plan, what the embedded DNS answers: an east-west name's resolution) and
+# "dns" (the embedded DNS's answer to the A query the task really sent).
 Evidence = Literal["capture", "counter", "conntrack", "ipvs-conn", "fdb", "ipvs-table", "link",
-                   "neigh", "history", "records"]
+                   "neigh", "history", "records", "dns"]
 # Why a request to a task that went away died (Trace.cause.kind):
 #   stale-backend: IPVS still lists a destination whose task is gone;
 #   node-down:     the request went towards a node the lab has down (netlab node … down);
@@ -67,7 +70,7 @@ class Hop:
     node: str
     netns: str             # the target name: "node2/ingress_sbox", "hello-a.1", "client", "lan"
     iface: str | None
-    dir: Literal["in", "out"] | None
+    dir: Direction | None
     src: str
     dst: str
     proto: str
@@ -75,7 +78,7 @@ class Hop:
     detail: str
     rule: str | None
     evidence: tuple[Evidence, ...]
-    leg: Literal["request", "reply"] = "request"
+    leg: Leg = "request"
     t_ms: float | None = None          # time since the first captured packet
     observed: tuple[str, ...] = ()
     object: str | None = None          # the scenario object behind the rule (its netlab: comment)
@@ -121,7 +124,8 @@ class Trace:
     packets: int = 0                   # packets of this flow captured, all points together
     elapsed_ms: float = 0.0
     cause: Cause | None = None         # a request that died on its way to a task gone
-    notes: tuple[str, ...] = ()        # what is worth knowing but no failure (IPVS skipped a weight-0 destination)
+    # what is worth knowing but no failure (IPVS skipped a weight-0 destination)
+    notes: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()      # targets of the path whose namespace no longer exists
 
     def to_json(self) -> dict:

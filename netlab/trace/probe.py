@@ -82,7 +82,7 @@ def send(reader: KernelReader, netns: str, src_ip: str, ip: str, port: int, prot
             sock.send(b"netlab-trace")
             raw = sock.recv(65536)
         return result("answered", _decode(raw, proto))
-    except socket.timeout:
+    except TimeoutError:
         return result("timeout", error=f"no answer within {timeout} s")
     except ConnectionRefusedError as exc:
         return result("refused", error=str(exc))

@@ -212,13 +212,13 @@ def repeat_text(summary: RepeatSummary) -> str:
              else f"{n} {noun} to {summary.target}",
              "picks: " + ", ".join(_pick_name(p) for p in summary.picks)]
     if is_round_robin(summary.picks):
-        cycle = list(dict.fromkeys(summary.picks))
+        cycle = [_pick_name(p) for p in dict.fromkeys(summary.picks)]
         lines.append(f"round robin: yes (cycle {' → '.join(cycle)})")
     else:
         lines.append("round robin: no")
     causes = summary.causes or (None,) * len(summary.verdicts)
     lines += [f"request {i}: {verdict}" + (f": {cause}" if cause else "")
-              for i, (verdict, cause) in enumerate(zip(summary.verdicts, causes), 1)
+              for i, (verdict, cause) in enumerate(zip(summary.verdicts, causes, strict=True), 1)
               if verdict != "delivered"]
     return "\n".join(lines) + "\n"
 

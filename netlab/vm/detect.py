@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Mapping
+from collections.abc import Mapping
+from typing import Literal
 
 KvmMode = Literal["auto", "on", "off"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 #: Modules loaded (best effort, silently) before the command runs: IPVS and
 #: the netfilter (both iptables backends), VXLAN, veth and bridge pieces the

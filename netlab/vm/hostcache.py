@@ -19,7 +19,7 @@ import shlex
 import sys
 import sysconfig
 from pathlib import Path
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 MOUNT_TAG = "netlab-hostfs"
 GUEST_MOUNT = "/run/netlab-vm/hostfs"

@@ -20,7 +20,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 #: Seconds between SIGTERM and SIGKILL, and how long to wait for the group to go.
 GRACE_SECONDS = 5.0
@@ -110,7 +110,7 @@ def _signals_deferred() -> Iterator[None]:
         yield
     finally:
         for signum, old in saved.items():
-            signal.signal(signum, old)  # type: ignore[arg-type]
+            signal.signal(signum, old)
     if caught:
         if caught[0] == signal.SIGINT:
             raise KeyboardInterrupt
@@ -124,15 +124,14 @@ def _signals_raise_terminated() -> Iterator[None]:
     def handler(signum: int, _frame: object) -> None:
         raise Terminated(signum)
 
-    saved: dict[int, object] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            saved[signum] = signal.signal(signum, handler)
+    main = threading.current_thread() is threading.main_thread()
+    held = (signal.SIGTERM, signal.SIGHUP) if main else ()
+    saved = {signum: signal.signal(signum, handler) for signum in held}
     try:
         yield
     finally:
         for signum, old in saved.items():
-            signal.signal(signum, old)  # type: ignore[arg-type]
+            signal.signal(signum, old)
 
 
 def _exited(pid: int) -> bool:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from netlab.errors import BadInput, MissingFeature, NetlabError
 from netlab.vm import hostcache

@@ -153,8 +153,9 @@ class Server:
         try:
             text = self.endpoints_path.read_text()
             digest = hashlib.sha256(text.encode()).hexdigest()
-            wanted: dict[EndpointKey, AppEndpoint | DnsSocket] = {
-                ep.key: ep for ep in [*endpoints_from_json(text), *dns_sockets(dns_from_json(text))]}
+            found: list[AppEndpoint | DnsSocket] = [*endpoints_from_json(text),
+                                                    *dns_sockets(dns_from_json(text))]
+            wanted: dict[EndpointKey, AppEndpoint | DnsSocket] = {ep.key: ep for ep in found}
         except (OSError, NetlabError) as exc:
             return [f"cannot load {self.endpoints_path}: {exc}"], ""
         for key in [k for k in self.listeners if k not in wanted]:
@@ -220,7 +221,7 @@ class Server:
         finally:
             os.close(fd)
         errors = []
-        for ep, res in zip(to_open, results):
+        for ep, res in zip(to_open, results, strict=True):
             if isinstance(res, OSError):
                 errors.append(f"{ep}: cannot listen: {res.strerror or res}")
                 continue
@@ -292,6 +293,9 @@ class Server:
                        MAX_CONNECTIONS, BATCH)
 
     def _accept(self, listener: _Listener) -> None:
+        endpoint = listener.endpoint
+        if not isinstance(endpoint, AppEndpoint):  # a DNS listener is _serve_dns's
+            return
         for _ in range(BATCH):
             try:
                 sock, peer = listener.sock.accept()
@@ -304,7 +308,7 @@ class Server:
                 sock.close()
                 continue
             sock.setblocking(False)
-            conn = _Conn(sock, listener.endpoint, peer, time.monotonic() + REQUEST_TIMEOUT)
+            conn = _Conn(sock, endpoint, peer, time.monotonic() + REQUEST_TIMEOUT)
             self.conns.add(conn)
             self.sel.register(sock, selectors.EVENT_READ, ("conn", conn))
 
@@ -387,15 +391,18 @@ class Server:
             conn.sock.close()
 
     def _answer_datagrams(self, listener: _Listener) -> None:
+        endpoint = listener.endpoint
+        if not isinstance(endpoint, AppEndpoint):  # a DNS listener is _serve_dns's
+            return
         for _ in range(BATCH):
             try:
-                data, ancdata, _, peer = listener.sock.recvmsg(65535, socket.CMSG_SPACE(12))
+                _data, ancdata, _, peer = listener.sock.recvmsg(65535, socket.CMSG_SPACE(12))
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 log.warning("recv on %s: %s", listener.endpoint, exc)
                 return
-            body = reply_body(listener.endpoint, peer[0], peer[1], None)
+            body = reply_body(endpoint, peer[0], peer[1], None)
             # Answer from the address the datagram was sent to, so conntrack
             # matches the reply to the REDIRECTed flow even on a multi-homed task.
             anc = [

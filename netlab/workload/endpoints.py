@@ -26,7 +26,8 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar, get_args
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, get_args
 
 from netlab.errors import NetlabError
 from netlab.model import Protocol

@@ -23,6 +23,6 @@ def open_socket(ep: AppEndpoint | DnsSocket) -> socket.socket:
     socket binds ``127.0.0.11:port``, where the task's DNAT sends port 53.
     Raises OSError when it cannot be bound.
     """
-    dns = isinstance(ep, DnsSocket)
-    return listening_socket(ep.protocol, ep.address if dns else "0.0.0.0", ep.port,
-                            pktinfo=ep.protocol == "udp" and not dns)
+    if isinstance(ep, DnsSocket):
+        return listening_socket(ep.protocol, ep.address, ep.port, pktinfo=False)
+    return listening_socket(ep.protocol, "0.0.0.0", ep.port, pktinfo=ep.protocol == "udp")

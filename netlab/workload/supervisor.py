@@ -11,6 +11,7 @@ is really a supervisor, so a recycled pid is never killed.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import select
@@ -46,12 +47,12 @@ def start(
 ) -> int:
     """Launch the lab's supervisor and return its pid once every socket listens.
 
-    Writes the endpoints (and the tasks' ``dns`` servers) to ``endpoints_path`` (default: :func:`endpoints_path_for`),
-    starts the app detached (new session, stdout/stderr appended to ``log_path``)
-    and waits for its status file. Raises NetlabError, with the app's errors and
-    the tail of its log, when it exits early, reports an endpoint it could not
-    open (it then exits by itself), or is not ready within ``ready_timeout`` s
-    (it is then killed).
+    Writes the endpoints (and the tasks' ``dns`` servers) to ``endpoints_path``
+    (default: :func:`endpoints_path_for`), starts the app detached (new session,
+    stdout/stderr appended to ``log_path``) and waits for its status file. Raises
+    NetlabError, with the app's errors and the tail of its log, when it exits
+    early, reports an endpoint it could not open (it then exits by itself), or is
+    not ready within ``ready_timeout`` s (it is then killed).
     """
     log_path = Path(log_path).absolute()
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -240,7 +241,7 @@ def find(endpoints_prefix: str) -> list[int]:
 
 def _endpoints_arg(args: list[str]) -> str:
     """The value given to ``--endpoints`` in a supervisor's argv ("" if none)."""
-    for flag, value in zip(args, args[1:]):
+    for flag, value in itertools.pairwise(args):
         if flag == "--endpoints":
             return value
     return ""
@@ -257,7 +258,7 @@ def _cmdline(pid: int) -> list[str]:
 
 def _is_supervisor(args: list[str]) -> bool:
     """True for the argv that :func:`start` launches: ``python -m netlab.workload.app --endpoints F``."""
-    pairs = list(zip(args, args[1:]))
+    pairs = list(itertools.pairwise(args))
     return ("-m", APP_MODULE) in pairs and any(a == "--endpoints" for a, _ in pairs)
 
 

@@ -169,10 +169,10 @@ class RealSwarm:
             text = conf.read_text().replace(
                 "policy-features=/usr/share/", f"policy-features={self.root}/usr/share/")
             Path("/etc/apparmor/parser.conf").write_text(text)
-        if Path("/sys/kernel/security").is_dir() and not os.path.ismount("/sys/kernel/security"):
-            if _sh("mount", "-t", "securityfs", "securityfs", "/sys/kernel/security",
-                   check=False).returncode == 0:
-                self.mounts.append("/sys/kernel/security")
+        if (Path("/sys/kernel/security").is_dir() and not os.path.ismount("/sys/kernel/security")
+                and _sh("mount", "-t", "securityfs", "securityfs", "/sys/kernel/security",
+                        check=False).returncode == 0):
+            self.mounts.append("/sys/kernel/security")
         _sh("hostname", "node1")
         for node in self.nodes:
             for path in (node.data_root, Path("/etc/docker") if node.first else None):

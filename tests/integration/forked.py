@@ -129,13 +129,13 @@ def start(body: Callable[[], int], what: str) -> Child:
             os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
             os.dup2(out_w, 1)
             os.dup2(err_w, 2)
-            sys.stdout = open(1, "w", buffering=1, closefd=False)
-            sys.stderr = open(2, "w", buffering=1, closefd=False)
+            sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 (the child's own)
+            sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
             try:
                 code = body()
             except SystemExit as done:
                 code = done.code if isinstance(done.code, int) else int(done.code is not None)
-            except BaseException:
+            except BaseException:  # noqa: BLE001 (a forked child reports and exits)
                 traceback.print_exc()
             sys.stdout.flush()
             sys.stderr.flush()

@@ -122,7 +122,7 @@ def _child(args: list[str], kill_at: Point | None, out) -> int:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1):
         os.dup2(devnull, fd)
-    sys.stdout = open(os.devnull, "w")
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (until this process exits)
     seen = {"line": 0, "effects": 0, "dying": False,
             "target": -1 if kill_at is None or kill_at.after is not None else kill_at.line}
 
@@ -184,7 +184,7 @@ def spread(done: Run, count: int, first_line: int = 1) -> list[Point]:
     phases = [i for i in range(first_line, len(done.effects)) if done.effects[i] > 0]
     if not phases:
         raise AssertionError(f"no side effects to kill at: {done}")
-    per = {i: 0 for i in phases}
+    per = dict.fromkeys(phases, 0)
     for k in range(count):
         per[phases[k % len(phases)]] += 1
     points = []

@@ -24,11 +24,11 @@ def _run(*cmd: str) -> str:
 def root_snapshot() -> dict[str, str]:
     """The root namespace as the standard tools print it."""
     def no_counters(text: str) -> str:
-        return "\n".join(l.split(" [")[0] if l.startswith(":") else l
-                         for l in text.splitlines() if not l.startswith("#"))
+        return "\n".join(ln.split(" [")[0] if ln.startswith(":") else ln
+                         for ln in text.splitlines() if not ln.startswith("#"))
 
-    sysctls = "\n".join(l for l in _run("sysctl", "-a").splitlines()
-                        if l.startswith("net.") and not any(v in l for v in VOLATILE_SYSCTLS))
+    sysctls = "\n".join(ln for ln in _run("sysctl", "-a").splitlines()
+                        if ln.startswith("net.") and not any(v in ln for v in VOLATILE_SYSCTLS))
     return {
         "links": _run("ip", "-d", "link", "show"),
         "addresses": _run("ip", "addr", "show"),
@@ -54,7 +54,7 @@ def processes() -> str:
         if cmdline:
             text = cmdline.replace(b"\0", b" ").decode(errors="replace")
             lines.append(f"{entry.name} {text}")
-    return "\n".join(sorted(lines, key=lambda l: int(l.split()[0])))
+    return "\n".join(sorted(lines, key=lambda ln: int(ln.split()[0])))
 
 
 def machine_snapshot() -> dict[str, str]:
@@ -73,5 +73,5 @@ def changed(before: dict[str, str], after: dict[str, str]) -> dict[str, tuple[li
     for key in before:
         if before[key] != after.get(key):
             old, new = before[key].splitlines(), after.get(key, "").splitlines()
-            out[key] = ([l for l in old if l not in new], [l for l in new if l not in old])
+            out[key] = ([ln for ln in old if ln not in new], [ln for ln in new if ln not in old])
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import struct
 import subprocess
@@ -35,7 +36,7 @@ def test_round_robin_alternates_between_the_two_tasks(seed_lab):
     tasks = [r["task"] for r in replies]
     assert all(r["ok"] for r in replies), replies
     assert sorted(set(tasks)) == ["hello-a.1", "hello-a.2"]
-    assert all(a != b for a, b in zip(tasks, tasks[1:])), f"not strict round robin: {tasks}"
+    assert all(a != b for a, b in itertools.pairwise(tasks)), f"not strict round robin: {tasks}"
     assert {r["node"] for r in replies} == {"node1", "node2"}
     # As in Swarm, the task sees node2's ingress_sbox address, not the client's (SNAT).
     sbox_ip = str(_allocations(lab).nodes["node2"].sandbox_ip)

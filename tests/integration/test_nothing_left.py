@@ -117,7 +117,7 @@ def test_up_killed_at_ten_points_then_down_leaves_nothing_and_up_converges(figur
     assert changed(before, machine_snapshot()) == {}
     figure("up killed at", "; ".join(phases))
     figure("side effects per phase of up", ", ".join(
-        f"{line.strip(' …')[:30]}: {n}" for line, n in zip(done.lines, done.effects[1:])))
+        f"{line.strip(' …')[:30]}: {n}" for line, n in zip(done.lines, done.effects[1:], strict=False)))
 
 
 def test_scale_and_node_down_killed_midway_then_down_leaves_nothing_and_up_converges(figure):

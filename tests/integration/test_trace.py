@@ -42,7 +42,7 @@ def test_every_hop_keeps_the_contract(four):
         assert trace["verdict"] == "delivered"
         assert [h["seq"] for h in trace["hops"]] == list(range(1, len(trace["hops"]) + 1))
         for hop in trace["hops"]:
-            assert HOP_KEYS <= hop.keys()
+            assert hop.keys() >= HOP_KEYS
             assert hop["event"] in EVENTS
             assert hop["evidence"] and set(hop["evidence"]) <= EVIDENCE
         legs = [h["leg"] for h in trace["hops"]]
@@ -54,7 +54,7 @@ def test_round_robin_seen_at_the_packet_level(four):
     assert four["round_robin"] is True
     assert sorted(four["counts"].items()) == [("hello-a.1", 2), ("hello-a.2", 2)]
     assert four["picks"][0] != four["picks"][1] and four["picks"][:2] == four["picks"][2:]
-    for pick, trace in zip(four["picks"], four["traces"]):
+    for pick, trace in zip(four["picks"], four["traces"], strict=True):
         assert trace["backend"]["task"] == pick == trace["reply"]["task"]
 
 

@@ -216,7 +216,7 @@ def test_raw_sighup_rereads_the_endpoints_file(pair: Pair, app: int, tmp_path: P
 
 def test_update_reports_an_endpoint_it_cannot_open(pair: Pair, app: int) -> None:
     ghost = AppEndpoint(pair.task + "-gone", "hello-a", "hello-a.9", "node1", TASK_IP, 3000)
-    with pytest.raises(NetlabError, match="hello-a.9 tcp/3000 .*cannot open netns"):
+    with pytest.raises(NetlabError, match=r"hello-a\.9 tcp/3000 .*cannot open netns"):
         supervisor.update(app, [endpoint(pair, 3000), ghost])
     assert split_http(http_get(pair.client, 3000)["reply"])[2]["task"] == "hello-a.1"
 
@@ -256,7 +256,7 @@ def test_stop_leaves_no_process(pair: Pair, tmp_path: Path) -> None:
 def test_start_fails_clearly_and_leaves_nothing(pair: Pair, tmp_path: Path) -> None:
     ghost = AppEndpoint(pair.task + "-gone", "hello-a", "hello-a.9", "node1", TASK_IP, 3000)
     before = set(os.listdir("/proc"))
-    with pytest.raises(NetlabError, match="could not open every endpoint.*cannot open netns") as err:
+    with pytest.raises(NetlabError, match=r"could not open every endpoint.*cannot open netns") as err:
         supervisor.start([endpoint(pair, 3000), ghost], tmp_path / "wl.log", ready_timeout=READY)
     assert str(tmp_path / "wl.log") in str(err.value)  # the log tail comes along
     started = [p for p in set(os.listdir("/proc")) - before if p.isdigit()]

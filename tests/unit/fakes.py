@@ -105,7 +105,7 @@ class FakeSocket:
         if not self._answer and self.kind == socket.SOCK_STREAM:
             return b""
         if not self._answer:
-            raise socket.timeout("timed out")
+            raise TimeoutError("timed out")
         data, self._answer = self._answer[:size], self._answer[size:]
         return data
 

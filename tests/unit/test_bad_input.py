@@ -149,7 +149,7 @@ def test_the_valid_document_is_valid(tmp_path):
 
 BOMB = "x-a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"x-{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
-    for p, c in zip("abcdefgh", "bcdefghi"))
+    for p, c in zip("abcdefgh", "bcdefghi", strict=True))
 
 MALFORMED = [
     # (case, text, field path, text in the message)

@@ -3,6 +3,7 @@ when it started and converged; older state files (no log) still read."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -72,7 +73,7 @@ def test_up_scale_and_node_are_logged_started_then_converged(seed):
                                       "scale hello-a=5"]
     for c in log:
         assert c.converged is not None and c.started <= c.converged
-    for earlier, later in zip(log, log[1:]):
+    for earlier, later in itertools.pairwise(log):
         assert earlier.converged <= later.started
 
 
@@ -103,5 +104,5 @@ def test_a_corrupt_log_makes_the_state_file_corrupt(seed):
     doc = json.loads(store.path("hello-a").read_text())
     doc["changes"][0]["started"] = "yesterday"
     store.path("hello-a").write_text(json.dumps(doc))
-    with pytest.raises(state.CorruptState, match="changes.0..started"):
+    with pytest.raises(state.CorruptState, match=r"changes\[0\]\.started"):
         store.load("hello-a")

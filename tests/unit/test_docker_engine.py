@@ -64,7 +64,7 @@ class FakeClient:
         if self.live.pop(cid, None) is None:
             raise docker.errors.NotFound(f"No such container: {cid}", Response(404))
 
-    def containers(self, all=False, filters=None):
+    def containers(self, all=False, filters=None):  # noqa: A002 - docker-py's keyword
         self.calls.append(("list", all, filters))
         return [{"Id": cid} for cid in self.live]
 
@@ -99,7 +99,7 @@ def test_a_container_that_exits_at_once_is_an_error_naming_its_state():
     rt = engine.runtime(client=client)
     client.start = lambda cid: client.live.__setitem__(
         cid, {"Running": False, "Pid": 0, "Status": "exited", "ExitCode": 127})
-    with pytest.raises(NetlabError, match="not running after its start .*exit code 127"):
+    with pytest.raises(NetlabError, match=r"not running after its start .*exit code 127"):
         rt.start(rt.create(SPEC))
 
 
@@ -108,8 +108,8 @@ def test_permission_denied_on_the_socket_says_root_or_docker_group(monkeypatch):
     # The shape the SDK raised here for a user without access to a socket of mode 0600.
     denied = requests.exceptions.ConnectionError(urllib3.exceptions.ProtocolError(
         "Connection aborted.", PermissionError(13, "Permission denied")))
-    with pytest.raises(MissingFeature, match="permission denied on /var/run/docker.sock: run "
-                                             "as root or as a member of the docker group"):
+    with pytest.raises(MissingFeature, match=r"permission denied on /var/run/docker\.sock: run "
+                                             r"as root or as a member of the docker group"):
         engine.runtime(client=FakeClient(ping_error=denied))
 
 

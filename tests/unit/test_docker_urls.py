@@ -52,7 +52,7 @@ def test_usable_urls_pass(url):
 
 def test_docker_url_names_where_the_url_came_from(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "tcp://host:abc")
-    with pytest.raises(BadInput, match="^DOCKER_HOST: 'tcp://host:abc' is not a Docker URL"):
+    with pytest.raises(BadInput, match=r"^DOCKER_HOST: 'tcp://host:abc' is not a Docker URL"):
         connect.docker_url(None)
     assert connect.docker_url("unix:///d.sock") == "unix:///d.sock"   # --docker wins
     monkeypatch.setenv("DOCKER_HOST", "")
@@ -62,7 +62,7 @@ def test_docker_url_names_where_the_url_came_from(monkeypatch):
 def test_connect_refuses_before_the_sdk_sees_the_url(monkeypatch):
     import docker
     monkeypatch.setattr(docker, "APIClient", lambda **_k: pytest.fail("the SDK was reached"))
-    with pytest.raises(BadInput, match="^--docker: "):
+    with pytest.raises(BadInput, match=r"^--docker: "):
         connect.connect("tcp://256.1.1.1:99999")
 
 

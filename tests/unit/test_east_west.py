@@ -288,7 +288,7 @@ def test_allocations_missing_a_network_task_are_refused():
     lab = load_lab(EW)
     doc = codec.allocations_to_json(ipam.allocate(lab))
     del doc["networks"]["backend"]["tasks"]["api.2"]
-    with pytest.raises(codec.Invalid, match="api.2"):
+    with pytest.raises(codec.Invalid, match=r"api\.2"):
         codec.allocations_from_json(doc, lab)
 
 

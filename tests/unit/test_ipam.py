@@ -71,7 +71,7 @@ def test_the_last_host_is_used_and_the_broadcast_address_is_not():
     # /29: .1 gateway, .2-.3 sandboxes, .4 VIP, .5-.6 tasks; .7 is the broadcast.
     a = ipam.allocate(make(2, ((2,),), subnet="10.0.0.0/29"))
     assert str(a.tasks["s0.2"].ingress_ip) == "10.0.0.6"
-    with pytest.raises(ipam.AddressSpaceExhausted, match="10.0.0.0/29 has no address left for task s0.3"):
+    with pytest.raises(ipam.AddressSpaceExhausted, match=r"10\.0\.0\.0/29 has no address left for task s0\.3"):
         ipam.allocate(make(2, ((3,),), subnet="10.0.0.0/29"))
 
 

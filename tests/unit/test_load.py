@@ -281,7 +281,7 @@ def test_sources_and_a_plugged_in_resolver(lab):
 
     chain = (target.node_port, by_service)
     assert target.destination(st, "hello-a:80", src, chain).ip == "10.0.0.2"
-    with pytest.raises(BadInput, match="^TARGET: "):
+    with pytest.raises(BadInput, match=r"^TARGET: "):
         target.destination(st, "hello-b:80", src, chain)
 
 
@@ -301,7 +301,7 @@ def test_a_service_target_from_a_task_goes_to_what_its_dns_answers(lab, monkeypa
     task = target.source(st, "hello-a.1")
     assert target.destination(st, "api:80", task) == target.Destination("api:80", "10.0.1.7", 80)
     assert asked == [(st.targets["hello-a.1"], "api")]
-    with pytest.raises(BadInput, match="^TARGET: hello-a.1 cannot resolve 'nope'"):
+    with pytest.raises(BadInput, match=r"^TARGET: hello-a\.1 cannot resolve 'nope'"):
         target.destination(st, "nope:80", task)
-    with pytest.raises(BadInput, match="^TARGET: "):
+    with pytest.raises(BadInput, match=r"^TARGET: "):
         target.destination(st, "api:80", target.source(st, "client"))

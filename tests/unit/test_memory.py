@@ -26,13 +26,11 @@ def three_nodes(web: int = 3, api: int | None = 1, nodes: str = "") -> str:
     """three-nodes.yaml with other replicas (api None: no api service), and node overrides."""
     text = (SCENARIOS / "three-nodes.yaml").read_text()
     text = text.replace("replicas: 3", f"replicas: {web}")
-    if api is None:
-        text = text[:text.index("  api:")]
-    else:
-        text = text.replace("replicas: 1", f"replicas: {api}")
+    text = (text[:text.index("  api:")] if api is None
+            else text.replace("replicas: 1", f"replicas: {api}"))
     for line in nodes.splitlines():
         name = line.split(":")[0].strip()
-        old = next(l for l in text.splitlines() if l.strip().startswith(f"{name}:"))
+        old = next(t for t in text.splitlines() if t.strip().startswith(f"{name}:"))
         text = text.replace(old, line)
     return text
 

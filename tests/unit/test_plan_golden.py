@@ -173,7 +173,7 @@ def test_rendering_walks_each_kind_of_item_once_not_once_per_namespace():
     counted = dataclasses.replace(plan, **{k: _Counted(getattr(plan, k)) for k in kinds})
     assert plan_text(counted) == plan_text(plan)
     assert len(plan.netns) == 15
-    assert {k: getattr(counted, k).walks for k in kinds} == {k: 1 for k in kinds}
+    assert {k: getattr(counted, k).walks for k in kinds} == dict.fromkeys(kinds, 1)
 
 
 def test_items_in_holds_what_filtering_by_netns_finds():
@@ -214,7 +214,7 @@ def test_host_mode_port_is_the_bridge_drivers_mapping_on_the_tasks_node_only():
     lab = load_lab(REPO / "scenarios" / "host-mode.yaml")
     assert [(t.name, t.node) for t in lab.tasks] == [
         ("hello-a.1", "node1"), ("hello-a.2", "node2"), ("cache.1", "node1")]
-    assert HOST_MODE_NAT != DOCKER_20_10_NODE["nat"] and HOST_MODE_FILTER != DOCKER_20_10_NODE["filter"]
+    assert DOCKER_20_10_NODE["nat"] != HOST_MODE_NAT and DOCKER_20_10_NODE["filter"] != HOST_MODE_FILTER
     node1, node2 = plan.namespace("node1").name, plan.namespace("node2").name
     assert without_comments(iptables_save(plan, node1, "nat")) == HOST_MODE_NAT
     assert without_comments(iptables_save(plan, node1, "filter")) == HOST_MODE_FILTER

@@ -97,7 +97,7 @@ def snapshot(top: Path, skip: Path | None = None) -> dict[str, tuple]:
 def assert_one_line_error(result, *needles: str) -> None:
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    lines = [l for l in result.output.splitlines() if l.strip()]
+    lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     for needle in needles:
         assert needle in result.output, result.output
@@ -383,7 +383,7 @@ def test_down_all_downs_valid_labs_reports_corrupt_ones_and_lists_strangers(worl
     assert sorted(world.host.torn_down) == sorted(a + b)
     assert world.host.namespaces == stranger | set(c)
     assert world.host.stopped == [1] and 3 in world.host.supervisors
-    [listed] = [l for l in r.output.splitlines() if l.startswith("left ")]
+    [listed] = [line for line in r.output.splitlines() if line.startswith("left ")]
     for name in stranger | set(c):
         assert name in listed
     assert "netlab down c" in listed and "netlab down lost" in listed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -118,8 +119,9 @@ def addressed(point, outgoing: bool, pkt: Ether) -> Ether:
 
 
 def observe(points, steps, grown: dict[str, list[RuleCounter]], outcome: str, *,
-            conntrack: dict[str, tuple[CtEntry, ...]] = {}, ipvs: dict[str, tuple[IpvsConn, ...]] = {},
-            fdb: dict[str, tuple] = {}, body: dict | None = None, port: int = 5000,
+            conntrack: Mapping[str, tuple[CtEntry, ...]] = {},
+            ipvs: Mapping[str, tuple[IpvsConn, ...]] = {},
+            fdb: Mapping[str, tuple] = {}, body: dict | None = None, port: int = 5000,
             service: str | None = "hello-a") -> Observation:
     """An Observation: frames 1 ms apart; each ``grown`` counter goes from 0 to 1 packet."""
     frames = tuple(Frame(points[label], 100.0 + i / 1000, out, bytes(addressed(points[label], out, pkt)))
@@ -307,7 +309,7 @@ def test_correlate_local_backend(seed):
     assert (trace.backend.task, trace.backend.node) == ("hello-a.2", "node2")
     events = [h.event for h in trace.hops]
     assert "encap" not in events and "decap" not in events
-    assert [e for h, e in zip(trace.hops, events) if h.leg == "request" and e not in ("rx", "tx")] \
+    assert [e for h, e in zip(trace.hops, events, strict=True) if h.leg == "request" and e not in ("rx", "tx")] \
         == ["dnat", "mark", "ipvs", "snat", "redirect", "deliver"]
     assert "un-nat" in [h.event for h in trace.hops if h.leg == "reply"]
 

@@ -107,7 +107,7 @@ def test_host_mode_request_is_dnated_on_the_node_and_keeps_the_client(hm):
     trace = correlate(observe(facts, points, steps, grown, "answered", "node1", conntrack, body),
                       facts)
     assert trace.verdict == "delivered"
-    assert "cache.1 on node1 answered; it saw the client as 192.168.56.2" == trace.reason
+    assert trace.reason == "cache.1 on node1 answered; it saw the client as 192.168.56.2"
     events = [h.event for h in trace.hops]
     assert "ipvs" not in events and "snat" not in events and "redirect" not in events
     dnat = [h for h in trace.hops if h.event == "dnat"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import re
 
@@ -170,9 +171,9 @@ def test_mermaid_participants_arrows_and_notes():
     alias = {n: f"P{i}" for i, n in enumerate(netns, 1)}
 
     arrows = [line.strip() for line in lines if ">>" in line]
-    expected = [(a, b) for a, b in zip(trace.hops, trace.hops[1:]) if a.netns != b.netns]
+    expected = [(a, b) for a, b in itertools.pairwise(trace.hops) if a.netns != b.netns]
     assert len(arrows) == len(expected)
-    for line, (a, b) in zip(arrows, expected):
+    for line, (a, b) in zip(arrows, expected, strict=True):
         op = "-->>" if b.leg == "reply" else "->>"
         assert line.startswith(f"{alias[a.netns]}{op}{alias[b.netns]}: {b.src} → {b.dst}")
     assert any("->>" in a and "-->>" not in a for a in arrows)
