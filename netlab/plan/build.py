@@ -49,6 +49,9 @@ class _Builder:
         k: [] for k in ("netns", "bridges", "veths", "vxlans", "addresses", "routes",
                         "neighbours", "fdb", "sysctls", "user_chains", "policies",
                         "rules", "ipvs", "etc_files")})
+    # Computed once per build, read by every node (a 1,000-task lab has 32 of them).
+    _peers: list[tuple[str, str, str, str]] | None = None
+    _dests: dict[str, tuple[IpvsDest, ...]] = field(default_factory=dict)
 
     def tag(self, obj: str) -> str:
         return f"netlab:{self.lab.name}:{obj}"
@@ -189,12 +192,18 @@ class _Builder:
                           matches=(_port_match(port.protocol, "dport", port.published),))
             self.rule(ns, "mangle", "INPUT", _mark(sa.fwmark), f"svc/{service.name}:vip",
                       dst=f"{sa.vip}/32")
-            dests = tuple(IpvsDest(str(self.addr.tasks[t.name].ingress_ip))
-                          for t in self.lab.tasks_of(service.name))
-            self.add("ipvs", IpvsService(ns, sa.fwmark, "rr", dests, service.name))
+            self.add("ipvs", IpvsService(ns, sa.fwmark, "rr", self.ipvs_dests(service.name),
+                                         service.name))
         self.rule(ns, "nat", "POSTROUTING",
                   Target("SNAT", (("to-source", str(a.sandbox_ip)),)), obj,
                   dst=str(ing.subnet), matches=(Match("ipvs", (("ipvs", ""),)),))
+
+    def ipvs_dests(self, service: str) -> tuple[IpvsDest, ...]:
+        """The ingress address of each task of ``service``: the same on every node."""
+        if service not in self._dests:
+            self._dests[service] = tuple(IpvsDest(str(self.addr.tasks[t.name].ingress_ip))
+                                         for t in self.lab.tasks_of(service))
+        return self._dests[service]
 
     # -- the ingress overlay ------------------------------------------------
     def endpoints(self) -> list[tuple[str, str]]:
@@ -213,13 +222,16 @@ class _Builder:
         self.add("sysctls", *(Sysctl(ov, k, v) for k, v in NO_IPV6))
         self.add("vxlans", Vxlan(ov, host, "vxlan0", self.addr.vnis[ing.name],
                                  self.lab.underlay.data_path_port, ing.mtu, "br0"))
-        for peer_node, ip in self.endpoints():
-            if peer_node == node:
-                continue
-            mac = ipam.mac_for(ipam.IPv4(ip))
-            vtep = str(self.addr.nodes[peer_node].lan_ip)
-            self.add("neighbours", Neighbour(ov, "vxlan0", ip, mac))
-            self.add("fdb", FdbEntry(ov, "vxlan0", mac, vtep))
+        peers = [p for p in self.overlay_peers() if p[0] != node]
+        self.add("neighbours", *(Neighbour(ov, "vxlan0", ip, mac) for _n, ip, mac, _v in peers))
+        self.add("fdb", *(FdbEntry(ov, "vxlan0", mac, vtep) for _n, _ip, mac, vtep in peers))
+
+    def overlay_peers(self) -> list[tuple[str, str, str, str]]:
+        """(node, ingress IP, MAC, VTEP) of every endpoint on the ingress overlay."""
+        if self._peers is None:
+            self._peers = [(n, ip, ipam.mac_for(ipam.IPv4(ip)), str(self.addr.nodes[n].lan_ip))
+                           for n, ip in self.endpoints()]
+        return self._peers
 
     # -- tasks --------------------------------------------------------------
     def task(self, task: Task) -> None:
