@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from netlab.diff import drift as d
 from netlab.diff.drift import Allowance, Drift, NetnsSeen
 from netlab.diff.ruledrift import rules_drift
-from netlab.kernel.apply import table_specs
+from netlab.plan.render import table_specs
 from netlab.plan.types import Plan
 
 

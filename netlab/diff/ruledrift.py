@@ -15,7 +15,7 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 from netlab.diff.drift import Drift
-from netlab.kernel.iptables import USER_CHAIN, user_rules, with_user_rules
+from netlab.plan.render import USER_CHAIN, user_rules, with_user_rules
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def table_drift(netns: str, target: str, table: str, want_text: str,
     """Every difference in one table: built-in chain policies, user chains, each chain's rules.
 
     ``want_text`` is the plan's save text (with the user's DOCKER-USER rules
-    already put in, see :func:`netlab.kernel.iptables.with_user_rules`); ""
+    already put in, see :func:`netlab.plan.render.with_user_rules`); ""
     for a table the plan does not program, where any rule, user chain or
     policy other than ACCEPT is drift.
     """

@@ -27,9 +27,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from netlab.kernel import etcnetns, ipvs, netns
-from netlab.kernel.iptables import TableSpec, configure, preload, restore_fresh, write_sysctls
+from netlab.kernel.iptables import configure, preload, restore_fresh, write_sysctls
 from netlab.kernel.links import Sockets, apply_links, remove_entries
 from netlab.kernel.xtables import Backend
+from netlab.plan.render import TableSpec, table_specs
 from netlab.plan.types import Plan
 
 
@@ -42,19 +43,6 @@ class ApplyStats:
     netlink_requests: int = 0
     iptables_commits: int = 0
     seconds: float = 0.0
-
-
-def table_specs(plan: Plan, ns: str) -> tuple[TableSpec, ...]:
-    items = plan.items_in(ns)
-    return tuple(
-        TableSpec(
-            table=t,
-            policies=tuple(p for p in items.policies if p.table == t),
-            user_chains=tuple(c for _, tt, c in items.user_chains if tt == t),
-            rules=plan.rules_in(ns, t),
-        )
-        for t in plan.tables_in(ns)
-    )
 
 
 EARLY_SYSCTLS = "net.ipv6.conf.default."

@@ -31,29 +31,14 @@ import sysconfig
 from dataclasses import dataclass
 
 from netlab.kernel.xtables import Backend, find_tool, restore_tool, save_tool
-from netlab.plan.render import normalize_save, save_table
-from netlab.plan.types import BUILTIN_CHAINS, ChainPolicy, Rule
+from netlab.plan.render import USER_CHAIN, TableSpec, normalize_save, user_rules, with_user_rules
+from netlab.plan.types import BUILTIN_CHAINS, Rule
 
 TOOL_TIMEOUT = 120.0   # seconds; an emulated VM is slow, a hung tool is a bug
 
 
 class IptablesError(RuntimeError):
     """The backend's tool refused or failed; the message carries its stderr."""
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """What one table of one namespace must hold."""
-
-    table: str
-    policies: tuple[ChainPolicy, ...]
-    user_chains: tuple[str, ...]
-    rules: tuple[Rule, ...]
-
-    def save_text(self) -> str:
-        """The table as ``iptables-save`` prints it (no counters, no ``#`` lines)."""
-        return save_table(self.table, {p.chain: p.policy for p in self.policies},
-                          self.user_chains, self.rules)
 
 
 @dataclass(frozen=True)
@@ -248,28 +233,6 @@ class SaveRead:
 
 #: The chain Docker leaves to its users: it creates it (``-j RETURN``) and
 #: never flushes it, so rules a user put there survive dockerd restarts.
-USER_CHAIN = "DOCKER-USER"
-_NETLAB_COMMENT = re.compile(r'-m comment --comment "?netlab:')
-
-
-def user_rules(table_text: str) -> list[str]:
-    """The ``-A DOCKER-USER`` lines of a table's save text that netlab did not write."""
-    return [line for line in table_text.splitlines()
-            if line.startswith(f"-A {USER_CHAIN} ") and not _NETLAB_COMMENT.search(line)]
-
-
-def with_user_rules(want_text: str, kept: list[str]) -> str:
-    """``want_text`` with ``kept`` user rules at the top of DOCKER-USER, where
-    ``iptables -I DOCKER-USER`` puts them, above netlab's ``-j RETURN``."""
-    if not kept:
-        return want_text
-    lines = want_text.splitlines()
-    at = next((i for i, line in enumerate(lines) if line.startswith(f"-A {USER_CHAIN} ")), None)
-    if at is None:
-        return want_text
-    return "\n".join(lines[:at] + kept + lines[at:])
-
-
 # -- writing ---------------------------------------------------------------
 
 def preload() -> None:

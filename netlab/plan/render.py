@@ -12,9 +12,10 @@ import json
 import re
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
-from netlab.plan.types import BUILTIN_CHAINS, IpvsDest, Plan, Rule
+from netlab.plan.types import BUILTIN_CHAINS, ChainPolicy, IpvsDest, Plan, Rule
 
 IPVS_HEADER = (
     "IP Virtual Server version 1.2.1 (size=4096)\n"
@@ -85,6 +86,57 @@ def iptables_save(plan: Plan, netns: str, table: str) -> str:
         {p.chain: p.policy for p in items.policies if p.table == table},
         (c for _, t, c in items.user_chains if t == table),
         plan.rules_in(netns, table))
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What one table of one namespace must hold."""
+
+    table: str
+    policies: tuple[ChainPolicy, ...]
+    user_chains: tuple[str, ...]
+    rules: tuple[Rule, ...]
+
+    def save_text(self) -> str:
+        """The table as ``iptables-save`` prints it (no counters, no ``#`` lines)."""
+        return save_table(self.table, {p.chain: p.policy for p in self.policies},
+                          self.user_chains, self.rules)
+
+
+def table_specs(plan: Plan, ns: str) -> tuple[TableSpec, ...]:
+    """What each table of namespace ``ns`` must hold in ``plan``."""
+    items = plan.items_in(ns)
+    return tuple(
+        TableSpec(
+            table=t,
+            policies=tuple(p for p in items.policies if p.table == t),
+            user_chains=tuple(c for _, tt, c in items.user_chains if tt == t),
+            rules=plan.rules_in(ns, t),
+        )
+        for t in plan.tables_in(ns)
+    )
+
+
+USER_CHAIN = "DOCKER-USER"
+_NETLAB_COMMENT = re.compile(r'-m comment --comment "?netlab:')
+
+
+def user_rules(table_text: str) -> list[str]:
+    """The ``-A DOCKER-USER`` lines of a table's save text that netlab did not write."""
+    return [line for line in table_text.splitlines()
+            if line.startswith(f"-A {USER_CHAIN} ") and not _NETLAB_COMMENT.search(line)]
+
+
+def with_user_rules(want_text: str, kept: list[str]) -> str:
+    """``want_text`` with ``kept`` user rules at the top of DOCKER-USER, where
+    ``iptables -I DOCKER-USER`` puts them, above netlab's ``-j RETURN``."""
+    if not kept:
+        return want_text
+    lines = want_text.splitlines()
+    at = next((i for i, line in enumerate(lines) if line.startswith(f"-A {USER_CHAIN} ")), None)
+    if at is None:
+        return want_text
+    return "\n".join(lines[:at] + kept + lines[at:])
 
 
 def normalize_save(text: str) -> str:

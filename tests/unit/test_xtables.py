@@ -136,7 +136,7 @@ def test_a_scenario_may_name_its_backend_and_a_wrong_one_is_refused(tmp_path):
 
 
 def test_the_users_docker_user_rules_are_kept_above_netlabs_return():
-    from netlab.kernel.iptables import user_rules, with_user_rules
+    from netlab.plan.render import user_rules, with_user_rules
     have = "\n".join([
         "*filter", ":INPUT ACCEPT", ":FORWARD DROP", ":OUTPUT ACCEPT", ":DOCKER-USER -",
         '-A FORWARD -m comment --comment "netlab:x:node/node2:docker-user" -j DOCKER-USER',
