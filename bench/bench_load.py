@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_up_down import REPO  # noqa: E402
 
 from netlab import lifecycle  # noqa: E402
+from netlab.kernel.reader import LinuxReader  # noqa: E402
 from netlab.kernel import netns, procs, xtables  # noqa: E402
 from netlab.load import engine, report, target  # noqa: E402
 from netlab.scenario import load_lab  # noqa: E402
@@ -134,7 +135,7 @@ def main() -> None:
         state = store.load(lab.name)
         assert state.supervisor_pid is not None
         client = target.source(state, "client")
-        mesh = target.destination(state, "node1:5000", client)
+        mesh = target.destination(state, "node1:5000", client, LinuxReader())
         task = next(t for t in state.model.tasks if t.node == "node1")
         ip = str(state.allocations.tasks[task.name].ingress_ip)
         port = state.model.service(task.service).ports[0].target

@@ -38,6 +38,7 @@ from bench_up_down import REPO, generated_lab  # noqa: E402
 
 from netlab import converge, lifecycle  # noqa: E402
 from netlab.client import http_get  # noqa: E402
+from netlab.kernel.reader import LinuxReader  # noqa: E402
 from netlab.kernel import xtables  # noqa: E402
 from netlab.scenario import load_lab  # noqa: E402
 from netlab.state import StateStore  # noqa: E402
@@ -64,7 +65,7 @@ def mesh_answers(store: StateStore, lab: str, service: str, port: int,
     for node in live:
         for _ in range(max(tasks, 1)):
             try:
-                http_get(st.targets["client"], st.lan[node], port, f"{node}:{port}",
+                http_get(LinuxReader(), st.targets["client"], st.lan[node], port, f"{node}:{port}",
                          POLL_TIMEOUT)
             except (OSError, ValueError):
                 return False

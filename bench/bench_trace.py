@@ -35,6 +35,7 @@ from netlab.kernel import xtables  # noqa: E402
 from netlab.client import curl  # noqa: E402
 from netlab.scenario import load_lab  # noqa: E402
 from netlab.state import StateStore  # noqa: E402
+from netlab.kernel.reader import LinuxReader  # noqa: E402
 from netlab.trace.run import Tracer, parse  # noqa: E402
 
 
@@ -53,9 +54,10 @@ def main() -> None:
     result = lifecycle.up(lab, str(scenario), store, backend)
     try:
         state = store.load(name)
-        target = parse(state, "node2:5000", "client")
+        reader = LinuxReader()
+        target = parse(state, "node2:5000", "client", reader)
         t0 = time.perf_counter()
-        curl(state.targets["client"], target.node_ip, 5000, "node2:5000", count=1, timeout=2)
+        curl(reader, state.targets["client"], target.node_ip, 5000, "node2:5000", count=1, timeout=2)
         bare = time.perf_counter() - t0
         tracer = Tracer(result.lab, result.allocations, result.plan, target, backend)
         t0 = time.perf_counter()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from netlab.errors import BadInput, NetlabError
-from netlab.kernel.netns import socket_in
+from netlab.kernel.reader import KernelReader
 from netlab.plan import dnsname, names
 from netlab.plan.discovery import records_for_task
 from netlab.state import LabState
@@ -55,7 +55,8 @@ def parse_target(state: LabState, target: str) -> tuple[str, str, int]:
     return node, state.lan[node], int(port_s)
 
 
-def parse_east_west(state: LabState, task: str, target: str) -> tuple[tuple[str, ...], int]:
+def parse_east_west(state: LabState, task: str, target: str,
+                    reader: KernelReader) -> tuple[tuple[str, ...], int]:
     """``api:80`` or ``10.0.1.7:80`` as seen from ``task`` → (addresses, port).
 
     A name is resolved as the task's own resolver would: one A query to the
@@ -79,7 +80,7 @@ def parse_east_west(state: LabState, task: str, target: str) -> tuple[tuple[str,
         return (str(ipaddress.IPv4Address(name)),), int(port_s)
     except ValueError:
         pass
-    ips = resolve_in(names.task_ns(state.lab, task), name)
+    ips = resolve_in(reader, names.task_ns(state.lab, task), name)
     if not ips:
         known = ", ".join(sorted(records_for_task(lab, state.allocations, task))) \
             or "none: it is on no user network"
@@ -88,7 +89,8 @@ def parse_east_west(state: LabState, task: str, target: str) -> tuple[tuple[str,
     return ips, int(port_s)
 
 
-def resolve_in(netns: str, name: str, timeout: float = 3.0) -> tuple[str, ...]:
+def resolve_in(reader: KernelReader, netns: str, name: str,
+               timeout: float = 3.0) -> tuple[str, ...]:
     """The A records of ``name`` as the embedded DNS at 127.0.0.11:53 answers a
     query sent from inside ``netns``; () for NXDOMAIN or an empty answer.
 
@@ -100,7 +102,7 @@ def resolve_in(netns: str, name: str, timeout: float = 3.0) -> tuple[str, ...]:
         raise BadInput(f"SERVICE:PORT: {name[:80]!r} {problem} (hint: a service name such as "
                        "api:80, tasks.api:80, or an IPv4 address such as 10.0.1.7:80)")
     query = DNSRecord.question(name, "A")
-    sock = socket_in(netns, kind=socket.SOCK_DGRAM)
+    sock = reader.socket_in(netns, kind=socket.SOCK_DGRAM)
     try:
         sock.settimeout(timeout)
         sock.sendto(query.pack(), (RESOLVER, 53))
@@ -134,12 +136,14 @@ def exchange(sock: socket.socket, host: str, agent: str) -> bytes:
     return b"".join(chunks)
 
 
-def http_get(netns: str, ip: str, port: int, host: str, timeout: float = 3.0) -> tuple[dict, int]:
-    """GET / from inside ``netns``; returns the JSON body and the local port used.
+def http_get(reader: KernelReader, netns: str, ip: str, port: int, host: str,
+             timeout: float = 3.0) -> tuple[dict, int]:
+    """GET / from inside ``netns`` (its socket made there by ``reader``); returns the JSON
+    body and the local port used.
 
     Raises OSError (refused, timed out) or ValueError (not a netlab app's answer).
     """
-    sock = socket_in(netns)
+    sock = reader.socket_in(netns)
     try:
         sock.settimeout(timeout)
         sock.connect((ip, port))
@@ -158,9 +162,10 @@ def http_body(raw: bytes) -> bytes:
     return body
 
 
-def curl(netns: str, ip: str | tuple[str, ...], port: int, target: str, count: int = 1,
-         timeout: float = 3.0) -> list[Reply]:
-    """``count`` sequential requests; a failed one becomes a Reply with ``ok=False``.
+def curl(reader: KernelReader, netns: str, ip: str | tuple[str, ...], port: int, target: str,
+         count: int = 1, timeout: float = 3.0) -> list[Reply]:
+    """``count`` sequential requests from ``netns`` (sockets made there by ``reader``); a
+    failed one becomes a Reply with ``ok=False``.
 
     Several addresses (a dnsrr name) are used in turn, one per request, as a
     client rotating through the answer's records would.
@@ -171,7 +176,7 @@ def curl(netns: str, ip: str | tuple[str, ...], port: int, target: str, count: i
         ip = ips[(seq - 1) % len(ips)]
         started = time.monotonic()
         try:
-            body, local_port = http_get(netns, ip, port, target, timeout)
+            body, local_port = http_get(reader, netns, ip, port, target, timeout)
             replies.append(Reply(
                 seq, target, True, body.get("service"), body.get("task"), body.get("node"),
                 body.get("task_ip"), body.get("client"), body.get("client_port"), local_port,

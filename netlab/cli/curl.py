@@ -13,6 +13,7 @@ from netlab.cli import common
 from netlab.cli.params import Count, Duration
 from netlab.client import curl as do_curl
 from netlab.client import parse_east_west, parse_target
+from netlab.kernel.reader import LinuxReader
 
 
 @click.command()
@@ -30,12 +31,13 @@ def curl(lab: str, target: str, count: int, timeout: float, from_task: str | Non
     """HTTP requests from the client namespace to NODE's published PORT, or with --from
     from a task to a service by name (its VIP, or its tasks for dnsrr); one line per reply."""
     state = common.lab_state(common.store(), lab)
+    reader = LinuxReader()
     if from_task is None:
         _node, ip, port = parse_target(state, target)
-        replies = do_curl(state.targets["client"], ip, port, target, count, timeout)
+        replies = do_curl(reader, state.targets["client"], ip, port, target, count, timeout)
     else:
-        ips, port = parse_east_west(state, from_task, target)
-        replies = do_curl(state.targets[from_task], ips, port, target, count, timeout)
+        ips, port = parse_east_west(state, from_task, target, reader)
+        replies = do_curl(reader, state.targets[from_task], ips, port, target, count, timeout)
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(r) for r in replies], indent=2))
     else:

@@ -12,7 +12,7 @@ import click
 
 from netlab.cli import common
 from netlab.cli.params import Count, Duration
-from netlab.kernel import netns
+from netlab.kernel.reader import LinuxReader
 from netlab.load import engine, report, target
 
 DEFAULT_REQUESTS = 1000
@@ -47,7 +47,8 @@ def load(lab: str, target_text: str, requests: int | None, concurrency: int,
     n, c, d, t = requests, concurrency, duration, timeout
     state = common.lab_state(common.store(), lab)
     src = target.source(state, sender)
-    dst = target.destination(state, target_text, src)
+    reader = LinuxReader()
+    dst = target.destination(state, target_text, src, reader)
     spec = engine.LoadSpec(dst.ip, dst.port, dst.target,
                            n if n is not None or d is not None else DEFAULT_REQUESTS,
                            c, d, t, keepalive)
@@ -57,7 +58,7 @@ def load(lab: str, target_text: str, requests: int | None, concurrency: int,
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        outcomes, started, ended = netns.in_thread(src.netns, lambda: engine.run(spec, stop))
+        outcomes, started, ended = reader.run_in(src.netns, lambda: engine.run(spec, stop))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

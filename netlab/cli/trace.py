@@ -17,6 +17,7 @@ from netlab.cli import common
 from netlab.cli.params import Count, Duration
 from netlab.docker.connect import docker_url
 from netlab.errors import BadInput
+from netlab.kernel.reader import LinuxReader
 from netlab.trace import render
 from netlab.trace.model import RepeatSummary
 from netlab.state import check_lab
@@ -94,9 +95,10 @@ def trace(lab: str | None, target: str | None, docker_url: str | None, sender: s
     else:
         lab, target = _lab_target(lab, target)
         state = common.lab_state(common.store(), lab)
+        reader = LinuxReader()
         tracer = Tracer(state.model, state.allocations, common.plan_from_state(state),
-                        parse(state, target, sender), state.iptables, state.desired_tasks,
-                        state.scenario)
+                        parse(state, target, sender, reader), state.iptables,
+                        state.desired_tasks, state.scenario, reader)
         traces, frames = [], []
         for _ in range(repeat):
             t, f = tracer.once(timeout)

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from netlab.kernel import netns
 from netlab.kernel.capture import CaptureSession, PacketCapture
 from netlab.kernel.iptables import CounterRead
 from netlab.kernel.records import NsReading, NsWants
 from netlab.kernel.xtables import Backend
+
+T = TypeVar("T")
 
 
 class KernelReader(Protocol):
@@ -48,6 +50,12 @@ class KernelReader(Protocol):
     def socket_in(self, ns: str, family: int = socket.AF_INET,
                   kind: int = socket.SOCK_STREAM) -> socket.socket:
         """A socket made inside namespace ``ns``; raises NetnsError when it is missing."""
+        ...
+
+    def run_in(self, ns: str, fn: Callable[[], T]) -> T:
+        """``fn()`` run by a thread inside namespace ``ns`` (every socket it makes lives
+        there: ``netlab load``'s engine); its result, or what it raised. Raises
+        NetnsError when ``ns`` is missing or cannot be entered."""
         ...
 
 
@@ -83,3 +91,6 @@ class LinuxReader:
     def socket_in(self, ns: str, family: int = socket.AF_INET,
                   kind: int = socket.SOCK_STREAM) -> socket.socket:
         return netns.in_thread_path(netns.locate(ns), lambda: socket.socket(family, kind), ns)
+
+    def run_in(self, ns: str, fn: Callable[[], T]) -> T:
+        return netns.in_thread_path(netns.locate(ns), fn, ns)

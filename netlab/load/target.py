@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from netlab.client import parse_east_west, parse_target
 from netlab.errors import BadInput
+from netlab.kernel.reader import KernelReader
 from netlab.state import LabState
 
 
@@ -32,10 +33,12 @@ class Destination:
     port: int
 
 
-Resolver = Callable[[LabState, str, Source], "Destination | None"]
+#: (state, TARGET, the sender, the kernel its DNS is asked through) -> the destination or None.
+Resolver = Callable[[LabState, str, Source, KernelReader], "Destination | None"]
 
 
-def node_port(state: LabState, target: str, _source: Source) -> Destination | None:
+def node_port(state: LabState, target: str, _source: Source,
+              _reader: KernelReader) -> Destination | None:
     """``node1:5000``: a node's LAN address and a published port (None for other forms)."""
     node, sep, _ = target.rpartition(":")
     if not sep or node not in state.lan:
@@ -44,13 +47,14 @@ def node_port(state: LabState, target: str, _source: Source) -> Destination | No
     return Destination(target, ip, port)
 
 
-def service_port(state: LabState, target: str, src: Source) -> Destination | None:
+def service_port(state: LabState, target: str, src: Source,
+                 reader: KernelReader) -> Destination | None:
     """``api:80`` or ``VIP:80`` from a task: the name as the task's embedded DNS
     answers it (the VIP; a dnsrr name's first task address), as
     ``netlab curl --from TASK`` resolves it (None from the client)."""
     if src.name == "client":
         return None
-    ips, port = parse_east_west(state, src.name, target)
+    ips, port = parse_east_west(state, src.name, target, reader)
     return Destination(target, ips[0], port)
 
 
@@ -69,12 +73,12 @@ def source(state: LabState, sender: str) -> Source:
     return Source(sender, state.targets[sender])
 
 
-def destination(state: LabState, target: str, src: Source,
+def destination(state: LabState, target: str, src: Source, reader: KernelReader,
                 resolvers: tuple[Resolver, ...] = RESOLVERS) -> Destination:
     """The first resolver's answer for ``target``; raises BadInput naming TARGET."""
     try:
         for resolve in resolvers:
-            found = resolve(state, target, src)
+            found = resolve(state, target, src, reader)
             if found is not None:
                 return found
         parse_target(state, target)   # says what is wrong with a NODE:PORT

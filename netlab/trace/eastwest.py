@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 from netlab.client import parse_east_west
 from netlab.errors import BadInput
+from netlab.kernel.reader import KernelReader
 from netlab.model import Lab
 from netlab.plan.types import Plan
 from netlab.state import LabState
@@ -61,9 +62,9 @@ def _owner(state: LabState, ip: str) -> tuple[str, str | None, str]:
                    f"lab {state.lab} (hint: netlab status {state.lab} lists them)")
 
 
-def parse(state: LabState, sender: str, text: str) -> EastWest:
+def parse(state: LabState, sender: str, text: str, reader: KernelReader) -> EastWest:
     """``api:80`` or ``VIP:80`` from task ``sender``; raises BadInput naming the problem."""
-    ips, port = parse_east_west(state, sender, text)
+    ips, port = parse_east_west(state, sender, text, reader)
     name = text.rpartition(":")[0]
     try:
         ipaddress.IPv4Address(name)

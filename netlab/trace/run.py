@@ -67,15 +67,16 @@ def sender_address(state: LabState, sender: str) -> tuple[str, str]:
     return state.targets[sender], ip
 
 
-def parse(state: LabState, text: str, sender: str) -> TraceTarget:
+def parse(state: LabState, text: str, sender: str, reader: KernelReader) -> TraceTarget:
     """``node2:5000`` or ``node2:5000/udp`` (``/`` with no protocol is refused, never read as
-    tcp); raises BadInput naming the problem."""
+    tcp), or SERVICE:PORT from a task (resolved by its DNS, asked through ``reader``);
+    raises BadInput naming the problem."""
     spec, sep, proto = text.partition("/")
     proto = proto if sep else "tcp"
     if proto not in ("tcp", "udp"):
         raise BadInput(f"NODE:PORT: {text!r} is not NODE:PORT[/tcp|udp] (hint: node2:5000/udp)")
     if spec.rpartition(":")[0] not in state.lan and sender in state.allocations.tasks:
-        ew = eastwest.parse(state, sender, spec)
+        ew = eastwest.parse(state, sender, spec, reader)
         node = next(t.node for t in state.model.tasks if t.name == sender)
         return TraceTarget(node, ew.ip, ew.port, proto, sender, state.targets[sender],
                            ew.sender_ip, text, ew)

@@ -144,6 +144,7 @@ class FakeKernel:
     reads: list[dict[str, NsWants]] = field(default_factory=list)
     captures: list[FakeCapture] = field(default_factory=list)
     sockets: list[FakeSocket] = field(default_factory=list)
+    ran_in: list[str] = field(default_factory=list)        # namespaces run_in entered
     before: list = field(default_factory=list)      # the plan each apply was told the kernel holds
 
     def apply(self, plan: Plan, backend: str, stale: list[str], progress,
@@ -232,6 +233,14 @@ class FakeKernel:
         sock = FakeSocket(self, ns, kind)
         self.sockets.append(sock)
         return sock
+
+    def run_in(self, ns: str, fn):
+        """``fn()`` in this process's own namespace (its sockets are real, on loopback),
+        once ``ns`` is one of the fake's; the namespaces asked for are kept in ``ran_in``."""
+        if ns not in self.namespaces:
+            raise netns.NetnsError(f"network namespace {ns} does not exist")
+        self.ran_in.append(ns)
+        return fn()
 
     def drift(self, plan: Plan, backend: str, allow=None) -> list:
         from netlab.diff.drift import Drift

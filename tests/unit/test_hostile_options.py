@@ -16,7 +16,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from netlab import client, lifecycle, state
+from netlab import lifecycle, state
 from netlab.cli import common
 from netlab.cli.main import cli
 from netlab.cli.params import Count, Duration, count_text, seconds_text
@@ -45,8 +45,9 @@ def lab(tmp_path, monkeypatch):
 
     def no_socket(*_a, **_k):
         raise AssertionError("a socket was opened for a refused input")
-    monkeypatch.setattr(client, "socket_in", no_socket)
-    monkeypatch.setattr("netlab.cli.load.netns.in_thread", no_socket)
+    # curl, load and trace make their sockets through the kernel reader only.
+    monkeypatch.setattr("netlab.kernel.reader.LinuxReader.socket_in", no_socket)
+    monkeypatch.setattr("netlab.kernel.reader.LinuxReader.run_in", no_socket)
     monkeypatch.setattr("netlab.trace.run.Tracer.once", no_socket)
     return store
 

@@ -25,7 +25,7 @@ from netlab.load.engine import LoadSpec, Outcome
 from netlab.scenario import load_lab
 from netlab.workload.endpoints import AppEndpoint
 from netlab.workload.http import http_response, reply_body
-from tests.unit.fakes import FakeHost
+from tests.unit.fakes import FakeHost, FakeKernel
 
 EPS = [AppEndpoint("nl-t.web.1", "web", "web.1", "node1", "10.0.0.5", 80),
        AppEndpoint("nl-t.web.2", "web", "web.2", "node2", "10.0.0.6", 80)]
@@ -222,7 +222,8 @@ def lab(tmp_path, monkeypatch):
     st.lan["node1"] = "127.0.0.1"
     store.save(st)
     monkeypatch.setattr(common, "store", lambda: store)
-    monkeypatch.setattr(load_cli.netns, "in_thread", lambda name, fn: fn())
+    kernel = FakeKernel(namespaces=set(st.netns))
+    monkeypatch.setattr(load_cli, "LinuxReader", lambda: kernel)
     return store
 
 
@@ -235,6 +236,14 @@ def test_cli_json_report_adds_up(lab):
     assert (doc["requests"], doc["ok"], doc["failed"], doc["failures"]) == (30, 30, 0, [])
     assert sum(doc["replies"].values()) == doc["ok"]
     assert doc["changes"] == [] and doc["from"] == "client"
+
+
+def test_cli_sends_from_inside_the_senders_namespace_through_the_kernel_reader(lab):
+    kernel = load_cli.LinuxReader()      # the fixture's fake kernel
+    with server("ok") as (port, _):
+        r = CliRunner().invoke(cli, ["load", "hello-a", f"node1:{port}", "-n", "2"])
+    assert r.exit_code == 0, r.output
+    assert kernel.ran_in == [lab.load("hello-a").targets["client"]]
 
 
 def test_cli_failures_outside_any_change_exit_1_with_their_kind(lab):
@@ -273,16 +282,16 @@ def test_sources_and_a_plugged_in_resolver(lab):
     assert target.source(st, "client") == target.Source("client", st.targets["client"])
     assert target.source(st, "hello-a.2").netns == st.targets["hello-a.2"]
     src = target.source(st, "client")
-    assert target.destination(st, "node2:5000", src) == target.Destination(
+    assert target.destination(st, "node2:5000", src, FakeKernel()) == target.Destination(
         "node2:5000", st.lan["node2"], 5000)
 
-    def by_service(state, text, _src):
+    def by_service(state, text, _src, _reader):
         return target.Destination(text, "10.0.0.2", 80) if text == "hello-a:80" else None
 
     chain = (target.node_port, by_service)
-    assert target.destination(st, "hello-a:80", src, chain).ip == "10.0.0.2"
+    assert target.destination(st, "hello-a:80", src, FakeKernel(), chain).ip == "10.0.0.2"
     with pytest.raises(BadInput, match=r"^TARGET: "):
-        target.destination(st, "hello-b:80", src, chain)
+        target.destination(st, "hello-b:80", src, FakeKernel(), chain)
 
 
 def test_a_service_target_from_a_task_goes_to_what_its_dns_answers(lab, monkeypatch):
@@ -294,14 +303,14 @@ def test_a_service_target_from_a_task_goes_to_what_its_dns_answers(lab, monkeypa
     st = lab.load("hello-a")
     asked = []
 
-    def resolve_in(netns, name, timeout=3.0):
+    def resolve_in(_reader, netns, name, timeout=3.0):
         asked.append((netns, name))
         return ("10.0.1.7",) if name == "api" else ()
     monkeypatch.setattr(client, "resolve_in", resolve_in)
     task = target.source(st, "hello-a.1")
-    assert target.destination(st, "api:80", task) == target.Destination("api:80", "10.0.1.7", 80)
+    assert target.destination(st, "api:80", task, FakeKernel()) == target.Destination("api:80", "10.0.1.7", 80)
     assert asked == [(st.targets["hello-a.1"], "api")]
     with pytest.raises(BadInput, match=r"^TARGET: hello-a\.1 cannot resolve 'nope'"):
-        target.destination(st, "nope:80", task)
+        target.destination(st, "nope:80", task, FakeKernel())
     with pytest.raises(BadInput, match=r"^TARGET: "):
-        target.destination(st, "api:80", target.source(st, "client"))
+        target.destination(st, "api:80", target.source(st, "client"), FakeKernel())

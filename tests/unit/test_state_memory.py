@@ -61,7 +61,7 @@ def _views(store) -> dict:
     assert status.exit_code == 0 and graph.exit_code == 0 and text.exit_code == 0, status.output
     st = store.load("x")
     plan = common.plan_from_state(st)
-    tracer = Tracer(st.model, st.allocations, plan, parse(st, "node3:9000", "web.2"), st.iptables)
+    tracer = Tracer(st.model, st.allocations, plan, parse(st, "node3:9000", "web.2", FakeKernel()), st.iptables)
     return {"status": json.loads(status.output), "status_text": text.output,
             "graph": graph.output, "plan": plan,
             "trace_path": [p.label for p in tracer.path.points],

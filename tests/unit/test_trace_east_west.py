@@ -25,6 +25,7 @@ from netlab.trace.evidence import CtEntry, Flow, IpvsConn, NsSnapshot
 from netlab.trace.facts import lab_facts
 from netlab.trace.model import Request
 from netlab.trace.probe import ProbeResult
+from tests.unit.fakes import FakeKernel
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "east-west.yaml"
 WEB, VIP, LB, API = "10.0.1.5:40000", "10.0.1.7:80", "10.0.1.2:40000", "10.0.1.8:80"
@@ -36,6 +37,10 @@ SNAT = ('-A POSTROUTING -d 10.0.1.0/24 -m ipvs --ipvs -m comment --comment '
         '"netlab:x:node/node1:lb-backend" -j SNAT --to-source 10.0.1.2')
 
 
+#: resolve_in is replaced below, so no socket is made: any reader will do.
+READER = FakeKernel()
+
+
 @pytest.fixture(autouse=True)
 def dns_answers_from_the_records(monkeypatch, lab):
     """The embedded DNS's transport (a UDP query from inside the task's namespace)
@@ -43,7 +48,7 @@ def dns_answers_from_the_records(monkeypatch, lab):
     from netlab import client
     from netlab.plan.discovery import records_for_task
 
-    def resolve_in(netns: str, name: str, timeout: float = 3.0) -> tuple[str, ...]:
+    def resolve_in(_reader, netns: str, name: str, timeout: float = 3.0) -> tuple[str, ...]:
         state, _ = lab
         task = next(t for t, ns in state.targets.items() if ns == netns)
         return records_for_task(state.model, state.allocations, task).get(name.lower(), ())
@@ -62,7 +67,7 @@ def lab():
 
 def test_a_name_resolves_to_the_vip_and_the_sender_uses_its_address_on_that_network(lab):
     state, _ = lab
-    t = run.parse(state, "api:80", "web.1")
+    t = run.parse(state, "api:80", "web.1", READER)
     assert (t.node, t.node_ip, t.port, t.sender_ip, t.sender_ns) == (
         "node1", "10.0.1.7", 80, "10.0.1.5", WEB_NS)
     r = t.east_west.resolution
@@ -75,17 +80,17 @@ def test_a_name_resolves_to_the_vip_and_the_sender_uses_its_address_on_that_netw
 
 def test_dnsrr_tasks_and_addresses_resolve_as_docker_answers(lab):
     state, _ = lab
-    cache = run.parse(state, "cache:6379", "web.1").east_west
+    cache = run.parse(state, "cache:6379", "web.1", READER).east_west
     assert (cache.ip, cache.resolution.kind) == ("10.0.1.11", "dnsrr")
     assert "cache → 10.0.1.11, 10.0.1.12" in eastwest.resolve_hop(cache, "web.1", "node1", WEB).detail
-    tasks = run.parse(state, "tasks.api:80", "web.1").east_west
+    tasks = run.parse(state, "tasks.api:80", "web.1", READER).east_west
     assert tasks.resolution.kind == "tasks" and tasks.resolution.addresses == (
         "10.0.1.8", "10.0.1.9", "10.0.1.10")
-    vip = run.parse(state, "10.0.1.7:80", "web.1").east_west
+    vip = run.parse(state, "10.0.1.7:80", "web.1", READER).east_west
     assert (vip.resolution.kind, vip.resolution.service) == ("address", "api")
     assert "no name to resolve" in eastwest.resolve_hop(vip, "web.1", "node1", WEB).detail
     # A node's published port from a task is still the ingress path.
-    assert run.parse(state, "node2:8080", "web.1").east_west is None
+    assert run.parse(state, "node2:8080", "web.1", READER).east_west is None
 
 
 @pytest.mark.parametrize("target, sender, message", [
@@ -96,13 +101,13 @@ def test_dnsrr_tasks_and_addresses_resolve_as_docker_answers(lab):
 def test_bad_east_west_targets_are_bad_input(lab, target, sender, message):
     state, _ = lab
     with pytest.raises(BadInput) as err:
-        run.parse(state, target, sender)
+        run.parse(state, target, sender, READER)
     assert message in str(err.value)
 
 
 def test_the_path_is_the_senders_lb_sandbox_and_every_task_of_the_service(lab):
     state, plan = lab
-    t = run.parse(state, "api:80", "web.1")
+    t = run.parse(state, "api:80", "web.1", READER)
     path = eastwest.path(state.model, plan, "web.1", t.east_west)
     targets = {state.targets[k]: k for k in state.targets}
     seen = [targets[n] for n in path.namespaces]
@@ -127,7 +132,7 @@ def _flow(src: str, dst: str) -> Flow:
 
 def test_a_request_to_the_vip_is_marked_balanced_and_snatted_in_the_local_lb_sandbox(lab):
     state, plan = lab
-    t = run.parse(state, "api:80", "web.1")
+    t = run.parse(state, "api:80", "web.1", READER)
     path = eastwest.path(state.model, plan, "web.1", t.east_west)
     pts = {p.label: p for p in path.points}
     steps = [("web.1/eth2", True, WEB, VIP), ("node1/ov-backend/veth0a000105", False, WEB, VIP),
