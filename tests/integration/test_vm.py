@@ -21,23 +21,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.leftovers import processes
+
 REPO = Path(__file__).resolve().parents[2]
 IN_VM = os.environ.get("NETLAB_IN_VM") == "1"
 
 
 def _processes_mentioning(marker: str) -> list[str]:
     """Command lines of live processes that mention ``marker`` (qemu and vng name their temp dir)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in cmdline:
-            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
-    return found
+    return [line.split(" ", 1)[1] for line in processes().splitlines() if marker in line]
 
 
 def _netlab_vm_argv(*args: str) -> list[str]:
