@@ -25,6 +25,8 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from itertools import compress
+from operator import attrgetter, not_
 
 from netlab.kernel import etcnetns, ipvs, netns
 from netlab.kernel.iptables import TableSpec, configure, preload, restore_fresh, write_sysctls
@@ -146,6 +148,39 @@ def _where(kind: str, item) -> tuple[str, ...]:
     return (item.netns,)
 
 
+def _value_key(was: tuple, now: tuple) -> Callable[[Any], Any]:
+    """A key equal for two items of ``was`` and ``now`` exactly when the items are
+    equal, made in C: the tuple of a dataclass's fields when every item is of the one
+    class (a dataclass's ``==`` compares those), else the item itself."""
+    classes = set(map(type, was)) | set(map(type, now))
+    if len(classes) != 1:
+        return lambda item: item
+    (cls,) = classes
+    if not dataclasses.is_dataclass(cls):
+        return lambda item: item
+    params = getattr(cls, "__dataclass_params__", None)
+    compared = [f.name for f in dataclasses.fields(cls) if f.compare]
+    if params is None or not params.eq or len(compared) < 1:
+        return lambda item: item
+    return attrgetter(*compared) if len(compared) > 1 else (lambda item: (getattr(item, compared[0]),))
+
+
+def _split(was: tuple, now: tuple) -> tuple[tuple, tuple]:
+    """(the items of ``now`` that ``was`` lacks, those of ``was`` that ``now`` lacks),
+    by value, each in its own order. Keys are field tuples hashed in C (a plan of
+    a 1,000-task lab holds some 70,000 items; hashing each dataclass in Python
+    cost a change about 0.2 s)."""
+    if not was or not now:
+        return tuple(now), tuple(was)
+    if was == now:              # the same objects (a shared memo): compared by identity
+        return (), ()
+    key = _value_key(was, now)
+    old_keys, new_keys = list(map(key, was)), list(map(key, now))
+    had, has = set(old_keys), set(new_keys)
+    return (tuple(compress(now, map(not_, map(had.__contains__, new_keys)))),
+            tuple(compress(was, map(not_, map(has.__contains__, old_keys)))))
+
+
 def diff(before: Plan, after: Plan) -> tuple[Touched, Plan, Plan]:
     """In one pass, kind by kind: the namespaces of ``after`` a change touches, by
     layer; what ``after`` adds (a Plan, ``after``'s order); and what it drops
@@ -159,9 +194,7 @@ def diff(before: Plan, after: Plan) -> tuple[Touched, Plan, Plan]:
         if f.name == "lab":
             continue
         was, now = getattr(before, f.name), getattr(after, f.name)
-        had, has = set(was), set(now)
-        plus[f.name] = tuple(i for i in now if i not in had)
-        minus[f.name] = tuple(i for i in was if i not in has)
+        plus[f.name], minus[f.name] = _split(was, now)
         hit = {n for i in plus[f.name] + minus[f.name] for n in _where(f.name, i)}
         if f.name == "netns":          # a namespace new (or changed role): every layer
             for layer in layers.values():
