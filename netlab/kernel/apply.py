@@ -32,7 +32,7 @@ from netlab.kernel import etcnetns, ipvs, netns
 from netlab.kernel.iptables import TableSpec, configure, preload, restore_fresh, write_sysctls
 from netlab.kernel.links import Sockets, apply_links, remove_entries
 from netlab.kernel.xtables import Backend
-from netlab.plan.types import Plan
+from netlab.plan.types import IpvsDest, IpvsService, Plan
 
 
 @dataclass
@@ -148,6 +148,9 @@ def _where(kind: str, item) -> tuple[str, ...]:
     return (item.netns,)
 
 
+_DEST = attrgetter(*(f.name for f in dataclasses.fields(IpvsDest)))
+
+
 def _value_key(was: tuple, now: tuple) -> Callable[[Any], Any]:
     """A key equal for two items of ``was`` and ``now`` exactly when the items are
     equal, made in C: the tuple of a dataclass's fields when every item is of the one
@@ -156,6 +159,8 @@ def _value_key(was: tuple, now: tuple) -> Callable[[Any], Any]:
     if len(classes) != 1:
         return lambda item: item
     (cls,) = classes
+    if cls is IpvsService:      # its destinations too, field by field (IpvsDest's ==)
+        return lambda s: (s.netns, s.fwmark, s.scheduler, tuple(map(_DEST, s.dests)), s.service)
     if not dataclasses.is_dataclass(cls):
         return lambda item: item
     params = getattr(cls, "__dataclass_params__", None)

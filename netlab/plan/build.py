@@ -371,12 +371,14 @@ class _Builder:
         for node in self.lab.nodes:
             if node.name in hit or (scope is not None and names.lan_ns(lab) in scope):
                 self.node(node.name)
-        # In a scope, a task is built when its namespace or its node's host namespace is
-        # in it: elsewhere (its node's overlays) it writes only its veth's end.
+        # In a scope, a task is built when its namespace is in it, or its node's host
+        # namespace and it has host-mode ports there (rules in the host's tables): in
+        # other namespaces (its node's host and overlays) it holds only its veths' ends.
         hosts = {n.name for n in self.lab.nodes
                  if scope is None or names.node_ns(lab, n.name) in scope}
         for task in self.lab.tasks:
-            if task.node in hosts or (scope is not None and names.task_ns(lab, task.name) in scope):
+            if scope is None or names.task_ns(lab, task.name) in scope or (
+                    task.node in hosts and self.lab.service(task.service).host_ports):
                 self.task(task)
         if scope is not None:
             self.items = {k: [i for i in v if _within(k, i, scope)] for k, v in self.items.items()}
@@ -428,9 +430,10 @@ def build_plan(lab: Lab, allocations: Allocations | None = None,
     gives), only what lives there is built, for the cost of the nodes and tasks
     that write there, each kind in the whole plan's order: the whole plan cut down
     to ``scope`` (a veth stays when either end is in it), but for the veths of the
-    tasks whose own namespace and node's host namespace are both outside it (their
-    overlay end is all they hold in the scope, the same before and after a change
-    that keeps them). A change (scale, node) builds its two plans so. ``memo``,
+    tasks whose own namespace is outside it and that have no host-mode port on a
+    host namespace in it (their veths' ends on their node's host and overlays are
+    all they hold in the scope, the same before and after a change that keeps
+    them). A change (scale, node) builds its two plans so. ``memo``,
     shared by two builds, makes the overlay entries both hold the same objects
     (a diff then finds them by identity; see :func:`netlab.kernel.apply.diff`).
     """
