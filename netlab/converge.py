@@ -11,8 +11,10 @@ once their apps serve.
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from netlab import changelog, ipam
@@ -76,8 +78,30 @@ def _changes(lab: Lab, a: Allocations, other: Lab) -> tuple[TaskChange, ...]:
                  for t in lab.tasks if (t.name, t.node) not in theirs)
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while a change runs (then as it was): the lab's
+    model, allocations and plans are some million objects that every collection
+    walks, about a third of a change's CPU at 1,000 tasks; a change makes few
+    cycles, and reference counting frees the rest as it goes."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress,
               host: Host, change: tuple[str, str]) -> ScaleResult:
+    """See :func:`_changed` (run with the cycle collector paused)."""
+    with _collector_paused():
+        return _changed(state, after, store, progress, host, change)
+
+
+def _changed(state: LabState, after: Lab, store: StateStore, progress: Progress,
+             host: Host, change: tuple[str, str]) -> ScaleResult:
     """Move the lab of ``state`` to the model ``after`` (same nodes and services,
     tasks changed), task by task as Swarm and libnetwork do; see :func:`scale`.
     ``change`` (kind, what) goes to the lab's change log, stamped converged at the
