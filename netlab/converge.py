@@ -170,7 +170,8 @@ def _changed(state: LabState, after: Lab, store: StateStore, progress: Progress,
         progress(f"removing {len(removed)} task namespaces")
         host.kernel.teardown(gone_ns)
     fresh = {ip for c in added for ip in c.addresses}
-    stale = [n for n in state.netns if n not in {ns.name for ns in every_netns}]
+    planned = {ns.name for ns in every_netns}
+    stale = [n for n in state.netns if n not in planned]
     started: list[ctasks.TaskContainer] = []
     if runtime is not None:
         started = ctasks.start(ctasks.specs(after, allocations), new_state.containers,
