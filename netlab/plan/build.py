@@ -90,7 +90,8 @@ class _Builder:
         self.address(host, names.GWBRIDGE, a.gateway_ip, self.lab.underlay.gwbridge)
         self.add("bridges", Bridge(host, names.GWBRIDGE))
         self.add("sysctls", *(Sysctl(host, k, v) for k, v in HOST_SYSCTLS))
-        self.host_rules(node)
+        if self.scope is None or host in self.scope:
+            self.host_rules(node)
         self.sandbox(node)
         self.overlay(node)
         overlay.networks_on_node(self, node)
@@ -381,7 +382,7 @@ class _Builder:
                     task.node in hosts and self.lab.service(task.service).host_ports):
                 self.task(task)
         if scope is not None:
-            self.items = {k: [i for i in v if _within(k, i, scope)] for k, v in self.items.items()}
+            self.items = {k: _within(k, v, scope) for k, v in self.items.items()}
         rules = sorted(self.items["rules"], key=_chain_order_key(self.items["rules"]))
         self.items["rules"] = rules
         return Plan(lab=self.lab.name, **{k: tuple(v) for k, v in self.items.items()})
@@ -396,15 +397,15 @@ def node_namespaces(lab: Lab, node: str) -> tuple[str, ...]:
               for ns in (names.overlay_ns(name, node, net.name), names.lb_ns(name, node, net.name))))
 
 
-def _within(kind: str, item: Any, scope: frozenset[str]) -> bool:
-    """Whether a plan item of ``kind`` lives in ``scope`` (a veth: either end)."""
+def _within(kind: str, items: list[Any], scope: frozenset[str]) -> list[Any]:
+    """The plan items of ``kind`` that live in ``scope`` (a veth: either end), in order."""
     if kind == "veths":
-        return item.a.netns in scope or item.b.netns in scope
+        return [i for i in items if i.a.netns in scope or i.b.netns in scope]
     if kind == "user_chains":
-        return item[0] in scope
+        return [i for i in items if i[0] in scope]
     if kind == "netns":
-        return item.name in scope
-    return item.netns in scope
+        return [i for i in items if i.name in scope]
+    return [i for i in items if i.netns in scope]
 
 
 def _chain_order_key(rules: list[Rule]) -> Callable[[Rule], tuple[int, int]]:
