@@ -245,9 +245,13 @@ class _Builder:
 
     def overlay_peers(self) -> list[tuple[str, str, str, str]]:
         """(node, ingress IP, MAC, VTEP) of every endpoint on the ingress overlay."""
-        if self._peers is None:
-            self._peers = [(n, ip, ipam.mac_for(ipam.IPv4(ip)), str(self.addr.nodes[n].lan_ip))
-                           for n, ip in self.endpoints()]
+        if self._peers is None:     # endpoints()'s order, its addresses not parsed back
+            nodes, tasks = self.addr.nodes, self.addr.tasks
+            vtep = {n: str(a.lan_ip) for n, a in nodes.items()}
+            ips = [(n.name, nodes[n.name].sandbox_ip) for n in self.lab.nodes]
+            ips += [(t.node, ip) for t in self.lab.tasks
+                    if (ip := tasks[t.name].ingress_ip) is not None]
+            self._peers = [(n, str(ip), ipam.mac_for(ip), vtep[n]) for n, ip in ips]
         return self._peers
 
     # -- tasks --------------------------------------------------------------
