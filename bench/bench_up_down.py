@@ -49,8 +49,8 @@ def strip_ipvs() -> None:
     kernel_apply.ipvs.sync = lambda _ns, _wanted: 0
     original = build.build_plan
 
-    def build_plan(lab, allocations=None):
-        plan = original(lab, allocations)
+    def build_plan(lab, allocations=None, **kw):
+        plan = original(lab, allocations, **kw)
         return dataclasses.replace(
             plan, ipvs=(),
             rules=tuple(r for r in plan.rules if not any(m.name == "ipvs" for m in r.matches)),

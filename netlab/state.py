@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NoReturn, TypeVar, overload
+from typing import Any, Literal, NoReturn, TypeVar, overload
 
 from netlab import safefile, statedoc
 from netlab.errors import BadInput
@@ -70,6 +70,15 @@ class CorruptState(BadInput):
         super().__init__(message)
         self.lab = lab
         self.moved_to = moved_to
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    """``doc`` as JSON, one top-level key a line: json's C encoder serves only
+    documents without indent, and ``indent=2`` made a 1,000-task lab's state
+    cost a change some 12 ms per save in the pure-Python one."""
+    if not doc:
+        return "{}\n"
+    return "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items()) + "\n}\n"
 
 
 def check_lab(lab: object, what: str = "LAB") -> str:
@@ -132,7 +141,7 @@ class StateStore:
         OSError when the disk refuses.
         """
         name = check_lab(state.lab) + _SUFFIX
-        data = json.dumps(to_json(state), indent=2).encode()
+        data = _dumps(to_json(state)).encode()
         dfd = self._open_dir(create=True)
         try:
             tmp, fd = safefile.create_temp(dfd, name, _TMP_SUFFIX, "state file")

@@ -49,6 +49,11 @@ class _Builder:
         k: [] for k in ("netns", "bridges", "veths", "vxlans", "addresses", "routes",
                         "neighbours", "fdb", "sysctls", "user_chains", "policies",
                         "rules", "ipvs", "etc_files")})
+    # Only the items in these namespaces (None: all); see build_plan.
+    scope: frozenset[str] | None = None
+    # (overlay netns, peer IP, MAC, VTEP) -> its neighbour and FDB entry: shared by
+    # the builds of one change, so an entry both plans hold is one object in both.
+    memo: dict[tuple[str, str, str, str], tuple[Neighbour, FdbEntry]] | None = None
     # Computed once per build, read by every node (a 1,000-task lab has 32 of them).
     _peers: list[tuple[str, str, str, str]] | None = None
     _dests: dict[str, tuple[IpvsDest, ...]] = field(default_factory=dict)
@@ -85,7 +90,8 @@ class _Builder:
         self.address(host, names.GWBRIDGE, a.gateway_ip, self.lab.underlay.gwbridge)
         self.add("bridges", Bridge(host, names.GWBRIDGE))
         self.add("sysctls", *(Sysctl(host, k, v) for k, v in HOST_SYSCTLS))
-        self.host_rules(node)
+        if self.scope is None or host in self.scope:
+            self.host_rules(node)
         self.sandbox(node)
         self.overlay(node)
         overlay.networks_on_node(self, node)
@@ -223,14 +229,29 @@ class _Builder:
         self.add("vxlans", Vxlan(ov, host, "vxlan0", self.addr.vnis[ing.name],
                                  self.lab.underlay.data_path_port, ing.mtu, "br0"))
         peers = [p for p in self.overlay_peers() if p[0] != node]
-        self.add("neighbours", *(Neighbour(ov, "vxlan0", ip, mac) for _n, ip, mac, _v in peers))
-        self.add("fdb", *(FdbEntry(ov, "vxlan0", mac, vtep) for _n, _ip, mac, vtep in peers))
+        if self.memo is None:
+            self.add("neighbours", *(Neighbour(ov, "vxlan0", ip, mac) for _n, ip, mac, _v in peers))
+            self.add("fdb", *(FdbEntry(ov, "vxlan0", mac, vtep) for _n, _ip, mac, vtep in peers))
+            return
+        memo, entries = self.memo, []
+        for _n, ip, mac, vtep in peers:
+            key = (ov, ip, mac, vtep)
+            pair = memo.get(key)
+            if pair is None:
+                pair = memo[key] = (Neighbour(ov, "vxlan0", ip, mac), FdbEntry(ov, "vxlan0", mac, vtep))
+            entries.append(pair)
+        self.items["neighbours"].extend([n for n, _f in entries])
+        self.items["fdb"].extend([f for _n, f in entries])
 
     def overlay_peers(self) -> list[tuple[str, str, str, str]]:
         """(node, ingress IP, MAC, VTEP) of every endpoint on the ingress overlay."""
-        if self._peers is None:
-            self._peers = [(n, ip, ipam.mac_for(ipam.IPv4(ip)), str(self.addr.nodes[n].lan_ip))
-                           for n, ip in self.endpoints()]
+        if self._peers is None:     # endpoints()'s order, its addresses not parsed back
+            nodes, tasks = self.addr.nodes, self.addr.tasks
+            vtep = {n: str(a.lan_ip) for n, a in nodes.items()}
+            ips = [(n.name, nodes[n.name].sandbox_ip) for n in self.lab.nodes]
+            ips += [(t.node, ip) for t in self.lab.tasks
+                    if (ip := tasks[t.name].ingress_ip) is not None]
+            self._peers = [(n, str(ip), ipam.mac_for(ip), vtep[n]) for n, ip in ips]
         return self._peers
 
     # -- tasks --------------------------------------------------------------
@@ -346,14 +367,49 @@ class _Builder:
                       dst=f"{ip}/32", proto=p, matches=(_port_match(p, "dport", port.target),))
 
     def build(self) -> Plan:
-        self.lan()
+        scope, lab = self.scope, self.lab.name
+        if scope is None or not scope.isdisjoint((names.lan_ns(lab), names.client_ns(lab))):
+            self.lan()
+        # A node writes in its own namespaces and the LAN; a task in its own and its node's.
+        hit = {n.name for n in self.lab.nodes
+               if scope is None or not scope.isdisjoint(node_namespaces(self.lab, n.name))}
         for node in self.lab.nodes:
-            self.node(node.name)
+            if node.name in hit or (scope is not None and names.lan_ns(lab) in scope):
+                self.node(node.name)
+        # In a scope, a task is built when its namespace is in it, or its node's host
+        # namespace and it has host-mode ports there (rules in the host's tables): in
+        # other namespaces (its node's host and overlays) it holds only its veths' ends.
+        hosts = {n.name for n in self.lab.nodes
+                 if scope is None or names.node_ns(lab, n.name) in scope}
         for task in self.lab.tasks:
-            self.task(task)
+            if scope is None or names.task_ns(lab, task.name) in scope or (
+                    task.node in hosts and self.lab.service(task.service).host_ports):
+                self.task(task)
+        if scope is not None:
+            self.items = {k: _within(k, v, scope) for k, v in self.items.items()}
         rules = sorted(self.items["rules"], key=_chain_order_key(self.items["rules"]))
         self.items["rules"] = rules
         return Plan(lab=self.lab.name, **{k: tuple(v) for k, v in self.items.items()})
+
+
+def node_namespaces(lab: Lab, node: str) -> tuple[str, ...]:
+    """The namespaces of ``node`` (host, ingress_sbox, ingress overlay, each user
+    network's overlay and LB sandbox): what building the node or a task on it writes."""
+    name = lab.name
+    return (names.node_ns(name, node), names.sandbox_ns(name, node), names.overlay_ns(name, node),
+            *(ns for net in lab.networks
+              for ns in (names.overlay_ns(name, node, net.name), names.lb_ns(name, node, net.name))))
+
+
+def _within(kind: str, items: list[Any], scope: frozenset[str]) -> list[Any]:
+    """The plan items of ``kind`` that live in ``scope`` (a veth: either end), in order."""
+    if kind == "veths":
+        return [i for i in items if i.a.netns in scope or i.b.netns in scope]
+    if kind == "user_chains":
+        return [i for i in items if i[0] in scope]
+    if kind == "netns":
+        return [i for i in items if i.name in scope]
+    return [i for i in items if i.netns in scope]
 
 
 def _chain_order_key(rules: list[Rule]) -> Callable[[Rule], tuple[int, int]]:
@@ -365,11 +421,44 @@ def _chain_order_key(rules: list[Rule]) -> Callable[[Rule], tuple[int, int]]:
     return lambda r: (first_seen[(r.netns, r.table, r.chain)], index[id(r)])
 
 
-def build_plan(lab: Lab, allocations: Allocations | None = None) -> Plan:
+def build_plan(lab: Lab, allocations: Allocations | None = None,
+               scope: frozenset[str] | None = None,
+               memo: dict[tuple[str, str, str, str], tuple[Neighbour, FdbEntry]] | None = None,
+               ) -> Plan:
     """The desired state of ``lab`` with its ``allocations``.
 
     Without allocations, a fresh lab's are made (what ``netlab plan SCENARIO``
     shows); raises ipam.AddressSpaceExhausted when they do not fit. The same
     lab and allocations always give the same plan.
+
+    With ``scope`` (namespace names, as :func:`netlab.plan.scope.change_scope`
+    gives), only what lives there is built, for the cost of the nodes and tasks
+    that write there, each kind in the whole plan's order: the whole plan cut down
+    to ``scope`` (a veth stays when either end is in it), but for the veths of the
+    tasks whose own namespace is outside it and that have no host-mode port on a
+    host namespace in it (their veths' ends on their node's host and overlays are
+    all they hold in the scope, the same before and after a change that keeps
+    them). A change (scale, node) builds its two plans so. ``memo``,
+    shared by two builds, makes the overlay entries both hold the same objects
+    (a diff then finds them by identity; see :func:`netlab.kernel.apply.diff`).
     """
-    return _Builder(lab, allocations if allocations is not None else ipam.allocate(lab)).build()
+    return _Builder(lab, allocations if allocations is not None else ipam.allocate(lab),
+                    scope=scope, memo=memo).build()
+
+
+def netns_of(lab: Lab) -> tuple[Netns, ...]:
+    """The namespaces of ``lab``'s plan, in plan order (``build_plan(lab).netns``),
+    without building the rest: a change's state lists every namespace the lab owns."""
+    name, ing = lab.name, lab.ingress
+    out = [Netns(names.lan_ns(name), "lan", "lan"), Netns(names.client_ns(name), "client", "client")]
+    for n in lab.nodes:
+        node = n.name
+        out += [Netns(names.node_ns(name, node), node, "host", node),
+                Netns(names.sandbox_ns(name, node), f"{node}/{names.SANDBOX}", "sandbox", node),
+                Netns(names.overlay_ns(name, node), f"{node}/ov-{ing.name}", "overlay", node)]
+        for net in lab.networks:
+            out += [Netns(names.overlay_ns(name, node, net.name), f"{node}/ov-{net.name}",
+                          "overlay", node),
+                    Netns(names.lb_ns(name, node, net.name), f"{node}/lb-{net.name}", "sandbox", node)]
+    out += [Netns(names.task_ns(name, t.name), t.name, "task", t.node) for t in lab.tasks]
+    return tuple(out)

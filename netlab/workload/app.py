@@ -254,7 +254,7 @@ class Server:
             "errors": errors,
         }
         tmp = self.status_path.with_name(self.status_path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(status, indent=2) + "\n")
+        tmp.write_text(json.dumps(status) + "\n")   # C encoder: no indent (1,000 tasks)
         os.replace(tmp, self.status_path)
         log.info("ready %d (generation %d, %d error(s))", len(self.listeners), self.generation, len(errors))
         return errors

@@ -144,6 +144,7 @@ def update(pid: int, endpoints: list[AppEndpoint], timeout: float = 10,
     except ProcessLookupError:
         raise NetlabError(f"workload supervisor {pid} is gone") from None
     deadline = time.monotonic() + timeout
+    pause = _POLL / 10      # a reload of a few tasks takes milliseconds: look often at first
     while True:
         status = _read_status(status_path, pid)
         if status is not None and status.get("digest") == digest and status.get("generation", 0) > before:
@@ -154,7 +155,8 @@ def update(pid: int, endpoints: list[AppEndpoint], timeout: float = 10,
             raise NetlabError(f"workload supervisor {pid} exited while reloading")
         if time.monotonic() >= deadline:
             raise NetlabError(f"workload supervisor {pid} did not reload within {timeout:g} s")
-        time.sleep(_POLL)
+        time.sleep(pause)
+        pause = min(pause * 2, _POLL)
 
 
 def stop(pid: int, timeout: float = 5, *, identity: Identity | None = None) -> None:

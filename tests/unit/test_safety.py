@@ -340,8 +340,8 @@ def test_a_state_path_that_is_not_a_file_is_moved_aside(world, kind):
 
 
 def test_a_state_file_over_the_size_cap_is_corrupt(world, monkeypatch):
-    doc = _valid_doc(world, "x")
-    monkeypatch.setattr(state, "MAX_BYTES", len(json.dumps(doc, indent=2)) - 1)
+    _valid_doc(world, "x")
+    monkeypatch.setattr(state, "MAX_BYTES", world.state_file("x").stat().st_size - 1)
     r = world.run("status", "x")
     assert_one_line_error(r, "is corrupt", "larger than")
 
