@@ -42,7 +42,8 @@ def read_netlink(name: str) -> NetnsSeen:
         addr_msgs = sock.dump(rtnl.RTM_GETADDR, rtnl.IFADDR.pack(socket.AF_INET, 0, 0, 0, 0))
         route_msgs = sock.dump(rtnl.RTM_GETROUTE,
                                rtnl.RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0))
-        neigh_msgs = sock.dump(rtnl.RTM_GETNEIGH, rtnl.NDMSG.pack(socket.AF_INET, 0, 0, 0, 0))
+        neigh_msgs = sock.dump(rtnl.RTM_GETNEIGH, rtnl.NDMSG.pack(socket.AF_INET, 0, 0, 0, 0),
+                               _permanent)
         infos = [rtnl.link_info(m) for m in link_msgs]
         # Remote FDB entries (with a VTEP) live only on VXLAN devices.
         fdb_msgs = (sock.dump(rtnl.RTM_GETNEIGH, rtnl.NDMSG.pack(rtnl.AF_BRIDGE, 0, 0, 0, 0))
@@ -73,10 +74,9 @@ def read_netlink(name: str) -> NetnsSeen:
                             by_index.get(r.u32(rtnl.RTA_OIF) or 0, "?")))
     neigh = []
     for n in neigh_msgs:
-        _f, idx, state, _fl, _t = rtnl.NDMSG.unpack(n.fixed)
-        if state & NUD_PERMANENT:
-            neigh.append(Neighbour(name, by_index.get(idx, "?"), n.ip(rtnl.NDA_DST) or "?",
-                                   n.mac(rtnl.NDA_LLADDR) or "none"))
+        idx = rtnl.NDMSG.unpack(n.fixed)[1]
+        neigh.append(Neighbour(name, by_index.get(idx, "?"), n.ip(rtnl.NDA_DST) or "?",
+                               n.mac(rtnl.NDA_LLADDR) or "none"))
     fdb = []
     for f in fdb_msgs:
         vtep = f.ip(rtnl.NDA_DST)
@@ -87,13 +87,30 @@ def read_netlink(name: str) -> NetnsSeen:
     return NetnsSeen(tuple(links), tuple(addrs), tuple(routes), tuple(neigh), tuple(fdb))
 
 
-def read_sysctls(keys: list[str]) -> dict[str, str | None]:
+def _permanent(fixed: memoryview) -> bool:
+    """Whether a neighbour message's header says NUD_PERMANENT (what a plan holds)."""
+    return bool(rtnl.NDMSG.unpack(fixed)[2] & NUD_PERMANENT)
+
+
+def kernel_has_ipv6() -> bool:
+    """Whether this kernel has IPv6 at all (a kernel-wide fact: ``ipv6.disable=1``
+    or no module leaves /proc/sys/net/ipv6 absent in every namespace). Asked
+    once per read, not once per namespace: a /proc/sys lookup costs about a
+    millisecond where a thousand namespaces each have their own entries."""
+    return os.path.isdir("/proc/sys/net/ipv6")
+
+
+def read_sysctls(keys: list[str], ipv6: bool | None = None) -> dict[str, str | None]:
     """/proc/sys values of ``keys`` in this thread's namespace; None for an absent
-    file; IPv6 keys are left out where the kernel has no IPv6 (as apply skips them)."""
+    file; IPv6 keys are left out where the kernel has no IPv6 (as apply skips
+    them; ``ipv6``: :func:`kernel_has_ipv6` when known, else asked here)."""
     out: dict[str, str | None] = {}
     for key in keys:
-        if key.startswith("net.ipv6.") and not os.path.isdir("/proc/sys/net/ipv6"):
-            continue
+        if key.startswith("net.ipv6."):
+            if ipv6 is None:
+                ipv6 = kernel_has_ipv6()
+            if not ipv6:
+                continue
         try:
             with open("/proc/sys/" + key.replace(".", "/")) as f:
                 out[key] = f.read().strip()
@@ -102,12 +119,14 @@ def read_sysctls(keys: list[str]) -> dict[str, str | None]:
     return out
 
 
-def _reader(label: str, sysctls: list[str], with_ipvs: bool) -> Callable[[], NetnsSeen]:
-    """What one thread inside a namespace reads: everything but iptables."""
+def _reader(label: str, sysctls: list[str], with_ipvs: bool,
+            ipv6: bool | None = None) -> Callable[[], NetnsSeen]:
+    """What one thread inside a namespace reads: everything but iptables
+    (``ipv6``: see :func:`read_sysctls`)."""
     def inside() -> NetnsSeen:
         seen = read_netlink(label)
         return NetnsSeen(seen.links, seen.addresses, seen.routes, seen.neighbours, seen.fdb,
-                         read_sysctls(sysctls), {},
+                         read_sysctls(sysctls, ipv6), {},
                          tuple(ipvs.read(None)) if with_ipvs else None)
     return inside
 
@@ -179,8 +198,9 @@ def read_view(plan: Plan, backend: Backend) -> KernelView:
     except IptablesError as err:
         raise MissingFeature(str(err)) from None
     seen: dict[str, NetnsSeen] = {}
+    ipv6 = kernel_has_ipv6()
     readers = {ns.name: _reader(ns.name, [s.key for s in plan.items_in(ns.name).sysctls],
-                                bool(plan.items_in(ns.name).ipvs) or ns.role == "sandbox")
+                                bool(plan.items_in(ns.name).ipvs) or ns.role == "sandbox", ipv6)
                for ns in present}
     try:
         # A few threads, each entering one namespace after another (no thread each).
