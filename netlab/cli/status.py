@@ -16,6 +16,7 @@ from netlab.kernel import netns, procs
 from netlab.kernel.interface import Kernel, LinuxKernel
 from netlab.kernel.procs import ProcessInfo
 from netlab.kernel.xtables import DESCRIPTION
+from netlab.savecache import SaveFile
 from netlab.state import LabState, StateStore
 
 
@@ -47,7 +48,10 @@ def status_of(state: LabState, readers: Readers, store: StateStore | None = None
     plan = common.plan_from_state(state)
     # A change under way (scale, node) has its plan's weights at 0 on the way: not drift.
     allow = Allowance(changing=not state.complete, links_down=lifecycle.links_down(lab))
-    diffs = readers.kernel.drift(plan, state.iptables, allow)
+    # The rules read are kept beside the state, so the next status reads again only
+    # the namespaces whose rules changed (nft; see netlab.kernel.nftgen).
+    memory = SaveFile(store or common.store(), state.lab)
+    diffs = readers.kernel.drift(plan, state.iptables, allow, memory)
     pid = state.supervisor_pid
     return {
         "lab": lab.name,

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from netlab.diff.compare import KernelView, plan_drift
 from netlab.diff.drift import Allowance, Drift, LinkSeen, NetnsSeen
 from netlab.errors import MissingFeature, NetlabError
-from netlab.kernel import etcnetns, ipvs, netns
+from netlab.kernel import etcnetns, ipvs, netns, nftgen
 from netlab.kernel.iptables import IptablesError, SaveRead, split_tables
 from netlab.kernel import rtnl
+from netlab.kernel.nftgen import SaveMemory
 from netlab.kernel.links import NUD_PERMANENT, RT_TABLE_MAIN, RTPROT_KERNEL
 from netlab.kernel.xtables import Backend
 from netlab.plan import names
@@ -187,14 +188,26 @@ def read_real(files: dict[str, str], sysctls: dict[str, list[str]], backend: Bac
     return out
 
 
-def read_view(plan: Plan, backend: Backend) -> KernelView:
+def read_view(plan: Plan, backend: Backend, memory: SaveMemory | None = None) -> KernelView:
     """The kernel as it is for ``plan``'s lab: its namespaces and what each planned
-    one holds. Raises MissingFeature (exit 3) when the save tool or nsenter is
-    missing, NetlabError when it fails in a namespace that exists."""
+    one holds. With ``memory`` and the nft backend, a namespace whose rules are
+    at the key of the text kept there (:mod:`netlab.kernel.nftgen`: the same
+    namespace, no nf_tables transaction since) is not read again with
+    ``iptables-nft-save``, and what was read is kept for the next time. Raises
+    MissingFeature (exit 3) when the save tool or nsenter is missing,
+    NetlabError when it fails in a namespace that exists."""
     listed = tuple(netns.listed(names.lab_prefix(plan.lab)))
     present = [ns for ns in plan.netns if ns.name in listed]
+    keys: dict[str, nftgen.Key | None] = {}
+    known: dict[str, str] = {}
+    if memory is not None and backend == "nft":
+        # Keys first, texts after: a change in between is read under the older key,
+        # so the next read finds the key moved and reads again (never the reverse).
+        keys = nftgen.generations([ns.name for ns in present])
+        known = nftgen.still_valid(memory.recall(), keys)
     try:
-        saves = SaveRead({ns.name: netns.path(ns.name) for ns in present}, backend)
+        saves = SaveRead({ns.name: netns.path(ns.name) for ns in present
+                          if ns.name not in known}, backend)
     except IptablesError as err:
         raise MissingFeature(str(err)) from None
     seen: dict[str, NetnsSeen] = {}
@@ -209,7 +222,7 @@ def read_view(plan: Plan, backend: Backend) -> KernelView:
             if not isinstance(got, netns.NetnsError):
                 seen[name] = got     # a NetnsError: gone while reading, reported missing
     finally:
-        texts = saves.result()
+        texts: dict[str, str | IptablesError] = {**saves.result(), **known}
     for name, s in list(seen.items()):
         text = texts[name]
         if isinstance(text, IptablesError):
@@ -220,13 +233,19 @@ def read_view(plan: Plan, backend: Backend) -> KernelView:
         tables = {t: normalize_save(body) for t, body in split_tables(text).items()}
         seen[name] = NetnsSeen(s.links, s.addresses, s.routes, s.neighbours, s.fdb, s.sysctls,
                                tables, s.ipvs)
+    if memory is not None and keys and len(known) < len(seen):
+        memory.keep({name: nftgen.SavedRules(key, text) for name, key in keys.items()
+                     if key is not None and name in seen
+                     and isinstance(text := texts[name], str)})
     return KernelView(listed, seen)
 
 
-def drift(plan: Plan, backend: Backend, allow: Allowance = Allowance()) -> list[Drift]:
-    """Every difference between ``plan`` and the kernel (rules read from ``backend``);
-    empty when they agree. See :func:`netlab.diff.compare.plan_drift`."""
-    view = read_view(plan, backend)
+def drift(plan: Plan, backend: Backend, allow: Allowance = Allowance(),
+          memory: SaveMemory | None = None) -> list[Drift]:
+    """Every difference between ``plan`` and the kernel (rules read from ``backend``,
+    ``memory`` as for :func:`read_view`); empty when they agree. See
+    :func:`netlab.diff.compare.plan_drift`."""
+    view = read_view(plan, backend, memory)
     return plan_drift(plan, view, allow) + etc_drift(plan, view)
 
 
