@@ -215,3 +215,24 @@ def test_status_reads_with_the_labs_own_file_in_its_store(store):
     assert doc["drift"] == [] and doc["lab"] == st.lab
     assert seen == [savecache.SaveFile(store, "hello")]
     json.dumps(doc)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_cycle_collector_is_paused_while_status_reads_and_restored_after(store, enabled):
+    import gc
+    _up(store)
+    during = []
+
+    class Kernel:
+        def drift(self, plan, backend, allow=None, memory=None):
+            during.append(gc.isenabled())
+            raise RuntimeError("a read failed")
+
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with pytest.raises(RuntimeError, match="a read failed"):
+            status_of(store.load("hello"), dataclasses.replace(
+                Readers(), kernel=Kernel(), process=lambda pid: None), store)
+        assert during == [False] and gc.isenabled() is enabled
+    finally:
+        gc.enable()
