@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from netlab.errors import NetlabError
 from netlab.kernel.nftgen import SavedRules
 from netlab.state import StateStore
 
@@ -51,10 +52,15 @@ class SaveFile:
 
     def keep(self, saved: dict[str, SavedRules]) -> None:
         """Write ``saved`` over the file, only where the store holds the lab's state
-        (never a file for a lab that is not there)."""
+        (never a file for a lab that is not there). A store that refuses the
+        write (full, read-only) costs the next status its shortcut, not this
+        status its answer: nothing is raised."""
         if not self.store.path(self.lab).exists():
             return
         doc = {"version": VERSION,
                "netns": {name: {"cookie": s.key[0], "generation": s.key[1], "text": s.text}
                          for name, s in saved.items()}}
-        self.store.write_file(self.lab, file_name(self.lab), json.dumps(doc).encode())
+        try:
+            self.store.write_file(self.lab, file_name(self.lab), json.dumps(doc).encode())
+        except (OSError, NetlabError):
+            return

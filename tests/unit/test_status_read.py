@@ -236,3 +236,14 @@ def test_the_cycle_collector_is_paused_while_status_reads_and_restored_after(sto
         assert during == [False] and gc.isenabled() is enabled
     finally:
         gc.enable()
+
+
+def test_a_store_that_refuses_the_write_costs_no_status(store, monkeypatch):
+    _up(store)
+
+    def refuse(self, lab, name, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(StateStore, "write_file", refuse)
+    savecache.SaveFile(store, "hello").keep({"nl-hello.node1": SavedRules((1, 1), "x")})
+    assert savecache.SaveFile(store, "hello").recall() == {}
