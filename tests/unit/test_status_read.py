@@ -247,3 +247,16 @@ def test_a_store_that_refuses_the_write_costs_no_status(store, monkeypatch):
     monkeypatch.setattr(StateStore, "write_file", refuse)
     savecache.SaveFile(store, "hello").keep({"nl-hello.node1": SavedRules((1, 1), "x")})
     assert savecache.SaveFile(store, "hello").recall() == {}
+
+
+def test_a_table_the_kernel_prints_as_planned_has_no_drift_and_one_rule_less_has(plan):
+    from netlab.diff.ruledrift import table_drift
+    for ns in plan.netns:
+        for table, text in planned_tables(plan, ns.name).items():
+            assert table_drift(ns.name, ns.target, table, text, text) == []
+            lines = text.splitlines()
+            if any(line.startswith("-A ") for line in lines):
+                at = next(i for i, line in enumerate(lines) if line.startswith("-A "))
+                fewer = "\n".join(lines[:at] + lines[at + 1:])
+                found = table_drift(ns.name, ns.target, table, text, fewer)
+                assert [d.kernel for d in found][:1] == ["absent"], found
