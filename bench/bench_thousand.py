@@ -21,11 +21,13 @@ bench_up_down's ``--native-without-ipvs``; said in the output). Inside
 from __future__ import annotations
 
 import argparse
+import atexit
 import ipaddress
 import os
 import platform
 import resource
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -122,6 +124,7 @@ def main() -> None:
         converge.build_plan = common.build_plan = lifecycle.build_plan   # the plan without IPVS
     backend = xtables.choose(args.iptables)
     store = StateStore(Path(tempfile.mkdtemp(prefix="netlab-bench-")))
+    atexit.register(shutil.rmtree, store.root, True)   # its labs are down by then (run's finally)
     tag = secrets.token_hex(2)
     print(f"netlab bench thousand: kernel {platform.release()}, {where}, iptables {backend}")
     print(f"  load before: {os.getloadavg()[0]:.2f} (1-min average; other work may share the machine)")
