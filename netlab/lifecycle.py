@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field, replace
 from collections.abc import Callable
 
-from netlab import changelog, ipam
+from netlab import changelog, ipam, savecache
 from netlab.docker import connect as dconnect
 from netlab.docker import tasks as ctasks
 from netlab.docker.tasks import ContainerRuntime
@@ -320,10 +320,10 @@ def _supervisors_of(lab: str, store: StateStore, host: Host) -> list[int]:
 
 def _files_of(lab: str, store: StateStore) -> list[str]:
     """The names of ``lab``'s files in the store besides its state: the log,
-    the apps' endpoints and status files."""
+    the apps' endpoints and status files, the rules ``status`` read last."""
     log = store.log_path(lab)
     endpoints = supervisor.endpoints_path_for(log)
-    return [log.name, endpoints.name, status_path_for(endpoints).name]
+    return [log.name, endpoints.name, status_path_for(endpoints).name, savecache.file_name(lab)]
 
 
 def _recorded_runtime(lab: str, state: LabState | None, host: Host) -> ContainerRuntime:

@@ -212,6 +212,46 @@ class StateStore:
         finally:
             os.close(dfd)
 
+    def _check_file_name(self, lab: str, name: str) -> None:
+        prefix = check_lab(lab) + "."
+        if (not name.startswith(prefix) or "/" in name or "\0" in name
+                or name == prefix + _SUFFIX[1:]):
+            raise BadInput(f"refusing to touch {name!r}: not a file of lab {lab}")
+
+    def write_file(self, lab: str, name: str, data: bytes) -> None:
+        """Replace ``lab``'s file ``name`` (``<lab>.<something>``, never the state
+        file) with ``data`` atomically, mode 0600, without fsync: for what can
+        be rebuilt (a cache). Raises BadInput for another name, UnsafeStore,
+        NetlabError, OSError as :meth:`save`."""
+        self._check_file_name(lab, name)
+        dfd = self._open_dir(create=True)
+        try:
+            tmp, fd = safefile.create_temp(dfd, name, _TMP_SUFFIX, name)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            except BaseException:
+                safefile.unlink_quietly(tmp, dfd)
+                raise
+        finally:
+            os.close(dfd)
+
+    def read_file(self, lab: str, name: str, max_bytes: int = MAX_BYTES) -> bytes | None:
+        """The bytes of ``lab``'s file ``name`` (as for :meth:`write_file`); None when
+        it is absent, or not a regular file of at most ``max_bytes``. Raises
+        BadInput for another name, UnsafeStore, OSError when it cannot be read."""
+        self._check_file_name(lab, name)
+        dfd = self._open_dir(create=False)
+        if dfd is None:
+            return None
+        try:
+            return safefile.read_regular(dfd, name, max_bytes)
+        except (FileNotFoundError, safefile.NotRegular):
+            return None
+        finally:
+            os.close(dfd)
+
     # -- reading
 
     def load(self, lab: str) -> LabState | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from netlab.kernel import netns, procs
 from netlab.kernel.interface import Kernel, LinuxKernel
 from netlab.kernel.procs import ProcessInfo
 from netlab.kernel.xtables import DESCRIPTION
+from netlab.savecache import SaveFile
 from netlab.state import LabState, StateStore
 
 
@@ -42,12 +44,31 @@ def status_of(state: LabState, readers: Readers, store: StateStore | None = None
     """The status of the lab whose state is ``state`` (in ``store``, default the CLI's):
     its plan rebuilt from the state alone (never from the scenario file), compared
     with what ``readers`` see; the supervisor is running only when the recorded pid
-    is this lab's (:func:`netlab.lifecycle.supervisor_serves`)."""
+    is this lab's (:func:`netlab.lifecycle.supervisor_serves`).
+
+    Python's cycle collector is paused meanwhile: a 1,000-task lab makes a few
+    hundred thousand small objects (links, neighbours, rules), none of them in
+    a cycle that outlives the call, and the collector ran over them again and
+    again, about a tenth of the whole. It runs as before once the call returns.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _status_of(state, readers, store)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _status_of(state: LabState, readers: Readers, store: StateStore | None) -> dict:
     lab, a = state.model, state.allocations
     plan = common.plan_from_state(state)
     # A change under way (scale, node) has its plan's weights at 0 on the way: not drift.
     allow = Allowance(changing=not state.complete, links_down=lifecycle.links_down(lab))
-    diffs = readers.kernel.drift(plan, state.iptables, allow)
+    # The rules read are kept beside the state, so the next status reads again only
+    # the namespaces whose rules changed (nft; see netlab.kernel.nftgen).
+    memory = SaveFile(store or common.store(), state.lab)
+    diffs = readers.kernel.drift(plan, state.iptables, allow, memory)
     pid = state.supervisor_pid
     return {
         "lab": lab.name,

@@ -18,6 +18,7 @@ from typing import Protocol
 from netlab.diff.drift import Allowance
 from netlab.kernel import apply as kernel_apply
 from netlab.kernel.apply import ApplyStats
+from netlab.kernel.nftgen import SaveMemory
 from netlab.kernel.reader import LinuxReader
 from netlab.kernel.xtables import Backend
 from netlab.plan.types import Plan
@@ -57,10 +58,12 @@ class Kernel(Protocol):
         """The TCP ports something listens on in namespace ``name``; raises NetnsError."""
         ...
 
-    def drift(self, plan: Plan, backend: Backend, allow: Allowance = Allowance()) -> list:
+    def drift(self, plan: Plan, backend: Backend, allow: Allowance = Allowance(),
+              memory: SaveMemory | None = None) -> list:
         """Every difference between ``plan`` and the kernel (``drift.Drift`` items), but
-        what ``allow`` allows. Raises MissingFeature when a read tool is missing,
-        NetlabError when one fails."""
+        what ``allow`` allows; ``memory`` keeps the rules read for the next time
+        (:func:`netlab.kernel.observe.read_view`). Raises MissingFeature when a
+        read tool is missing, NetlabError when one fails."""
         ...
 
 
@@ -97,6 +100,7 @@ class LinuxKernel(LinuxReader):
         from netlab.kernel import netns
         return netns.listening_tcp_ports(name)
 
-    def drift(self, plan: Plan, backend: Backend, allow: Allowance = Allowance()) -> list:
+    def drift(self, plan: Plan, backend: Backend, allow: Allowance = Allowance(),
+              memory: SaveMemory | None = None) -> list:
         from netlab.kernel.observe import drift   # reads the kernel back; imported when asked
-        return drift(plan, backend, allow)
+        return drift(plan, backend, allow, memory)

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from netlab.diff.compare import KernelView, plan_drift
 from netlab.diff.drift import Allowance, Drift, LinkSeen, NetnsSeen
 from netlab.errors import MissingFeature, NetlabError
-from netlab.kernel import etcnetns, ipvs, netns
+from netlab.kernel import etcnetns, ipvs, netns, nftgen
 from netlab.kernel.iptables import IptablesError, SaveRead, split_tables
 from netlab.kernel import rtnl
+from netlab.kernel.nftgen import SaveMemory
 from netlab.kernel.links import NUD_PERMANENT, RT_TABLE_MAIN, RTPROT_KERNEL
 from netlab.kernel.xtables import Backend
 from netlab.plan import names
@@ -42,7 +43,8 @@ def read_netlink(name: str) -> NetnsSeen:
         addr_msgs = sock.dump(rtnl.RTM_GETADDR, rtnl.IFADDR.pack(socket.AF_INET, 0, 0, 0, 0))
         route_msgs = sock.dump(rtnl.RTM_GETROUTE,
                                rtnl.RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0))
-        neigh_msgs = sock.dump(rtnl.RTM_GETNEIGH, rtnl.NDMSG.pack(socket.AF_INET, 0, 0, 0, 0))
+        neigh_msgs = sock.dump(rtnl.RTM_GETNEIGH, rtnl.NDMSG.pack(socket.AF_INET, 0, 0, 0, 0),
+                               _permanent)
         infos = [rtnl.link_info(m) for m in link_msgs]
         # Remote FDB entries (with a VTEP) live only on VXLAN devices.
         fdb_msgs = (sock.dump(rtnl.RTM_GETNEIGH, rtnl.NDMSG.pack(rtnl.AF_BRIDGE, 0, 0, 0, 0))
@@ -73,10 +75,9 @@ def read_netlink(name: str) -> NetnsSeen:
                             by_index.get(r.u32(rtnl.RTA_OIF) or 0, "?")))
     neigh = []
     for n in neigh_msgs:
-        _f, idx, state, _fl, _t = rtnl.NDMSG.unpack(n.fixed)
-        if state & NUD_PERMANENT:
-            neigh.append(Neighbour(name, by_index.get(idx, "?"), n.ip(rtnl.NDA_DST) or "?",
-                                   n.mac(rtnl.NDA_LLADDR) or "none"))
+        idx = rtnl.NDMSG.unpack(n.fixed)[1]
+        neigh.append(Neighbour(name, by_index.get(idx, "?"), n.ip(rtnl.NDA_DST) or "?",
+                               n.mac(rtnl.NDA_LLADDR) or "none"))
     fdb = []
     for f in fdb_msgs:
         vtep = f.ip(rtnl.NDA_DST)
@@ -87,13 +88,30 @@ def read_netlink(name: str) -> NetnsSeen:
     return NetnsSeen(tuple(links), tuple(addrs), tuple(routes), tuple(neigh), tuple(fdb))
 
 
-def read_sysctls(keys: list[str]) -> dict[str, str | None]:
+def _permanent(fixed: memoryview) -> bool:
+    """Whether a neighbour message's header says NUD_PERMANENT (what a plan holds)."""
+    return bool(rtnl.NDMSG.unpack(fixed)[2] & NUD_PERMANENT)
+
+
+def kernel_has_ipv6() -> bool:
+    """Whether this kernel has IPv6 at all (a kernel-wide fact: ``ipv6.disable=1``
+    or no module leaves /proc/sys/net/ipv6 absent in every namespace). Asked
+    once per read, not once per namespace: a /proc/sys lookup costs about a
+    millisecond where a thousand namespaces each have their own entries."""
+    return os.path.isdir("/proc/sys/net/ipv6")
+
+
+def read_sysctls(keys: list[str], ipv6: bool | None = None) -> dict[str, str | None]:
     """/proc/sys values of ``keys`` in this thread's namespace; None for an absent
-    file; IPv6 keys are left out where the kernel has no IPv6 (as apply skips them)."""
+    file; IPv6 keys are left out where the kernel has no IPv6 (as apply skips
+    them; ``ipv6``: :func:`kernel_has_ipv6` when known, else asked here)."""
     out: dict[str, str | None] = {}
     for key in keys:
-        if key.startswith("net.ipv6.") and not os.path.isdir("/proc/sys/net/ipv6"):
-            continue
+        if key.startswith("net.ipv6."):
+            if ipv6 is None:
+                ipv6 = kernel_has_ipv6()
+            if not ipv6:
+                continue
         try:
             with open("/proc/sys/" + key.replace(".", "/")) as f:
                 out[key] = f.read().strip()
@@ -102,12 +120,14 @@ def read_sysctls(keys: list[str]) -> dict[str, str | None]:
     return out
 
 
-def _reader(label: str, sysctls: list[str], with_ipvs: bool) -> Callable[[], NetnsSeen]:
-    """What one thread inside a namespace reads: everything but iptables."""
+def _reader(label: str, sysctls: list[str], with_ipvs: bool,
+            ipv6: bool | None = None) -> Callable[[], NetnsSeen]:
+    """What one thread inside a namespace reads: everything but iptables
+    (``ipv6``: see :func:`read_sysctls`)."""
     def inside() -> NetnsSeen:
         seen = read_netlink(label)
         return NetnsSeen(seen.links, seen.addresses, seen.routes, seen.neighbours, seen.fdb,
-                         read_sysctls(sysctls), {},
+                         read_sysctls(sysctls, ipv6), {},
                          tuple(ipvs.read(None)) if with_ipvs else None)
     return inside
 
@@ -168,19 +188,32 @@ def read_real(files: dict[str, str], sysctls: dict[str, list[str]], backend: Bac
     return out
 
 
-def read_view(plan: Plan, backend: Backend) -> KernelView:
+def read_view(plan: Plan, backend: Backend, memory: SaveMemory | None = None) -> KernelView:
     """The kernel as it is for ``plan``'s lab: its namespaces and what each planned
-    one holds. Raises MissingFeature (exit 3) when the save tool or nsenter is
-    missing, NetlabError when it fails in a namespace that exists."""
+    one holds. With ``memory`` and the nft backend, a namespace whose rules are
+    at the key of the text kept there (:mod:`netlab.kernel.nftgen`: the same
+    namespace, no nf_tables transaction since) is not read again with
+    ``iptables-nft-save``, and what was read is kept for the next time. Raises
+    MissingFeature (exit 3) when the save tool or nsenter is missing,
+    NetlabError when it fails in a namespace that exists."""
     listed = tuple(netns.listed(names.lab_prefix(plan.lab)))
     present = [ns for ns in plan.netns if ns.name in listed]
+    keys: dict[str, nftgen.Key | None] = {}
+    known: dict[str, str] = {}
+    if memory is not None and backend == "nft":
+        # Keys first, texts after: a change in between is read under the older key,
+        # so the next read finds the key moved and reads again (never the reverse).
+        keys = nftgen.generations([ns.name for ns in present])
+        known = nftgen.still_valid(memory.recall(), keys)
     try:
-        saves = SaveRead({ns.name: netns.path(ns.name) for ns in present}, backend)
+        saves = SaveRead({ns.name: netns.path(ns.name) for ns in present
+                          if ns.name not in known}, backend)
     except IptablesError as err:
         raise MissingFeature(str(err)) from None
     seen: dict[str, NetnsSeen] = {}
+    ipv6 = kernel_has_ipv6()
     readers = {ns.name: _reader(ns.name, [s.key for s in plan.items_in(ns.name).sysctls],
-                                bool(plan.items_in(ns.name).ipvs) or ns.role == "sandbox")
+                                bool(plan.items_in(ns.name).ipvs) or ns.role == "sandbox", ipv6)
                for ns in present}
     try:
         # A few threads, each entering one namespace after another (no thread each).
@@ -189,7 +222,7 @@ def read_view(plan: Plan, backend: Backend) -> KernelView:
             if not isinstance(got, netns.NetnsError):
                 seen[name] = got     # a NetnsError: gone while reading, reported missing
     finally:
-        texts = saves.result()
+        texts: dict[str, str | IptablesError] = {**saves.result(), **known}
     for name, s in list(seen.items()):
         text = texts[name]
         if isinstance(text, IptablesError):
@@ -200,13 +233,19 @@ def read_view(plan: Plan, backend: Backend) -> KernelView:
         tables = {t: normalize_save(body) for t, body in split_tables(text).items()}
         seen[name] = NetnsSeen(s.links, s.addresses, s.routes, s.neighbours, s.fdb, s.sysctls,
                                tables, s.ipvs)
+    if memory is not None and keys and len(known) < len(seen):
+        memory.keep({name: nftgen.SavedRules(key, text) for name, key in keys.items()
+                     if key is not None and name in seen
+                     and isinstance(text := texts[name], str)})
     return KernelView(listed, seen)
 
 
-def drift(plan: Plan, backend: Backend, allow: Allowance = Allowance()) -> list[Drift]:
-    """Every difference between ``plan`` and the kernel (rules read from ``backend``);
-    empty when they agree. See :func:`netlab.diff.compare.plan_drift`."""
-    view = read_view(plan, backend)
+def drift(plan: Plan, backend: Backend, allow: Allowance = Allowance(),
+          memory: SaveMemory | None = None) -> list[Drift]:
+    """Every difference between ``plan`` and the kernel (rules read from ``backend``,
+    ``memory`` as for :func:`read_view`); empty when they agree. See
+    :func:`netlab.diff.compare.plan_drift`."""
+    view = read_view(plan, backend, memory)
     return plan_drift(plan, view, allow) + etc_drift(plan, view)
 
 

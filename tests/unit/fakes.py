@@ -242,7 +242,7 @@ class FakeKernel:
         self.ran_in.append(ns)
         return fn()
 
-    def drift(self, plan: Plan, backend: str, allow=None) -> list:
+    def drift(self, plan: Plan, backend: str, allow=None, memory=None) -> list:
         from netlab.diff.drift import Drift
         self.allowed.append(allow)
         return [Drift(ns.name, "netns", "namespace is missing", ns.target) for ns in plan.netns

@@ -310,7 +310,7 @@ def test_status_of_a_network_lab_lists_networks_and_vips():
     state.iptables = "legacy"
 
     class NoKernel:
-        def drift(self, plan, backend, allow=None):
+        def drift(self, plan, backend, allow=None, memory=None):
             return []
     doc = status_of(state, dataclasses.replace(Readers(), kernel=NoKernel(),
                                                netns_exists=lambda _n: True,

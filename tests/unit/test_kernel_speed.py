@@ -220,3 +220,34 @@ def test_a_task_restarted_on_another_node_is_touched_in_every_layer(tmp_path):
     assert any(moved in (v.a.netns, v.b.netns) for v in less.veths)
     both = kernel_apply.merged(more, applied)
     assert set(both.routes) == set(applied.routes) and len(both.routes) == len(applied.routes)
+
+
+class _DumpSocket:
+    """A netlink socket that answers one dump with ``replies`` (neighbour messages)."""
+
+    def __init__(self, replies: list[bytes]):
+        self.replies, self.sent = replies, []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def recv(self, _size: int) -> bytes:
+        seq = struct.unpack_from("=IHHII", self.sent[-1])[3]
+        out = b""
+        for body in self.replies:
+            out += struct.pack("=IHHII", 16 + len(body), rtnl.RTM_NEWNEIGH, 2, seq, 0) + body
+        return out + struct.pack("=IHHII", 20, rtnl.NLMSG_DONE, 2, seq, 0) + b"\0" * 4
+
+
+def test_a_dump_keeps_only_what_its_filter_accepts_and_parses_only_those():
+    def neigh(state: int, ip: str) -> bytes:
+        return rtnl.NDMSG.pack(2, 3, state, 0, 0) + rtnl.attr(rtnl.NDA_DST, rtnl.ip4(ip))
+    sock = _DumpSocket([neigh(rtnl.NUD_PERMANENT, "10.0.0.5"), neigh(0x02, "10.0.0.6"),
+                        neigh(rtnl.NUD_PERMANENT, "10.0.0.7")])
+    s = rtnl.Rtnl("nl-x.node1", sock)  # type: ignore[arg-type]
+    fixed = rtnl.NDMSG.pack(2, 0, 0, 0, 0)
+    assert [m.ip(rtnl.NDA_DST) for m in s.dump(rtnl.RTM_GETNEIGH, fixed)] == \
+        ["10.0.0.5", "10.0.0.6", "10.0.0.7"]
+    kept = s.dump(rtnl.RTM_GETNEIGH, fixed,
+                  lambda h: bool(rtnl.NDMSG.unpack(h)[2] & rtnl.NUD_PERMANENT))
+    assert [m.ip(rtnl.NDA_DST) for m in kept] == ["10.0.0.5", "10.0.0.7"]

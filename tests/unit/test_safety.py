@@ -163,6 +163,8 @@ def test_down_removes_the_lab_and_only_the_lab(world):
     b = world.up("hello-a", pid=12)
     for name in ("hello.conf", "hello.d", "hello-a.log.1", "hellox.log"):
         (world.store.root / name).write_text("not netlab's")
+    for lab in ("hello", "hello-a"):     # the rules status read last (netlab.savecache)
+        (world.store.root / f"{lab}.iptables-saves").write_text("{}")
     outside = snapshot(world.tmp, skip=world.store.root)
     r = world.run("down", "hello")
     assert r.exit_code == 0, r.output
@@ -174,7 +176,7 @@ def test_down_removes_the_lab_and_only_the_lab(world):
     left = sorted(p.name for p in world.store.root.iterdir())
     assert left == sorted(["hello.conf", "hello.d", "hello-a.log.1", "hellox.log", "hello-a.json",
                            "hello-a.log", "hello-a.endpoints.json",
-                           "hello-a.endpoints.json.status"])
+                           "hello-a.endpoints.json.status", "hello-a.iptables-saves"])
     assert snapshot(world.tmp, skip=world.store.root) == outside
 
 
