@@ -8,9 +8,12 @@ fwmark service needs an explicit netmask or the kernel answers EINVAL.
 
 from __future__ import annotations
 
+import errno
+import platform
 import socket
 from dataclasses import dataclass
 
+from netlab.errors import MissingFeature
 from netlab.kernel.netns import patient_pyroute2
 from netlab.plan.types import IpvsDest, IpvsService
 
@@ -28,12 +31,21 @@ class ObservedService:
 
 def _ipvs(netns: str | None):
     """A generic-netlink IPVS session in ``netns``; None: the caller's own namespace
-    (a thread that entered one, see :func:`netlab.kernel.netns.in_thread`)."""
+    (a thread that entered one, see :func:`netlab.kernel.netns.in_thread`). Raises
+    MissingFeature (exit 3) on a kernel without IPVS, NetlinkError otherwise."""
     from pyroute2 import IPVS
-    if netns is None:
-        return IPVS()
-    patient_pyroute2()
-    return IPVS(netns=netns, flags=0)
+    from pyroute2.netlink.exceptions import NetlinkError
+    try:
+        if netns is None:
+            return IPVS()
+        patient_pyroute2()
+        return IPVS(netns=netns, flags=0)
+    except NetlinkError as err:
+        if err.code != errno.ENOENT:    # no IPVS generic-netlink family: no ip_vs here
+            raise
+        from netlab.kernel.features import VM_HINT
+        raise MissingFeature(f"this kernel ({platform.release()}) has no IPVS (ip_vs); "
+                             f"{VM_HINT}") from None
 
 
 def _svc(fwmark: int, scheduler: str | None = None):
