@@ -29,6 +29,7 @@ from netlab.kernel import nsenter
 from netlab.kernel.netnsdir import NETNS_DIR as NETNS_DIR
 from netlab.kernel.netnsdir import NetnsError as NetnsError
 from netlab.kernel.netnsdir import exists as exists
+from netlab.kernel.netnsdir import leftover as leftover
 from netlab.kernel.netnsdir import path as path
 
 #: Where Docker keeps its namespaces (not under /var/run/netns: ``ip netns`` does not list them).
@@ -110,11 +111,15 @@ def create_many(names: list[str]) -> list[str]:
     forked helper per namespace (pyroute2's way). Raises NetnsError for a name
     that is not plain or when the kernel refuses (the mount point of the
     namespace that failed is removed; those made before stay, and are returned
-    by a second call as existing).
+    by a second call as existing). An empty mount point a killed run left (see
+    :func:`netlab.kernel.netnsdir.leftover`) is removed and made again.
     """
     todo = [n for n in names if not exists(n)]
     if not todo:
         return []
+    for name in todo:
+        if leftover(name):       # an empty mount point of a killed run: made again below
+            os.unlink(path(name))
     libc = ctypes.CDLL(None, use_errno=True)
     _share_rundir(libc)
     made: list[str] = []
@@ -246,6 +251,9 @@ def in_threads_lenient(names: list[str], fn: Callable[[str], T],
 def remove(name: str) -> bool:
     """Remove ``name`` if it exists; True when it was removed (NetnsError for a
     name that is not plain: nothing outside /var/run/netns is ever touched)."""
+    if leftover(name):           # the empty mount point of a killed run
+        os.unlink(path(name))
+        return True
     if not exists(name):
         return False
     try:

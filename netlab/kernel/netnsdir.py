@@ -37,8 +37,21 @@ def path(name: str) -> str:
 
 
 def exists(name: str) -> bool:
-    """True when ``name`` exists (raises NetnsError for a name that is not plain)."""
-    return os.path.exists(path(name))
+    """True when ``name`` names a network namespace: its file is a namespace's bind
+    mount, not the empty file a run killed between making it and mounting onto it
+    leaves (see :func:`leftover`). Raises NetnsError for a name that is not plain."""
+    try:
+        st = os.stat(path(name))
+    except FileNotFoundError:
+        return False
+    return st.st_dev == os.stat("/proc/self/ns/net").st_dev     # on nsfs, as every namespace
+
+
+def leftover(name: str) -> bool:
+    """True when ``name``'s file is there but names no namespace: ``create`` was
+    killed after making the mount point and before the bind mount (NetnsError for a
+    name that is not plain)."""
+    return os.path.lexists(path(name)) and not exists(name)
 
 
 def exec_in(name: str, command: Sequence[str]) -> None:

@@ -16,8 +16,9 @@ from tests.integration.conftest import SCENARIOS, lab_netns, netlab, sh
 
 
 def _ps_args(pid: int) -> str:
-    """The command line ``ps`` shows for ``pid`` ("" when there is none)."""
-    return subprocess.run(["ps", "-p", str(pid), "-o", "args="], capture_output=True,
+    """The command line ``ps`` shows for ``pid`` ("" when there is none); ``-ww``: whole,
+    not cut to the terminal's width (80 columns with no terminal)."""
+    return subprocess.run(["ps", "-ww", "-p", str(pid), "-o", "args="], capture_output=True,
                           text=True).stdout.strip()
 
 

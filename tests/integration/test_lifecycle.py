@@ -71,6 +71,26 @@ def test_down_without_state_file_uses_the_prefix():
     assert pid and not Path(f"/proc/{pid}").exists()
 
 
+def test_an_empty_mount_point_left_by_a_killed_run_is_made_a_namespace_again():
+    """A run killed between making /run/netns/NAME and bind-mounting the namespace
+    onto it leaves an empty file: up makes the namespace again (it was read as
+    existing, and entering it failed with EINVAL), and down removes such a file."""
+    name = "t" + secrets.token_hex(3)
+    task_ns = names.task_ns(name, "hello-a.1")
+    netlab("up", str(SCENARIOS / "hello-a.yaml"), "--name", name)
+    try:
+        subprocess.run(["umount", f"/run/netns/{task_ns}"], check=True, timeout=30)
+        assert os.path.getsize(f"/run/netns/{task_ns}") == 0      # a plain empty file now
+        netlab("up", str(SCENARIOS / "hello-a.yaml"), "--name", name)
+        links = subprocess.run(["ip", "-n", task_ns, "-br", "addr", "show", "eth0"],
+                               capture_output=True, text=True, timeout=30, check=True).stdout
+        assert links.split()[0].startswith("eth0") and "10.0.0." in links, links
+        subprocess.run(["umount", f"/run/netns/{task_ns}"], check=True, timeout=30)
+    finally:
+        netlab("down", name)
+    assert lab_netns(name) == [] and not os.path.lexists(f"/run/netns/{task_ns}")
+
+
 def test_down_of_unknown_lab_exits_2():
     proc = netlab("down", "t" + secrets.token_hex(3), check=False)
     assert proc.returncode == 2 and "no lab named" in proc.stderr
