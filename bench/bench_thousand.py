@@ -120,6 +120,7 @@ def main() -> None:
         ipvs.set_weights = lambda _ns, _fwmark, dests, _weight: len(dests)
         ipvs.set_weights_in = lambda _ns, services, _weight: sum(len(d) for _, d in services)
         ipvs.read = lambda _ns: []          # status: no IPVS table to read here
+        ipvs.read_here = list
         from netlab.cli import common
         converge.build_plan = common.build_plan = lifecycle.build_plan   # the plan without IPVS
     backend = xtables.choose(args.iptables)

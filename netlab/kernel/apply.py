@@ -231,6 +231,7 @@ def apply(plan: Plan, backend: Backend, stale: list[str] | None = None,
         if name not in planned and _remove(name):
             stats.netns_removed += 1
     layers, more, less = diff(before, plan) if before is not None else (None, None, None)
+    missing: set[str] = set()
     if layers is not None:
         # Namespaces missing now are made whole, even when the plan says the same
         # of them as before (a task restarted on another node keeps its name).
@@ -281,7 +282,11 @@ def apply(plan: Plan, backend: Backend, stale: list[str] | None = None,
         progress("IPVS services")
         for ns in plan.netns:
             if ns.role == "sandbox" and (layers is None or ns.name in layers.ipvs | fresh):
-                stats.netlink_requests += ipvs.sync(ns.name, list(plan.items_in(ns.name).ipvs))
+                # A change knows what a sandbox that was there holds: the plan before.
+                holds = (list(before.items_in(ns.name).ipvs)
+                         if before is not None and ns.name not in fresh | missing else None)
+                stats.netlink_requests += ipvs.sync(ns.name, list(plan.items_in(ns.name).ipvs),
+                                                    holds)
     except BaseException:
         if ahead is not None:
             ahead.join()      # no restore left running behind a refusal

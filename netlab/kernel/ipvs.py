@@ -84,20 +84,51 @@ def read(netns: str | None) -> list[ObservedService]:
     return out
 
 
-def sync(netns: str, wanted: list[IpvsService]) -> int:
+def read_here() -> list[ObservedService]:
+    """The fwmark services of the calling thread's namespace and their destinations,
+    from ``/proc/net/ip_vs`` (the one parser, :mod:`netlab.kernel.procfs`): one file
+    read, where :func:`read` makes a dump per service that pyroute2 parses in Python
+    (most of a status's time in an emulated VM). The kernel prints every forward
+    method it does not name otherwise as ``Masq``. Raises MissingFeature (exit 3) on
+    a kernel without IPVS."""
+    from netlab.kernel.features import VM_HINT
+    from netlab.kernel.procfs import IP_VS, parse_ip_vs
+    try:
+        with open(IP_VS) as f:
+            table = parse_ip_vs(f.read())
+    except FileNotFoundError:
+        raise MissingFeature(f"this kernel ({platform.release()}) has no IPVS (ip_vs); "
+                             f"{VM_HINT}") from None
+    dests: dict[int, list[IpvsDest]] = {fwmark: [] for fwmark in table.schedulers}
+    for d in table.destinations:
+        dests.setdefault(d.fwmark, []).append(
+            IpvsDest(d.addr, d.port, d.weight, d.forward))  # type: ignore[arg-type]
+    return [ObservedService(fwmark, table.schedulers.get(fwmark, ""),
+                            tuple(sorted(ds, key=lambda x: x.addr)))
+            for fwmark, ds in dests.items()]
+
+
+def sync(netns: str, wanted: list[IpvsService],
+         holds: list[IpvsService] | None = None) -> int:
     """Make ``netns`` hold exactly ``wanted``; returns the number of netlink requests.
 
-    Runs in a short-lived thread inside the namespace (one generic-netlink
-    session there, no helper process forked per namespace). Raises NetnsError
-    when the namespace is missing, NetlinkError when the kernel refuses."""
+    ``holds``: what the namespace holds now when the caller knows it (a change's
+    plan before): nothing is read, only the differences are written. None: the
+    services are read first (a dump per service; pyroute2 parses them in Python,
+    most of a change's time in an emulated VM). Runs in a short-lived thread
+    inside the namespace (one generic-netlink session there, no helper process
+    forked per namespace). Raises NetnsError when the namespace is missing,
+    NetlinkError when the kernel refuses."""
     from netlab.kernel import netns as kernel_netns
-    return kernel_netns.in_thread(netns, lambda: _sync_here(wanted))
+    return kernel_netns.in_thread(netns, lambda: _sync_here(wanted, holds))
 
 
-def _sync_here(wanted: list[IpvsService]) -> int:
+def _sync_here(wanted: list[IpvsService], holds: list[IpvsService] | None = None) -> int:
     """:func:`sync` in the calling thread's namespace."""
-    requests = 1
-    have = {s.fwmark: s for s in read(None)}
+    requests = 0 if holds is not None else 1
+    have: dict[int, ObservedService | IpvsService] = (
+        {s.fwmark: s for s in holds} if holds is not None else
+        {s.fwmark: s for s in read(None)})
     with _ipvs(None) as ipvs:
         for svc in wanted:
             cur = have.pop(svc.fwmark, None)

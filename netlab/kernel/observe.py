@@ -128,7 +128,7 @@ def _reader(label: str, sysctls: list[str], with_ipvs: bool,
         seen = read_netlink(label)
         return NetnsSeen(seen.links, seen.addresses, seen.routes, seen.neighbours, seen.fdb,
                          read_sysctls(sysctls, ipv6), {},
-                         tuple(ipvs.read(None)) if with_ipvs else None)
+                         tuple(ipvs.read_here()) if with_ipvs else None)
     return inside
 
 
