@@ -141,15 +141,22 @@ class StateStore:
         OSError when the disk refuses.
         """
         name = check_lab(state.lab) + _SUFFIX
-        data = _dumps(to_json(state)).encode()
+        self._replace(name, _dumps(to_json(state)).encode(), "state file", durable=True)
+
+    def _replace(self, name: str, data: bytes, what: str, durable: bool) -> None:
+        """Put ``data`` in the store's file ``name`` atomically: a private temporary
+        file (mode 0600) renamed over it, flushed to disk first when ``durable``.
+        Raises UnsafeStore, NetlabError (no temporary file: ``what`` names it),
+        OSError when the disk refuses."""
         dfd = self._open_dir(create=True)
         try:
-            tmp, fd = safefile.create_temp(dfd, name, _TMP_SUFFIX, "state file")
+            tmp, fd = safefile.create_temp(dfd, name, _TMP_SUFFIX, what)
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
+                    if durable:
+                        f.flush()
+                        os.fsync(f.fileno())
                 os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
             except BaseException:
                 safefile.unlink_quietly(tmp, dfd)
@@ -224,18 +231,7 @@ class StateStore:
         be rebuilt (a cache). Raises BadInput for another name, UnsafeStore,
         NetlabError, OSError as :meth:`save`."""
         self._check_file_name(lab, name)
-        dfd = self._open_dir(create=True)
-        try:
-            tmp, fd = safefile.create_temp(dfd, name, _TMP_SUFFIX, name)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-            except BaseException:
-                safefile.unlink_quietly(tmp, dfd)
-                raise
-        finally:
-            os.close(dfd)
+        self._replace(name, data, name, durable=False)
 
     def read_file(self, lab: str, name: str, max_bytes: int = MAX_BYTES) -> bytes | None:
         """The bytes of ``lab``'s file ``name`` (as for :meth:`write_file`); None when
