@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from netlab import converge, ipam, lifecycle, state
+from netlab import converge, ipam
 from netlab.kernel import apply as kernel_apply
 from netlab.model import restart_off, scale
 from netlab.plan import names
@@ -20,7 +19,6 @@ from netlab.plan.build import build_plan, netns_of
 from netlab.plan.scope import change_scope
 from netlab.plan.types import Address, IpvsDest, IpvsService, Neighbour, Plan
 from netlab.scenario import load_lab
-from tests.unit.fakes import FakeHost
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 NAMES = ("hello-a", "three-nodes", "east-west", "host-mode")
@@ -143,15 +141,6 @@ def test_split_never_matches_items_of_two_classes_with_equal_fields():
 
 
 # -- a change cut short ----------------------------------------------------------
-
-@pytest.fixture
-def seed(tmp_path):
-    scenario = tmp_path / "hello-a.yaml"
-    shutil.copy(SCENARIOS / "hello-a.yaml", scenario)
-    store, fake = state.StateStore(tmp_path / "store"), FakeHost()
-    lifecycle.up(load_lab(scenario), str(scenario), store, "legacy", host=fake.host())
-    return store, fake
-
 
 def test_a_change_gives_the_kernel_only_what_it_touches_and_the_state_every_namespace(seed):
     store, fake = seed

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from netlab import changelog, converge, lifecycle, state
-from netlab.scenario import load_lab
-from tests.unit.fakes import FakeHost
+from netlab import changelog, converge, state
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -50,15 +47,6 @@ def test_the_log_keeps_the_last_changes():
 def test_a_bad_log_is_refused_naming_the_field(bad, field):
     with pytest.raises(changelog.Invalid, match=field):
         changelog.from_json([bad])
-
-
-@pytest.fixture
-def seed(tmp_path):
-    scenario = tmp_path / "hello-a.yaml"
-    shutil.copy(SCENARIOS / "hello-a.yaml", scenario)
-    store, fake = state.StateStore(tmp_path / "store"), FakeHost()
-    lifecycle.up(load_lab(scenario), str(scenario), store, "legacy", host=fake.host())
-    return store, fake
 
 
 def test_up_scale_and_node_are_logged_started_then_converged(seed):
