@@ -46,7 +46,7 @@ def strip_ipvs() -> None:
     from netlab.plan import build
 
     features.require_lab_features = lambda _backend: None
-    kernel_apply.ipvs.sync = lambda _ns, _wanted: 0
+    kernel_apply.ipvs.sync = lambda _ns, _wanted, _holds=None: 0
     original = build.build_plan
 
     def build_plan(lab, allocations=None, **kw):
