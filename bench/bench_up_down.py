@@ -58,6 +58,7 @@ def strip_ipvs() -> None:
                           if ".vs." not in s.key and not s.key.startswith("net.bridge.")))
 
     lifecycle.build_plan = build_plan
+    build.build_plan = build_plan     # status's plan (rebuilt from the state) is the same
 
 
 def where_and_setup(native_without_ipvs: bool, consequence: str = "") -> str:

@@ -19,7 +19,7 @@ from netlab.kernel import observe
 from netlab.kernel.iptables import IptablesError
 from netlab.kernel.nftgen import SavedRules, still_valid
 from netlab.plan.build import build_plan
-from netlab.plan.types import Plan
+from netlab.plan.types import Neighbour, Plan
 from netlab.scenario import load_lab
 from netlab.state import StateStore
 
@@ -260,3 +260,36 @@ def test_a_table_the_kernel_prints_as_planned_has_no_drift_and_one_rule_less_has
                 fewer = "\n".join(lines[:at] + lines[at + 1:])
                 found = table_drift(ns.name, ns.target, table, text, fewer)
                 assert [d.kernel for d in found][:1] == ["absent"], found
+
+
+# -- neighbours: read where they can be planned or put --------------------------
+
+def test_neighbours_are_read_everywhere_but_in_a_task_without_planned_ones(plan, monkeypatch):
+    """A task's table is the one netlab never writes: reading it walks the
+    machine-wide table once more per task, so it is left unread; every other
+    namespace (and any task the plan puts a neighbour in) is read."""
+    asked: dict[str, bool] = {}
+
+    def reader(label, sysctls, with_ipvs, ipv6=None, neighbours=True):
+        asked[label] = neighbours
+        return lambda: NetnsSeen()
+
+    names = [ns.name for ns in plan.netns]
+    monkeypatch.setattr(observe.netns, "listed", lambda prefix: names)
+    monkeypatch.setattr(observe, "_reader", reader)
+    monkeypatch.setattr(observe, "SaveRead", lambda paths, backend: type(
+        "S", (), {"result": lambda self: {n: "" for n in paths}})())
+    monkeypatch.setattr(observe.netns, "in_threads_lenient",
+                        lambda ns, fn, workers=4: {n: fn(n) for n in ns})
+    observe.read_view(plan, "nft")
+    roles = {ns.name: ns.role for ns in plan.netns}
+    assert {r for n, r in roles.items() if not asked[n]} == {"task"}
+    assert all(asked[n] for n, r in roles.items() if r != "task")
+    overlays = [n for n, r in roles.items() if r == "overlay"]
+    assert overlays and all(plan.items_in(n).neighbours for n in overlays)
+    # A task the plan gave a neighbour to is read.
+    task = next(n for n, r in roles.items() if r == "task")
+    assert not observe.reads_neighbours(plan, task, "task")
+    with_one = dataclasses.replace(plan, neighbours=plan.neighbours + (
+        Neighbour(task, "eth0", "10.0.0.250", "02:42:0a:00:00:fa"),))
+    assert observe.reads_neighbours(with_one, task, "task")
