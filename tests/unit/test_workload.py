@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -45,6 +46,13 @@ def test_json_round_trip_keeps_every_field() -> None:
         "node": "node1", "task_ip": "10.0.0.5", "port": 3000, "protocol": "tcp",
     }
     assert endpoints_from_json(text) == [EP, UDP]
+
+
+def test_to_dict_names_every_field_and_round_trips() -> None:
+    """The dict is written out by hand (faster than asdict): it must not miss a field."""
+    for ep in (EP, UDP):
+        assert list(ep.to_dict()) == [f.name for f in dataclasses.fields(AppEndpoint)]
+        assert AppEndpoint.from_dict(ep.to_dict()) == ep
 
 
 def test_protocol_defaults_to_tcp_when_absent() -> None:
