@@ -278,7 +278,7 @@ def test_neighbours_are_read_everywhere_but_in_a_task_without_planned_ones(plan,
     monkeypatch.setattr(observe.netns, "listed", lambda prefix: names)
     monkeypatch.setattr(observe, "_reader", reader)
     monkeypatch.setattr(observe, "SaveRead", lambda paths, backend: type(
-        "S", (), {"result": lambda self: {n: "" for n in paths}})())
+        "S", (), {"result": lambda self: dict.fromkeys(paths, "")})())
     monkeypatch.setattr(observe.netns, "in_threads_lenient",
                         lambda ns, fn, workers=4: {n: fn(n) for n in ns})
     observe.read_view(plan, "nft")
