@@ -3,11 +3,18 @@
 # the nodes), show its status, send requests through the routing mesh, trace
 # one, and tear it down.
 #
-#   sudo bash scripts/demo.sh
+#   bash scripts/demo.sh          (as root, or as a user with sudo)
 #
 # Installs what is missing (scripts/setup.sh) and runs inside `netlab vm` when
 # this kernel has no IPVS.
 set -uo pipefail
+
+# As root it runs as it is; as another user it runs itself again with sudo (exit 3
+# when there is no sudo: run it as root, e.g. after `su -`).
+if [[ "$(id -u)" != 0 ]]; then
+    command -v sudo >/dev/null || { echo "demo: run as root (there is no sudo here)" >&2; exit 3; }
+    exec sudo bash "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")" "$@"
+fi
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO" || exit 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
 #
-#   sudo bash scripts/test.sh
+#   bash scripts/test.sh          (as root, or as a user with sudo)
 #
 # Installs what is missing (scripts/setup.sh), runs the unit tests natively,
 # then the integration tests as root: natively when this kernel has IPVS,
@@ -9,6 +9,13 @@
 # Prints each phase's time (and the VM's boot), the number of tests of each
 # kind, and the slowest integration tests.
 set -uo pipefail
+
+# As root it runs as it is; as another user it runs itself again with sudo (exit 3
+# when there is no sudo: run it as root, e.g. after `su -`).
+if [[ "$(id -u)" != 0 ]]; then
+    command -v sudo >/dev/null || { echo "test: run as root (there is no sudo here)" >&2; exit 3; }
+    exec sudo bash "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")" "$@"
+fi
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO" || exit 1
