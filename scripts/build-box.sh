@@ -45,7 +45,8 @@ missing() { echo "build-box: $1" >&2; exit 3; }
 
 while (($#)); do
     case "$1" in
-        --name) (($# >= 2)) && [[ -n "$2" ]] || usage "--name needs a box name"; NAME="$2"; shift 2 ;;
+        --name) if (($# < 2)) || [[ -z "$2" ]]; then usage "--name needs a box name"; fi
+                NAME="$2"; shift 2 ;;
         --name=*) NAME="${1#--name=}"; [[ -n "$NAME" ]] || usage "--name needs a box name"; shift ;;
         --rebuild) REBUILD=1; shift ;;
         -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -91,8 +92,9 @@ if ((REBUILD)) || [[ ! -s "$BOX" ]]; then
 
     say "wheels for netlab's Python dependencies (pyproject.toml, with [test])"
     wheels="$WORK/wheels"
-    (cd "$REPO" && PIP_FIND_LINKS= .venv/bin/python -m pip wheel -q --disable-pip-version-check \
-        -w "$wheels" '.[test]' 'setuptools>=68' wheel) || die "pip wheel failed"
+    (cd "$REPO" && .venv/bin/python -m pip wheel -q --disable-pip-version-check \
+        -w "$wheels" '.[test]' 'setuptools>=68' wheel) >"$WORK/pip.log" 2>&1 \
+        || { tail -n 30 "$WORK/pip.log" >&2; die "pip wheel failed"; }
     rm -f "$wheels"/netlab-*.whl
 
     say "root filesystem: mmdebstrap $SUITE with ${#PACKAGES[@]} packages (this takes minutes)"
@@ -106,7 +108,9 @@ if ((REBUILD)) || [[ ! -s "$BOX" ]]; then
         || { tail -n 30 "$WORK/mmdebstrap.log" >&2; die "mmdebstrap failed"; }
 
     say "configuring the guest: vagrant user, sshd, networkd, no timers, no DNS, pip offline"
-    kver="$(basename "$(ls -1 "$ROOT"/boot/vmlinuz-* | sort -V | tail -1)")"; kver="${kver#vmlinuz-}"
+    kver="$(find "$ROOT/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sort -V | tail -1)"
+    kver="${kver#vmlinuz-}"
+    [[ -n "$kver" ]] || die "no kernel in the root filesystem's /boot"
     [[ -f "$ROOT/boot/initrd.img-$kver" ]] || die "no initrd for $kver in the root filesystem"
     uuid="$(cat /proc/sys/kernel/random/uuid)"
     install -d -m 0755 "$ROOT/var/cache/netlab"

@@ -24,13 +24,18 @@ if ((${#missing[@]})); then
     rm -f "$log"
 fi
 
-bash -n provision.sh join-swarm.sh
+bash -n provision.sh join-swarm.sh ../scripts/build-box.sh ../scripts/vagrant-run.sh
 # vagrant keeps its machine index under .vagrant/ next to the Vagrantfile; the
 # check must leave the tree as it found it.
 had_dot_vagrant=0; [[ -e .vagrant ]] && had_dot_vagrant=1
 status=0
 VAGRANT_DEFAULT_PROVIDER=libvirt vagrant validate || status=1
+# As scripts/vagrant-run.sh boots it: the local box, isolated networks, plain emulation.
+NETLAB_BOX=netlab-local/bookworm64 NETLAB_VM_KVM=0 VAGRANT_DEFAULT_PROVIDER=libvirt vagrant validate \
+    || status=1
 VAGRANT_DEFAULT_PROVIDER=virtualbox vagrant validate --ignore-provider || status=1
 ((had_dot_vagrant)) || rm -rf .vagrant
-if ((status == 0)); then say "Vagrantfile valid (libvirt settings checked; VirtualBox settings not: no VBoxManage)"; fi
+if ((status == 0)); then
+    say "Vagrantfile valid (libvirt settings checked, also as scripts/vagrant-run.sh boots it; VirtualBox settings not: no VBoxManage)"
+fi
 exit "$status"
