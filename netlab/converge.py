@@ -33,7 +33,7 @@ from netlab.plan.build import build_plan, netns_of
 from netlab.plan.scope import change_scope
 from netlab.plan.types import Plan
 from netlab.scenario.services import REPLICAS_MAX
-from netlab.state import LabState, StateStore
+from netlab.state import LabState, StateStore, check_lab
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,8 @@ def _collector_paused() -> Iterator[None]:
 
 def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress,
               host: Host, change: tuple[str, str]) -> ScaleResult:
-    """See :func:`_changed` (run with the cycle collector paused)."""
+    """See :func:`_changed` (run with the cycle collector paused; the caller holds
+    the lab's change lock and loaded ``state`` under it)."""
     with _collector_paused():
         return _changed(state, after, store, progress, host, change)
 
@@ -226,6 +227,22 @@ def check_size(lab: Lab, field: str, replicas: dict[str, int]) -> None:
 
 def scale(lab_name: str, replicas: dict[str, int], store: StateStore,
           progress: Progress = lambda _m: None, host: Host = Host()) -> ScaleResult:
+    """See :func:`_scale`; run under the lab's change lock (one change at a time)."""
+    check_lab(lab_name)
+    with store.locked(lab_name, progress):
+        return _scale(lab_name, replicas, store, progress, host)
+
+
+def node(lab_name: str, node_name: str, action: str, store: StateStore,
+         progress: Progress = lambda _m: None, host: Host = Host()) -> ScaleResult:
+    """See :func:`_node`; run under the lab's change lock (one change at a time)."""
+    check_lab(lab_name)
+    with store.locked(lab_name, progress):
+        return _node(lab_name, node_name, action, store, progress, host)
+
+
+def _scale(lab_name: str, replicas: dict[str, int], store: StateStore,
+           progress: Progress, host: Host) -> ScaleResult:
     """``docker service scale``: set each service's replicas and converge every node.
 
     Works from the state file alone (never the scenario). The new model comes
@@ -273,8 +290,8 @@ def scale(lab_name: str, replicas: dict[str, int], store: StateStore,
 NODE_ACTIONS = ("down", "up", "drain", "active")
 
 
-def node(lab_name: str, node_name: str, action: str, store: StateStore,
-         progress: Progress = lambda _m: None, host: Host = Host()) -> ScaleResult:
+def _node(lab_name: str, node_name: str, action: str, store: StateStore,
+          progress: Progress, host: Host) -> ScaleResult:
     """``netlab node LAB NODE down|up|drain|active``: a node fails, comes back, is drained.
 
     - ``down``: the node's port on the LAN bridge (``veth-<node>`` in the

@@ -212,6 +212,13 @@ def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
     tasks mode, or its state file is corrupt; kernel refusals propagate.
     """
     host.require_features(backend)
+    with store.locked(lab.name, progress):
+        return _up(lab, scenario, store, backend, progress, host, tasks, docker)
+
+
+def _up(lab: Lab, scenario: str, store: StateStore, backend: Backend, progress: Progress,
+        host: Host, tasks: str, docker: str | None) -> UpResult:
+    """:func:`up`, under the lab's change lock."""
     previous = store.load(lab.name)
     if previous and previous.iptables != backend:
         raise BadInput(f"--iptables: lab {lab.name} is up with the {previous.iptables} backend "
@@ -348,6 +355,12 @@ def down(lab: str, store: StateStore, host: Host = Host()) -> DownResult:
     check_lab(lab)
     if not host.is_root():
         raise BadInput("netlab down must run as root (hint: sudo netlab down …)")
+    with store.locked(lab):
+        return _down(lab, store, host)
+
+
+def _down(lab: str, store: StateStore, host: Host) -> DownResult:
+    """:func:`down`, under the lab's change lock."""
     corrupt = None
     try:
         state = store.load(lab)

@@ -35,11 +35,13 @@ plant files:
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import stat
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar, overload
@@ -57,6 +59,7 @@ T = TypeVar("T")
 MAX_BYTES = 16 * 1024 * 1024   # a 10,000-task lab's state is about 1 MB
 _SUFFIX = ".json"
 _TMP_SUFFIX = ".tmp"
+_LOCK_SUFFIX = ".lock"
 
 
 class UnsafeStore(BadInput):
@@ -247,6 +250,66 @@ class StateStore:
             return None
         finally:
             os.close(dfd)
+
+    # -- one change at a time
+
+    @contextmanager
+    def locked(self, lab: str, waiting: Callable[[str], None] = lambda _m: None) -> Iterator[None]:
+        """Hold ``lab``'s change lock while the block runs: ``up``, ``down``, ``scale``,
+        ``node`` (and whatever else changes a lab) take it, so two changes of one
+        lab, from two shells, run one after the other, never interleaved.
+
+        The lock is ``flock`` on ``<lab>.lock`` in the store (mode 0600); the
+        kernel drops it when its holder dies, so a killed change never blocks
+        the next. ``waiting`` is told once when another holds it. The file goes
+        when the lab's state file is gone at release (after ``down``, or an
+        ``up`` refused before it saved anything); a waiter that then gets the
+        removed file's lock notices and takes the new file's. Raises UnsafeStore
+        and BadInput as :meth:`save`, OSError when the file cannot be made.
+        """
+        name = check_lab(lab) + _LOCK_SUFFIX
+        dfd = self._open_dir(create=True)
+        try:
+            fd = self._lock(dfd, name, lab, waiting)
+            try:
+                yield
+            finally:
+                try:
+                    if not safefile.lexists(check_lab(lab) + _SUFFIX, dfd):
+                        safefile.unlink_quietly(name, dfd)
+                finally:
+                    os.close(fd)      # closing releases the lock
+        finally:
+            os.close(dfd)
+
+    @staticmethod
+    def _lock(dfd: int, name: str, lab: str, waiting: Callable[[str], None]) -> int:
+        told = False
+        while True:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=dfd)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    if not told:
+                        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                        waiting(f"waiting for another change of lab {lab} to end"
+                                + (f" (pid {holder})" if holder.isdigit() else ""))
+                        told = True
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    same = os.stat(name, dir_fd=dfd, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)      # removed while we waited: lock the file that is there now
 
     # -- reading
 

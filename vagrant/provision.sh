@@ -64,18 +64,29 @@ case "${1:-}" in
     swarm-worker)
         netlab_node; docker_node ;;
     seed-service)
-        # Wait for the three nodes, then create the seed as the scenario says.
-        for _ in $(seq 1 60); do
+        # Wait for the three nodes, then create the seed as the scenario says and
+        # wait for its two tasks to run, so the next command finds it answering.
+        # Both waits last up to NETLAB_SEED_TIMEOUT s (default 30 minutes: under
+        # plain emulation the workers join late and a task starts slowly).
+        deadline=$((SECONDS + ${NETLAB_SEED_TIMEOUT:-1800})); ready=0
+        while ((SECONDS < deadline)); do
             ready="$(docker node ls --format '{{.Status}}' | grep -c '^Ready$' || true)"
             ((ready >= 3)) && break
             sleep 5
         done
+        ((ready >= 3)) || die "only $ready of 3 swarm nodes are Ready"
         if ! docker service inspect hello-a >/dev/null 2>&1; then
             docker service create --detach --no-resolve-image --name hello-a --replicas 2 -p 5000:3000 \
                 --hostname '{{.Task.Name}}' --env NODE='{{.Node.Hostname}}' netlab/task:latest >/dev/null
             say "service hello-a created (2 replicas, -p 5000:3000)"
         fi
-        docker service ps hello-a --format '{{.Name}} {{.Node}} {{.CurrentState}}' ;;
+        while ((SECONDS < deadline)); do
+            [[ "$(docker service ls --filter name=hello-a --format '{{.Replicas}}')" == 2/2 ]] && break
+            sleep 5
+        done
+        docker service ps hello-a --format '{{.Name}} {{.Node}} {{.CurrentState}}'
+        [[ "$(docker service ls --filter name=hello-a --format '{{.Replicas}}')" == 2/2 ]] \
+            || die "hello-a's tasks are not running" ;;
     *)
         die "usage: provision.sh netlab | swarm-manager IP | swarm-worker IP | seed-service" ;;
 esac
