@@ -45,9 +45,8 @@ def test_a_second_change_waits_for_the_first_and_is_told_who_holds_it(store, tmp
     log = tmp_path / "order"
     pid = _hold_in_child(store, "lab1", 0.4, log)
     told: list[str] = []
-    with store.locked("lab1", told.append):
-        with open(log, "a") as f:
-            f.write("parent in\n")
+    with store.locked("lab1", told.append), open(log, "a") as f:
+        f.write("parent in\n")
     os.waitpid(pid, 0)
     assert log.read_text().splitlines() == ["child in", "child out", "parent in"]
     assert told == [f"waiting for another change of lab lab1 to end (pid {pid})"]
