@@ -20,6 +20,9 @@
 #
 # Exit: 0 all passed, 1 a step failed, 2 bad usage, 3 a missing tool or feature.
 set -uo pipefail
+# The whole script is one { ... } group, so bash reads all of it before running any:
+# a checkout that changes during a run (a pull, an edit) cannot change the run.
+{
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BOX_NAME="netlab-local/bookworm64"
@@ -76,9 +79,29 @@ for f in /etc/libvirt/qemu/networks/autostart/*.xml; do
                 "('virsh net-autostart $(basename "$f" .xml) --disable', or remove $f)"
     fi
 done
+# libvirt's isolated networks add top-level chains (LIBVIRT_INP, _OUT, _FWI, _FWO,
+# _FWX, _PRT) to this machine's iptables and leave them, empty, when the networks
+# go: a libvirtd started here had none before, so they are removed at the end.
+LIBVIRT_CHAINS_BEFORE=""
+libvirt_chains() { iptables-save 2>/dev/null | grep -E '^:LIBVIRT_|-j LIBVIRT_' | sort; }
+remove_libvirt_chains() {
+    local table chain parent
+    for table in filter nat mangle; do
+        for chain in $(iptables -t "$table" -S 2>/dev/null | awk '/^-N LIBVIRT_/ {print $2}'); do
+            # Only an empty chain (its own -N line alone): a rule in it is libvirt's still in use.
+            [[ "$(iptables -t "$table" -S "$chain" | wc -l)" == 1 ]] || continue
+            for parent in INPUT OUTPUT FORWARD POSTROUTING; do
+                while iptables -t "$table" -D "$parent" -j "$chain" 2>/dev/null; do :; done
+            done
+            iptables -t "$table" -X "$chain" 2>/dev/null
+        done
+    done
+    [[ -z "$(libvirt_chains)" ]] && say "libvirt's emptied iptables chains removed (none were there before)"
+}
 if "${VIRSH[@]}" version >/dev/null 2>&1; then
     say "a libvirt daemon already answers at qemu:///system; using it"
 else
+    LIBVIRT_CHAINS_BEFORE="$(libvirt_chains)"
     mkdir -p "$LIBVIRT_LOG"
     if ! pgrep -x virtlogd >/dev/null; then
         /usr/sbin/virtlogd >"$LIBVIRT_LOG/virtlogd.log" 2>&1 &
@@ -151,6 +174,7 @@ cleanup() {
         kill -0 "$pid" 2>/dev/null && { kill -KILL "$pid" 2>/dev/null; say "killed pid $pid"; }
         wait "$pid" 2>/dev/null
     done
+    if ((${#STARTED_PIDS[@]})) && [[ -z "$LIBVIRT_CHAINS_BEFORE" ]]; then remove_libvirt_chains; fi
 }
 LEFTOVERS=0
 trap 'cleanup' EXIT
@@ -219,7 +243,11 @@ for line in "${LINES[@]}"; do
         dir="$(cd "$dir" && eval "$line" && pwd)" || { failed=1; break; }
         continue
     fi
-    (cd "$dir" && bash -c "$line") 2>&1 | tee "$OUT/$i"
+    # vagrant's upload progress ("Progress: N%" with carriage returns) is left out;
+    # vagrant's own headlines ("==> ...") get the seconds since the line started.
+    (cd "$dir" && bash -c "$line") 2>&1 | tr '\r' '\n' | grep --line-buffered -v 'Progress: [0-9]*%' \
+        | awk -v t0="$start" '/^==> / { "date +%s.%N" | getline t; close("date +%s.%N"); printf "[+%5.0f s] ", t - t0 }
+                              { print; fflush() }' | tee "$OUT/$i"
     rc=${PIPESTATUS[0]}
     step_done "$line" "$start"
     if ((rc != 0)); then say "FAILED (exit $rc): $line"; failed=1; break; fi
@@ -233,3 +261,5 @@ printf '  %s\n' "${STEPS[@]}"
 say "total $(since "$T0") s"
 if ((failed || LEFTOVERS)); then say "$SETUP set-up FAILED"; exit 1; fi
 say "$SETUP set-up passed"
+exit 0
+}
