@@ -57,6 +57,7 @@ def lab_to_json(lab: Lab) -> dict[str, Any]:
                      "lan_mtu": lab.underlay.lan_mtu},
         "tasks": [{"service": t.service, "slot": t.slot, "node": t.node} for t in lab.tasks],
         "iptables": lab.iptables,
+        **({"time_scale": lab.time_scale} if lab.time_scale is not None else {}),
     }
 
 
@@ -106,7 +107,7 @@ def tasks_to_json(tasks: tuple[TaskRecord, ...]) -> list[dict[str, Any]]:
 def lab_from_json(value: Any, path: str = "model") -> Lab:
     """The Lab in ``value``, every field and cross-reference checked; raises Invalid."""
     doc = jr.obj(value, path, ("name", "nodes", "services", "ingress", "underlay", "tasks",
-                             "iptables"), optional=("networks",))
+                             "iptables"), optional=("networks", "time_scale"))
     networks = []
     for i, raw in enumerate(jr.array(doc.get("networks", []), f"{path}.networks")):
         p = f"{path}.networks[{i}]"
@@ -179,7 +180,8 @@ def lab_from_json(value: Any, path: str = "model") -> Lab:
                   for t in _records(doc["tasks"], f"{path}.tasks", with_state=False))
     lab = Lab(name=jr.name(doc["name"], f"{path}.name"), nodes=tuple(nodes),
               services=tuple(services), ingress=ingress, underlay=underlay, tasks=tasks,
-              iptables=iptables, networks=tuple(networks))
+              iptables=iptables, networks=tuple(networks),
+              time_scale=_time_scale(doc.get("time_scale"), f"{path}.time_scale"))
     _check_model(lab, path)
     return lab
 
@@ -406,3 +408,13 @@ def _distinct_in(addresses: list[tuple[str, ipaddress.IPv4Address]],
         if ip in seen:
             raise Invalid(f"{path}.{where} is {ip}, as is {path}.{seen[ip]}")
         seen[ip] = where
+
+
+def _time_scale(value: Any, path: str) -> float | None:
+    if value is None:
+        return None
+    from netlab.manager.timings import check_scale
+    try:
+        return check_scale(value)
+    except ValueError as err:
+        raise Invalid(f"{path}: {err}") from None

@@ -146,6 +146,8 @@ def _changed(state: LabState, after: Lab, store: StateStore, progress: Progress,
     new_state.iptables, new_state.supervisor_pid = state.iptables, state.supervisor_pid
     new_state.supervisor_started = state.supervisor_started
     new_state.tasks, new_state.docker = state.tasks, state.docker
+    new_state.manager_pid, new_state.manager_started = state.manager_pid, state.manager_started
+    new_state.time_scale = state.time_scale
     new_state.containers = dict(state.containers)
     # Record every namespace we may own before creating any.
     new_state.netns = sorted(set(state.netns) | set(new_state.netns))
@@ -290,8 +292,45 @@ def _scale(lab_name: str, replicas: dict[str, int], store: StateStore,
 NODE_ACTIONS = ("down", "up", "drain", "active")
 
 
+def cut(lab_name: str, node_name: str, action: str, store: StateStore,
+        progress: Progress = lambda _m: None, host: Host = Host()) -> str:
+    """``netlab node LAB NODE down|up`` on a lab with a manager: only the node's LAN
+    port goes down (or up); the manager notices its heartbeats stop (or come
+    back) and acts (see :mod:`netlab.manager`). Returns the port's name; the
+    step goes to the event log. Raises BadInput for an unknown lab or node or
+    when not root. Under the change lock."""
+    from netlab.manager.events import event
+    from netlab.manager.process import events_name
+    check_lab(lab_name)
+    with store.locked(lab_name, progress):
+        state = loaded(lab_name, store)
+        if node_name not in {n.name for n in state.model.nodes}:
+            raise BadInput(f"NODE: lab {lab_name} has no node {node_name!r} "
+                           f"(hint: one of {', '.join(n.name for n in state.model.nodes)})")
+        if not host.is_root():
+            raise BadInput("netlab node must run as root (hint: sudo netlab node …)")
+        lan, port = names.lan_ns(lab_name), names.lan_port(node_name)
+        host.kernel.set_link(lan, port, action == "up")
+        what = "cut off the LAN" if action == "down" else "back on the LAN"
+        store.append_file(lab_name, events_name(lab_name), event(
+            "node", node_name, "cut" if action == "down" else "uncut",
+            f"{what}: lan/{port} {action} (netlab node {action})").to_line())
+        return f"lan/{port}"
+
+
+def noticed(lab_name: str, node_name: str, action: str, why: str, store: StateStore,
+            progress: Progress = lambda _m: None, host: Host = Host()) -> ScaleResult:
+    """What the lab's manager does once it noticed a node's state (see
+    :mod:`netlab.manager`): ``down`` restarts its tasks elsewhere and marks it
+    down, ``up`` marks it ready again; the node's LAN port is left as it is
+    (whatever cut it). ``why`` goes to the change log. Under the change lock."""
+    check_lab(lab_name)
+    with store.locked(lab_name, progress):
+        return _node(lab_name, node_name, action, store, progress, host, link=False, why=why)
+
+
 def _node(lab_name: str, node_name: str, action: str, store: StateStore,
-          progress: Progress, host: Host) -> ScaleResult:
+          progress: Progress, host: Host, link: bool = True, why: str = "") -> ScaleResult:
     """``netlab node LAB NODE down|up|drain|active``: a node fails, comes back, is drained.
 
     - ``down``: the node's port on the LAN bridge (``veth-<node>`` in the
@@ -336,11 +375,12 @@ def _node(lab_name: str, node_name: str, action: str, store: StateStore,
         raise BadInput(f"NODE: no other node may run the tasks of {err} "
                        f"(hint: netlab node {lab_name} {node_name} up|active)") from None
     lan, port = names.lan_ns(lab_name), names.lan_port(node_name)
-    if action == "down":
+    if action == "down" and link:
         progress(f"cutting {node_name} off the LAN ({port} down)")
         host.kernel.set_link(lan, port, False)
-    result = _converge(state, after, store, progress, host, ("node", f"{node_name} {action}"))
-    if action == "up":
+    result = _converge(state, after, store, progress, host,
+                       ("node", f"{node_name} {action}" + (f": {why}" if why else "")))
+    if action == "up" and link:
         progress(f"bringing {node_name} back on the LAN ({port} up)")
         host.kernel.set_link(lan, port, True)
         back = loaded(lab_name, store)   # converged once the node is back on the LAN

@@ -34,6 +34,8 @@ from netlab.plan.build import build_plan
 from netlab.plan.discovery import records_for_task
 from netlab.plan.types import Plan
 from netlab.state import CorruptState, LabState, StateStore, check_lab
+from netlab.manager import control as manager_control
+from netlab.manager import process as manager_process
 from netlab.workload import supervisor
 from netlab.workload.app import status_path_for
 from netlab.workload.endpoints import AppEndpoint, DnsEndpoint
@@ -104,6 +106,9 @@ class Host:
     start_supervisor: Callable[..., int] = supervisor.start
     update_supervisor: Callable[..., None] = supervisor.update
     containers: Callable[[str | None], ContainerRuntime] = _docker   # Docker URL -> runtime
+    start_manager: Callable[[StateStore, str], int] = manager_control.start   # (store, lab) -> pid
+    stop_manager: Callable[[int], None] = manager_control.stop
+    find_managers: Callable[[str], list[int]] = manager_control.find          # state file -> pids
 
 
 def endpoints(lab: Lab, allocations: Allocations, containers: bool = False) -> list[AppEndpoint]:
@@ -198,7 +203,8 @@ def next_lab(lab: Lab, previous: LabState | None) -> tuple[Lab, Allocations]:
 
 def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
        progress: Progress = lambda _m: None, host: Host = Host(),
-       tasks: str = "namespaces", docker: str | None = None) -> UpResult:
+       tasks: str = "namespaces", docker: str | None = None,
+       time_scale: float | None = None) -> UpResult:
     """Build ``lab`` or converge it to its scenario, its rules in ``backend``.
 
     A lab that is up changes incrementally from its state: its tasks stay
@@ -213,11 +219,11 @@ def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
     """
     host.require_features(backend)
     with store.locked(lab.name, progress):
-        return _up(lab, scenario, store, backend, progress, host, tasks, docker)
+        return _up(lab, scenario, store, backend, progress, host, tasks, docker, time_scale)
 
 
 def _up(lab: Lab, scenario: str, store: StateStore, backend: Backend, progress: Progress,
-        host: Host, tasks: str, docker: str | None) -> UpResult:
+        host: Host, tasks: str, docker: str | None, time_scale: float | None) -> UpResult:
     """:func:`up`, under the lab's change lock."""
     previous = store.load(lab.name)
     if previous and previous.iptables != backend:
@@ -244,6 +250,10 @@ def _up(lab: Lab, scenario: str, store: StateStore, backend: Backend, progress: 
     state.changes = changelog.begin(previous.changes if previous else (), "up", scenario)
     state.tasks, state.docker = tasks, docker
     state.containers = dict(previous.containers) if previous else {}
+    state.manager_pid = previous.manager_pid if previous else None
+    state.manager_started = previous.manager_started if previous else None
+    state.time_scale = (time_scale if time_scale is not None
+                        else previous.time_scale if previous else 1.0)
     store.save(state)
     stale = [n for n in owned_before if n not in {ns.name for ns in plan.netns}]
     started: list[ctasks.TaskContainer] = []
@@ -279,7 +289,36 @@ def _up(lab: Lab, scenario: str, store: StateStore, backend: Backend, progress: 
     state.complete = True
     state.changes = changelog.converged(state.changes)
     store.save(state)
+    _ensure_manager(state, previous, store, progress, host)
     return UpResult(lab, allocations, plan, stats, pid)
+
+
+def manager_runs(state: LabState, store: StateStore,
+                 process: Callable[[int], ProcessInfo | None]) -> bool:
+    """True when the manager ``state`` records runs: this lab's (its state file on
+    its command line) and started when recorded (see :mod:`netlab.manager.control`)."""
+    pid = state.manager_pid
+    return pid is not None and pid > 0 and manager_control.is_lab_manager(
+        process(pid), manager_control.state_file(store, state.lab), state.manager_started)
+
+
+def _ensure_manager(state: LabState, previous: LabState | None, store: StateStore,
+                    progress: Progress, host: Host) -> None:
+    """Start the lab's manager unless it runs with the same time scale (a new one
+    resumes from the state file; see :mod:`netlab.manager.process`)."""
+    if manager_runs(state, store, host.process):
+        if previous is not None and previous.time_scale == state.time_scale:
+            return
+        progress(f"restarting the manager (time scale {state.time_scale:g})")
+        assert state.manager_pid is not None
+        host.stop_manager(state.manager_pid)
+    else:
+        progress("starting the manager" + ("" if state.time_scale == 1
+                                           else f" (time scale {state.time_scale:g})"))
+    pid = host.start_manager(store, state.lab)
+    info = host.process(pid)
+    state.manager_pid, state.manager_started = pid, info.start_time if info else None
+    store.save(state)
 
 
 def _refuse_unclaimed(lab: str, previous: LabState | None, existing: list[str]) -> None:
@@ -330,7 +369,8 @@ def _files_of(lab: str, store: StateStore) -> list[str]:
     the apps' endpoints and status files, the rules ``status`` read last."""
     log = store.log_path(lab)
     endpoints = supervisor.endpoints_path_for(log)
-    return [log.name, endpoints.name, status_path_for(endpoints).name, savecache.file_name(lab)]
+    return [log.name, endpoints.name, status_path_for(endpoints).name, savecache.file_name(lab),
+            manager_process.status_name(lab), manager_process.events_name(lab)]
 
 
 def _recorded_runtime(lab: str, state: LabState | None, host: Host) -> ContainerRuntime:
@@ -366,6 +406,13 @@ def _down(lab: str, store: StateStore, host: Host) -> DownResult:
         state = store.load(lab)
     except CorruptState as err:
         state, corrupt = None, str(err)
+    # The manager first: it must not notice the nodes vanish and act on it.
+    managers = host.find_managers(manager_control.state_file(store, lab))
+    if state is not None and state.manager_pid and manager_runs(state, store, host.process) \
+            and state.manager_pid not in managers:
+        managers.append(state.manager_pid)
+    for pid in managers:
+        host.stop_manager(pid)
     # The recorded pid only when it is this lab's supervisor; others by their argv.
     recorded = state.supervisor_pid if state and supervisor_serves(state, store, host.process) \
         else None
@@ -377,7 +424,7 @@ def _down(lab: str, store: StateStore, host: Host) -> DownResult:
     # what is about to be deleted.
     owned = {n for n in owned if names.owned_by(lab, n)}
     files = _files_of(lab, store)
-    if state is None and corrupt is None and not owned and not pids \
+    if state is None and corrupt is None and not owned and not pids and not managers \
             and not store.has_files(lab, files):
         known = store.labs()
         raise BadInput(f"LAB: no lab named {lab!r} here: no state file, no {prefix}* namespace, "

@@ -208,6 +208,7 @@ class Lab:
     tasks: tuple[Task, ...] = ()
     iptables: str | None = None     # the scenario's default backend: auto, nft or legacy
     networks: tuple[OverlayNetwork, ...] = ()   # user overlay networks, in file order
+    time_scale: float | None = None  # the scenario's time_scale for the manager (None: 1)
 
     def network(self, name: str) -> OverlayNetwork:
         """The user network called ``name``; raises KeyError if there is none."""

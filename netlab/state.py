@@ -236,6 +236,22 @@ class StateStore:
         self._check_file_name(lab, name)
         self._replace(name, data, name, durable=False)
 
+    def append_file(self, lab: str, name: str, data: bytes) -> None:
+        """Append ``data`` to ``lab``'s file ``name`` (as for :meth:`write_file`),
+        created with mode 0600 if missing; one ``write`` with O_APPEND, so lines
+        of several writers never mix. Raises BadInput, UnsafeStore, OSError."""
+        self._check_file_name(lab, name)
+        dfd = self._open_dir(create=True)
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(dfd)
+
     def read_file(self, lab: str, name: str, max_bytes: int = MAX_BYTES) -> bytes | None:
         """The bytes of ``lab``'s file ``name`` (as for :meth:`write_file`); None when
         it is absent, or not a regular file of at most ``max_bytes``. Raises

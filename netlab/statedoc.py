@@ -55,6 +55,11 @@ class LabState:
     tasks: str = "namespaces"  # how tasks run: "namespaces" (netlab's app) or "containers"
     docker: str | None = None  # the Docker URL of a lab whose tasks are containers
     containers: dict[str, str] = field(default_factory=dict)   # task netns -> container id
+    # The lab's manager (netlab.manager): its pid and start time as the supervisor's,
+    # and the time scale of its timings (1: swarmkit's own).
+    manager_pid: int | None = None
+    manager_started: int | None = None
+    time_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ def to_json(state: LabState) -> dict[str, Any]:
         "actual_tasks": codec.tasks_to_json(state.actual_tasks),
         "changes": changelog.to_json(state.changes),
         "tasks": state.tasks, "docker": state.docker, "containers": dict(state.containers),
+        "manager_pid": state.manager_pid, "manager_started": state.manager_started,
+        "time_scale": state.time_scale,
     }
 
 
@@ -166,13 +173,27 @@ def _plain(lab: str, doc: dict[str, Any]) -> dict[str, Any]:
     for name in containers:
         if not names.owned_by(lab, name):
             raise Bad(f"containers has a key {name[:60]!r}, not a namespace under nl-{lab}.")
+    mpid = doc.get("manager_pid")
+    if mpid is not None and (type(mpid) is not int or mpid <= 0):
+        raise Bad("'manager_pid' must be a positive integer or null")
+    mstarted = doc.get("manager_started")
+    if mstarted is not None and (type(mstarted) is not int or mstarted < 0 or mpid is None):
+        raise Bad("'manager_started' must be a whole number of clock ticks, with a "
+                  "manager_pid, or null")
+    time_scale = doc.get("time_scale", 1.0)
+    try:
+        from netlab.manager.timings import check_scale
+        time_scale = check_scale(time_scale)
+    except ValueError as err:
+        raise Bad(f"'time_scale': {err}") from None
     for key in ("model", "allocations", "desired_tasks", "actual_tasks"):
         if key not in doc:
             raise Bad(f"{key!r} is missing")
     return {"lab": lab, "scenario": scenario, "netns": netns, "targets": targets,
             "supervisor_pid": pid, "supervisor_started": started, "complete": complete,
             "lan": lan, "client_ip": client_ip, "iptables": iptables, "tasks": tasks,
-            "docker": docker, "containers": containers}
+            "docker": docker, "containers": containers, "manager_pid": mpid,
+            "manager_started": mstarted, "time_scale": time_scale}
 
 
 def parse(lab: str, raw: bytes) -> LabState:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from netlab.cli import common
+from netlab.cli import common, params
 from netlab.docker import connect as dconnect
 from netlab.docker.tasks import MODES, TASK_IMAGE
 from netlab.errors import BadInput, NetlabError
@@ -50,8 +50,12 @@ def plan(scenario: str, name: str | None, as_json: bool) -> None:
 @click.option("--docker", "docker", default=None, metavar="URL", callback=dconnect.docker_option,
               help="The Docker daemon of --tasks containers (default: "
                    "unix:///var/run/docker.sock).")
+@click.option("--time-scale", "time_scale", type=params.TimeScale(), default=None,
+              help="Scale the manager's timings (swarmkit's: heartbeat every 5 s, a node down "
+                   "after 3 periods without one, restart delay 5 s): 0.1 is ten times faster "
+                   "(default: the scenario's x-netlab time_scale, else the lab's, else 1).")
 def up(scenario: str, name: str | None, iptables: str | None, tasks: str,
-       docker: str | None) -> None:
+       docker: str | None, time_scale: float | None) -> None:
     """Build the lab of SCENARIO, or converge it if it is up."""
     from netlab import lifecycle
     lab = common.load(scenario, name)
@@ -64,7 +68,8 @@ def up(scenario: str, name: str | None, iptables: str | None, tasks: str,
     click.echo(f"netlab up: {lab.name} from {scenario} (iptables: {backend}, tasks: {tasks})",
                err=True)
     result = lifecycle.up(lab, os.path.abspath(scenario), common.store(), backend,
-                          common.progress, common.host(), tasks=tasks, docker=docker)
+                          common.progress, common.host(), tasks=tasks, docker=docker,
+                          time_scale=time_scale if time_scale is not None else lab.time_scale)
     click.echo("\n".join(summary_lines(result.lab, result.allocations, result.plan,
                                         result.stats, backend)))
     if tasks == "containers":

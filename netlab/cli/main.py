@@ -45,6 +45,9 @@ VERBS: dict[str, Verb] = {
     "node": Verb("netlab.cli.node", "node",
                  "Fail, bring back, drain or reactivate NODE of LAB; its tasks restart elsewhere "
                  "as Swarm's do (none move back on up or active)."),
+    "events": Verb("netlab.cli.events", "events",
+                   "Print LAB's events: heartbeats missed, nodes down and ready, tasks shut down "
+                   "and restarted, the manager started and stopped; times are UTC."),
     "exec": Verb("netlab.cli.lab", "exec_",
                  "Run CMD inside TARGET's namespace: node1, node1/ingress_sbox, node1/ov-ingress, "
                  "hello-a.1, client or lan."),

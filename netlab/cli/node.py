@@ -18,8 +18,31 @@ SAID = {"down": "is down (cut off the LAN)", "up": "is up (back on the LAN)",
 @click.argument("action", metavar="down|up|drain|active")
 def node(lab: str, node_name: str, action: str) -> None:
     """Fail, bring back, drain or reactivate NODE of LAB; its tasks restart elsewhere
-    as Swarm's do (none move back on up or active)."""
-    result = converge.node(lab, node_name, action, common.store(), common.progress,
-                            common.host())
+    as Swarm's do (none move back on up or active).
+
+    On a lab with a manager (every lab ``up`` made since it has one), ``down``
+    and ``up`` only cut the node off the LAN or bring it back: the manager
+    notices its heartbeats stop or return, as a Swarm's does, and restarts
+    its tasks (watch it with ``netlab events LAB --follow``).
+    """
+    st = common.store()
+    if action in ("down", "up") and common.lab_state(st, lab).manager_pid:
+        from netlab.manager.timings import Timings
+        port = converge.cut(lab, node_name, action, st, common.progress, common.host())
+        t = Timings.scaled(common.lab_state(st, lab).time_scale)
+        click.echo(f"node {node_name} is {'cut off' if action == 'down' else 'back on'} the LAN "
+                   f"({port} {action})")
+        if action == "down":
+            click.echo(f"  the manager marks it down after {t.grace_multiplier} heartbeat periods "
+                       f"without one ({t.grace_multiplier * (t.heartbeat_period - t.heartbeat_epsilon):g}"
+                       f"-{t.grace_multiplier * (t.heartbeat_period + t.heartbeat_epsilon):g} s "
+                       f"after its last), and restarts its tasks {t.restart_delay:g} s later"
+                       + ("" if t.scale == 1 else f" (time scale {t.scale:g})"))
+        else:
+            click.echo("  the manager marks it ready at its next heartbeat (none of its old "
+                       "tasks move back)")
+        click.echo(f"  netlab events {lab} --follow")
+        return
+    result = converge.node(lab, node_name, action, st, common.progress, common.host())
     click.echo(f"node {node_name} {SAID[action]}")
     click.echo("\n".join(change_lines(result, "converged")))

@@ -98,3 +98,16 @@ class Duration(click.ParamType):
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "S"
+
+
+class TimeScale(Duration):
+    """A lab's time scale: a factor from 0.01 to 10 (see :mod:`netlab.manager.timings`)."""
+
+    name = "factor"
+
+    def __init__(self) -> None:
+        from netlab.manager.timings import SCALE_MAX, SCALE_MIN
+        super().__init__(SCALE_MIN, SCALE_MAX, "0.1")
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "F"

@@ -78,6 +78,7 @@ def _status_of(state: LabState, readers: Readers, store: StateStore | None) -> d
         "iptables_backend": DESCRIPTION.get(state.iptables, state.iptables),
         "supervisor": {"pid": pid, "running": bool(pid) and lifecycle.supervisor_serves(
             state, store or common.store(), readers.process)},
+        "manager": _manager(state, store or common.store(), readers),
         "tasks_as": state.tasks,            # "namespaces" (netlab's app) or "containers"
         "docker": state.docker,
         "nodes": [{"name": n.name, "role": n.role, "availability": n.availability,
@@ -114,6 +115,17 @@ def _status_of(state: LabState, readers: Readers, store: StateStore | None) -> d
     }
 
 
+def _manager(state: LabState, store: StateStore, readers: Readers) -> dict:
+    """The lab's manager: its pid, whether it runs, the time scale, and (when it runs)
+    each node's state as it sees it and the restarts waiting for their delay."""
+    from netlab.manager import control
+    running = lifecycle.manager_runs(state, store, readers.process)
+    view = control.view(store, state.lab) if running else None
+    return {"pid": state.manager_pid, "running": running, "time_scale": state.time_scale,
+            "nodes": (view or {}).get("nodes", {}),
+            "restarts_waiting": (view or {}).get("restarts_waiting", [])}
+
+
 def _concrete(drift: dict, state: LabState) -> dict:
     """A drift item whose hint names this lab's scenario and name."""
     hint = drift["hint"].replace("SCENARIO --name LAB", f"{state.scenario} --name {state.lab}")
@@ -147,9 +159,18 @@ def status(lab: str | None, as_json: bool) -> None:
     click.echo(f"task apps: pid {sup['pid']} " + ("running" if sup["running"] else "NOT running")
                + ("  (tasks are containers: the app serves their DNS)"
                   if doc["tasks_as"] == "containers" else ""))
+    mgr = doc["manager"]
+    if mgr["pid"] is not None:
+        click.echo(f"manager: pid {mgr['pid']} " + ("running" if mgr["running"] else
+                                                  "NOT running (the lab serves; netlab up starts it)")
+                   + ("" if mgr["time_scale"] == 1 else f"  time scale {mgr['time_scale']:g}"))
     for n in doc["nodes"]:
+        seen = mgr["nodes"].get(n["name"], {}).get("state")
         click.echo(f"  node {n['name']:<10} {n['role']:<8} {n['state']:<5} {n['availability']:<6} "
-                   f"lan {n['lan_ip']:<15} ingress_sbox {n['ingress_sbox_ip']}")
+                   f"lan {n['lan_ip']:<15} ingress_sbox {n['ingress_sbox_ip']}"
+                   + (f"  manager sees: {seen}" if seen else ""))
+    for r in mgr["restarts_waiting"]:
+        click.echo(f"  restart of {', '.join(r['tasks'])} (node {r['node']} down) in {r['in']:g} s")
     for n in doc["networks"]:
         click.echo(f"  network {n['name']:<10} {n['subnet']:<18} VNI {n['vni']}  lb "
                    + ", ".join(f"{node} {ip}" for node, ip in n["lb"].items()))

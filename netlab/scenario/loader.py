@@ -23,9 +23,10 @@ from netlab.scenario.overlays import assign_subnets, read_overlays, subnet_specs
 from netlab.scenario.nodes import read_nodes
 from netlab.scenario.services import read_services
 from netlab.scenario.source import read_scenario_text
-from netlab.scenario.yamltree import Entry, Mapping, YamlProblem, parse_document
+from netlab.scenario.yamltree import Entry, Mapping, Scalar, Value, YamlProblem, parse_document
 
-TOP_KEYS = ("name", "nodes", "services", "networks", "ingress", "underlay", "iptables")
+TOP_KEYS = ("name", "nodes", "services", "networks", "ingress", "underlay", "iptables",
+            "time_scale")
 #: The scenario's default iptables backend (``up --iptables`` and NETLAB_IPTABLES win).
 IPTABLES_CHOICES = ("auto", "nft", "legacy")
 _NOT_MODELLED = "this lab does not model it; remove it"
@@ -84,6 +85,9 @@ def _build(text: str, source_name: str, name_override: str | None, log: IssueLog
     iptables = None
     if (entry := root.get("iptables")) is not None:
         iptables = read_choice(entry.value, "iptables", log, "iptables backend", IPTABLES_CHOICES)
+    time_scale = None
+    if (entry := root.get("time_scale")) is not None:
+        time_scale = _time_scale(entry.value, log)
     check_published_ports(services.ports, net.underlay.data_path_port, log)
     check_subnets(net.subnets + tuple(subnet_specs(overlays.networks)), log)
     check_mtu(net, log)
@@ -107,7 +111,7 @@ def _build(text: str, source_name: str, name_override: str | None, log: IssueLog
     lab = Lab(
         name=name, nodes=nodes.nodes, services=tuple(s.service for s in services.services),
         ingress=net.ingress, underlay=net.underlay, tasks=tasks, iptables=iptables,
-        networks=networks,
+        networks=networks, time_scale=time_scale,
     )
     check_network_sizes(lab, overlays.networks, log)
     return None if log.count() else lab
@@ -136,3 +140,17 @@ def load_lab(path: str | Path, name_override: str | None = None) -> Lab:
     """
     text = read_scenario_text(path)
     return load_lab_from_text(text, str(path), name_override)
+
+
+def _time_scale(value: Value, log: IssueLog) -> float | None:
+    """The scenario's ``time_scale`` (a netlab extension: how much faster or slower
+    than swarmkit's timings the lab's manager runs; see netlab.manager.timings)."""
+    from netlab.manager.timings import SCALE_MAX, SCALE_MIN, check_scale
+    raw = value.value if isinstance(value, Scalar) else None
+    try:
+        return check_scale(raw)
+    except ValueError:
+        log.add("time_scale", f"time_scale must be a number from {SCALE_MIN:g} to {SCALE_MAX:g}, "
+                f"not {kind_of(value) if raw is None else repr(raw)}",
+                "write time_scale: 0.1 for a manager ten times faster than Swarm's", value.pos)
+        return None

@@ -313,6 +313,8 @@ class FakeHost:
     runtime: FakeRuntime | None = None          # made on first use, on this kernel
     docker_urls: list = field(default_factory=list)   # the URL of each connection
     docker_down: bool = False                   # no Docker daemon answers
+    managers: dict[int, str] = field(default_factory=dict)     # pid -> state file
+    managers_stopped: list[int] = field(default_factory=list)
 
     def containers(self, url):
         from netlab.errors import MissingFeature
@@ -347,13 +349,29 @@ class FakeHost:
             stop_supervisor=self._stop,
             start_supervisor=self._start,
             update_supervisor=self._update,
-            containers=self.containers)
+            containers=self.containers,
+            start_manager=self._start_manager,
+            stop_manager=self._stop_manager,
+            find_managers=lambda path: [p for p, f in self.managers.items() if f == path])
+
+    def _start_manager(self, store, lab: str) -> int:
+        from netlab.manager import control
+        self.next_pid += 1
+        self.managers[self.next_pid] = control.state_file(store, lab)
+        return self.next_pid
+
+    def _stop_manager(self, pid: int) -> None:
+        self.managers_stopped.append(pid)
+        self.managers.pop(pid, None)
 
     def process(self, pid: int) -> ProcessInfo | None:
         """``/proc/<pid>`` as the fake machine shows it: a supervisor started with its
         endpoints file, one of ``others``, or None."""
         if pid in self.supervisors:
             argv = ("python3", "-m", supervisor.APP_MODULE, "--endpoints", self.supervisors[pid])
+            return ProcessInfo(pid, argv, "S", self.started_at.get(pid, pid * 10))
+        if pid in self.managers:
+            argv = ("python3", "-m", "netlab.manager", "--state", self.managers[pid])
             return ProcessInfo(pid, argv, "S", self.started_at.get(pid, pid * 10))
         return self.others.get(pid)
 

@@ -46,6 +46,11 @@ def run(*args: str):
     return CliRunner().invoke(cli, list(args))
 
 
+def _events(store):
+    from netlab.manager.events import parse_lines
+    return parse_lines(store.read_file("hello-a", "hello-a.events") or b"")
+
+
 def test_scale_2_3_1_2_keeps_nodes_and_addresses_and_does_not_reuse_at_once(seed):
     store, fake = seed
     assert tasks(store.load("hello-a")) == {"hello-a.1": ("node1", "10.0.0.5"),
@@ -211,14 +216,25 @@ def test_scale_refuses_an_unknown_service_and_a_lab_with_no_eligible_node():
 LAN_PORT2 = (NS + "lan", "veth-node2")
 
 
+def _down_noticed(store, fake) -> None:
+    """``netlab node hello-a node2 down``, then what the lab's manager does once it
+    noticed node2's heartbeats stopped (netlab.manager: converge.noticed)."""
+    r = run("node", "hello-a", "node2", "down")
+    assert r.exit_code == 0 and "cut off the LAN (lan/veth-node2 down)" in r.output, r.output
+    assert "13.5-16.5 s after its last" in r.output and "5 s later" in r.output
+    # Only the cut: the node is down in the lab once the manager has noticed.
+    assert store.load("hello-a").model.node("node2").state == "ready"
+    assert fake.kernel.steps[-1] == ("link", *LAN_PORT2, False)
+    converge.noticed("hello-a", "node2", "down", "heartbeat failure", store, host=fake.host())
+
+
 def test_node_down_restarts_its_tasks_elsewhere_and_up_moves_none_back(seed, monkeypatch):
     store, fake = seed
     fake.kernel.steps.clear()
-    r = run("node", "hello-a", "node2", "down")
-    assert r.exit_code == 0, r.output
-    assert "- hello-a.2" in r.output and "+ hello-a.2" in r.output
+    _down_noticed(store, fake)
     assert fake.kernel.steps[0] == ("link", *LAN_PORT2, False)      # the crash comes first
     assert LAN_PORT2 in fake.kernel.links_down                     # and survives the apply
+    assert "node2 cut" in [f"{e.subject} {e.action}" for e in _events(store)]
     st = store.load("hello-a")
     # Same slot, a new task on the live node, with a new address (not node2's 10.0.0.6).
     assert tasks(st) == {"hello-a.1": ("node1", "10.0.0.5"), "hello-a.2": ("node1", "10.0.0.7")}
@@ -227,7 +243,7 @@ def test_node_down_restarts_its_tasks_elsewhere_and_up_moves_none_back(seed, mon
         ("hello-a.2", "node2", "shutdown"), ("hello-a.1", "node1", "running"),
         ("hello-a.2", "node1", "running")]
     assert (st.desired_tasks[0].address, st.desired_tasks[0].ended_by) == (
-        "10.0.0.6", "node node2 down")
+        "10.0.0.6", "node node2 down: heartbeat failure")
     assert ("weight", NS + "node1.ingress_sbox", 0x100, "10.0.0.6", 0) in fake.kernel.steps
     # The old task's namespace went before the new task's (same name) was made.
     kinds = [s[0] for s in fake.kernel.steps]
@@ -241,7 +257,10 @@ def test_node_down_restarts_its_tasks_elsewhere_and_up_moves_none_back(seed, mon
     assert LAN_PORT2 in fake.kernel.links_down
 
     r = run("node", "hello-a", "node2", "up")
-    assert r.exit_code == 0 and "no task moved" in r.output, r.output
+    assert r.exit_code == 0 and "back on the LAN" in r.output and "none of its old" in r.output
+    assert LAN_PORT2 not in fake.kernel.links_down
+    assert store.load("hello-a").model.node("node2").state == "down"   # until noticed
+    converge.noticed("hello-a", "node2", "up", "heartbeat received", store, host=fake.host())
     assert LAN_PORT2 not in fake.kernel.links_down
     st = store.load("hello-a")
     assert st.model.node("node2").state == "ready"
@@ -254,7 +273,8 @@ def test_node_down_restarts_its_tasks_elsewhere_and_up_moves_none_back(seed, mon
     doc = json.loads(run("status", "hello-a", "--json").output)
     assert [(n["name"], n["state"], n["availability"]) for n in doc["nodes"]] == [
         ("node1", "ready", "active"), ("node2", "ready", "active")]
-    assert ("hello-a.2", 2, "node2", "shutdown", "10.0.0.6", "node node2 down") in [
+    assert ("hello-a.2", 2, "node2", "shutdown", "10.0.0.6",
+            "node node2 down: heartbeat failure") in [
         (h["name"], h["slot"], h["node"], h["state"], h["address"], h["ended_by"])
         for h in doc["history"]]
     assert doc["drift"] == []
@@ -294,7 +314,7 @@ def test_node_bad_input_exits_2(seed, args, field):
 
 def test_up_from_the_scenario_keeps_a_down_node_down(seed, tmp_path):
     store, fake = seed
-    assert run("node", "hello-a", "node2", "down").exit_code == 0
+    _down_noticed(store, fake)
     scenario = tmp_path / "hello-a.yaml"
     shutil.copy(SCENARIOS / "hello-a.yaml", scenario)
     text = scenario.read_text().replace("replicas: 2", "replicas: 3")
@@ -307,7 +327,7 @@ def test_up_from_the_scenario_keeps_a_down_node_down(seed, tmp_path):
 
 def test_a_state_file_from_before_node_states_reads_its_nodes_as_ready(seed):
     store, fake = seed
-    assert run("node", "hello-a", "node2", "down").exit_code == 0
+    _down_noticed(store, fake)
     doc = state.to_json(store.load("hello-a"))
     assert [n["state"] for n in doc["model"]["nodes"]] == ["ready", "down"]
     for n in doc["model"]["nodes"]:

@@ -1,0 +1,257 @@
+"""The manager process: ``python -m netlab.manager --state FILE`` (started by ``up``).
+
+A loop on one monotonic clock, every tick (a tenth of a heartbeat period):
+each node's agent sends its heartbeat when its period is up (a period chosen
+anew each time, as swarmkit's agent is told by the dispatcher); the
+dispatcher reads what arrived, marks late nodes, expires the silent ones; the
+orchestrator schedules restarts, and a worker thread carries out what is
+due, one at a time, under the lab's change lock (:func:`netlab.converge.noticed`),
+so the heartbeats go on while the kernel is being changed. The manager's view
+(each node's state, the restarts waiting) is written to ``<lab>.manager.json``
+in the store at every change of it, and each step to the event log.
+
+SIGTERM stops it (after the change under way); ``kill -9`` stops it at once,
+and the lab keeps serving (the kernel holds the mesh); ``up`` starts a new one,
+which resumes from the state file: it gives every node twice the grace to
+report (as swarmkit after a leader change) and disturbs no running task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import random
+import select
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from netlab.manager import dispatcher as dsp
+from netlab.manager.events import FILE_SUFFIX, Event, event
+from netlab.manager.orchestrator import Action, NodeReady, Orchestrator, RestartTasks
+from netlab.manager.timings import Timings
+from netlab.state import StateStore
+
+STATUS_SUFFIX = "manager.json"
+
+
+def status_name(lab: str) -> str:
+    return f"{lab}.{STATUS_SUFFIX}"
+
+
+def events_name(lab: str) -> str:
+    return f"{lab}.{FILE_SUFFIX}"
+
+
+def log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} manager: {message}",
+          file=sys.stderr, flush=True)
+
+
+class Manager:
+    """One lab's manager loop. ``heartbeats`` is what :class:`netlab.kernel.heartbeat.Heartbeats`
+    offers (send, receive, rx, close); ``act`` carries out an action (the real one
+    calls :func:`netlab.converge.noticed`); ``clock``/``wall`` are the monotonic and
+    epoch clocks (tests pass fakes and call :meth:`step` themselves)."""
+
+    def __init__(self, lab: str, store: StateStore, heartbeats, act: Callable[[Action], None],
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time, rng: random.Random | None = None):
+        self.lab, self.store, self.hb, self.act = lab, store, heartbeats, act
+        self.clock, self.wall = clock, wall
+        state = store.require(lab)
+        self.timings = Timings.scaled(state.time_scale)
+        self.nodes = [n.name for n in state.model.nodes]
+        now = clock()
+        self._rng = rng or random.Random()
+        self.dispatcher = dsp.Dispatcher(self.timings, self.nodes, now, self._rng)
+        self.orchestrator = Orchestrator(self.timings)
+        # Each agent's first heartbeat at once, then every chosen period.
+        self._next_beat = dict.fromkeys(self.nodes, now)
+        self._late: set[str] = set()
+        self._changed = True
+
+    # -- one tick
+    def step(self) -> list[Action]:
+        """One tick: send the heartbeats due, read what came, expire the silent, and
+        return the actions due now (in order)."""
+        now = self.clock()
+        t = self.timings
+        for node, due in self._next_beat.items():
+            if due <= now:
+                self.hb.send(node)
+                eps = t.heartbeat_epsilon
+                self._next_beat[node] = now + t.heartbeat_period + (
+                    self._rng.uniform(-eps, eps) if eps > 0 else 0.0)
+        actions: list[Action] = []
+        for node in self.hb.receive():
+            self._late.discard(node)
+            tr = self.dispatcher.beat(node, now)
+            if tr is not None:
+                actions += self._notice(tr)
+        for node in self.nodes:
+            seen = self.dispatcher._nodes[node]
+            if (seen.state == dsp.READY and seen.last_beat is not None and node not in self._late
+                    and now - seen.last_beat > t.heartbeat_period + t.heartbeat_epsilon):
+                self._late.add(node)
+                self._emit(event("node", node, "heartbeat-missed",
+                                 f"no heartbeat for {now - seen.last_beat:.1f} s (one every "
+                                 f"{t.heartbeat_period:g} s ± {t.heartbeat_epsilon:g}); down at "
+                                 f"{seen.deadline - seen.last_beat:.1f} s unless one comes"
+                                 + self._scaled(), self.wall()))
+        for tr in self.dispatcher.expire(now):
+            actions += self._notice(tr)
+        actions += self.orchestrator.due(now)
+        return actions
+
+    def _scaled(self) -> str:
+        return "" if self.timings.scale == 1 else f" (time scale {self.timings.scale:g})"
+
+    def _notice(self, tr: dsp.Transition) -> list[Action]:
+        self._changed = True
+        state = self.store.require(self.lab)
+        node = next(n for n in state.model.nodes if n.name == tr.node)
+        tasks = [task.name for task in state.model.tasks if task.node == tr.node]
+        wall = self.wall() - (self.clock() - tr.at)       # when it happened, on the wall clock
+        evs, acts = self.orchestrator.noticed(tr, wall, node.state == "down", tasks)
+        for e in evs:
+            self._emit(e)
+        return acts
+
+    def _emit(self, e: Event) -> None:
+        self._changed = True
+        try:
+            self.store.append_file(self.lab, events_name(self.lab), e.to_line())
+        except OSError as exc:
+            log(f"cannot write the event log: {exc}")
+
+    def carry_out(self, action: Action) -> None:
+        """Carry out ``action`` (through ``act``), with its events before and after."""
+        if isinstance(action, RestartTasks):
+            self._emit(event("node", action.node, "restarting-tasks",
+                             f"restart delay over: restarting {len(action.tasks)} task(s) of "
+                             f"{action.node} on the nodes that report" + self._scaled(),
+                             self.wall()))
+        try:
+            self.act(action)
+        except Exception as exc:       # noqa: BLE001 (logged and reported; the loop goes on)
+            self._emit(event("manager", self.lab, "error", f"{type(action).__name__} "
+                             f"{action.node}: {exc}", self.wall()))
+            log("".join(traceback.format_exception(exc)).rstrip())
+            return
+        after = self.store.require(self.lab)
+        if isinstance(action, RestartTasks):
+            moved = {t.name: t.node for t in after.model.tasks if t.name in action.tasks}
+            for task, where in sorted(moved.items()):
+                self._emit(event("task", task, "running",
+                                 f"restarted on {where}: its app serves and every load "
+                                 "balancer has it at weight 1", self.wall()))
+            if self.dispatcher.state(action.node) == dsp.READY:   # it came back meanwhile
+                self.act(NodeReady(action.node))
+                self._emit(event("node", action.node, "ready-in-lab", "marked ready again",
+                                 self.wall()))
+        else:
+            self._emit(event("node", action.node, "ready-in-lab",
+                             "marked ready: it may take new tasks (none move back)", self.wall()))
+        self._changed = True
+
+    def view(self) -> dict:
+        """The manager's view, as ``<lab>.manager.json`` holds it."""
+        now = self.clock()
+        nodes = {}
+        for name in self.nodes:
+            seen = self.dispatcher._nodes[name]
+            nodes[name] = {"state": seen.state,
+                           "last_heartbeat_ago": (None if seen.last_beat is None
+                                                  else round(now - seen.last_beat, 2))}
+        t = self.timings
+        return {"pid": os.getpid(), "time_scale": t.scale,
+                "timings": {"heartbeat_period": t.heartbeat_period,
+                            "heartbeat_epsilon": t.heartbeat_epsilon,
+                            "grace_multiplier": t.grace_multiplier,
+                            "restart_delay": t.restart_delay},
+                "nodes": nodes,
+                "restarts_waiting": [{"node": r.node, "tasks": list(r.tasks),
+                                      "in": round(max(0.0, r.due - now), 2)}
+                                     for r in self.orchestrator.waiting()]}
+
+    def write_view(self) -> None:
+        if not self._changed:
+            return
+        self._changed = False
+        try:
+            self.store.write_file(self.lab, status_name(self.lab),
+                                  (json.dumps(self.view()) + "\n").encode())
+        except OSError as exc:
+            log(f"cannot write {status_name(self.lab)}: {exc}")
+
+
+def _real_act(lab: str, store: StateStore) -> Callable[[Action], None]:
+    from netlab import converge
+
+    def act(action: Action) -> None:
+        if isinstance(action, RestartTasks):
+            converge.noticed(lab, action.node, "down", "heartbeat failure", store)
+        else:
+            converge.noticed(lab, action.node, "up", "heartbeat received", store)
+    return act
+
+
+def run(lab: str, store: StateStore) -> int:
+    """The process's loop until SIGTERM; returns the exit code."""
+    from netlab.kernel.heartbeat import Heartbeats
+    from netlab.plan import names
+    state = store.require(lab)
+    manager_node = next((n for n in state.model.nodes if n.role == "manager"), state.model.nodes[0])
+    hb = Heartbeats(names.node_ns(lab, manager_node.name), str(state.lan[manager_node.name]),
+                    {n.name: names.node_ns(lab, n.name) for n in state.model.nodes})
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    mgr = Manager(lab, store, hb, _real_act(lab, store))
+    work: queue.Queue[Action | None] = queue.Queue()
+
+    def worker() -> None:
+        while (action := work.get()) is not None:
+            mgr.carry_out(action)
+
+    thread = threading.Thread(target=worker, name="netlab-manager-actions", daemon=True)
+    thread.start()
+    t = mgr.timings
+    mgr._emit(event("manager", lab, "started",
+                    f"pid {os.getpid()}; heartbeats every {t.heartbeat_period:g} s ± "
+                    f"{t.heartbeat_epsilon:g} over the LAN to {manager_node.name}:2377, a node "
+                    f"down after {t.grace_multiplier} periods without one, tasks restarted "
+                    f"after {t.restart_delay:g} s" + mgr._scaled(), time.time()))
+    try:
+        while not stop.is_set():
+            for action in mgr.step():
+                work.put(action)
+            mgr.write_view()
+            select.select([hb.rx], [], [], t.tick)
+    finally:
+        work.put(None)
+        thread.join(timeout=60)
+        mgr._emit(event("manager", lab, "stopped", f"pid {os.getpid()}", time.time()))
+        hb.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m netlab.manager",
+                                     description="A netlab lab's manager (started by netlab up).")
+    parser.add_argument("--state", required=True, help="the lab's state file")
+    args = parser.parse_args(argv)
+    path = Path(args.state)
+    lab = path.name.removesuffix(".json")
+    try:
+        return run(lab, StateStore(path.parent))
+    except Exception as exc:      # noqa: BLE001 (the log says why; up reads it)
+        log(f"cannot run: {type(exc).__name__}: {exc}")
+        return 1
