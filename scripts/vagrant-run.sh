@@ -245,7 +245,7 @@ for line in "${LINES[@]}"; do
     fi
     # vagrant's upload progress ("Progress: N%" with carriage returns) is left out;
     # vagrant's own headlines ("==> ...") get the seconds since the line started.
-    (cd "$dir" && bash -c "$line") 2>&1 | tr '\r' '\n' | grep --line-buffered -v 'Progress: [0-9]*%' \
+    (cd "$dir" && bash -c "$line") 2>&1 | stdbuf -oL tr '\r' '\n' | grep --line-buffered -v 'Progress: [0-9]*%' \
         | awk -v t0="$start" '/^==> / { "date +%s.%N" | getline t; close("date +%s.%N"); printf "[+%5.0f s] ", t - t0 }
                               { print; fflush() }' | tee "$OUT/$i"
     rc=${PIPESTATUS[0]}

@@ -214,6 +214,9 @@ def run(lab: str, store: StateStore) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    # A signal wakes the loop's select at once (down need not wait for a tick).
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
     mgr = Manager(lab, store, hb, _real_act(lab, store))
     work: queue.Queue[Action | None] = queue.Queue()
 
@@ -234,12 +237,15 @@ def run(lab: str, store: StateStore) -> int:
             for action in mgr.step():
                 work.put(action)
             mgr.write_view()
-            select.select([hb.rx], [], [], t.tick)
+            select.select([hb.rx.fileno(), wake_r], [], [], t.tick)
     finally:
         work.put(None)
         thread.join(timeout=60)
         mgr._emit(event("manager", lab, "stopped", f"pid {os.getpid()}", time.time()))
         hb.close()
+        signal.set_wakeup_fd(-1)
+        os.close(wake_r)
+        os.close(wake_w)
     return 0
 
 

@@ -50,8 +50,8 @@ class Timings:
 
     @property
     def tick(self) -> float:
-        """How often the manager looks: a tenth of a heartbeat period."""
-        return self.heartbeat_period / 10
+        """How often the manager looks: a tenth of a heartbeat period, at most 0.5 s."""
+        return min(self.heartbeat_period / 10, 0.5)
 
 
 def check_scale(scale: object) -> float:
