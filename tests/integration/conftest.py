@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,11 +138,19 @@ class RunningLab:
         return json.loads(netlab("status", self.name, "--json").stdout)
 
 
-def _bring_up(scenario: str, iptables: str = "auto"):
+#: The time scale of the labs tests bring up unless they ask for another: the
+#: manager ten times slower than Swarm's (a node down 135 s or more after its
+#: last heartbeat), so that a test cutting a link by hand for other reasons sees
+#: the lab as it left it. Tests of the manager pass a short one.
+TEST_TIME_SCALE = "10"
+
+
+def _bring_up(scenario: str, iptables: str = "auto", time_scale: str = TEST_TIME_SCALE):
     name = "t" + secrets.token_hex(3)
     path = SCENARIOS / scenario
     try:
-        out = netlab("up", str(path), "--name", name, "--iptables", iptables)
+        out = netlab("up", str(path), "--name", name, "--iptables", iptables,
+                     "--time-scale", time_scale)
     except BaseException:
         netlab("down", name, check=False)
         raise
@@ -182,10 +191,10 @@ def copied_lab(tmp_path):
     delete. Torn down afterwards, leaving no namespace."""
     made: list[RunningLab] = []
 
-    def make(scenario: str) -> RunningLab:
+    def make(scenario: str, time_scale: str = TEST_TIME_SCALE) -> RunningLab:
         copy = tmp_path / scenario
         shutil.copy(SCENARIOS / scenario, copy)
-        made.append(_bring_up(str(copy)))
+        made.append(_bring_up(str(copy), time_scale=time_scale))
         return made[-1]
 
     yield make
@@ -198,8 +207,8 @@ def lab_up():
     """``lab_up("three-nodes.yaml")`` brings a uniquely named lab up for one test."""
     made: list[RunningLab] = []
 
-    def make(scenario: str) -> RunningLab:
-        made.append(_bring_up(scenario))
+    def make(scenario: str, time_scale: str = TEST_TIME_SCALE) -> RunningLab:
+        made.append(_bring_up(scenario, time_scale=time_scale))
         return made[-1]
 
     yield make
@@ -231,3 +240,34 @@ def real_swarm():
     assert "rs-node2" not in listed, listed
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert "rs-lan" not in links and "docker_gwbridge" not in links, links
+
+
+def wait_for(what: str, check, timeout: float = 120.0, every: float = 0.2):
+    """Poll ``check()`` until it returns something true (returned), or fail naming
+    ``what`` after ``timeout`` s (generous: Python is slow under emulation)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not after {timeout:g} s")
+        time.sleep(every)
+
+
+def lab_events(lab: str) -> list:
+    """The lab's event log (netlab.manager.events), read from the store."""
+    from netlab.manager.events import parse_lines
+    from netlab.state import StateStore
+    return parse_lines(StateStore().read_file(lab, f"{lab}.events") or b"")
+
+
+def restarted(lab: str, node: str) -> bool:
+    """Whether the manager has restarted ``node``'s tasks (a task ``running`` event
+    after the node's ``restarting-tasks``); an ``error`` event fails at once."""
+    evs = lab_events(lab)
+    errors = [e.message for e in evs if e.action == "error"]
+    assert not errors, errors
+    idx = next((i for i, e in enumerate(evs) if (e.subject, e.action) == (node, "restarting-tasks")),
+               None)
+    return idx is not None and any(e.kind == "task" and e.action == "running" for e in evs[idx:])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tests.integration.conftest import lab_netns, netlab, sh
+from tests.integration.conftest import lab_netns, netlab, restarted, sh, wait_for
 
 
 def _dests(ns: str) -> list[tuple[str, str]]:
@@ -62,12 +62,14 @@ def test_scale_up_then_down_through_the_mesh(copied_lab):
 
 
 def test_node_down_then_up(copied_lab):
-    lab = copied_lab("hello-a.yaml")
+    lab = copied_lab("hello-a.yaml", time_scale="0.1")
     name = lab.name
     out = netlab("node", name, "node2", "down").stdout
-    assert "- hello-a.2" in out and "+ hello-a.2" in out, out
+    assert "cut off the LAN (lan/veth-node2 down)" in out, out
     lan = next(n for n in lab_netns(name) if n.endswith(".lan"))
     assert "state DOWN" in sh(lan, "ip", "link", "show", "veth-node2")
+    # The manager notices node2's heartbeats stop and restarts its task on node1.
+    wait_for("the manager restarts node2's task", lambda: restarted(name, "node2"))
     sbox1 = next(n for n in lab_netns(name) if n.endswith(".node1.ingress_sbox"))
     assert _dests(sbox1) == [("10.0.0.5", "1"), ("10.0.0.7", "1")]   # node2's .6 is gone
     doc = json.loads(netlab("curl", name, "node1:5000", "--count", "4", "--json").stdout)
@@ -80,8 +82,10 @@ def test_node_down_then_up(copied_lab):
         (h["name"], h["node"], h["state"]) for h in status["history"]]
 
     out = netlab("node", name, "node2", "up").stdout
-    assert "no task moved" in out, out
+    assert "back on the LAN" in out and "none of its old tasks move back" in out, out
     assert "state DOWN" not in sh(lan, "ip", "link", "show", "veth-node2")
+    wait_for("the manager marks node2 ready", lambda: [n["state"] for n in json.loads(
+        netlab("status", name, "--json").stdout)["nodes"]] == ["ready", "ready"])
     doc = json.loads(netlab("curl", name, "node2:5000", "--count", "4", "--json").stdout)
     assert {r["task"] for r in doc} == {"hello-a.1", "hello-a.2"}, doc
     assert {r["node"] for r in doc} == {"node1"}                     # nothing moved back

@@ -13,7 +13,7 @@ import json
 import subprocess
 
 from netlab.plan import names
-from tests.integration.conftest import netlab, sh
+from tests.integration.conftest import netlab, restarted, sh, wait_for
 
 
 def _trace(lab, target: str, repeat: int = 2) -> tuple[int, dict]:
@@ -105,9 +105,10 @@ def test_a_backend_on_a_node_cut_by_hand_says_the_vxlan_packet_went_nowhere(lab_
 
 
 def test_a_request_to_a_node_netlab_took_down_names_it(lab_up):
-    lab = lab_up("hello-a.yaml")
+    lab = lab_up("hello-a.yaml", time_scale="0.1")
     netlab("node", lab.name, "node2", "down")
     assert "state DOWN" in sh(lab.netns("lan"), "ip", "link", "show", "veth-node2")
+    wait_for("the manager restarts node2's task", lambda: restarted(lab.name, "node2"))
     code, doc = _trace(lab, "node2:5000", repeat=1)
     assert code == 1 and doc["verdict"] == "dropped"
     assert (doc["cause"]["kind"], doc["cause"]["node"]) == ("node-down", "node2")
