@@ -62,7 +62,13 @@ def load(lab: str, target_text: str, requests: int | None, concurrency: int,
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    changes = common.lab_state(common.store(), lab).changes   # as they are now, after the run
+    st = common.store()
+    # As they are now, after the run: the lab's changes and the failure windows its
+    # manager noticed and repaired (a node cut off, until its tasks ran elsewhere).
+    from netlab.manager.events import parse_lines
+    from netlab.manager.process import events_name
+    changes = report.with_episodes(common.lab_state(st, lab).changes,
+                                   parse_lines(st.read_file(lab, events_name(lab)) or b""))
     summary = report.summarize(outcomes, started, ended)
     attributions, unexplained = report.attribute(outcomes, changes, started, ended)
     if as_json:

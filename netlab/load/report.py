@@ -102,3 +102,39 @@ def attribute(outcomes: list[Outcome], changes: tuple[Change, ...], started: flo
                                dict(sorted(Counter(o.kind for o in lost if o.kind).items())),
                                len(during), len(after)))
     return out, sum(1 for o in outcomes if not o.ok and id(o) not in explained)
+
+
+def episodes(events: list) -> tuple[Change, ...]:
+    """The failure windows the lab's manager lived through, as changes: each from a
+    node cut off the LAN (its ``cut`` event, or its first ``heartbeat-missed`` when
+    something else cut it) until its tasks run again elsewhere (the first task
+    ``running`` after the node's ``restarting-tasks``) or it is back (``uncut`` or
+    ``ready``), whichever comes first; never converged while neither came. Their
+    failures are the node's, noticed and repaired as Swarm does, not unexplained.
+    ``events``: :class:`netlab.manager.events.Event`, in time order."""
+    out: list[Change] = []
+    open_: dict[str, tuple[float, str]] = {}     # node -> (start, how it began)
+    restarting: dict[str, bool] = {}
+    for e in events:
+        if e.kind == "node" and e.action in ("cut", "heartbeat-missed") and e.subject not in open_:
+            open_[e.subject] = (e.time, "cut off the LAN" if e.action == "cut"
+                                else "stopped reporting")
+            restarting[e.subject] = False
+        elif e.kind == "node" and e.action == "restarting-tasks" and e.subject in open_:
+            restarting[e.subject] = True
+        elif e.kind == "node" and e.action in ("uncut", "ready") and e.subject in open_:
+            start, how = open_.pop(e.subject)
+            out.append(Change("node", f"{e.subject} {how}, until back", start, e.time))
+        elif e.kind == "task" and e.action == "running":
+            for node in [n for n, r in restarting.items() if r and n in open_]:
+                start, how = open_.pop(node)
+                out.append(Change("node", f"{node} {how}, until its tasks ran elsewhere",
+                                  start, e.time))
+    out += [Change("node", f"{node} {how}, not repaired yet", start, None)
+            for node, (start, how) in open_.items()]
+    return tuple(sorted(out, key=lambda c: c.started))
+
+
+def with_episodes(changes: tuple[Change, ...], events: list) -> tuple[Change, ...]:
+    """The lab's changes and the manager's failure windows (see :func:`episodes`), by start."""
+    return tuple(sorted((*changes, *episodes(events)), key=lambda c: c.started))

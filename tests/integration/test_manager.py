@@ -143,3 +143,28 @@ def test_two_changes_at_once_are_serialised_never_interleaved(lab_up):
     replicas = int(log[1].what.split("=")[1])
     assert len(_status(lab)["tasks"]) == replicas
     assert _status(lab)["drift"] == []
+
+
+def test_load_across_a_cut_attributes_its_failures_to_the_managers_window(lab_up, figure):
+    lab = lab_up("hello-a.yaml", time_scale=SCALE)
+    _started(lab)
+    load = forked.netlab_started(["load", lab.name, "node1:5000", "--concurrency", "4",
+                                  "--duration", "600", "--timeout", "2", "--json"])
+    try:
+        line = load.stderr.readline()
+        assert "sending to node1:5000" in line, (line, load.communicate())
+        time.sleep(1)
+        netlab("node", lab.name, "node2", "down")
+        wait_for("the manager restarts node2's task", lambda: restarted(lab.name, "node2"))
+        time.sleep(2)                      # requests on the repaired lab
+    finally:
+        load.send_signal(signal.SIGTERM)
+        out, err = load.communicate(timeout=120)
+    doc = json.loads(out)
+    assert doc["unexplained_failures"] == 0, (doc["failures"][:5], err[-1000:])
+    window = [c for c in doc["changes"] if c["what"].startswith("node2 cut off the LAN")]
+    assert len(window) == 1 and window[0]["converged"] is not None, doc["changes"]
+    assert window[0]["failed_after"] == 0 and window[0]["requests_after"] > 0, window
+    figure("load across a cut", f"{doc['failed']} of {doc['requests']} failed, all in the "
+           f"window of {window[0]['converged'] - window[0]['started']:.2f} s from the cut "
+           "to the task running on node1")

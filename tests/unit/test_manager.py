@@ -300,3 +300,29 @@ def test_a_scenario_may_set_the_time_scale(tmp_path):
     bad.write_text(text + "time_scale: soon\n")
     with pytest.raises(ScenarioError, match=r"time_scale must be a number from 0\.01 to 10"):
         load_lab(bad)
+
+
+# -- load: the manager's failure windows explain their failures ----------------------
+
+def test_a_cut_until_its_tasks_run_elsewhere_is_a_window_that_explains_failures():
+    from netlab.changelog import Change
+    from netlab.load.engine import Outcome
+    from netlab.load.report import attribute, episodes, with_episodes
+    evs = [event("node", "node2", "cut", "", 100.0), event("node", "node2", "heartbeat-missed", "", 100.6),
+           event("node", "node2", "down", "", 101.5), event("node", "node2", "restarting-tasks", "", 106.5),
+           event("task", "hello-a.2", "running", "", 108.0),
+           event("node", "node3", "heartbeat-missed", "", 110.0)]
+    eps = episodes(evs)
+    assert [(c.what, c.started, c.converged) for c in eps] == [
+        ("node2 cut off the LAN, until its tasks ran elsewhere", 100.0, 108.0),
+        ("node3 stopped reporting, not repaired yet", 110.0, None)]
+    back = episodes([event("node", "n", "cut", "", 1.0), event("node", "n", "uncut", "", 2.0)])
+    assert [(c.started, c.converged) for c in back] == [(1.0, 2.0)]
+    scale = Change("scale", "hello-a=3", 90.0, 91.0)
+    merged = with_episodes((scale,), evs)
+    assert [c.kind for c in merged] == ["scale", "node", "node"]
+    failed = Outcome(started=103.0, elapsed_ms=1000.0, ok=False, kind="timeout")
+    _, unexplained = attribute([failed], merged[:2], 95.0, 109.0)
+    assert unexplained == 0
+    _, unexplained = attribute([failed], (scale,), 95.0, 109.0)
+    assert unexplained == 1
