@@ -304,12 +304,14 @@ def manager_runs(state: LabState, store: StateStore,
 
 def _ensure_manager(state: LabState, previous: LabState | None, store: StateStore,
                     progress: Progress, host: Host) -> None:
-    """Start the lab's manager unless it runs with the same time scale (a new one
-    resumes from the state file; see :mod:`netlab.manager.process`)."""
+    """Start the lab's manager unless it runs with the same time scale and nodes (a
+    new one resumes from the state file; see :mod:`netlab.manager.process`)."""
     if manager_runs(state, store, host.process):
-        if previous is not None and previous.time_scale == state.time_scale:
+        if previous is not None and previous.time_scale == state.time_scale \
+                and [n.name for n in previous.model.nodes] == [n.name for n in state.model.nodes]:
             return
-        progress(f"restarting the manager (time scale {state.time_scale:g})")
+        progress(f"restarting the manager (time scale {state.time_scale:g}, "
+                 f"{len(state.model.nodes)} nodes)")
         assert state.manager_pid is not None
         host.stop_manager(state.manager_pid)
     else:

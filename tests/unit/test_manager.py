@@ -326,3 +326,19 @@ def test_a_cut_until_its_tasks_run_elsewhere_is_a_window_that_explains_failures(
     assert unexplained == 0
     _, unexplained = attribute([failed], (scale,), 95.0, 109.0)
     assert unexplained == 1
+
+
+def test_a_new_node_restarts_the_manager_so_its_agent_reports(seed, tmp_path):
+    from tests.unit.conftest import SCENARIOS
+    from netlab.scenario import load_lab
+    store, fake = seed
+    first = store.load("hello-a").manager_pid
+    text = (SCENARIOS / "hello-a.yaml").read_text()
+    assert "node2" in text
+    bigger = tmp_path / "hello-a.yaml"
+    bigger.write_text(text.replace("  node2: {role: worker}\n",
+                                   "  node2: {role: worker}\n  node3: {role: worker}\n", 1))
+    lab = load_lab(bigger)
+    assert [n.name for n in lab.nodes][-1] == "node3", [n.name for n in lab.nodes]
+    lifecycle.up(lab, str(bigger), store, "legacy", host=fake.host())
+    assert store.load("hello-a").manager_pid != first and fake.managers_stopped == [first]
