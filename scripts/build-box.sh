@@ -69,11 +69,17 @@ setup_packages() {
 }
 read -r -a SETUP_PACKAGES <<<"$(setup_packages)"
 ((${#SETUP_PACKAGES[@]} > 5)) || die "could not read COMMON_PACKAGES from scripts/setup.sh"
+# ... and what provision.sh adds on the swarm VMs (DOCKER_PACKAGES).
+docker_packages() {
+    bash -c 'eval "$(grep "^DOCKER_PACKAGES=(" "$1")"; echo "${DOCKER_PACKAGES[*]}"' _ "$REPO/vagrant/provision.sh"
+}
+read -r -a DOCKER_PACKAGES <<<"$(docker_packages)"
+((${#DOCKER_PACKAGES[@]})) || die "could not read DOCKER_PACKAGES from vagrant/provision.sh"
 # boot and access; setup.sh's list; what setup.sh adds on Debian (the kernel);
-# what provision.sh adds on the swarm VMs (docker.io) and the README's curl.
+# provision.sh's for the swarm VMs and the README's curl.
 PACKAGES=(systemd-sysv udev dbus e2fsprogs initramfs-tools linux-image-amd64 grub-pc-bin
           openssh-server sudo rsync less iputils-ping
-          "${SETUP_PACKAGES[@]}" docker.io curl)
+          "${SETUP_PACKAGES[@]}" "${DOCKER_PACKAGES[@]}" curl)
 
 HASH="$(cat "$0" "$REPO/scripts/setup.sh" "$REPO/vagrant/provision.sh" "$REPO/pyproject.toml" \
         | sha256sum | cut -c1-16)"
@@ -175,6 +181,7 @@ EOF
     chroot "$ROOT" systemctl mask apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer \
         fstrim.timer dpkg-db-backup.timer systemd-networkd-wait-online.service >/dev/null 2>&1
     # docker.io is carried for the swarm VMs; it starts only where provision.sh starts it.
+    # (apparmor's service only loads the profiles installed, docker's among them.)
     chroot "$ROOT" systemctl disable docker.service docker.socket containerd.service >/dev/null 2>&1 || true
     chroot "$ROOT" apt-get clean
 

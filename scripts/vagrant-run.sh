@@ -250,8 +250,14 @@ for line in "${LINES[@]}"; do
                               { print; fflush() }' | tee "$OUT/$i"
     rc=${PIPESTATUS[0]}
     step_done "$line" "$start"
-    if ((rc != 0)); then say "FAILED (exit $rc): $line"; failed=1; break; fi
-    check_output "$line" "$OUT/$i" || { say "FAILED: $line"; failed=1; break; }
+    # A failed `vagrant up` ends the run; after any other failed line the next lines
+    # still run, so one run shows all that fails.
+    if ((rc != 0)); then
+        say "FAILED (exit $rc): $line"; failed=1
+        [[ "$line" == vagrant\ up* ]] && break
+        continue
+    fi
+    check_output "$line" "$OUT/$i" || { say "FAILED: $line"; failed=1; }
 done
 rm -rf "$OUT"
 

@@ -38,10 +38,21 @@ netlab_node() {
     say "netlab $(/usr/local/bin/netlab --version 2>/dev/null | awk '{print $NF}') at /usr/local/bin/netlab"
 }
 
+# docker.io and apparmor: Debian's kernel has AppArmor on, and then dockerd loads its
+# docker-default profile with apparmor_parser for every container; without it (apparmor
+# is only a Recommends of docker.io) every task fails to start ("AppArmor enabled on
+# system but the docker-default profile could not be loaded"), as the first real boot of
+# the swarm VMs found.
+DOCKER_PACKAGES=(docker.io apparmor)
+
 docker_node() {
-    if ! dpkg-query -W -f='${Status}' docker.io 2>/dev/null | grep -q 'install ok installed'; then
-        say "installing docker.io"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends docker.io >/dev/null
+    local pkg missing=()
+    for pkg in "${DOCKER_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    if ((${#missing[@]})); then
+        say "installing ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
     fi
     if [[ "${NETLAB_REHEARSAL:-0}" == 1 ]]; then
         say "rehearsal: dockerd not started"; return
