@@ -66,6 +66,10 @@ class Dispatcher:
     def states(self) -> dict[str, str]:
         return {name: n.state for name, n in self._nodes.items()}
 
+    def last_beat(self, node: str) -> float | None:
+        """When ``node``'s last heartbeat came (None: none since the manager started)."""
+        return self._nodes[node].last_beat
+
     def deadline(self, node: str) -> float:
         """When ``node`` is marked down if no heartbeat comes before."""
         return self._nodes[node].deadline

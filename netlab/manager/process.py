@@ -76,6 +76,7 @@ class Manager:
         self._next_beat = dict.fromkeys(self.nodes, now)
         self._late: set[str] = set()
         self._changed = True
+        self._written = now
 
     # -- one tick
     def step(self) -> list[Action]:
@@ -96,14 +97,15 @@ class Manager:
             if tr is not None:
                 actions += self._notice(tr)
         for node in self.nodes:
-            seen = self.dispatcher._nodes[node]
-            if (seen.state == dsp.READY and seen.last_beat is not None and node not in self._late
-                    and now - seen.last_beat > t.heartbeat_period + t.heartbeat_epsilon):
+            last = self.dispatcher.last_beat(node)
+            if (self.dispatcher.state(node) == dsp.READY and last is not None
+                    and node not in self._late
+                    and now - last > t.heartbeat_period + t.heartbeat_epsilon):
                 self._late.add(node)
                 self._emit(event("node", node, "heartbeat-missed",
-                                 f"no heartbeat for {now - seen.last_beat:.1f} s (one every "
+                                 f"no heartbeat for {now - last:.1f} s (one every "
                                  f"{t.heartbeat_period:g} s ± {t.heartbeat_epsilon:g}); down at "
-                                 f"{seen.deadline - seen.last_beat:.1f} s unless one comes"
+                                 f"{self.dispatcher.deadline(node) - last:.1f} s unless one comes"
                                  + self._scaled(), self.wall()))
         for tr in self.dispatcher.expire(now):
             actions += self._notice(tr)
@@ -115,7 +117,11 @@ class Manager:
 
     def _notice(self, tr: dsp.Transition) -> list[Action]:
         self._changed = True
-        state = self.store.require(self.lab)
+        try:
+            state = self.store.require(self.lab)
+        except Exception as exc:      # noqa: BLE001 (down under way, or a bad file: no action)
+            log(f"cannot read the lab's state: {exc}")
+            return []
         node = next(n for n in state.model.nodes if n.name == tr.node)
         tasks = [task.name for task in state.model.tasks if task.node == tr.node]
         wall = self.wall() - (self.clock() - tr.at)       # when it happened, on the wall clock
@@ -166,10 +172,9 @@ class Manager:
         now = self.clock()
         nodes = {}
         for name in self.nodes:
-            seen = self.dispatcher._nodes[name]
-            nodes[name] = {"state": seen.state,
-                           "last_heartbeat_ago": (None if seen.last_beat is None
-                                                  else round(now - seen.last_beat, 2))}
+            last = self.dispatcher.last_beat(name)
+            nodes[name] = {"state": self.dispatcher.state(name),
+                           "last_heartbeat_ago": None if last is None else round(now - last, 2)}
         t = self.timings
         return {"pid": os.getpid(), "time_scale": t.scale,
                 "timings": {"heartbeat_period": t.heartbeat_period,
@@ -182,9 +187,11 @@ class Manager:
                                      for r in self.orchestrator.waiting()]}
 
     def write_view(self) -> None:
-        if not self._changed:
+        """Write the view when it changed, and at least every second (its ages)."""
+        now = self.clock()
+        if not self._changed and now - self._written < 1.0:
             return
-        self._changed = False
+        self._changed, self._written = False, now
         try:
             self.store.write_file(self.lab, status_name(self.lab),
                                   (json.dumps(self.view()) + "\n").encode())
