@@ -217,6 +217,9 @@ check_output() {  # check_output LINE OUTFILE
             grep -qi 'delivered' "$out" || { say "check: the trace did not say delivered"; return 1; } ;;
         *"curl -s "*)
             grep -q 'hello-a' "$out" || { say "check: the seed did not answer"; return 1; } ;;
+        *"swarm export"*)
+            local nodes; nodes="$(grep -cE '^  [a-z0-9-]+: \{role: (manager|worker)\}' "$out")"
+            ((nodes >= 3)) || { say "check: expected 3 nodes in the export, saw $nodes"; return 1; } ;;
         *"docker node ls"*)
             local ready; ready="$(grep -c 'Ready' "$out")"
             ((ready >= 3)) || { say "check: expected 3 nodes Ready, saw $ready"; return 1; } ;;
