@@ -2,7 +2,7 @@
 # Build a Debian 12 Vagrant box for libvirt from Debian's packages alone, and
 # add it to Vagrant under a local name (default netlab-local/bookworm64):
 #
-#   sudo bash scripts/build-box.sh [--name NAME] [--rebuild]
+#   bash scripts/build-box.sh [--name NAME] [--rebuild]      (as root)
 #   NETLAB_BOX=netlab-local/bookworm64 vagrant up     (in vagrant/)
 #
 # The box is self-contained: it carries every package that provisioning

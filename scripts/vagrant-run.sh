@@ -2,8 +2,8 @@
 # Boot the README's Vagrant set-ups for real, under libvirt, and run the
 # README's Vagrant lines word for word (read from README.md itself):
 #
-#   sudo bash scripts/vagrant-run.sh netlab   # one VM: up, seed, curl, trace, destroy
-#   sudo bash scripts/vagrant-run.sh swarm    # three VMs, a real Swarm, export/diff/trace, destroy
+#   bash scripts/vagrant-run.sh netlab   # as root: one VM: up, seed, curl, trace, destroy
+#   bash scripts/vagrant-run.sh swarm    # as root: three VMs, a real Swarm, export/diff/trace, destroy
 #
 # In order: installs Debian's vagrant, vagrant-libvirt, libvirt-daemon-system
 # (and the box's build tools) when missing; starts virtlogd and libvirtd by hand
@@ -31,7 +31,7 @@ VIRSH=(virsh -q -c qemu:///system)
 
 usage() { echo "vagrant-run: $1 (usage: vagrant-run.sh netlab|swarm)" >&2; exit 2; }
 say() { echo "vagrant-run: $*"; }
-missing() { echo "vagrant-run: $1" >&2; exit 3; }
+missing() { echo "vagrant-run: $*" >&2; exit 3; }
 
 (($# == 1)) || usage "one set-up expected"
 SETUP="$1"
