@@ -96,7 +96,8 @@ remove_libvirt_chains() {
             iptables -t "$table" -X "$chain" 2>/dev/null
         done
     done
-    [[ -z "$(libvirt_chains)" ]] && say "libvirt's emptied iptables chains removed (none were there before)"
+    [[ -z "$(libvirt_chains)" ]] && say "libvirt's emptied iptables chains removed (none were there before;" \
+        "the empty tables iptables-nft made for them stay: iptables cannot delete a table)"
 }
 if "${VIRSH[@]}" version >/dev/null 2>&1; then
     say "a libvirt daemon already answers at qemu:///system; using it"
