@@ -29,6 +29,7 @@ from netlab.errors import NetlabError
 from netlab.model import IngressNetwork, Lab, Underlay
 from netlab.scenario import ScenarioError
 from netlab.scenario.loader import load_lab_from_text
+from netlab.scenario.names import NODE_MAX
 
 DEFAULT_NAME = "swarm"
 _CONSTRAINT_KEYS = ("node.role", "node.hostname")
@@ -138,7 +139,12 @@ def scenario_text(snap: Snapshot, name: str, warn: list[str]) -> str:
     lines = [f"name: {name}", "", "nodes:"]
     for n in snap.nodes:
         extra = f", availability: {n.availability}" if n.availability != "active" else ""
-        lines.append(f"  {n.name}: {{role: {n.role}{extra}}}")
+        lines.append(f"  {n.name}: {{role: {n.role}{extra}}}"
+                     + (f"   # hostname {n.hostname}" if n.name != n.hostname else ""))
+        if n.name != n.hostname:
+            warn.append(f"node {n.name} is the Swarm's {n.hostname or n.id[:12]} (its hostname "
+                        f"made a node name: at most {NODE_MAX} characters, lowercase letters, "
+                        "digits and '-', distinct)")
         if n.state != "ready":
             warn.append(f"node {n.name} is {n.state} in the Swarm; netlab starts every node ready")
     lines += _ingress_lines(snap)

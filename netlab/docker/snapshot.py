@@ -21,13 +21,14 @@ the directory listing, which callers may replace.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from netlab.docker.connect import EngineClient, swarm_info
 from netlab.errors import MissingFeature
-from netlab.scenario.names import NODE, name_problem, suggest
+from netlab.scenario.names import NODE, name_problem
 
 DOCKER_NETNS = "/var/run/docker/netns"
 HOST_NETNS = "/proc/1/ns/net"
@@ -161,23 +162,81 @@ class Snapshot:
         return next((s for s in self.sandboxes if s.target == target), None)
 
 
-def scenario_names(hostnames: Iterable[str]) -> list[str]:
-    """A valid, distinct netlab node name for each hostname, in order.
+def _shortened(host: str, position: int, taken: set[str]) -> str | None:
+    """A valid node name for ``host`` that is not in ``taken``, or None.
 
-    A valid one is kept; otherwise it is lowercased, its dots and other
-    characters become ``-`` and it is cut to the node-name limit (the first
-    label of a dotted hostname is tried first); a reserved, empty or taken
-    result becomes ``node<N>`` (N its position from 1).
+    The hostname is made a label (lowercase, other characters ``-``; the first
+    label of a dotted one first). One too long has its head cut and its tail
+    kept, the part that tells hosts apart (``swarm-worker1`` -> ``swarm-wor1``:
+    the trailing digits; else the last characters), so hosts that share a long
+    prefix stay names a reader recognises. One that is taken or reserved gets
+    its position as a suffix (``lan`` fourth: ``lan-4``).
     """
-    out: list[str] = []
-    for i, host in enumerate(hostnames, 1):
+    limit = NODE.max_len
+    labels = []
+    for text in (host.split(".")[0], host):
+        label = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", text.lower())).strip("-")
+        if label and label not in labels:
+            labels.append(label)
+
+    def keep(label: str, tail: str) -> list[str]:
+        if not 0 < len(tail) < limit - 1:
+            return []
+        head = label[:len(label) - len(tail)]
+        joined = head[:limit - len(tail)].rstrip("-") + tail
+        dashed = f"{head[:limit - len(tail) - 1].rstrip('-')}-{tail}"
+        return [dashed, joined] if head.endswith("-") else [joined, dashed]
+
+    candidates: list[str] = []
+    for label in labels:
+        if len(label) > limit:
+            digits = re.search(r"[0-9]+$", label)
+            candidates += keep(label, digits.group()) if digits else []
+        candidates.append(label[:limit].strip("-"))
+    for label in labels:
+        if len(label) > limit:
+            candidates += [c for n in range(1, limit // 2)
+                           for c in keep(label, label[-n:].lstrip("-"))]
+    candidates += [f"{label[:limit - len(str(position)) - 1].rstrip('-')}-{position}"
+                   for label in labels]
+    return next((c for c in candidates
+                 if c and c not in taken and name_problem(c, NODE) is None), None)
+
+
+def scenario_names(hostnames: Iterable[str]) -> list[str]:
+    """A valid, distinct netlab node name for each hostname, in order; stable (the
+    names of the same hostnames are the same) and idempotent (names fed back in
+    come back unchanged).
+
+    A hostname that is a valid node name is kept (these are placed first, so a
+    shortened name never takes a kept one); so is the first label of a dotted
+    one when valid and free. Any other is shortened by :func:`_shortened`
+    (head cut, distinguishing tail kept; taken or reserved: ``-<N>``, N its
+    position from 1); when nothing fits, ``node<N>`` (the first free one).
+    """
+    hosts = list(hostnames)
+    out: list[str | None] = [None] * len(hosts)
+    taken: set[str] = set()
+    for i, host in enumerate(hosts):
+        if name_problem(host, NODE) is None and host not in taken:
+            out[i] = host
+            taken.add(host)
+    for i, host in enumerate(hosts):
         first = host.split(".")[0]
-        candidates = (host, first, suggest(first, NODE.max_len), suggest(host, NODE.max_len))
-        name = next((c for c in candidates if c and name_problem(c, NODE) is None), None)
-        if name is None or name in out:
-            name = f"node{i}"
-        out.append(name)
-    return out
+        if out[i] is None and first != host and name_problem(first, NODE) is None \
+                and first not in taken:
+            out[i] = first
+            taken.add(first)
+    for i, host in enumerate(hosts):
+        if out[i] is None:
+            name = _shortened(host, i + 1, taken)
+            n = i + 1
+            while name is None:
+                name = f"node{n}" if f"node{n}" not in taken else None
+                n += 1
+            out[i] = name
+            taken.add(name)
+    return [n for n in out if n is not None]
 
 
 def _nodes(raw: list[dict[str, Any]]) -> tuple[RealNode, ...]:

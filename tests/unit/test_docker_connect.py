@@ -78,4 +78,4 @@ def test_docker_host_is_the_default_url(monkeypatch):
 def test_hostnames_become_valid_distinct_node_names():
     assert scenario_names(["node1", "Worker_2.example.com", "a-very-long-hostname", "lan",
                            "node1", "ip-10-0-0-5.ec2.internal"]) == [
-        "node1", "worker-2", "a-very-lon", "node4", "node5", "ip-10-0-0"]
+        "node1", "worker-2", "a-very-lon", "lan-4", "node1-5", "ip-10-0-5"]
