@@ -61,6 +61,26 @@ docker_node() {
     docker image inspect netlab/task:latest >/dev/null 2>&1 || bash "$REPO/scripts/task-image.sh"
 }
 
+# The manager's Engine also listens on tcp://IP:2375 of the private network, so a
+# worker's `netlab swarm diff` and `trace --docker` can read the Swarm's services and
+# tasks there (--manager tcp://192.168.59.11:2375): a worker's Engine has none. No TLS:
+# the network is the set-up's own (isolated with a netlab-local box); a lab, not production.
+manager_api() {
+    local ip="$1" dropin=/etc/systemd/system/docker.service.d/netlab-manager-api.conf exec
+    exec="$(sed -n 's/^ExecStart=//p' /lib/systemd/system/docker.service | head -n 1)"
+    [[ -n "$exec" ]] || die "no ExecStart in /lib/systemd/system/docker.service"
+    mkdir -p "$(dirname "$dropin")"
+    printf '[Service]\nExecStart=\nExecStart=%s -H tcp://%s:2375\n' "$exec" "$ip" >"$dropin.new"
+    if ! cmp -s "$dropin.new" "$dropin"; then
+        mv "$dropin.new" "$dropin"
+        systemctl daemon-reload
+        systemctl restart docker
+        say "dockerd also listens on tcp://$ip:2375 (for the workers' --manager)"
+    else
+        rm -f "$dropin.new"
+    fi
+}
+
 case "${1:-}" in
     netlab)
         netlab_node ;;
@@ -68,6 +88,7 @@ case "${1:-}" in
         ip="${2:?swarm-manager needs its IP}"
         netlab_node; docker_node
         [[ "${NETLAB_REHEARSAL:-0}" == 1 ]] && exit 0
+        manager_api "$ip"
         if [[ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]]; then
             docker swarm init --advertise-addr "$ip" >/dev/null
             say "swarm initialised at $ip"

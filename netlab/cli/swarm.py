@@ -24,20 +24,24 @@ from netlab.plan.build import build_plan
 from netlab.scenario.names import LAB, name_problem
 
 DOCKER_HELP = "The Engine: unix:///PATH or tcp://HOST:PORT (default: $DOCKER_HOST, else the local socket)."
+MANAGER_HELP = ("On a worker: a manager's Engine (unix:///PATH or tcp://HOST:PORT, never a default), "
+                "where the Swarm's nodes, services and tasks are read; this node's namespaces "
+                "are still read here.")
 
 
 @dataclass(frozen=True)
 class Engine:
     """How the swarm verbs reach a real node (tests pass recorded fakes, no root)."""
 
-    snapshot: Callable[[str | None], Snapshot]
+    snapshot: Callable[[str | None, str | None], Snapshot]
     read: Callable[[dict[str, str], dict[str, list[str]], str], dict[str, NetnsSeen]]
 
 
-def _snapshot(url: str | None) -> Snapshot:
+def _snapshot(url: str | None, manager: str | None = None) -> Snapshot:
     client = dconnect.connect(url)
+    mclient = dconnect.connect(manager, "--manager") if manager is not None else None
     try:
-        return read_snapshot(client)
+        return read_snapshot(client, manager=mclient)
     except Exception as err:  # noqa: BLE001 - the Engine went away or refused mid-read
         import docker
         import requests
@@ -75,7 +79,7 @@ def export_cmd(url: str | None, output: str | None, name: str, as_json: bool) ->
     if problem := name_problem(name, LAB):
         raise BadInput(f"--name: {problem[0]} (hint: {problem[1]})")
     url = dconnect.docker_url(url)   # --docker, else $DOCKER_HOST: refused before any Engine
-    out = export(engine().snapshot(url), name)
+    out = export(engine().snapshot(url, None), name)
     for w in out.warnings:
         click.echo(f"warning: {w}", err=True)
     if output:
@@ -114,10 +118,11 @@ def _node(lab: Lab, snap: Snapshot, node: str | None) -> str:
 
 
 def diff_of(source: str, url: str | None, node: str | None, iptables: str | None,
-            eng: Engine) -> tuple[NodeDiff, str]:
-    """The real node at ``url`` against its node in ``source`` (scenario or lab)."""
+            eng: Engine, manager: str | None = None) -> tuple[NodeDiff, str]:
+    """The real node at ``url`` against its node in ``source`` (scenario or lab); on a
+    worker, the Swarm's nodes, services and tasks are read from ``manager``."""
     lab, where = _lab(source)
-    snap = eng.snapshot(url)
+    snap = eng.snapshot(url, manager)
     scen_node = _node(lab, snap, node)
     backend = xtables.choose(iptables)
     first = build_plan(lab)
@@ -156,17 +161,19 @@ def render(result: NodeDiff, where: str) -> str:
 @click.argument("source", metavar="SCENARIO_OR_LAB")
 @click.option("--docker", "url", metavar="URL", default=None, help=DOCKER_HELP,
               callback=dconnect.docker_option)
+@click.option("--manager", metavar="URL", default=None, help=MANAGER_HELP,
+              callback=dconnect.manager_option)
 @click.option("--node", default=None, help="The scenario node this real node plays "
               "(default: the one named like it).")
 @click.option("--iptables", type=click.Choice(xtables.CHOICES), default=None,
               help="The backend Docker's rules are in (default: the machine's iptables).")
 @common.json_option("One JSON document: differences, known ones, notes.")
-def diff(source: str, url: str | None, node: str | None, iptables: str | None,
-         as_json: bool) -> None:
+def diff(source: str, url: str | None, manager: str | None, node: str | None,
+         iptables: str | None, as_json: bool) -> None:
     """This real Swarm node against its node in SCENARIO_OR_LAB's plan; exit 1 when
     they differ."""
     url = dconnect.docker_url(url)   # --docker, else $DOCKER_HOST: refused before any Engine
-    result, where = diff_of(source, url, node, iptables, engine())
+    result, where = diff_of(source, url, node, iptables, engine(), manager)
     if as_json:
         click.echo(json.dumps({"node": result.node, "real_node": result.real_node,
                                "hostname": result.hostname, "against": where,

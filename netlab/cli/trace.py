@@ -16,6 +16,7 @@ import click
 from netlab.cli import common
 from netlab.cli.params import Count, Duration
 from netlab.docker.connect import docker_url
+from netlab.docker.connect import manager_option as docker_manager_option
 from netlab.errors import BadInput
 from netlab.kernel.reader import LinuxReader
 from netlab.trace import render
@@ -59,6 +60,9 @@ def _lab_target(lab: str | None, target: str | None) -> tuple[str, str]:
               help="Trace a real Swarm node instead of a lab: NODE_ADDRESS:PORT on this machine, "
                    "from a client namespace netlab makes and removes; URL is its Engine "
                    "(default: $DOCKER_HOST, else the local socket).")
+@click.option("--manager", metavar="URL", default=None, callback=docker_manager_option,
+              help="With --docker on a Swarm worker: a manager's Engine (unix:///PATH or "
+                   "tcp://HOST:PORT, never a default), where services and tasks are read.")
 @click.option("--from", "sender", default="client", show_default=True,
               help="Who sends: client, a node (node1) or a task (hello-a.1); from a task, "
                    "SERVICE:PORT or VIP:PORT traces an east-west request.")
@@ -71,7 +75,8 @@ def _lab_target(lab: str | None, target: str | None) -> tuple[str, str]:
               help="Trace N requests and summarise which backends IPVS picked.")
 @click.option("--timeout", default=2.0, show_default=True, type=Duration(0.2, 30, "2"),
               help="Seconds to wait for the answer before calling the request dropped.")
-def trace(lab: str | None, target: str | None, docker_url: str | None, sender: str,
+def trace(lab: str | None, target: str | None, docker_url: str | None, manager: str | None,
+          sender: str,
           as_json: bool, pcap: str | None, fmt: str, repeat: int, timeout: float) -> None:
     """Send one real request to NODE's published PORT (or, --from a task, to a service by
     name or VIP, east-west) and show every hop, there and back.
@@ -85,13 +90,16 @@ def trace(lab: str | None, target: str | None, docker_url: str | None, sender: s
     """
     if as_json and fmt == "mermaid":
         raise BadInput("--format: mermaid and --json both print to stdout (hint: pick one)")
+    if manager is not None and docker_url is None:
+        raise BadInput("--manager: only with --docker, on a Swarm worker (hint: netlab trace "
+                       "--docker NODE_ADDRESS:PORT --manager URL)")
     if docker_url is not None:
         url, target = _docker_target(docker_url, lab, target)
         if sender != "client":
             raise BadInput("--from: a real node is traced from netlab's client namespace only "
                            "(hint: leave out --from)")
         from netlab.docker.trace import trace_real
-        traces, frames = trace_real(url, target, repeat, timeout)
+        traces, frames = trace_real(url, target, repeat, timeout, manager)
     else:
         lab, target = _lab_target(lab, target)
         state = common.lab_state(common.store(), lab)

@@ -128,6 +128,13 @@ def docker_url(url: str | None) -> str:
     return DEFAULT_URL
 
 
+def manager_option(_ctx: object, _param: object, value: str | None) -> str | None:
+    """Click callback of ``--manager URL`` (a manager's Engine, for a worker): checked
+    like ``--docker``, never taken from the environment, so a ``tcp://`` Engine is only
+    used when the user names it. Raises BadInput (exit 2) naming ``--manager``."""
+    return check_url(value, "--manager") if value is not None else None
+
+
 def docker_option(_ctx: object, _param: object, value: str | None) -> str | None:
     """Click callback of a ``--docker URL`` option: the URL checked (None stays None,
     the default is resolved later); raises BadInput naming ``--docker``."""
@@ -159,40 +166,44 @@ def caused_by(err: BaseException, kind: type[BaseException]) -> bool:
     return isinstance(err, kind) or kind.__name__ in repr(err)
 
 
-def unreachable(url: str, err: BaseException) -> MissingFeature:
+def unreachable(url: str, err: BaseException, field: str = "--docker") -> MissingFeature:
     """The one-line error for a daemon that did not answer at ``url`` (exit 3)."""
     if caused_by(err, PermissionError):
-        return MissingFeature(f"--docker: permission denied on {_socket_path(url)}: run as root or "
+        return MissingFeature(f"{field}: permission denied on {_socket_path(url)}: run as root or "
                               "as a member of the docker group")
-    return MissingFeature(f"--docker: no Docker daemon answers at {url}; start docker or pass "
-                          "--docker URL")
+    return MissingFeature(f"{field}: no Docker daemon answers at {url}; start docker or pass "
+                          f"{field} URL")
 
 
-def connect(url: str | None = None) -> EngineClient:
+def connect(url: str | None = None, field: str = "--docker") -> EngineClient:
     """A low-level client of the Engine at ``url`` (see :func:`docker_url`), checked
     with one ``/info`` request. Raises BadInput (exit 2) when the URL is no Docker URL
     (before any connection), MissingFeature (exit 3) when no daemon answers there or
     the socket refuses this user."""
     import docker
     import requests
-    where = docker_url(url)
+    where = docker_url(url) if field == "--docker" else check_url(url or "", field)
     try:
         client = docker.APIClient(base_url=where, version=API_VERSION, timeout=TIMEOUT)
         client.info()
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError,
             ValueError) as err:   # urllib3 parses the URL again and raises ValueError
-        raise unreachable(where, err) from None
+        raise unreachable(where, err, field) from None
     return client
 
 
-def not_a_swarm() -> MissingFeature:
-    return MissingFeature("--docker: this Docker is not part of a Swarm (docker swarm init or "
+def not_a_swarm(field: str = "--docker") -> MissingFeature:
+    return MissingFeature(f"{field}: this Docker is not part of a Swarm (docker swarm init or "
                           "join first)")
 
 
-def worker() -> MissingFeature:
+def worker(field: str = "--docker") -> MissingFeature:
+    if field == "--manager":
+        return MissingFeature("--manager: that Engine is a Swarm worker, not a manager (hint: "
+                              "--manager URL of a manager's Engine, e.g. tcp://MANAGER:2375)")
     return MissingFeature("--docker: this node is a Swarm worker; services and tasks are only "
-                          "known to managers: run on a manager")
+                          "known to managers: run on a manager, or pass --manager URL, a "
+                          "manager's Engine (this node's namespaces are still read here)")
 
 
 def swarm_error_503() -> MissingFeature:
@@ -200,7 +211,8 @@ def swarm_error_503() -> MissingFeature:
     return worker()
 
 
-def swarm_info(client: EngineClient, cluster_wide: bool = True) -> dict[str, Any]:
+def swarm_info(client: EngineClient, cluster_wide: bool = True,
+               field: str = "--docker") -> dict[str, Any]:
     """``/info`` of a Swarm node; with ``cluster_wide``, of a manager.
 
     Raises MissingFeature (exit 3) when this Docker is in no Swarm, or when
@@ -210,7 +222,7 @@ def swarm_info(client: EngineClient, cluster_wide: bool = True) -> dict[str, Any
     info = client.info()
     swarm = info.get("Swarm") or {}
     if swarm.get("LocalNodeState") != "active" or not swarm.get("NodeID"):
-        raise not_a_swarm()
+        raise not_a_swarm(field)
     if cluster_wide and not swarm.get("ControlAvailable"):
-        raise worker()
+        raise worker(field)
     return info

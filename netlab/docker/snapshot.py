@@ -369,25 +369,49 @@ def list_docker_netns(directory: str = DOCKER_NETNS) -> list[str]:
 
 
 def read_snapshot(client: EngineClient,
-                  listdir: Callable[[], list[str]] = list_docker_netns) -> Snapshot:
-    """The Swarm as this manager knows it, and this node's namespaces (``listdir``
-    lists the files under /var/run/docker/netns). Raises MissingFeature (exit 3)
-    when the Engine is in no Swarm or is a worker (see
+                  listdir: Callable[[], list[str]] = list_docker_netns,
+                  manager: EngineClient | None = None) -> Snapshot:
+    """The Swarm as a manager knows it, and this node's namespaces (``listdir``
+    lists the files under /var/run/docker/netns).
+
+    ``client`` is this node's Engine. On a manager it answers everything. A
+    worker's Engine knows no nodes, services or tasks (only managers answer
+    those calls): they are read from ``manager``, another Engine of the same
+    Swarm that is a manager, while what is this node's stays local: its node
+    id (``/info``), its local networks (docker_gwbridge), its task containers
+    and their sandboxes. Raises MissingFeature (exit 3) when the Engine is in
+    no Swarm, is a worker and no ``manager`` is given, or ``manager`` is no
+    manager of the Swarm this node is in (see
     :func:`netlab.docker.connect.swarm_info`)."""
-    info = swarm_info(client, cluster_wide=True)
+    info = swarm_info(client, cluster_wide=manager is None)
     swarm = info["Swarm"]
-    nodes = _nodes(client.nodes())
+    cluster_client = client
+    if not swarm.get("ControlAvailable") and manager is not None:
+        cluster_client = manager
+        swarm_info(manager, cluster_wide=True, field="--manager")
+    nodes = _nodes(cluster_client.nodes())
     node_names = {n.id: n.name for n in nodes}
     if swarm["NodeID"] not in node_names:
+        if cluster_client is not client:
+            raise MissingFeature(f"--manager: the Swarm that Engine manages has no node "
+                                 f"{swarm['NodeID'][:12]} (this one): a manager of another Swarm? "
+                                 "(hint: --manager URL of a manager of this node's Swarm)")
         raise MissingFeature("--docker: this node is not among the Swarm's nodes; run on a manager "
                              "that is part of the Swarm")
     this = node_names[swarm["NodeID"]]
-    networks = _networks(client.networks())
+    raw_networks = cluster_client.networks()
+    if cluster_client is not client:
+        # The Swarm's networks from the manager, this node's own (docker_gwbridge, bridge) here.
+        raw_networks = ([n for n in raw_networks if n.get("Scope") == "swarm"]
+                        + [n for n in client.networks() if n.get("Scope") != "swarm"])
+    networks = _networks(raw_networks)
     net_names = {n.id: n.name for n in networks}
-    raw_services = client.services()
+    raw_services = cluster_client.services()
     services = _services(raw_services, net_names)
-    tasks = _tasks(client.tasks(), {s["ID"]: (s.get("Spec") or {}).get("Name", s["ID"][:12])
-                                    for s in raw_services}, node_names, net_names)
+    tasks = _tasks(cluster_client.tasks(), {s["ID"]: (s.get("Spec") or {}).get("Name", s["ID"][:12])
+                                            for s in raw_services}, node_names, net_names)
     sandboxes = _sandboxes(client, this, networks, tasks, listdir())
     cluster = ((swarm.get("Cluster") or {}).get("ID")) or ""
+    if not cluster and cluster_client is not client:
+        cluster = ((cluster_client.info().get("Swarm") or {}).get("Cluster") or {}).get("ID") or ""
     return Snapshot(this, nodes, networks, services, tasks, sandboxes, cluster)

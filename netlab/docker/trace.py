@@ -216,10 +216,11 @@ def client_namespace(pid: int | None = None) -> Iterator[ClientNs]:
                 signal.signal(s, handler)
 
 
-def trace_real(url: str | None, text: str, repeat: int,
-               timeout: float) -> tuple[list[Trace], list[Frame]]:
+def trace_real(url: str | None, text: str, repeat: int, timeout: float,
+               manager: str | None = None) -> tuple[list[Trace], list[Frame]]:
     """``repeat`` requests to ``text`` (NODE_ADDRESS:PORT) on the Swarm node whose Engine
-    answers at ``url``, each traced; the client namespace lives for all of them.
+    answers at ``url``, each traced; the client namespace lives for all of them. On a
+    worker, the Swarm's services and tasks are read from ``manager`` (a manager's Engine).
 
     Checks everything it can before it changes anything: raises BadInput for
     a bad target or an address that is not this node's, MissingFeature when
@@ -233,7 +234,8 @@ def trace_real(url: str | None, text: str, repeat: int,
     if os.geteuid() != 0:
         raise MissingFeature("tracing a real Swarm node needs root: it makes a client namespace "
                              "and reads the node's own (hint: sudo netlab trace --docker …)")
-    snap = read_snapshot(connect(url))
+    local = connect(url)
+    snap = read_snapshot(local, manager=connect(manager, "--manager") if manager else None)
     check_local(target, realns.read(ROOT_NETNS))
     backend = xtables.choose(None)
     traces, frames = [], []

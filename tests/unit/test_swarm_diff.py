@@ -183,7 +183,7 @@ def test_cli_diff_exit_codes_and_json(seed, monkeypatch):
     from netlab.cli.main import cli
     seen = _as_docker_leaves_it(seed)
     monkeypatch.setattr(cli_swarm, "engine", lambda: cli_swarm.Engine(
-        lambda url: _snapshot(), lambda files, sysctls, backend: seen))
+        lambda url, manager=None: _snapshot(), lambda files, sysctls, backend: seen))
     monkeypatch.setattr(cli_swarm.xtables, "choose", lambda flag: "nft")
     hello = str(REPO / "scenarios" / "hello-a.yaml")
     result = CliRunner().invoke(cli, ["swarm", "diff", hello, "--json"])
@@ -232,7 +232,7 @@ def test_cli_diff_takes_a_lab_that_is_up_and_refuses_an_unknown_one(seed, tmp_pa
     monkeypatch.setattr(common, "store", lambda: st)
     seen = _as_docker_leaves_it(seed)
     monkeypatch.setattr(cli_swarm, "engine", lambda: cli_swarm.Engine(
-        lambda url: _snapshot(), lambda files, sysctls, backend: seen))
+        lambda url, manager=None: _snapshot(), lambda files, sysctls, backend: seen))
     monkeypatch.setattr(cli_swarm.xtables, "choose", lambda flag: "nft")
     result = CliRunner().invoke(cli, ["swarm", "diff", "x", "--json"])
     assert result.exit_code == 0, result.output

@@ -117,7 +117,7 @@ def test_cli_export_writes_a_file_validate_accepts(tmp_path, monkeypatch):
     glob = RealService("g", "agent", "global", None, "vip", (RealPort(9000, 9000, "tcp", "host"),),
                        (), {})
     snap = _snap((seed, glob), ())
-    monkeypatch.setattr(cli_swarm, "engine", lambda: cli_swarm.Engine(lambda url: snap, None))
+    monkeypatch.setattr(cli_swarm, "engine", lambda: cli_swarm.Engine(lambda url, manager=None: snap, None))
     out = tmp_path / "swarm.yaml"
     r = CliRunner().invoke(cli, ["swarm", "export", "-o", str(out), "--name", "prod"])
     assert r.exit_code == 0, r.output
