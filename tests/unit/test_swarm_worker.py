@@ -104,7 +104,7 @@ def test_on_a_manager_the_local_engine_answers_and_manager_is_not_asked():
     class Untouchable:
         def __getattr__(self, name):
             raise AssertionError(f"the manager was asked {name}")
-    snap = read_snapshot(CapturedEngine(TWO_NODES), lambda: [], manager=Untouchable())
+    snap = read_snapshot(CapturedEngine(TWO_NODES), list, manager=Untouchable())
     assert snap.this_node == "node1"
 
 
