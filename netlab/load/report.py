@@ -108,8 +108,9 @@ def episodes(events: list) -> tuple[Change, ...]:
     """The failure windows the lab's manager lived through, as changes: each from a
     node cut off the LAN (its ``cut`` event, or its first ``heartbeat-missed`` when
     something else cut it) until its tasks run again elsewhere (the first task
-    ``running`` after the node's ``restarting-tasks``) or it is back (``uncut`` or
-    ``ready``), whichever comes first; never converged while neither came. Their
+    ``running`` after the node's ``restarting-tasks``) or it is back (``uncut``,
+    ``ready``, or a ``heartbeat-resumed`` of a node late but never down), whichever
+    comes first; never converged while neither came. Their
     failures are the node's, noticed and repaired as Swarm does, not unexplained.
     ``events``: :class:`netlab.manager.events.Event`, in time order."""
     out: list[Change] = []
@@ -122,7 +123,8 @@ def episodes(events: list) -> tuple[Change, ...]:
             restarting[e.subject] = False
         elif e.kind == "node" and e.action == "restarting-tasks" and e.subject in open_:
             restarting[e.subject] = True
-        elif e.kind == "node" and e.action in ("uncut", "ready") and e.subject in open_:
+        elif e.kind == "node" and e.action in ("uncut", "ready", "heartbeat-resumed") \
+                and e.subject in open_:
             start, how = open_.pop(e.subject)
             out.append(Change("node", f"{e.subject} {how}, until back", start, e.time))
         elif e.kind == "task" and e.action == "running":

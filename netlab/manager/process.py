@@ -92,10 +92,16 @@ class Manager:
                     self._rng.uniform(-eps, eps) if eps > 0 else 0.0)
         actions: list[Action] = []
         for node in self.hb.receive():
-            self._late.discard(node)
+            last = self.dispatcher.last_beat(node) if node in self.nodes else None
             tr = self.dispatcher.beat(node, now)
             if tr is not None:
                 actions += self._notice(tr)
+            elif node in self._late and last is not None:
+                # Late, not down: the window a heartbeat-missed opened closes here.
+                self._emit(event("node", node, "heartbeat-resumed",
+                                 f"a heartbeat after {now - last:.1f} s; never marked down"
+                                 + self._scaled(), self.wall()))
+            self._late.discard(node)
         for node in self.nodes:
             last = self.dispatcher.last_beat(node)
             if (self.dispatcher.state(node) == dsp.READY and last is not None

@@ -189,6 +189,21 @@ def test_the_manager_notices_a_cut_node_restarts_its_tasks_and_marks_it_ready_ba
     assert view["nodes"]["node2"]["state"] == READY and view["time_scale"] == 0.1
 
 
+def test_a_late_heartbeat_that_comes_before_the_deadline_says_so(seed):
+    store, _fake = seed
+    clock, hb = Clock(), FakeHeartbeats()
+    mgr = Manager("hello-a", store, hb, lambda _a: None, clock=clock, rng=random.Random(2))
+    _run(mgr, clock, 10.0, [])
+    hb.cut.add("node2")
+    _run(mgr, clock, clock.t + 7.0, [])        # late (> 5.5 s), not yet down (>= 13.5 s)
+    hb.cut.clear()
+    _run(mgr, clock, clock.t + 6.0, [])
+    said = [(e.subject, e.action) for e in parse_lines(
+        store.read_file("hello-a", events_name("hello-a")))]
+    assert said[-2:] == [("node2", "heartbeat-missed"), ("node2", "heartbeat-resumed")], said
+    assert mgr.dispatcher.state("node2") == READY
+
+
 def test_an_action_that_fails_is_an_event_and_the_loop_goes_on(seed):
     store, _fake = seed
     clock, hb = Clock(), FakeHeartbeats()
@@ -318,6 +333,10 @@ def test_a_cut_until_its_tasks_run_elsewhere_is_a_window_that_explains_failures(
         ("node3 stopped reporting, not repaired yet", 110.0, None)]
     back = episodes([event("node", "n", "cut", "", 1.0), event("node", "n", "uncut", "", 2.0)])
     assert [(c.started, c.converged) for c in back] == [(1.0, 2.0)]
+    # Late, never down (a busy machine): the window closes at the next heartbeat.
+    late = episodes([event("node", "n", "heartbeat-missed", "", 1.0),
+                     event("node", "n", "heartbeat-resumed", "", 1.4)])
+    assert [(c.what, c.converged) for c in late] == [("n stopped reporting, until back", 1.4)]
     scale = Change("scale", "hello-a=3", 90.0, 91.0)
     merged = with_episodes((scale,), evs)
     assert [c.kind for c in merged] == ["scale", "node", "node"]
