@@ -214,8 +214,14 @@ check_output() {  # check_output LINE OUTFILE
         *"netlab curl "*)
             local tasks; tasks="$(grep -oE 'hello-a\.[0-9]+' "$out" | sort -u | wc -l)"
             ((tasks >= 2)) || { say "check: expected replies from 2 tasks (round robin), saw $tasks"; return 1; } ;;
+        *"swarm-worker1"*"netlab trace"*)   # node2 runs no task: each answer crossed to another VM
+            grep -qi 'delivered' "$out" || { say "check: the trace did not say delivered"; return 1; }
+            grep -qE 'on node[13] answered' "$out" \
+                || { say "check: the worker's trace reached no task on another VM"; return 1; } ;;
         *"netlab trace"*)
             grep -qi 'delivered' "$out" || { say "check: the trace did not say delivered"; return 1; } ;;
+        *"swarm diff"*)
+            grep -q ' 0 difference(s)' "$out" || { say "check: the diff found differences"; return 1; } ;;
         *"curl -s "*)
             grep -q 'hello-a' "$out" || { say "check: the seed did not answer"; return 1; } ;;
         *"swarm export"*)
