@@ -151,12 +151,15 @@ class Manager:
                              f"{action.node} on the nodes that report" + self._scaled(),
                              self.wall()))
         try:
-            self.act(action)
+            self._act_and_tell(action)
         except Exception as exc:       # noqa: BLE001 (logged and reported; the loop goes on)
             self._emit(event("manager", self.lab, "error", f"{type(action).__name__} "
                              f"{action.node}: {exc}", self.wall()))
             log("".join(traceback.format_exception(exc)).rstrip())
-            return
+        self._changed = True
+
+    def _act_and_tell(self, action: Action) -> None:
+        self.act(action)
         after = self.store.require(self.lab)
         if isinstance(action, RestartTasks):
             moved = {t.name: t.node for t in after.model.tasks if t.name in action.tasks}
@@ -171,7 +174,6 @@ class Manager:
         else:
             self._emit(event("node", action.node, "ready-in-lab",
                              "marked ready: it may take new tasks (none move back)", self.wall()))
-        self._changed = True
 
     def view(self) -> dict:
         """The manager's view, as ``<lab>.manager.json`` holds it."""

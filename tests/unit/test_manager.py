@@ -218,6 +218,21 @@ def test_an_action_that_fails_is_an_event_and_the_loop_goes_on(seed):
     assert "the kernel said no" in evs[-1].message
 
 
+def test_a_lab_gone_under_an_action_is_an_error_event_not_a_dead_worker(seed):
+    store, _fake = seed
+    clock, hb, ran = Clock(), FakeHeartbeats(), []
+    mgr = Manager("hello-a", store, hb, ran.append, clock=clock, rng=random.Random(1))
+    state = store.load("hello-a")
+    mgr.act = lambda action: (ran.append(action), store.remove("hello-a"))
+    mgr.carry_out(RestartTasks("node2", 0.0, ("hello-a.2",)))      # state gone after the act
+    evs = parse_lines(store.read_file("hello-a", events_name("hello-a")))
+    assert (evs[-1].kind, evs[-1].action) == ("manager", "error") and len(ran) == 1
+    store.save(state)
+    mgr.act = ran.append
+    mgr.carry_out(NodeReady("node2"))                                # the next one still runs
+    assert ran[-1] == NodeReady("node2")
+
+
 # -- events ---------------------------------------------------------------------------
 
 def test_events_round_trip_and_bad_lines_are_skipped():
