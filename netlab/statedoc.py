@@ -145,13 +145,7 @@ def _plain(lab: str, doc: dict[str, Any]) -> dict[str, Any]:
     for target in ("client", "lan"):
         if targets and target not in targets:
             raise Bad(f"'targets' has no {target!r}")
-    pid = doc.get("supervisor_pid")
-    if pid is not None and (type(pid) is not int or pid <= 0):
-        raise Bad("'supervisor_pid' must be a positive integer or null")
-    started = doc.get("supervisor_started")
-    if started is not None and (type(started) is not int or started < 0 or pid is None):
-        raise Bad("'supervisor_started' must be a whole number of clock ticks, with a "
-                  "supervisor_pid, or null")
+    pid, started = _process(doc, "supervisor")
     complete = doc.get("complete", False)
     if type(complete) is not bool:
         raise Bad("'complete' must be true or false")
@@ -173,13 +167,7 @@ def _plain(lab: str, doc: dict[str, Any]) -> dict[str, Any]:
     for name in containers:
         if not names.owned_by(lab, name):
             raise Bad(f"containers has a key {name[:60]!r}, not a namespace under nl-{lab}.")
-    mpid = doc.get("manager_pid")
-    if mpid is not None and (type(mpid) is not int or mpid <= 0):
-        raise Bad("'manager_pid' must be a positive integer or null")
-    mstarted = doc.get("manager_started")
-    if mstarted is not None and (type(mstarted) is not int or mstarted < 0 or mpid is None):
-        raise Bad("'manager_started' must be a whole number of clock ticks, with a "
-                  "manager_pid, or null")
+    mpid, mstarted = _process(doc, "manager")
     time_scale = doc.get("time_scale", 1.0)
     try:
         from netlab.manager.timings import check_scale
@@ -213,6 +201,19 @@ def parse(lab: str, raw: bytes) -> LabState:
         raise Bad(str(bad)) from None
     return LabState(model=model, allocations=allocations, desired_tasks=desired,
                     actual_tasks=actual, changes=changes, **plain)
+
+
+def _process(doc: dict[str, Any], who: str) -> tuple[int | None, int | None]:
+    """A recorded process, ``<who>_pid`` and ``<who>_started`` (its start time in
+    clock ticks, only with a pid), checked; raises Bad naming the field."""
+    pid = doc.get(f"{who}_pid")
+    if pid is not None and (type(pid) is not int or pid <= 0):
+        raise Bad(f"'{who}_pid' must be a positive integer or null")
+    started = doc.get(f"{who}_started")
+    if started is not None and (type(started) is not int or started < 0 or pid is None):
+        raise Bad(f"'{who}_started' must be a whole number of clock ticks, with a "
+                  f"{who}_pid, or null")
+    return pid, started
 
 
 def _list_of(doc: dict[str, Any], key: str, ok: Callable[[str], bool], what: str) -> list[str]:
