@@ -9,6 +9,7 @@ or allocates addresses (see :mod:`netlab.ipam`).
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Literal
@@ -20,6 +21,20 @@ NodeRole = Literal["manager", "worker"]
 Availability = Literal["active", "pause", "drain"]
 NodeState = Literal["ready", "down"]      # swarmkit's NodeStatus.State, as netlab models it
 EndpointMode = Literal["vip", "dnsrr"]
+RestartCondition = Literal["none", "on-failure", "any"]
+FailureAction = Literal["pause", "continue", "rollback"]
+UpdateOrder = Literal["stop-first", "start-first"]
+
+#: What a service without ``image:`` runs: netlab's own task app (its HTTP echo).
+DEFAULT_IMAGE = "netlab/app:latest"
+#: The longest image reference netlab takes (Docker's own limit is 255 for the name).
+IMAGE_MAX = 255
+# docker/distribution's reference grammar for a tag (reference/regexp.go): [\w][\w.-]{0,127}
+_IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+#: The longest duration a scenario or state file may hold, in seconds (a year).
+DURATION_MAX = 365 * 86400.0
+#: The largest count (parallelism, max_attempts, retries), as an int32.
+COUNT_MAX = (1 << 31) - 1
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,63 @@ class Constraint:
 
 
 @dataclass(frozen=True)
+class RestartPolicy:
+    """``deploy.restart_policy``: when and how often a task that ended is replaced.
+
+    Defaults are Swarm's (swarmkit ``api/defaults/service.go``, ``Service.Task.Restart``:
+    condition any, delay 5s; ``InterpolateService`` fills a missing delay with it),
+    not the compose spec's prose (delay 0): a stack deployed without one restarts
+    after 5 s. ``max_attempts`` 0 is unlimited, ``window`` 0 unbounded (swarmkit
+    ``manager/orchestrator/restart/restart.go``, ``shouldRestart``).
+    """
+
+    condition: RestartCondition = "any"
+    delay: float = 5.0          # seconds
+    max_attempts: int = 0       # 0: unlimited
+    window: float = 0.0         # seconds; 0: unbounded
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A service's ``healthcheck:``, as the HTTP GET netlab makes for it.
+
+    ``test`` is as written, in list form (a string test is ``("CMD-SHELL", text)``);
+    netlab does not run it but makes the request it would make, from inside the
+    task's network namespace: ``GET http://127.0.0.1:<port><path>``. Defaults are
+    the Engine's (moby ``daemon/health.go``: ``defaultProbeInterval`` 30s,
+    ``defaultProbeTimeout`` 30s, ``defaultProbeRetries`` 3, ``defaultStartPeriod`` 0).
+    """
+
+    test: tuple[str, ...]       # as written, in list form (CMD-SHELL form for a string)
+    port: int                   # the URL's port
+    path: str                   # the URL's path, e.g. "/health"
+    interval: float = 30.0
+    timeout: float = 30.0
+    retries: int = 3
+    start_period: float = 0.0
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """``deploy.update_config`` or ``deploy.rollback_config``: how tasks are replaced.
+
+    Defaults are swarmkit's (``api/defaults/service.go``, ``Service.Update`` and
+    ``Service.Rollback``: parallelism 1, failure action pause, monitor 5s, order
+    stop-first), which the Docker CLI shows as its flags' defaults
+    (``cli/command/service/opts.go``, ``buildServiceDefaultFlagMapping``).
+    ``parallelism`` 0 replaces every task at once; ``rollback`` is no failure
+    action of a rollback.
+    """
+
+    parallelism: int = 1
+    delay: float = 0.0
+    failure_action: FailureAction = "pause"
+    monitor: float = 5.0
+    max_failure_ratio: float = 0.0
+    order: UpdateOrder = "stop-first"
+
+
+@dataclass(frozen=True)
 class Node:
     """A simulated Swarm node (one host network namespace).
 
@@ -67,9 +139,42 @@ class Node:
     state: NodeState = "ready"
 
 
+def normalized_image(text: str) -> tuple[str | None, str]:
+    """``text`` as ``NAME:TAG`` (``:latest`` added when there is no tag), or None and why
+    it is not an image reference netlab reads."""
+    if not text:
+        return None, "the image is empty"
+    if any(c.isspace() or not c.isprintable() for c in text):
+        return None, f"image {text!r} holds whitespace or a control character"
+    if len(text) > IMAGE_MAX:
+        return None, f"image {text[:40]!r}… is longer than {IMAGE_MAX} characters"
+    if "@" in text:
+        return None, f"image {text!r} has a digest; netlab names images by tag"
+    head, slash, last = text.rpartition("/")
+    name, colon, tag = last.partition(":")
+    if not name or (slash and not head) or head.endswith("/") or "//" in head:
+        return None, f"image {text!r} has an empty name"
+    if colon and not _IMAGE_TAG.fullmatch(tag):
+        return None, f"image {text!r} has a bad tag {tag!r} (letters, digits, _ . -, up to 128)"
+    return (text if colon else f"{text}:latest"), ""
+
+
+def image_tag(image: str) -> str:
+    """The tag of an image reference (``name[:tag][@digest]``), ``latest`` when none:
+    a ``:`` before the last ``/`` is a registry's port, not a tag."""
+    last = image.partition("@")[0].rsplit("/", 1)[-1]
+    _name, sep, tag = last.partition(":")
+    return tag if sep and tag else "latest"
+
+
 @dataclass(frozen=True)
 class Service:
-    """A replicated Swarm service."""
+    """A replicated Swarm service.
+
+    ``image`` is what its tasks run (:data:`DEFAULT_IMAGE`, netlab's own task
+    app, when the scenario names none); netlab's app answers in every case and
+    reports the image and its tag (:attr:`version`).
+    """
 
     name: str
     replicas: int
@@ -78,6 +183,18 @@ class Service:
     networks: tuple[str, ...] = ()            # user overlay networks, in attach order
     endpoint_mode: EndpointMode = "vip"
     expose: tuple[int, ...] = ()              # tcp ports the app listens on besides targets
+    image: str = DEFAULT_IMAGE                # without image: netlab's own task app
+    env: tuple[tuple[str, str], ...] = ()     # (name, value), sorted by name
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    healthcheck: HealthCheck | None = None    # None: no check (none written, or disabled)
+    update_config: UpdateConfig = field(default_factory=UpdateConfig)
+    rollback_config: UpdateConfig = field(default_factory=UpdateConfig)
+
+    @property
+    def version(self) -> str:
+        """The image's tag (``web:2`` -> ``2``), ``latest`` when it has none; a
+        registry's port is no tag (``registry:5000/web`` -> ``latest``)."""
+        return image_tag(self.image)
 
     @property
     def mode(self) -> str:
@@ -437,3 +554,31 @@ def restart_off(lab: Lab) -> Lab:
         kept = tuple(t for t in mine if stays(t))
         tasks += _place(service, kept, [t.slot for t in mine if not stays(t)], lab.nodes, total)
     return replace(lab, tasks=tuple(tasks))
+
+
+def without_task(lab: Lab, task: str) -> Lab:
+    """``lab`` without task ``task`` (its slot left empty, the service's replicas
+    unchanged): a task that failed or completed, as swarmkit leaves its slot
+    until the restart supervisor starts a replacement. Raises KeyError for a
+    task the lab does not run."""
+    if task not in {t.name for t in lab.tasks}:
+        raise KeyError(task)
+    return replace(lab, tasks=tuple(t for t in lab.tasks if t.name != task))
+
+
+def fill_slot(lab: Lab, service: str, slot: int) -> Lab:
+    """``lab`` with a new task of ``service`` in ``slot``, placed as a scale places one
+    (:func:`_place`); ``lab`` itself when the slot is taken. Raises KeyError for an
+    unknown service, ValueError naming it when no node may run the task."""
+    svc = lab.service(service)
+    mine = lab.tasks_of(service)
+    if slot in {t.slot for t in mine}:
+        return lab
+    total = {n.name: 0 for n in lab.nodes}
+    for t in lab.tasks:
+        total[t.node] += 1
+    placed = _place(svc, mine, [slot], lab.nodes, total)
+    others = tuple(t for t in lab.tasks if t.service != service)
+    order = {s.name: i for i, s in enumerate(lab.services)}
+    tasks = tuple(sorted(others + tuple(placed), key=lambda t: (order[t.service], t.slot)))
+    return replace(lab, tasks=tasks)

@@ -191,3 +191,77 @@ def read_choice(value: Value, path: str, log: IssueLog, what: str,
     log.add(path, f"unknown {what} {value.value!r}",
             f"{did_you_mean(value.value, choices)}use one of: {listed}", value.pos)
     return None
+
+
+#: A duration as Go's ``time.ParseDuration`` reads it (what compose and the Docker CLI
+#: take): one or more ``<decimal><unit>`` without separators, e.g. ``1m30s``, ``2.5s``.
+_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
+                 "m": 60.0, "h": 3600.0}
+DURATION_HINT = "a duration as compose writes it: 5s, 1m30s, 500ms, 1h, 2.5s, or seconds (30)"
+
+
+def parse_duration(text: str) -> float | None:
+    """``text`` as seconds when it is a Go duration (``1m30s``, ``500ms``, ``0``) or a
+    plain decimal number of seconds (``30``, ``2.5``); None otherwise.
+
+    As Go's ``time.ParseDuration`` (compose's ``transformStringToDuration``, docker/cli
+    ``cli/compose/loader/loader.go``) without its sign: a negative duration is none.
+    """
+    if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text):
+        return float(text)
+    if len(text) > 64 or not re.fullmatch(f"(?:{_DURATION.pattern})+", text):
+        return None
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text))
+
+
+def read_duration(value: Value, path: str, log: IssueLog, what: str, high: float) -> float | None:
+    """A duration in seconds from 0 to ``high``: a string such as ``5s`` or ``1m30s``
+    (see :func:`parse_duration`), or a bare number of seconds; otherwise an issue."""
+    seconds: float | None = None
+    if isinstance(value, Scalar) and isinstance(value.value, int | float) \
+            and not isinstance(value.value, bool):
+        seconds = float(value.value)
+        if not seconds >= 0:            # negative, or NaN
+            log.add(path, f"{what} {value.raw} is not a duration",
+                    f"a duration is never negative; {DURATION_HINT}", value.pos)
+            return None
+    elif isinstance(value, Scalar) and isinstance(value.value, str):
+        text = value.value.strip()
+        seconds = parse_duration(text)
+        if seconds is None:
+            hint = DURATION_HINT
+            if text.startswith("-"):
+                hint = f"a duration is never negative; {DURATION_HINT}"
+            elif re.fullmatch(r"[0-9.]+\s*[a-zA-Z]+", text):
+                hint = f"units are ns, us, ms, s, m and h, written without a space; {DURATION_HINT}"
+            log.add(path, f"{what} {value.value!r} is not a duration", hint, value.pos)
+            return None
+    else:
+        log.add(path, f"{what} must be a duration, not {kind_of(value)}", DURATION_HINT,
+                value.pos)
+        return None
+    if seconds > high or seconds == float("inf"):
+        log.add(path, f"{what} {value.raw} is longer than {high:g} s",
+                f"write a duration of at most {high:g} s", value.pos)
+        return None
+    return seconds
+
+
+def read_number(value: Value, path: str, log: IssueLog, what: str, low: float, high: float,
+                range_hint: str) -> float | None:
+    """A number (integer or decimal, not a boolean or a quoted one) in ``low..high``."""
+    if not isinstance(value, Scalar) or isinstance(value.value, bool) \
+            or not isinstance(value.value, int | float):
+        hint = range_hint
+        if isinstance(value, Scalar) and isinstance(value.value, bool):
+            hint = f"YAML reads {value.raw} as a boolean; write a number"
+        log.add(path, f"{what} must be a number, not {kind_of(value)}", hint, value.pos)
+        return None
+    number = float(value.value)
+    if not low <= number <= high:       # NaN too
+        log.add(path, f"{what} {value.raw} is out of range {low:g}-{high:g}", range_hint,
+                value.pos)
+        return None
+    return number

@@ -1,31 +1,41 @@
 """The ``services:`` section, shaped like a Compose/stack file's services.
 
 ``deploy.replicas`` (default 1), ``deploy.placement.constraints``,
-``deploy.endpoint_mode`` (vip, the default, or dnsrr), ``ports`` (see
-:mod:`netlab.scenario.ports`), ``networks`` (user overlay networks, list
-form) and ``expose`` (tcp ports the task app listens on for east-west
-traffic). A service on no user network must publish a port, on the ingress
-routing mesh or in host mode: its tasks are on the ingress network.
+``deploy.endpoint_mode`` (vip, the default, or dnsrr), ``deploy.restart_policy``,
+``deploy.update_config`` and ``deploy.rollback_config`` (see
+:mod:`netlab.scenario.policies`), ``ports`` (see :mod:`netlab.scenario.ports`),
+``networks`` (user overlay networks, list form), ``expose`` (tcp ports the
+task app listens on for east-west traffic), ``image`` and ``environment``
+(see :mod:`netlab.scenario.image`) and ``healthcheck`` (an HTTP check of the
+task, see :mod:`netlab.scenario.health`). A service on no user network must
+publish a port, on the ingress routing mesh or in host mode: its tasks are
+on the ingress network.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from types import MappingProxyType
 
-from netlab.model import Constraint, EndpointMode, Service
+from netlab.model import (
+    DEFAULT_IMAGE, Constraint, EndpointMode, HealthCheck, RestartPolicy, Service, UpdateConfig,
+)
 from netlab.scenario.constraints import read_constraints
 from netlab.scenario.fields import (
     check_keys, check_repeated, expect_list, expect_mapping, is_decimal, read_choice, read_int,
     read_str,
 )
+from netlab.scenario.health import read_healthcheck
+from netlab.scenario.image import read_environment, read_image
 from netlab.scenario.issues import IssueLog, field, item
 from netlab.scenario.names import SERVICE, name_problem
+from netlab.scenario.policies import read_restart_policy, read_update_config
 from netlab.scenario.ports import PortSpec, read_ports
 from netlab.scenario.yamltree import Entry, Pos
 
-SERVICE_KEYS = ("deploy", "ports", "networks", "expose")
-DEPLOY_KEYS = ("replicas", "placement", "endpoint_mode")
+SERVICE_KEYS = ("deploy", "ports", "networks", "expose", "image", "environment", "healthcheck")
+DEPLOY_KEYS = ("replicas", "placement", "endpoint_mode", "restart_policy", "update_config",
+               "rollback_config")
 ENDPOINT_MODES: tuple[EndpointMode, ...] = ("vip", "dnsrr")
 PLACEMENT_KEYS = ("constraints",)
 REPLICAS_MAX = 10_000
@@ -34,7 +44,9 @@ SERVICE_NOT_MODELLED = MappingProxyType({
     "replicas": "replicas goes under deploy: (deploy: {replicas: 2}), as in a stack file",
     "placement": "placement goes under deploy: (deploy: {placement: {constraints: [...]}})",
     "constraints": "constraints go under deploy.placement (deploy: {placement: {constraints: [...]}})",
-    "image": _APP, "command": _APP, "entrypoint": _APP, "environment": _APP,
+    "command": _APP, "entrypoint": _APP,
+    "restart": "netlab reads deploy.restart_policy (deploy: {restart_policy: {condition: "
+               "on-failure}}), as a stack file writes it",
 })
 
 DEPLOY_NOT_MODELLED = MappingProxyType({
@@ -81,10 +93,14 @@ class _Deploy:
     constraints_pos: Pos | None = None
     endpoint_mode: EndpointMode | None = "vip"
     endpoint_mode_pos: Pos | None = None
+    restart_policy: RestartPolicy | None = dataclass_field(default_factory=RestartPolicy)
+    update_config: UpdateConfig | None = dataclass_field(default_factory=UpdateConfig)
+    rollback_config: UpdateConfig | None = dataclass_field(default_factory=UpdateConfig)
 
 
 def _read_deploy(entry: Entry, path: str, log: IssueLog) -> _Deploy:
-    """``deploy:`` (replicas, placement.constraints, endpoint_mode); a None field means it was bad."""
+    """``deploy:`` (replicas, placement.constraints, endpoint_mode, restart_policy,
+    update_config, rollback_config); a None field means it was bad."""
     deploy = _Deploy()
     body = expect_mapping(entry.value, path, log, "deploy: {replicas: 2}")
     if body is None:
@@ -111,6 +127,13 @@ def _read_deploy(entry: Entry, path: str, log: IssueLog) -> _Deploy:
                 deploy.constraints_pos = c.value.pos
                 deploy.constraints = read_constraints(
                     c.value, field(placement_path, "constraints"), log)
+    if (e := body.get("restart_policy")) is not None:
+        deploy.restart_policy = read_restart_policy(e.value, field(path, "restart_policy"), log)
+    if (e := body.get("update_config")) is not None:
+        deploy.update_config = read_update_config(e.value, field(path, "update_config"), log)
+    if (e := body.get("rollback_config")) is not None:
+        deploy.rollback_config = read_update_config(e.value, field(path, "rollback_config"), log,
+                                                    rollback=True)
     return deploy
 
 
@@ -184,8 +207,23 @@ def _read_service(entry: Entry, log: IssueLog,
     expose: tuple[int, ...] = ()
     if (x := body.get("expose")) is not None:
         expose = _read_expose(x, field(path, "expose"), log)
+    ports_ok = True
     if (e := body.get("ports")) is not None:
+        ahead = log.count()
         ports, written = read_ports(e.value, field(path, "ports"), name, log)
+        ports_ok = log.count() == ahead
+    image = DEFAULT_IMAGE
+    if (i := body.get("image")) is not None:
+        image = read_image(i.value, field(path, "image"), log) or image
+    env: tuple[tuple[str, str], ...] = ()
+    if (v := body.get("environment")) is not None:
+        env = read_environment(v.value, field(path, "environment"), log) or ()
+    healthcheck: HealthCheck | None = None
+    if (h := body.get("healthcheck")) is not None:
+        app_ports = tuple(dict.fromkeys([p.port.target for p in ports if p.port.protocol == "tcp"]
+                                        + list(expose)))
+        healthcheck = read_healthcheck(h.value, field(path, "healthcheck"), log,
+                                       app_ports if ports_ok else None)
     if deploy.endpoint_mode == "dnsrr" and any(p.port.mode == "ingress" for p in ports):
         log.add(field(field(path, "deploy"), "endpoint_mode"),
                 f"EndpointSpec: {DNSRR_INGRESS}",
@@ -197,10 +235,12 @@ def _read_service(entry: Entry, log: IssueLog,
                 "the service publishes no port through the ingress routing mesh",
                 _NO_PORT_HINT, where)
     if (log.count() != before or deploy.replicas is None or deploy.constraints is None
-            or deploy.endpoint_mode is None):
+            or deploy.endpoint_mode is None or deploy.restart_policy is None
+            or deploy.update_config is None or deploy.rollback_config is None):
         return None, ports
     service = Service(name, deploy.replicas, tuple(p.port for p in ports), deploy.constraints,
-                      networks, deploy.endpoint_mode, expose)
+                      networks, deploy.endpoint_mode, expose, image, env, deploy.restart_policy,
+                      healthcheck, deploy.update_config, deploy.rollback_config)
     return ServiceSpec(service, path, entry.key_pos, deploy.replicas_pos, deploy.constraints_pos), ports
 
 

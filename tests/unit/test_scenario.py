@@ -712,7 +712,7 @@ def test_many_errors_in_one_file_each_with_a_hint():
           web:
             deploy: {replicas: true}
             ports: ["8080:80", {published: 9000, target: 9000, mode: routing}]
-            image: nginx
+            command: nginx
           api:
             ports: ["8080:81"]
           none: {}
@@ -723,7 +723,7 @@ def test_many_errors_in_one_file_each_with_a_hint():
     paths = [i.path for i in issues]
     assert paths == [
         "name", "nodes.lan", "nodes.averyverylongnode", "nodes.node1.role",
-        "services.web.deploy.replicas", "services.web.ports[1].mode", "services.web.image",
+        "services.web.deploy.replicas", "services.web.ports[1].mode", "services.web.command",
         "services.api.ports[0].published", "services.none",
         "ingress.subnet", "ingress.vni", "ingress.mtu", "underlay.lan", "underlay.data_path_port",
     ]
