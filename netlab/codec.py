@@ -21,14 +21,24 @@ from netlab.ipam import (
 from netlab.jsonread import Invalid as Invalid  # re-exported: callers catch codec.Invalid
 from netlab.jsonread import is_name
 from netlab.model import (
-    Availability, Constraint, EndpointMode, IngressNetwork, Lab, Node, NodeRole, NodeState,
-    OverlayNetwork, Protocol, PublishedPort, PublishMode, Service, Task, TaskRecord, TaskState,
-    Underlay,
+    COUNT_MAX, DEFAULT_IMAGE, DURATION_MAX, Availability, Constraint, EndpointMode, FailureAction,
+    HealthCheck, IngressNetwork, Lab, Node, NodeRole, NodeState, OverlayNetwork, Protocol,
+    PublishedPort, PublishMode, RestartCondition, RestartPolicy, Service, Task, TaskRecord,
+    TaskState, Underlay, UpdateConfig, UpdateOrder, normalized_image,
 )
 
 INT_MAX = 1 << 32
 IPTABLES = ("auto", "nft", "legacy")
 CONSTRAINT_KEYS = ("node.role", "node.hostname")
+# A service's keys written after version 2 first was: an older file has none of them
+# (each then is its default: netlab's app image, no environment, Swarm's policies).
+SERVICE_OPTIONAL = ("networks", "endpoint_mode", "expose", "image", "env", "restart_policy",
+                    "healthcheck", "update_config", "rollback_config")
+RESTART_KEYS = ("condition", "delay", "max_attempts", "window")
+HEALTH_KEYS = ("test", "port", "path", "interval", "timeout", "retries", "start_period")
+UPDATE_KEYS = ("parallelism", "delay", "failure_action", "monitor", "max_failure_ratio", "order")
+ENV_VALUE_MAX = 4096
+TEST_MAX = 4096
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -47,6 +57,7 @@ def lab_to_json(lab: Lab) -> dict[str, Any]:
                             for c in s.constraints],
             "networks": list(s.networks), "endpoint_mode": s.endpoint_mode,
             "expose": list(s.expose),
+            **service_extras_to_json(s),
         } for s in lab.services],
         "networks": [{"name": n.name, "subnet": str(n.subnet), "mtu": n.mtu}
                      for n in lab.networks],
@@ -58,6 +69,27 @@ def lab_to_json(lab: Lab) -> dict[str, Any]:
         "tasks": [{"service": t.service, "slot": t.slot, "node": t.node} for t in lab.tasks],
         "iptables": lab.iptables,
         **({"time_scale": lab.time_scale} if lab.time_scale is not None else {}),
+    }
+
+
+def _update_config(u: UpdateConfig) -> dict[str, Any]:
+    return {"parallelism": u.parallelism, "delay": u.delay, "failure_action": u.failure_action,
+            "monitor": u.monitor, "max_failure_ratio": u.max_failure_ratio, "order": u.order}
+
+
+def service_extras_to_json(s: Service) -> dict[str, Any]:
+    """What a Swarm manager needs of a service besides its network shape: image,
+    environment, restart policy, health check, update and rollback configs."""
+    r, h = s.restart_policy, s.healthcheck
+    return {
+        "image": s.image, "env": dict(s.env),
+        "restart_policy": {"condition": r.condition, "delay": r.delay,
+                           "max_attempts": r.max_attempts, "window": r.window},
+        "healthcheck": None if h is None else {
+            "test": list(h.test), "port": h.port, "path": h.path, "interval": h.interval,
+            "timeout": h.timeout, "retries": h.retries, "start_period": h.start_period},
+        "update_config": _update_config(s.update_config),
+        "rollback_config": _update_config(s.rollback_config),
     }
 
 
@@ -132,7 +164,7 @@ def lab_from_json(value: Any, path: str = "model") -> Lab:
     for i, raw in enumerate(jr.array(doc["services"], f"{path}.services")):
         p = f"{path}.services[{i}]"
         s = jr.obj(raw, p, ("name", "replicas", "ports", "constraints"),
-                 optional=("networks", "endpoint_mode", "expose"))
+                 optional=SERVICE_OPTIONAL)
         ports = []
         for j, rp in enumerate(jr.array(s["ports"], f"{p}.ports")):
             pp = f"{p}.ports[{j}]"
@@ -161,7 +193,8 @@ def lab_from_json(value: Any, path: str = "model") -> Lab:
                                 jr.choice(s.get("endpoint_mode", "vip"), f"{p}.endpoint_mode",
                                         get_args(EndpointMode)),  # type: ignore[arg-type]
                                 tuple(jr.integer(x, f"{p}.expose[{j}]", 1, 65535) for j, x in
-                                      enumerate(jr.array(s.get("expose", []), f"{p}.expose")))))
+                                      enumerate(jr.array(s.get("expose", []), f"{p}.expose"))),
+                                **_service_extras(s, p)))
     ing = jr.obj(doc["ingress"], f"{path}.ingress", ("name", "subnet", "vni", "mtu"))
     ingress = IngressNetwork(subnet=jr.subnet(ing["subnet"], f"{path}.ingress.subnet"),
                              vni=jr.integer(ing["vni"], f"{path}.ingress.vni", 1, (1 << 24) - 1),
@@ -184,6 +217,83 @@ def lab_from_json(value: Any, path: str = "model") -> Lab:
               time_scale=_time_scale(doc.get("time_scale"), f"{path}.time_scale"))
     _check_model(lab, path)
     return lab
+
+
+def _seconds(value: Any, path: str) -> float:
+    return jr.number(value, path, 0.0, DURATION_MAX)
+
+
+def _image(value: Any, path: str) -> str:
+    if not isinstance(value, str) or normalized_image(value)[0] != value:
+        raise Invalid(f"{path} is {str(value)[:40]!r}, not an image NAME:TAG")
+    return value
+
+
+def _env(value: Any, path: str) -> tuple[tuple[str, str], ...]:
+    def is_variable(key: str) -> bool:
+        return bool(key) and "=" not in key and key.isprintable() and not any(
+            c.isspace() for c in key)
+    env = jr.mapping(value, path, is_variable, "a variable name")
+    for key, v in env.items():
+        if not isinstance(v, str) or "\0" in v or len(v) > ENV_VALUE_MAX:
+            raise Invalid(f"{path}[{key!r}] must be a string of at most {ENV_VALUE_MAX} "
+                          "characters")
+    return tuple(sorted(env.items()))
+
+
+def _restart_policy(value: Any, path: str) -> RestartPolicy:
+    r = jr.obj(value, path, RESTART_KEYS)
+    return RestartPolicy(
+        jr.choice(r["condition"], f"{path}.condition", get_args(RestartCondition)),  # type: ignore[arg-type]
+        _seconds(r["delay"], f"{path}.delay"),
+        jr.integer(r["max_attempts"], f"{path}.max_attempts", 0, COUNT_MAX),
+        _seconds(r["window"], f"{path}.window"))
+
+
+def _healthcheck(value: Any, path: str) -> HealthCheck | None:
+    if value is None:
+        return None
+    h = jr.obj(value, path, HEALTH_KEYS)
+    test = tuple(jr.array(h["test"], f"{path}.test"))
+    for i, t in enumerate(test):
+        if not isinstance(t, str) or "\0" in t or len(t) > TEST_MAX:
+            raise Invalid(f"{path}.test[{i}] must be a string of at most {TEST_MAX} characters")
+    if not test or test[0] not in ("CMD", "CMD-SHELL") or len(test) < 2:
+        raise Invalid(f"{path}.test must be CMD or CMD-SHELL and the command")
+    url_path = jr.text(h["path"], f"{path}.path", ENV_VALUE_MAX)
+    if not url_path.startswith("/") or " " in url_path:
+        raise Invalid(f"{path}.path must be a URL path starting with /")
+    return HealthCheck(test, jr.integer(h["port"], f"{path}.port", 1, 65535), url_path,
+                       _seconds(h["interval"], f"{path}.interval"),
+                       _seconds(h["timeout"], f"{path}.timeout"),
+                       jr.integer(h["retries"], f"{path}.retries", 0, COUNT_MAX),
+                       _seconds(h["start_period"], f"{path}.start_period"))
+
+
+def _update_config_from(value: Any, path: str, rollback: bool) -> UpdateConfig:
+    u = jr.obj(value, path, UPDATE_KEYS)
+    actions = ("pause", "continue") if rollback else get_args(FailureAction)
+    return UpdateConfig(
+        jr.integer(u["parallelism"], f"{path}.parallelism", 0, COUNT_MAX),
+        _seconds(u["delay"], f"{path}.delay"),
+        jr.choice(u["failure_action"], f"{path}.failure_action", actions),  # type: ignore[arg-type]
+        _seconds(u["monitor"], f"{path}.monitor"),
+        jr.number(u["max_failure_ratio"], f"{path}.max_failure_ratio", 0.0, 1.0),
+        jr.choice(u["order"], f"{path}.order", get_args(UpdateOrder)))  # type: ignore[arg-type]
+
+
+def _service_extras(s: dict[str, Any], path: str) -> dict[str, Any]:
+    """A service's image, env, policies and health check; each absent one (a file
+    written before them) its default."""
+    out: dict[str, Any] = {"image": _image(s.get("image", DEFAULT_IMAGE), f"{path}.image"),
+                           "env": _env(s.get("env", {}), f"{path}.env"),
+                           "healthcheck": _healthcheck(s.get("healthcheck"), f"{path}.healthcheck")}
+    if "restart_policy" in s:
+        out["restart_policy"] = _restart_policy(s["restart_policy"], f"{path}.restart_policy")
+    for key in ("update_config", "rollback_config"):
+        if key in s:
+            out[key] = _update_config_from(s[key], f"{path}.{key}", key == "rollback_config")
+    return out
 
 
 def _unique(names: list[str], path: str) -> None:

@@ -54,6 +54,20 @@ def integer(value: Any, path: str, low: int, high: int) -> int:
     return value
 
 
+def number(value: Any, path: str, low: float, high: float) -> float:
+    """An integer or decimal number (not a boolean) from ``low`` to ``high``, as a float."""
+    if type(value) not in (int, float) or not low <= value <= high:    # NaN fails too
+        raise Invalid(f"{path} must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def text(value: Any, path: str, max_len: int = 200) -> str:
+    """A non-empty printable string of at most ``max_len`` characters."""
+    if not isinstance(value, str) or not value or len(value) > max_len or not value.isprintable():
+        raise Invalid(f"{path} must be a line of text of at most {max_len} characters")
+    return value
+
+
 def boolean(value: Any, path: str) -> bool:
     if type(value) is not bool:
         raise Invalid(f"{path} must be true or false")
