@@ -119,7 +119,8 @@ def endpoints(lab: Lab, allocations: Allocations, containers: bool = False) -> l
     Two published ports may lead to one target (``["8080:80", "8081:80"]``,
     which Swarm accepts): both REDIRECT to the same socket. Host-mode ports
     listen too: the app binds every address, the node DNATs to the gwbridge one.
-    The app names its task by the address of its ``eth0`` (its first network).
+    The app names its task by the address of its ``eth0`` (its first network),
+    and reports its service's image.
     """
     out = []
     for task in lab.tasks:
@@ -132,7 +133,7 @@ def endpoints(lab: Lab, allocations: Allocations, containers: bool = False) -> l
             out.append(AppEndpoint(
                 netns=names.task_ns(lab.name, task.name), service=service.name, task=task.name,
                 node=task.node, task_ip=str(allocations.primary_ip(task.name, lab)),
-                port=target, protocol=protocol))
+                port=target, protocol=protocol, image=service.image))
     return out
 
 

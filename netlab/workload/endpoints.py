@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -30,11 +31,13 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, get_args
 
 from netlab.errors import NetlabError
-from netlab.model import Protocol
+from netlab.model import IMAGE_MAX, Protocol, normalized_image
 
 T = TypeVar("T")
 
 FORMAT_VERSION = 1
+# An endpoint's fields a file may leave out (one written before the image has none).
+OPTIONAL = ("protocol", "image")
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 
 # (netns, protocol, port): what identifies one socket. Two endpoints with the
@@ -73,11 +76,15 @@ class AppEndpoint:
     task_ip: str
     port: int
     protocol: str = "tcp"
+    image: str = ""             # the service's image, which the app reports ("": none)
 
     def __post_init__(self) -> None:
         _check_place(self, ("netns", "service", "task", "node", "task_ip"))
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        if not isinstance(self.image, str) or len(self.image) > IMAGE_MAX or (
+                self.image and normalized_image(self.image)[0] != self.image):
+            raise ValueError(f"image must be empty or NAME:TAG, got {str(self.image)[:40]!r}")
 
     @property
     def key(self) -> EndpointKey:
@@ -97,7 +104,7 @@ class AppEndpoint:
         copy cost 33 ms for a 1,000-task lab's file, written twice per change)."""
         return {"netns": self.netns, "service": self.service, "task": self.task,
                 "node": self.node, "task_ip": self.task_ip, "port": self.port,
-                "protocol": self.protocol}
+                "protocol": self.protocol, "image": self.image}
 
     @classmethod
     def from_dict(cls, data: Any) -> AppEndpoint:
@@ -108,9 +115,11 @@ class AppEndpoint:
         unknown = sorted(set(data) - set(names))
         if unknown:
             raise ValueError(f"unknown field(s) {', '.join(unknown)}")
-        missing = [n for n in names if n not in data and n != "protocol"]
+        missing = [n for n in names if n not in data and n not in OPTIONAL]
         if missing:
             raise ValueError(f"missing field(s) {', '.join(missing)}")
+        if isinstance(data.get("image"), str):   # one string for a service's many tasks
+            data = {**data, "image": sys.intern(data["image"])}
         return cls(**data)
 
 

@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any
 
+from netlab.model import image_tag
 from netlab.workload.endpoints import AppEndpoint
 
 MAX_REQUEST = 64 * 1024
@@ -17,11 +18,22 @@ _REQUEST_LINE = re.compile(rb"([A-Z][A-Z-]{0,19}) (\S+)(?: (HTTP/\d\.\d))?")
 
 
 def reply_fields(ep: AppEndpoint, client: str, client_port: int, path: str | None) -> dict[str, Any]:
-    """The JSON object the app answers with."""
-    return {
+    """The JSON object the app answers with; with the task's image, ``image`` and its
+    tag as ``version`` too (``web:2`` -> ``2``), so a rolling update shows who answers."""
+    fields = {
         "service": ep.service, "task": ep.task, "node": ep.node, "task_ip": ep.task_ip,
         "port": ep.port, "client": client, "client_port": client_port, "path": path,
     }
+    if ep.image:
+        fields["image"] = ep.image
+        fields["version"] = image_tag(ep.image)
+    return fields
+
+
+def version_label(version: str) -> str:
+    """How a report shows a version: ``v2`` for a tag that starts with a digit
+    (``2``, ``1.4``), the tag itself otherwise (``latest``, ``v2``, ``blue``)."""
+    return f"v{version}" if version[:1].isdigit() else version
 
 
 def reply_body(ep: AppEndpoint, client: str, client_port: int, path: str | None) -> bytes:
