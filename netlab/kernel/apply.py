@@ -6,8 +6,10 @@ addresses (IPVS refuses destinations it has no route to), IPVS services
 (loading ip_vs makes ``net.ipv4.vs.*`` appear), then sysctls and one
 iptables commit per table that differs, per namespace, with the lab's
 backend. A task's /etc/netns files are written once its namespace exists.
-``net.ipv6.conf.default.*`` sysctls are written first, right after
-the namespaces are made, so that every interface made there inherits them.
+``net.ipv6.conf.all.*`` and ``net.ipv6.conf.default.*`` sysctls are written
+first, right after the namespaces are made, as libnetwork writes
+``all.disable_ipv6`` when it makes a sandbox, so that every interface made
+there inherits them.
 
 For speed (issue 17): namespaces are made by one thread (no helper forked
 per namespace), rtnetlink requests go in batches over one plain socket per
@@ -46,7 +48,7 @@ class ApplyStats:
     seconds: float = 0.0
 
 
-EARLY_SYSCTLS = "net.ipv6.conf.default."
+EARLY_SYSCTLS = ("net.ipv6.conf.all.", "net.ipv6.conf.default.")
 
 
 #: Threads writing sysctls and tables side by side (each waits on a restore tool).

@@ -90,9 +90,16 @@ def test_docker_sysctls_addresses_and_no_ipv6_where_docker_has_none(seed_lab):
     assert sh(lab.netns("node1"), "sysctl", "-n", "net.bridge.bridge-nf-call-iptables").strip() == "1"
     for target in ("node1/ingress_sbox", "node1/ov-ingress", "hello-a.1"):
         ns = lab.netns(target)
-        assert "fe80" not in sh(ns, "ip", "-6", "addr", "show"), target
-        assert sh(ns, "sysctl", "-n", "net.ipv6.conf.eth0.disable_ipv6" if target != "node1/ov-ingress"
-                  else "net.ipv6.conf.br0.disable_ipv6").strip() == "1", target
+        # libnetwork 20.10 writes all.disable_ipv6=1 in every namespace it makes (osl
+        # NewSandbox, GetSandboxForExternalKey); the kernel copies it to default and to
+        # every interface, lo too: no fe80::, no ::1, as on a real node
+        assert sh(ns, "ip", "-6", "addr", "show") == "", target
+        for conf in ("all", "default", "lo", "eth0" if target != "node1/ov-ingress" else "br0"):
+            assert sh(ns, "sysctl", "-n", f"net.ipv6.conf.{conf}.disable_ipv6").strip() == "1", \
+                (target, conf)
+    # a node's own namespace is not Docker's to change: the kernel's default stays
+    host = lab.netns("node1")
+    assert sh(host, "sysctl", "-n", "net.ipv6.conf.all.disable_ipv6").strip() == "0"
     sbox = sh(lab.netns("node1/ingress_sbox"), "ip", "-4", "addr", "show")
     assert "inet 10.0.0.2/24 brd 10.0.0.255" in sbox and "inet 172.18.0.2/16 brd 172.18.255.255" in sbox
     for key, value in (("net.ipv4.vs.expire_nodest_conn", "1"),

@@ -140,6 +140,7 @@ def test_seed_sysctls_and_addresses_are_dockers():
     by_target = {ns.target: ns.name for ns in plan.netns}
     sysctls = {(s.netns, s.key): s.value for s in plan.sysctls}
     for target in ("node1/ingress_sbox", "node1/ov-ingress", "hello-a.1"):
+        assert sysctls[(by_target[target], "net.ipv6.conf.all.disable_ipv6")] == "1", target
         assert sysctls[(by_target[target], "net.ipv6.conf.default.disable_ipv6")] == "1", target
     host = by_target["node1"]
     assert sysctls[(host, "net.bridge.bridge-nf-call-iptables")] == "1"
@@ -239,3 +240,41 @@ def test_host_mode_udp_maps_published_to_target_in_the_dnat():
     assert ("-A DOCKER ! -i docker_gwbridge -p udp -m udp --dport 53 -j DNAT "
             "--to-destination 172.18.0.3:5353") in nat
     assert "-A POSTROUTING -s 172.18.0.3/32 -d 172.18.0.3/32 -p udp -m udp --dport 5353 -j MASQUERADE" in nat
+
+
+IPV6_OFF = ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6")
+
+
+@pytest.mark.parametrize("scenario", ["hello-a", "east-west"])
+def test_ipv6_is_off_in_exactly_the_namespaces_docker_makes(scenario):
+    # libnetwork 20.10's osl NewSandbox / GetSandboxForExternalKey write
+    # all.disable_ipv6=1 in every sandbox, overlay and container namespace it makes
+    # (the kernel copies it to default); a node's own namespace keeps the kernel's 0.
+    plan = build_plan(load_lab(REPO / "scenarios" / f"{scenario}.yaml"))
+    sysctls = {(s.netns, s.key): s.value for s in plan.sysctls}
+    for ns in plan.netns:
+        off = {k: sysctls.get((ns.name, k)) for k in IPV6_OFF}
+        if ns.role in ("sandbox", "overlay", "task"):
+            assert off == dict.fromkeys(IPV6_OFF, "1"), ns.target
+        else:
+            assert off == dict.fromkeys(IPV6_OFF), ns.target
+    # all before default: the write to all is Docker's, default follows it
+    keys = [s.key for s in plan.sysctls if s.key in IPV6_OFF]
+    assert keys[:2] == list(IPV6_OFF)
+
+
+def test_ipv6_sysctls_match_a_recorded_real_node():
+    # tests/fixtures/real-swarm: node1 of a real two-node Swarm running the seed
+    import json
+    real = REPO / "tests" / "fixtures" / "real-swarm" / "netns"
+    plan = build_plan(load_lab(REPO / "scenarios" / "hello-a.yaml"))
+    sysctls = {(s.netns, s.key): s.value for s in plan.sysctls}
+    for target, recorded in (("node1/ingress_sbox", "ingress_sbox"),
+                             ("node1/ov-ingress", "1-jerclax3m4"),
+                             ("hello-a.1", "f0a0b60cc188")):
+        seen = json.loads((real / recorded / "sysctls.json").read_text())
+        ns = plan.namespace(target).name
+        assert {k: sysctls[(ns, k)] for k in IPV6_OFF} == {k: seen[k] for k in IPV6_OFF}, target
+    host = json.loads((real / "host" / "sysctls.json").read_text())
+    assert {host[k] for k in IPV6_OFF} == {"0"}
+    assert not any((plan.namespace("node1").name, k) in sysctls for k in IPV6_OFF)
