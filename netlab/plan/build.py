@@ -393,11 +393,12 @@ class _Builder:
 
 
 def node_namespaces(lab: Lab, node: str) -> tuple[str, ...]:
-    """The namespaces of ``node`` (host, ingress_sbox, ingress overlay, each user
-    network's overlay and LB sandbox): what building the node or a task on it writes."""
+    """The namespaces of ``node`` (host, ingress_sbox, ingress overlay, and the overlay
+    and LB sandbox of each user network a task on it is attached to, see
+    :func:`netlab.plan.overlay.networks_on`): what building the node or a task on it writes."""
     name = lab.name
     return (names.node_ns(name, node), names.sandbox_ns(name, node), names.overlay_ns(name, node),
-            *(ns for net in lab.networks
+            *(ns for net in overlay.networks_on(lab, node)
               for ns in (names.overlay_ns(name, node, net.name), names.lb_ns(name, node, net.name))))
 
 
@@ -456,7 +457,7 @@ def netns_of(lab: Lab) -> tuple[Netns, ...]:
         out += [Netns(names.node_ns(name, node), node, "host", node),
                 Netns(names.sandbox_ns(name, node), f"{node}/{names.SANDBOX}", "sandbox", node),
                 Netns(names.overlay_ns(name, node), f"{node}/ov-{ing.name}", "overlay", node)]
-        for net in lab.networks:
+        for net in overlay.networks_on(lab, node):
             out += [Netns(names.overlay_ns(name, node, net.name), f"{node}/ov-{net.name}",
                           "overlay", node),
                     Netns(names.lb_ns(name, node, net.name), f"{node}/lb-{net.name}", "sandbox", node)]

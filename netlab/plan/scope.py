@@ -8,9 +8,12 @@ these namespaces' plan can differ (see :mod:`netlab.plan.build`):
 * each task started or shut down (a task moved to another node is both), and
   each task whose addresses changed: its own namespace, and its node's host
   namespace (the ``docker_gwbridge`` end of its veth, its host-mode ports);
-* every node's ingress_sbox, overlay and LB sandboxes: the IPVS destinations
-  and the overlay peers (neighbour and FDB entries) name every task, and the
-  overlay holds each local task's veth end;
+* every node's ingress_sbox, overlay and LB sandboxes, before and after: the
+  IPVS destinations and the overlay peers (neighbour and FDB entries) name
+  every task, the overlay holds each local task's veth end, and a user
+  network's overlay and LB sandbox come to a node with its first task on the
+  network and go with its last (:func:`netlab.plan.overlay.networks_on`), so
+  the other nodes' overlays gain or lose that LB endpoint's entries;
 * each node whose state or availability changed: all its namespaces, and the
   LAN (its port there).
 
@@ -79,7 +82,8 @@ def change_scope(before: Lab, old: Allocations, after: Lab,
             out.add(names.task_ns(lab, name))
             out.update(names.node_ns(lab, n) for n in (was.get(name), now.get(name)) if n)
     for old_node, new_node in zip(before.nodes, after.nodes, strict=True):
-        spaces = node_namespaces(after, new_node.name)
+        spaces = set(node_namespaces(after, new_node.name)) | \
+            set(node_namespaces(before, old_node.name))
         out.update(ns for ns in spaces if ns != names.node_ns(lab, new_node.name))
         if old_node != new_node:
             out.update(spaces)

@@ -2,8 +2,8 @@
 
 A plan grows with every way a lab can grow: nodes (each holds a neighbour
 and an FDB entry per node and per task), replicas, published ports (rules on
-every node and in every task), user networks (two namespaces per node each)
-and the services on them. :func:`estimate` counts, from those numbers alone,
+every node and in every task), user networks (two namespaces on each node
+running a task attached to one) and the services on them. :func:`estimate` counts, from those numbers alone,
 about how many items and iptables rules :func:`netlab.plan.build.build_plan`
 would make (never fewer), so the scenario loader and ``scale`` refuse a lab too big to plan
 with the same message before they place a task or build a plan
@@ -54,37 +54,41 @@ def estimate(nodes: int, services: Sequence[Service], networks: Sequence[str],
     """The plan size of a lab of ``nodes`` nodes, these ``services`` (their replicas,
     or those given in ``replicas`` by service name) and user ``networks``.
 
-    Per node: its namespaces, links, sysctls and Docker's host chains (54), 4
+    Per node: its namespaces, links, sysctls and Docker's host chains (56), 4
     rules per ingress port, 3 items per service, and a neighbour and an FDB
-    entry per node and per task; per user network and node: its two
-    namespaces (14 items), 4 per service on it (VIP, mark, IPVS), a
-    neighbour and an FDB entry per node and per task on it; per task on a
-    user network, 6 (its link, addresses, rules, IPVS destination); per task:
-    13 items, 10 for its embedded DNS and 3 rules per published port. A
-    slight overestimate, never under (see the unit tests).
+    entry per node and per task; per user network and node that has it (at
+    most as many nodes as the network has tasks: see
+    :func:`netlab.plan.overlay.networks_on`): its two namespaces (16 items),
+    4 per service on it (VIP, mark, IPVS), a neighbour and an FDB entry per
+    such node and per task on it; per task on a user network, 6 (its link,
+    addresses, rules, IPVS destination); per task: 14 items, 10 for its
+    embedded DNS and 3 rules per published port. A slight overestimate,
+    never under (see the unit tests).
     """
     count = {s.name: (replicas or {}).get(s.name, s.replicas) for s in services}
     tasks = sum(count.values())
-    per_node = (54 + 4 * sum(len(s.ingress_ports) for s in services) + 3 * len(services)
+    per_node = (56 + 4 * sum(len(s.ingress_ports) for s in services) + 3 * len(services)
                 + 2 * (nodes + tasks))
     on: dict[str, list[Service]] = {net: [] for net in networks}
     for s in services:
         for net in s.networks:
             on.setdefault(net, []).append(s)
-    per_lab = 5 + sum(count[s.name] * (23 + 3 * len(s.ports)) for s in services)
+    per_lab = 5 + sum(count[s.name] * (24 + 3 * len(s.ports)) for s in services)
+    # Rules: per node Docker's chains and the sandboxes' (23), 4 per ingress port (DNAT,
+    # mark, filter) and 2 per service; per user network and node that has it, 2 per
+    # service on it (LB mark, SNAT); per task 12 (its embedded DNS, REDIRECT and
+    # filter) and 3 per published port.
+    rules = (nodes * (23 + 4 * sum(len(s.ingress_ports) for s in services) + 2 * len(services))
+             + sum(count[s.name] * (12 + 3 * len(s.ports)) for s in services))
+    having_all = 0
     for specs in on.values():
         on_net = sum(count[s.name] for s in specs)
-        per_node += 14 + 4 * len(specs) + 2 * (nodes + on_net)
-        per_lab += 6 * on_net
+        having = min(nodes, on_net)
+        having_all += having
+        per_lab += having * (16 + 4 * len(specs) + 2 * (having + on_net)) + 6 * on_net
+        rules += having * 2 * len(specs)
     items = per_lab + nodes * per_node
-    # Rules: per node Docker's chains and the sandboxes' (23), 4 per ingress port (DNAT,
-    # mark, filter), 2 per service and 2 per service on a user network (LB mark, SNAT);
-    # per task 12 (its embedded DNS, REDIRECT and filter) and 3 per published port.
-    attached = sum(len(s.networks) for s in services)
-    rules = (nodes * (23 + 4 * sum(len(s.ingress_ports) for s in services) + 2 * len(services)
-                      + 2 * attached)
-             + sum(count[s.name] * (12 + 3 * len(s.ports)) for s in services))
-    return PlanSize(items, rules, 2 + nodes * (3 + 2 * len(on)) + tasks)
+    return PlanSize(items, rules, 2 + nodes * 3 + 2 * having_all + tasks)
 
 
 def too_big(size: PlanSize) -> str:

@@ -16,7 +16,9 @@ import re
 
 import pytest
 
-from tests.integration.conftest import _bring_up, _tear_down, netlab, sh
+from netlab.plan import names
+
+from tests.integration.conftest import _bring_up, _tear_down, lab_netns, netlab, sh
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +189,78 @@ def test_status_lists_the_network_and_no_drift(ew):
     modes = {s["name"]: s["endpoint_mode"] for s in doc["services"]}
     assert modes == {"web": "vip", "api": "vip", "cache": "dnsrr"}
     assert doc["drift"] == [], doc["drift"]
+
+
+# backend used by one service of one task: only its node has backend; a second task
+# on the other node brings that node's ov-/lb-backend, its removal takes them away.
+SPARSE = """
+name: sparse
+nodes:
+  node1: {role: manager}
+  node2: {role: worker}
+networks:
+  backend: {driver: overlay}
+services:
+  web: {deploy: {replicas: 2}, ports: ["8080:80"]}
+  api: {deploy: {replicas: 1}, networks: [backend], expose: [80]}
+"""
+
+
+def test_a_node_has_lb_backend_only_while_a_task_on_backend_runs_there(tmp_path):
+    """As Swarm: a task's executor creates its networks on its node (libnetwork's
+    createLoadBalancerSandbox makes lb-<net>, the LB endpoint's join the overlay
+    namespace) and its removal deletes them once no task there uses them."""
+    scenario = tmp_path / "sparse.yaml"
+    scenario.write_text(SPARSE)
+    lab = _bring_up(str(scenario))
+    try:
+        model, a = _alloc(lab)
+        na = a.networks["backend"]
+        (api1,) = model.tasks_of("api")
+        (other,) = {n.name for n in model.nodes} - {api1.node}
+
+        def lb(node):
+            return names.lb_ns(lab.name, node, "backend")
+
+        def ov(node):
+            return names.overlay_ns(lab.name, node, "backend")
+
+        listed = lab_netns(lab.name)
+        assert {lb(api1.node), ov(api1.node)} <= set(listed), listed
+        assert not {lb(other), ov(other)} & set(listed), listed
+        assert names.sandbox_ns(lab.name, other) in listed          # ingress: on every node
+        other_lb = str(na.lb[other])
+        assert other_lb not in sh(ov(api1.node), "ip", "neigh", "show", "dev", "vxlan0")
+        assert lab.status()["drift"] == []
+
+        netlab("scale", lab.name, "api=2")
+        model, a = _alloc(lab)
+        api2 = next(t for t in model.tasks_of("api") if t.name != api1.name)
+        assert api2.node == other
+        listed = lab_netns(lab.name)
+        assert {lb(other), ov(other)} <= set(listed), listed
+        mark = a.networks["backend"].vips["api"].fwmark
+        dests = _ipvs_dests(sh(lb(other), "ipvsadm", "-Ln"))
+        assert {ip for ip, _ in dests[mark]} == _api_ips(lab)
+        assert {w for _, w in dests[mark]} == {"1"}
+        assert sh(lb(other), "sysctl", "-n", "net.ipv6.conf.all.disable_ipv6").strip() == "1"
+        assert "vxlan id 4097 " in sh(ov(other), "ip", "-d", "link", "show", "vxlan0")
+        assert other_lb in sh(ov(api1.node), "ip", "neigh", "show", "dev", "vxlan0")
+        # api.2 calls api by name through its own node's new lb-backend (its SNAT)
+        replies = json.loads(netlab("curl", lab.name, "api:80", "--from", api2.name,
+                                    "--count", "4", "--json").stdout)
+        assert {r["task"] for r in replies} == {api1.name, api2.name}, replies
+        assert {r["client"] for r in replies} == {other_lb}
+        assert lab.status()["drift"] == []
+
+        netlab("scale", lab.name, "api=1")
+        model, _ = _alloc(lab)
+        (left,) = model.tasks_of("api")
+        (gone,) = {api1.node, other} - {left.node}
+        listed = lab_netns(lab.name)
+        assert not {lb(gone), ov(gone)} & set(listed), listed
+        assert {lb(left.node), ov(left.node)} <= set(listed), listed
+        assert str(na.lb[gone]) not in sh(ov(left.node), "ip", "neigh", "show", "dev", "vxlan0")
+        assert lab.status()["drift"] == []
+    finally:
+        _tear_down(lab)

@@ -18,7 +18,7 @@ from netlab.plan import names
 from netlab.plan.build import build_plan, netns_of
 from netlab.plan.scope import change_scope
 from netlab.plan.types import Address, IpvsDest, IpvsService, Neighbour, Plan
-from netlab.scenario import load_lab
+from netlab.scenario import load_lab, load_lab_from_text
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 NAMES = ("hello-a", "three-nodes", "east-west", "host-mode")
@@ -42,14 +42,32 @@ def _changes(lab):
     return out
 
 
-CASES = [(name, label, after) for name in NAMES
-         for label, after in _changes(load_lab(SCENARIOS / f"{name}.yaml"))]
+# A user network on one node of three: scaling its service onto a second node gives
+# that node its first task on the network (its ov-/lb-backend come), scaling it to
+# nothing takes the last (they go), and each node down moves it.
+SPARSE = """
+name: sparse
+nodes: {node1: {role: manager}, node2: {role: worker}, node3: {role: worker}}
+networks: {backend: {driver: overlay}}
+services:
+  web: {deploy: {replicas: 3}, ports: ["8080:80"]}
+  api: {deploy: {replicas: 1}, networks: [backend], expose: [80]}
+"""
+
+
+def _lab(name: str):
+    return load_lab_from_text(SPARSE, "sparse.yaml") if name == "sparse" \
+        else load_lab(SCENARIOS / f"{name}.yaml")
+
+
+CASES = [(name, label, after) for name in (*NAMES, "sparse")
+         for label, after in _changes(_lab(name))]
 
 
 @pytest.mark.parametrize(("name", "label", "after"), CASES,
                          ids=[f"{n}:{lbl}" for n, lbl, _ in CASES])
 def test_scoped_plans_diff_as_the_whole_plans(name, label, after):
-    lab = load_lab(SCENARIOS / f"{name}.yaml")
+    lab = _lab(name)
     old = ipam.allocate(lab)
     new = ipam.allocate(after, old)
     scope = change_scope(lab, old, after, new)
@@ -90,10 +108,32 @@ def test_a_scope_holding_a_nodes_namespaces_builds_them_whole(name):
     assert set(cut.veths) <= set(exact.veths)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", (*NAMES, "sparse"))
 def test_the_namespace_list_is_the_plans(name):
-    lab = load_lab(SCENARIOS / f"{name}.yaml")
+    lab = _lab(name)
     assert netns_of(lab) == build_plan(lab).netns
+
+
+def test_the_scope_of_a_first_and_a_last_task_on_a_network_holds_its_lb_sandbox():
+    lab = _lab("sparse")
+    a = ipam.allocate(lab)
+    (api,) = lab.tasks_of("api")
+    lb = {n.name: names.lb_ns(lab.name, n.name, "backend") for n in lab.nodes}
+    ov = {n.name: names.overlay_ns(lab.name, n.name, "backend") for n in lab.nodes}
+    assert {ns.name for ns in netns_of(lab)} >= {lb[api.node], ov[api.node]}
+    assert not {lb[n] for n in lb if n != api.node} & {ns.name for ns in netns_of(lab)}
+    # api.2 is the first task on backend of its node: that node's ov-/lb-backend come
+    after = scale(lab, {"api": 2})
+    new = next(t for t in after.tasks if t.name == "api.2")
+    assert new.node != api.node
+    scope = change_scope(lab, a, after, ipam.allocate(after, a))
+    assert scope is not None and {lb[new.node], ov[new.node], lb[api.node]} <= scope
+    assert {lb[new.node], ov[new.node]} <= {ns.name for ns in netns_of(after)}
+    # api.1, the last there, goes: so do they (the scope holds what the lab had)
+    gone = scale(lab, {"api": 0})
+    scope = change_scope(lab, a, gone, ipam.allocate(gone, a))
+    assert scope is not None and {lb[api.node], ov[api.node]} <= scope
+    assert not {ns.name for ns in netns_of(gone)} & (set(lb.values()) | set(ov.values()))
 
 
 def test_a_change_of_more_than_tasks_and_nodes_has_no_scope():

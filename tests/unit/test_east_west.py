@@ -206,6 +206,87 @@ def test_overlay_namespace_has_its_vni_and_no_vip_entries():
     assert not neigh & {"10.0.1.4", "10.0.1.7"}                          # never a VIP
 
 
+# Three nodes, backend used by one service: a node has ov-/lb-backend only while a
+# task attached to backend runs on it (the swarm executor creates a task's networks,
+# and with it libnetwork's createLoadBalancerSandbox; the last task's removeNetworks
+# deletes it).
+SPARSE = BASE.replace("node2: {role: worker}}", "node2: {role: worker}, node3: {role: worker}}") + """
+networks: {backend: {driver: overlay}}
+services:
+  web: {deploy: {replicas: 3}, ports: ["8080:80"]}
+  api: {deploy: {replicas: 1}, networks: [backend], expose: [80]}
+"""
+
+
+def _targets(plan) -> set[str]:
+    return {ns.target for ns in plan.netns}
+
+
+def test_lb_and_overlay_sandboxes_only_where_a_task_on_the_network_runs():
+    lab = lab_of(SPARSE)
+    (api,) = lab.tasks_of("api")
+    a = ipam.allocate(lab)
+    plan = build_plan(lab, a)
+    others = [n.name for n in lab.nodes if n.name != api.node]
+    assert {f"{api.node}/lb-backend", f"{api.node}/ov-backend"} <= _targets(plan)
+    for node in others:
+        assert f"{node}/ingress_sbox" in _targets(plan)          # ingress: on every node
+        assert not {f"{node}/lb-backend", f"{node}/ov-backend"} & _targets(plan)
+    # nothing of backend lives on the other nodes: no VXLAN device, no veth, no VIP
+    assert [plan.namespace(f"{api.node}/ov-backend").name] == [
+        v.netns for v in plan.vxlans if v.vni == a.networks["backend"].vni]
+    held = {ns.name for ns in plan.netns}
+    assert all(v.a.netns in held and v.b.netns in held for v in plan.veths)
+    # and the one overlay has no remote endpoint: no LB endpoint of a node without backend
+    ov = plan.items_in(plan.namespace(f"{api.node}/ov-backend").name)
+    assert ov.neighbours == () and ov.fdb == ()
+    # a second task elsewhere: both nodes have backend, each overlay names the other's
+    # LB endpoint and task, and the third node's LB address nowhere
+    two = scale(lab, {"api": 2})
+    b = ipam.allocate(two, a)
+    plan = build_plan(two, b)
+    having = {t.node for t in two.tasks_of("api")}
+    (third,) = {n.name for n in two.nodes} - having
+    lbs = b.networks["backend"].lb
+    for node in having:
+        (peer,) = having - {node}
+        items = plan.items_in(plan.namespace(f"{node}/ov-backend").name)
+        peer_ips = {str(b.networks["backend"].tasks[t.name]) for t in two.tasks_on(peer)
+                    if t.service == "api"}
+        assert {n.ip for n in items.neighbours} == {str(lbs[peer]), *peer_ips}
+    assert not {f"{third}/lb-backend", f"{third}/ov-backend"} & _targets(plan)
+    assert str(lbs[third]) not in {n.ip for n in plan.neighbours}
+
+
+def test_scale_brings_an_lb_sandbox_with_a_nodes_first_task_and_takes_it_with_its_last(tmp_path):
+    from netlab import converge, lifecycle, state
+    from tests.unit.fakes import FakeHost
+    lab = lab_of(SPARSE)
+    store, fake = state.StateStore(tmp_path / "store"), FakeHost()
+    lifecycle.up(lab, "sparse.yaml", store, "legacy", host=fake.host())
+
+    def lbs() -> set[str]:
+        return {ns for ns in fake.kernel.namespaces if ns.endswith(".lb-backend")}
+
+    (api,) = lab.tasks_of("api")
+    assert lbs() == {f"nl-ew.{api.node}.lb-backend"}
+    result = converge.scale(lab.name, {"api": 2}, store, host=fake.host())
+    (added,) = result.added
+    assert added.node != api.node
+    assert lbs() == {f"nl-ew.{api.node}.lb-backend", f"nl-ew.{added.node}.lb-backend"}
+    assert f"nl-ew.{added.node}.ov-backend" in fake.kernel.namespaces
+    # the new destination is weighted in the lb-backend of both nodes that have backend
+    weighted = {s[1] for s in fake.kernel.steps if s[0] == "weight" and s[4] == 1}
+    assert lbs() <= weighted
+    assert f"nl-ew.{added.node}.lb-backend" in store.load(lab.name).netns
+    converge.scale(lab.name, {"api": 1}, store, host=fake.host())
+    (left,) = store.load(lab.name).model.tasks_of("api")
+    assert lbs() == {f"nl-ew.{left.node}.lb-backend"}
+    gone = ({api.node, added.node} - {left.node}).pop()
+    assert f"nl-ew.{gone}.ov-backend" not in fake.kernel.namespaces
+    assert f"nl-ew.{gone}.lb-backend" not in store.load(lab.name).netns
+
+
 def test_task_interfaces_follow_libnetworks_join_order():
     plan = build_plan(load_lab(EW))
 

@@ -85,11 +85,12 @@ def test_east_west_joins_each_vni_across_nodes_only():
     assert dot(_plan("east-west")).count("style=dashed") == 2
 
 
-def _many_networks(nodes: int, networks: int) -> str:
-    """A scenario of ``nodes`` nodes and ``networks`` overlays, two per one-task service."""
+def _many_networks(nodes: int, networks: int, replicas: int = 1) -> str:
+    """A scenario of ``nodes`` nodes and ``networks`` overlays, two per service of ``replicas``."""
     names = ", ".join(f"n{i}: {{role: {'manager' if i == 0 else 'worker'}}}" for i in range(nodes))
     nets = "\n".join(f"  net{i}: {{driver: overlay}}" for i in range(networks))
-    services = "\n".join(f"  s{i}: {{deploy: {{replicas: 1}}, networks: [net{2 * i}, net{2 * i + 1}]}}"
+    services = "\n".join(f"  s{i}: {{deploy: {{replicas: {replicas}}}, "
+                         f"networks: [net{2 * i}, net{2 * i + 1}]}}"
                          for i in range(networks // 2))
     return (f"name: big\ningress: {{subnet: 172.30.0.0/16}}\nnodes: {{{names}}}\n"
             f"networks:\n{nets}\nservices:\n{services}\n")
@@ -97,10 +98,19 @@ def _many_networks(nodes: int, networks: int) -> str:
 
 def test_twenty_nodes_and_three_hundred_networks_draw_one_clique_per_vni():
     from netlab.scenario import load_lab_from_text
-    plan = build_plan(load_lab_from_text(_many_networks(20, 300), "big.yaml"))
+    lab = load_lab_from_text(_many_networks(20, 300, replicas=3), "big.yaml")
+    plan = build_plan(lab)
     assert len({v.vni for v in plan.vxlans}) == 301           # ingress + 300 overlays
+    # A user network's vxlan0 is only on the nodes running a task on it (3 each here).
+    node_of = {ns.name: ns.node for ns in plan.netns}
+    for i in range(150):
+        want = {t.node for t in lab.tasks_of(f"s{i}")}
+        for net in (f"net{2 * i}", f"net{2 * i + 1}"):
+            assert {node_of[v.netns] for v in plan.vxlans
+                    if v.netns.endswith(f".ov-{net}")} == want, net
     edges = _vxlan_edges(mermaid(plan))
-    assert len(edges) == 301 * (20 * 19 // 2)                  # each VNI: every pair of nodes once
+    # each VNI: every pair of the nodes having it once (ingress: all 20)
+    assert len(edges) == 20 * 19 // 2 + 300 * (3 * 2 // 2)
     ns_of = {_id(v.netns, v.name): (v.vni, v.underlay_netns) for v in plan.vxlans}
     for a, label, b in edges:
         (vni_a, node_a), (vni_b, node_b) = ns_of[a], ns_of[b]

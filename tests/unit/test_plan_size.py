@@ -37,9 +37,13 @@ def _ports(nodes: int, ports: int) -> str:
     return f"name: p\n{_nodes(nodes)}services:\n  web: {{ports: [{listed}]}}\n"
 
 
-def _networks(nodes: int, networks: int) -> str:
+def _networks(nodes: int, networks: int, used: int | None = None) -> str:
+    """``networks`` overlays, the first ``used`` (all) attached to web, a task per node:
+    a node has a network's two namespaces only where a task on it runs."""
     nets = ", ".join(f"u{i}: {{driver: overlay}}" for i in range(networks))
-    return f"name: n\n{_nodes(nodes)}networks: {{{nets}}}\nservices: {{web: {{networks: [u0]}}}}\n"
+    on = ", ".join(f"u{i}" for i in range(networks if used is None else used))
+    return (f"name: n\n{_nodes(nodes)}networks: {{{nets}}}\n"
+            f"services: {{web: {{deploy: {{replicas: {nodes}}}, networks: [{on}]}}}}\n")
 
 
 @pytest.fixture
@@ -67,6 +71,14 @@ def test_a_scenario_too_big_is_refused_before_placing(nothing_placed_or_planned,
     issues = [i for i in err.value.issues if LIMIT in i.message]
     assert len(issues) == 1 and issues[0].path in paths, err.value.issues
     assert "kernel objects" in issues[0].message and "use fewer" in issues[0].hint
+
+
+def test_networks_no_task_is_on_plan_nothing_and_are_not_refused():
+    # 800 networks, one of them used: only that one has namespaces, on the nodes of its tasks.
+    lab = load_lab_from_text(_networks(20, 800, used=1), "n.yaml")
+    assert len(lab.networks) == 800
+    assert size.estimate(20, lab.services, [n.name for n in lab.networks]) == \
+        size.estimate(20, lab.services, ["u0"])
 
 
 def test_plan_json_of_a_scenario_too_big_is_one_json_error(tmp_path, nothing_placed_or_planned):
