@@ -89,6 +89,7 @@ def shell_words(text: str) -> list[str]:
     word of their own; raises _Refused when it does not parse."""
     lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
+    lexer.commenters = ""       # sh reads '#' in a word (a URL's fragment) as itself
     try:
         return list(lexer)
     except ValueError as err:
