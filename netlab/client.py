@@ -12,6 +12,7 @@ import ipaddress
 import json
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dnslib import QTYPE, RCODE, DNSRecord
@@ -41,6 +42,19 @@ class Reply:
     local_port: int | None = None
     elapsed_ms: float = 0.0
     error: str | None = None
+    image: str | None = None        # the task's image and its tag, when the app says them
+    version: str | None = None
+
+
+def _text(value: object) -> str | None:
+    """A reply's string field, or None when it is absent or not a string."""
+    return value if isinstance(value, str) else None
+
+
+def mixed_versions(versions: Iterable[str | None]) -> bool:
+    """True when the replies came from more than one version (a rolling update under
+    way): then each reply line says its version."""
+    return len({v for v in versions if v is not None}) > 1
 
 
 def parse_target(state: LabState, target: str) -> tuple[str, str, int]:
@@ -180,7 +194,8 @@ def curl(reader: KernelReader, netns: str, ip: str | tuple[str, ...], port: int,
             replies.append(Reply(
                 seq, target, True, body.get("service"), body.get("task"), body.get("node"),
                 body.get("task_ip"), body.get("client"), body.get("client_port"), local_port,
-                round((time.monotonic() - started) * 1000, 2)))
+                round((time.monotonic() - started) * 1000, 2),
+                image=_text(body.get("image")), version=_text(body.get("version"))))
         except (OSError, ValueError) as exc:
             err = "timed out" if isinstance(exc, socket.timeout) else str(exc)
             replies.append(Reply(seq, target, False, elapsed_ms=round(

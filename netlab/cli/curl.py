@@ -12,8 +12,9 @@ import click
 from netlab.cli import common
 from netlab.cli.params import Count, Duration
 from netlab.client import curl as do_curl
-from netlab.client import parse_east_west, parse_target
+from netlab.client import mixed_versions, parse_east_west, parse_target
 from netlab.kernel.reader import LinuxReader
+from netlab.workload.http import version_label
 
 
 @click.command()
@@ -29,7 +30,8 @@ from netlab.kernel.reader import LinuxReader
 def curl(lab: str, target: str, count: int, timeout: float, from_task: str | None,
          as_json: bool) -> None:
     """HTTP requests from the client namespace to NODE's published PORT, or with --from
-    from a task to a service by name (its VIP, or its tasks for dnsrr); one line per reply."""
+    from a task to a service by name (its VIP, or its tasks for dnsrr); one line per reply
+    (with the task's version when the replies came from more than one)."""
     state = common.lab_state(common.store(), lab)
     reader = LinuxReader()
     if from_task is None:
@@ -41,10 +43,13 @@ def curl(lab: str, target: str, count: int, timeout: float, from_task: str | Non
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(r) for r in replies], indent=2))
     else:
+        mixed = mixed_versions(r.version for r in replies if r.ok)
         for r in replies:
             if r.ok:
-                click.echo(f"{r.seq:>3}  {target} -> {r.task} on {r.node} (task {r.task_ip}) "
-                           f"saw client {r.client}:{r.client_port}  {r.elapsed_ms} ms")
+                version = f" {version_label(r.version)}" if mixed and r.version else ""
+                click.echo(f"{r.seq:>3}  {target} -> {r.task}{version} on {r.node} "
+                           f"(task {r.task_ip}) saw client {r.client}:{r.client_port}  "
+                           f"{r.elapsed_ms} ms")
             else:
                 click.echo(f"{r.seq:>3}  {target} -> failed: {r.error}")
     if not all(r.ok for r in replies):

@@ -90,6 +90,7 @@ def document(lab: str, spec: engine.LoadSpec, src: target.Source, s: report.Summ
         "started": started, "ended": ended, "seconds": s.seconds,
         "requests": s.requests, "ok": s.ok, "failed": s.failed, "requests_per_s": s.rate,
         "latency_ms": s.latency_ms, "errors": s.errors, "replies": s.replies,
+        "versions": s.versions, "replies_by_version": s.replies_by_version,
         "changes": [{"kind": a.change.kind, "what": a.change.what,
                      "started": a.change.started, "converged": a.change.converged,
                      "requests_during": a.requests_during, "failed_during": a.failed_during,
@@ -117,8 +118,9 @@ def lines(lab: str, spec: engine.LoadSpec, src: target.Source, s: report.Summary
            f"latency (ok requests): p50 {lat['p50']:.1f} ms  p90 {lat['p90']:.1f} ms  "
            f"p99 {lat['p99']:.1f} ms  max {lat['max']:.1f} ms",
            "errors: " + (", ".join(f"{k} {v}" for k, v in s.errors.items()) or "none"),
-           "replies per task: " + (", ".join(f"{k} {v}" for k, v in s.replies.items())
-                                   or "none")]
+           "replies per task: " + (", ".join(s.backends()) or "none")]
+    if s.mixed_versions:
+        out.append("replies per version: " + ", ".join(s.version_counts()))
     if attributions:
         out.append("changes of the lab during the run (UTC):")
     kinds: set[str] = set()

@@ -57,6 +57,7 @@ class Outcome:
     detail: str | None = None     # the error's own words
     task: str | None = None       # who answered: the app's task and node
     node: str | None = None
+    version: str | None = None    # and its image's tag, when the app says it
 
     @property
     def ended(self) -> float:
@@ -136,7 +137,9 @@ async def _one(spec: LoadSpec, conn: _Conn | None) -> tuple[Outcome, _Conn | Non
         return done(ok=False, kind=failed.kind, detail=str(failed)), None
     except OSError as exc:
         return done(ok=False, kind=kind_of(exc), detail=str(exc)), None
-    return done(ok=True, task=body.get("task"), node=body.get("node")), conn
+    version = body.get("version")
+    return done(ok=True, task=body.get("task"), node=body.get("node"),
+                version=version if isinstance(version, str) else None), conn
 
 
 async def _exchange(spec: LoadSpec, conn: _Conn | None) -> tuple[dict, _Conn | None]:

@@ -1,5 +1,6 @@
 """What a load run says: counts, rate, latency percentiles, errors by kind, replies per
-task, and the failures attributed to the lab's changes (pure; unit-tested).
+task (and per version, when the tasks answered from more than one image tag), and the
+failures attributed to the lab's changes (pure; unit-tested).
 
 A failed request is *during* a change when it was in flight while the change
 converged (it started before the change converged and ended after it
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netlab.changelog import Change
 from netlab.load.engine import Outcome
+from netlab.workload.http import version_label
 
 #: Why a request in flight during a change fails, by kind (printed with the attribution).
 WHY = {
@@ -43,6 +45,31 @@ class Summary:
     latency_ms: dict[str, float]         # p50, p90, p99, max of the ok requests
     errors: dict[str, int]               # kind -> count
     replies: dict[str, int]              # "task@node" -> count
+    versions: dict[str, int] = field(default_factory=dict)   # version -> count (when said)
+    # "task@node" -> {version: count}: a slot's task replaced by an update answers from both
+    replies_by_version: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def mixed_versions(self) -> bool:
+        """True when the replies came from more than one version (an update under way)."""
+        return len(self.versions) > 1
+
+    def version_counts(self) -> list[str]:
+        """The replies per version as a report lists them: ``v1 40``, ``v2 60``."""
+        return [f"{version_label(k)} {v}" for k, v in self.versions.items()]
+
+    def backends(self) -> list[str]:
+        """The per-backend counts as a report lists them: ``web.1@node1 50``, with the
+        version when there was more than one (``web.1@node1 v2 50``)."""
+        if not self.mixed_versions:
+            return [f"{k} {v}" for k, v in self.replies.items()]
+        out = []
+        for k, v in self.replies.items():
+            said = self.replies_by_version.get(k, {})
+            out += [f"{k} {version_label(ver)} {n}" for ver, n in said.items()]
+            if v > sum(said.values()):
+                out.append(f"{k} {v - sum(said.values())}")
+        return out
 
 
 @dataclass(frozen=True)
@@ -75,7 +102,18 @@ def summarize(outcomes: list[Outcome], started: float, ended: float) -> Summary:
         latency_ms={f"p{q}": percentile(latencies, q) for q in (50, 90, 99)}
         | {"max": latencies[-1] if latencies else 0.0},
         errors=dict(sorted(Counter(o.kind for o in outcomes if not o.ok and o.kind).items())),
-        replies=dict(sorted(Counter(f"{o.task}@{o.node}" for o in outcomes if o.ok).items())))
+        replies=dict(sorted(Counter(f"{o.task}@{o.node}" for o in outcomes if o.ok).items())),
+        versions=dict(sorted(Counter(o.version for o in outcomes if o.ok and o.version).items())),
+        replies_by_version=_by_version(outcomes))
+
+
+def _by_version(outcomes: list[Outcome]) -> dict[str, dict[str, int]]:
+    """``task@node`` -> {version: ok replies}, of the replies that said their version."""
+    out: dict[str, dict[str, int]] = {}
+    for (backend, version), n in sorted(Counter(
+            (f"{o.task}@{o.node}", o.version) for o in outcomes if o.ok and o.version).items()):
+        out.setdefault(backend, {})[version] = n
+    return out
 
 
 def attribute(outcomes: list[Outcome], changes: tuple[Change, ...], started: float,
