@@ -52,6 +52,7 @@ from netlab.workload.dnsio import DnsConn, DnsSocket, accept_dns, answer_datagra
 from netlab.workload.endpoints import (
     AppEndpoint, DnsEndpoint, EndpointKey, Records, dns_from_json, endpoints_from_json,
 )
+from netlab.workload import faults as task_faults
 from netlab.workload.sockets import IP_PKTINFO, open_socket, run_in_netns
 
 REQUEST_TIMEOUT = 5.0  # seconds to read a request before answering anyway
@@ -76,6 +77,7 @@ class _Listener:
     sock: socket.socket
     netns_id: tuple[int, int]  # (st_dev, st_ino) of the namespace: a recreated netns differs
     resolver: Resolver | None = None  # a DNS socket's answers, replaced when its records change
+    paused: bool = False              # a hung task's: not in the selector
 
     def bind(self, endpoint: AppEndpoint | DnsSocket,
              resolver_for: Callable[[DnsEndpoint], Resolver]) -> None:
@@ -121,6 +123,9 @@ class Server:
         # resolver holds its own random generator and its tables (3 KiB with no records),
         # so one per socket was about half of the supervisor's memory per task.
         self.resolvers: dict[Records, Resolver] = {}
+        # What netlab task did to some tasks' apps (see netlab.workload.faults).
+        self.faults_path = task_faults.faults_path_for(endpoints_path)
+        self.faults: dict[str, task_faults.Fault] = {}
         self.generation = 0
         self.running = True
         self._wake_r, self._wake_w = socket.socketpair()
@@ -158,6 +163,16 @@ class Server:
             wanted: dict[EndpointKey, AppEndpoint | DnsSocket] = {ep.key: ep for ep in found}
         except (OSError, NetlabError) as exc:
             return [f"cannot load {self.endpoints_path}: {exc}"], ""
+        try:
+            faults = task_faults.read(self.faults_path)
+        except (OSError, ValueError) as exc:
+            log.error("cannot read %s: %s (no task faults applied)", self.faults_path, exc)
+            faults = {}
+        self.faults = task_faults.current(faults, {
+            ep.task: ep.task_ip for ep in wanted.values() if isinstance(ep, AppEndpoint)})
+        # An exited task's app listens no more (a connection to it is refused).
+        wanted = {k: ep for k, ep in wanted.items()
+                  if not (isinstance(ep, AppEndpoint) and self._fault(ep) == "exited")}
         for key in [k for k in self.listeners if k not in wanted]:
             self._close_listener(key, "removed")
         by_netns: dict[str, list[AppEndpoint | DnsSocket]] = {}
@@ -167,7 +182,27 @@ class Server:
         for path, eps in by_netns.items():
             errors += self._load_netns(path, eps)
         self._forget_unused_resolvers()
+        for listener in self.listeners.values():
+            self._pause(listener, isinstance(listener.endpoint, AppEndpoint)
+                        and self._fault(listener.endpoint) == "hung")
         return errors, digest
+
+    def _fault(self, ep: AppEndpoint) -> str | None:
+        """The fault mode of ``ep``'s task, if it has one."""
+        found = self.faults.get(ep.task)
+        return found.mode if found is not None else None
+
+    def _pause(self, listener: _Listener, paused: bool) -> None:
+        """A hung task's listener accepts nothing (connections wait in its backlog,
+        unanswered); it serves again when the fault is gone."""
+        if paused == listener.paused:
+            return
+        listener.paused = paused
+        if paused:
+            self.sel.unregister(listener.sock)
+        else:
+            self.sel.register(listener.sock, selectors.EVENT_READ, ("listener", listener))
+        log.info("%s: %s", "hung" if paused else "serving again", listener.endpoint)
 
     def _forget_unused_resolvers(self) -> None:
         """Drop the resolvers of records no DNS socket serves any more."""
@@ -234,7 +269,8 @@ class Server:
 
     def _close_listener(self, key: EndpointKey, why: str) -> None:
         listener = self.listeners.pop(key)
-        self.sel.unregister(listener.sock)
+        if not listener.paused:
+            self.sel.unregister(listener.sock)
         listener.sock.close()
         for conn in [c for c in self.conns if c.endpoint.key == key]:
             conn.keep = False   # its task is gone: finish the answer under way, keep nothing
@@ -340,9 +376,13 @@ class Server:
     def _respond(self, conn: _Conn) -> None:
         method, path, _ = parse_request_line(bytes(conn.request))
         body = reply_body(conn.endpoint, conn.peer[0], conn.peer[1], path)
+        fault = self.faults.get(conn.endpoint.task)
+        failing = (fault is not None and fault.mode == "unhealthy" and path is not None
+                   and path.split("?", 1)[0] == fault.path)
         conn.keep = (not conn.peer_closed and conn.endpoint.key in self.listeners
                      and wants_keepalive(bytes(conn.request)))
-        conn.out = http_response(body, head_only=method == "HEAD", keep_alive=conn.keep)
+        conn.out = http_response(body, head_only=method == "HEAD", keep_alive=conn.keep,
+                                 status=503 if failing else 200)
         conn.state = "write"
         conn.deadline = time.monotonic() + LINGER
         self.sel.modify(conn.sock, selectors.EVENT_WRITE, ("conn", conn))

@@ -83,11 +83,16 @@ def wants_keepalive(request: bytes) -> bool:
     return False
 
 
-def http_response(body: bytes, head_only: bool = False, keep_alive: bool = False) -> bytes:
+STATUS_TEXT = {200: "OK", 503: "Service Unavailable"}
+
+
+def http_response(body: bytes, head_only: bool = False, keep_alive: bool = False,
+                  status: int = 200) -> bytes:
     """A complete ``HTTP/1.1 200 OK`` JSON response that closes the connection (or, with
-    ``keep_alive``, says it stays open)."""
+    ``keep_alive``, says it stays open); ``status`` 503 is an unhealthy task's answer
+    to its health check (see :mod:`netlab.workload.faults`)."""
     head = (
-        "HTTP/1.1 200 OK\r\n"
+        f"HTTP/1.1 {status} {STATUS_TEXT[status]}\r\n"
         "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
         f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n"
