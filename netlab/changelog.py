@@ -1,4 +1,4 @@
-"""A lab's change log: when each change (``up``, ``scale``, ``node``) started and converged.
+"""A lab's change log: when each change (``up``, ``scale``, ``node``, ``task``) started and converged.
 
 Every change is recorded in the state file before it touches the kernel
 (``converged`` still None) and stamped when every node is programmed and the
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-KINDS = ("up", "scale", "node")
+KINDS = ("up", "scale", "node", "task")   # task: the manager failed, restarted or bound one
 KEEP = 200
 _WHAT_MAX = 400
 

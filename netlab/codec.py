@@ -307,9 +307,11 @@ def _unique(names: list[str], path: str) -> None:
 def _check_model(lab: Lab, path: str) -> None:
     """Names are unique and every task is a slot of its service on a node of the lab.
 
-    A service holds exactly its number of replicas of tasks, whose slots may
+    A service holds at most its number of replicas of tasks, whose slots may
     have gaps: a scale-down removes tasks by node balance, not by slot
-    (see :func:`netlab.model.scale`), as Swarm does.
+    (see :func:`netlab.model.scale`), as Swarm does, and a task that failed
+    leaves its slot empty until the manager restarts it (or for good, under
+    restart_policy condition none or past max_attempts).
     """
     _unique([n.name for n in lab.nodes], f"{path}.nodes")
     _unique([n.name for n in lab.networks], f"{path}.networks")
@@ -323,9 +325,9 @@ def _check_model(lab: Lab, path: str) -> None:
         if t.node not in nodes:
             raise Invalid(f"{path}.tasks[{i}].node is {t.node!r}, not a node of the lab")
     for name, count in replicas.items():
-        if len(lab.tasks_of(name)) != count:
+        if len(lab.tasks_of(name)) > count:
             raise Invalid(f"{path}.tasks holds {len(lab.tasks_of(name))} tasks of {name}, "
-                          f"not its {count} replicas")
+                          f"more than its {count} replicas")
 
 
 def _history(t: dict[str, Any], p: str) -> dict[str, str]:

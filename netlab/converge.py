@@ -23,8 +23,8 @@ from netlab.errors import BadInput
 from netlab.ipam import Allocations
 from netlab.kernel import apply as kernel_apply
 from netlab.lifecycle import (
-    APP_READY_TIMEOUT, Host, Progress, _cut, _kept_resolvers, endpoints, loaded, resolvers,
-    running, state_for, supervisor_serves,
+    ACTIVE_STATES, APP_READY_TIMEOUT, Host, Progress, _cut, _kept_resolvers, endpoints, loaded,
+    resolvers, running, state_for, supervisor_serves, task_records, unbound, weighted,
 )
 from netlab.model import Lab, Node, TaskRecord, restart_off
 from netlab.model import scale as model_scale
@@ -61,14 +61,6 @@ class ScaleResult:
     stats: kernel_apply.ApplyStats | None     # None when nothing changed
 
 
-def _weighted(plan: Plan, addresses: set[str], weight: int) -> Plan:
-    """``plan`` with its IPVS destinations at ``addresses`` given ``weight``."""
-    return replace(plan, ipvs=tuple(
-        replace(s, dests=tuple(replace(d, weight=weight) if d.addr in addresses else d
-                               for d in s.dests))
-        for s in plan.ipvs))
-
-
 def _changes(lab: Lab, a: Allocations, other: Lab) -> tuple[TaskChange, ...]:
     """The tasks of ``lab`` (addressed by ``a``) that ``other`` does not run: a task is
     its name on its node (moved to another node, it is a new task)."""
@@ -93,20 +85,38 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+@dataclass(frozen=True)
+class Ending:
+    """How a change ends a task when it is not a plain shutdown: the end state
+    (``failed``, ``complete``) and Docker's message (``task: non-zero exit (137)``)
+    the task's history keeps."""
+
+    state: str
+    message: str
+
+
 def _converge(state: LabState, after: Lab, store: StateStore, progress: Progress,
-              host: Host, change: tuple[str, str]) -> ScaleResult:
+              host: Host, change: tuple[str, str], ending: dict[str, Ending] | None = None,
+              gossip_delay: float = 0.0) -> ScaleResult:
     """See :func:`_changed` (run with the cycle collector paused; the caller holds
     the lab's change lock and loaded ``state`` under it)."""
     with _collector_paused():
-        return _changed(state, after, store, progress, host, change)
+        return _changed(state, after, store, progress, host, change, ending or {},
+                        gossip_delay)
 
 
 def _changed(state: LabState, after: Lab, store: StateStore, progress: Progress,
-             host: Host, change: tuple[str, str]) -> ScaleResult:
+             host: Host, change: tuple[str, str], ending: dict[str, Ending] | None = None,
+             gossip_delay: float = 0.0) -> ScaleResult:
     """Move the lab of ``state`` to the model ``after`` (same nodes and services,
     tasks changed), task by task as Swarm and libnetwork do; see :func:`scale`.
     ``change`` (kind, what) goes to the lab's change log, stamped converged at the
-    end, and names the change in the history of the tasks it ends.
+    end, and names the change in the history of the tasks it ends (``ending``
+    gives a task's end state and message instead). ``gossip_delay`` seconds pass
+    between the removed tasks' weight 0 and their apps' stop (the swarm
+    executor's ``Shutdown``: ``defaultGossipConvergeDelay``). A new task of a
+    service with a health check keeps weight 0 and is recorded ``starting``: the
+    manager adds it to the load balancers once it is healthy (:func:`bind`).
 
     Raises BadInput when the lab's task apps are not running or a subnet has no
     address left for a new task (naming the change's field); kernel refusals and
@@ -158,6 +168,9 @@ def _changed(state: LabState, after: Lab, store: StateStore, progress: Progress,
     if gone:
         progress(f"deweighting {len(gone)} IPVS destinations (weight 0) on every sandbox")
         host.kernel.set_weights(old_plan, gone, 0)
+        if gossip_delay > 0:
+            progress(f"waiting {gossip_delay:g} s for the weight 0 to spread (gossip delay)")
+            time.sleep(gossip_delay)
         progress("stopping the removed tasks' apps")
         ended = {(c.task, c.node) for c in removed}
         host.update_supervisor(pid, [e for e in endpoints(before, old_alloc, in_containers)
@@ -181,8 +194,10 @@ def _changed(state: LabState, after: Lab, store: StateStore, progress: Progress,
                                set(host.listed(names.lab_prefix(state.lab))), runtime,
                                host.kernel, lambda: store.save(new_state), progress)
     # Only what differs from the plan the kernel holds is read and written.
-    stats = host.kernel.apply(_cut(_weighted(plan, fresh, 0), after), state.iptables, stale,
-                              progress, before=None if resume else _cut(old_plan, before))
+    waiting = unbound(state.actual_tasks, before, old_alloc)   # starting: not bound yet
+    stats = host.kernel.apply(_cut(weighted(plan, fresh | waiting, 0), after), state.iptables,
+                              stale, progress,
+                              before=None if resume else _cut(weighted(old_plan, waiting, 0), before))
     if fresh or resume:
         progress("starting the new tasks' apps")
         host.update_supervisor(pid, endpoints(after, allocations, in_containers),
@@ -190,15 +205,23 @@ def _changed(state: LabState, after: Lab, store: StateStore, progress: Progress,
         if started:
             progress("waiting for the new task containers to serve")
             ctasks.wait_serving(started, host.kernel, APP_READY_TIMEOUT)
-        host.kernel.set_weights(plan, fresh, 1)
+        checked = {c.task for c in added if after.service(c.service).healthcheck is not None}
+        host.kernel.set_weights(plan, {ip for c in added if c.task not in checked
+                                       for ip in c.addresses}, 1)
     ended_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     why = " ".join(change)         # "scale hello-a=1", "node node2 down": in the task history
-    history = tuple(TaskRecord(c.service, c.slot, c.node, "shutdown", c.address, ended_at, why)
+    ending = ending or {}
+    history = tuple(TaskRecord(c.service, c.slot, c.node,
+                               ending[c.task].state if c.task in ending else "shutdown",  # type: ignore[arg-type]
+                               c.address, ended_at,
+                               ending[c.task].message if c.task in ending else why)
                     for c in removed)
-    earlier = tuple(t for t in state.desired_tasks if t.state != "running")
+    earlier = tuple(t for t in state.desired_tasks if t.state not in ACTIVE_STATES)
+    # A task still starting (waiting to be healthy) stays so; a new checked one starts so.
+    actual = task_records(after, state.actual_tasks)
     new_state.netns = [ns.name for ns in every_netns]
     new_state.desired_tasks = earlier + history + running(after)
-    new_state.actual_tasks = earlier + history + running(after)
+    new_state.actual_tasks = earlier + history + actual
     new_state.complete = True
     new_state.changes = changelog.converged(new_state.changes)
     store.save(new_state)

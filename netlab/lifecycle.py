@@ -165,6 +165,41 @@ def running(lab: Lab) -> tuple[TaskRecord, ...]:
     return tuple(TaskRecord(t.service, t.slot, t.node, "running") for t in lab.tasks)
 
 
+# The states of a task that runs: ``starting`` is one with a health check not yet
+# healthy, which the load balancers do not have yet (see netlab.manager).
+ACTIVE_STATES = ("running", "starting")
+
+
+def task_records(lab: Lab, previous: tuple[TaskRecord, ...]) -> tuple[TaskRecord, ...]:
+    """The actual records of ``lab``'s tasks: ``starting`` for a task with a health check
+    that ``previous`` (the actual records before) did not have running on its node,
+    or had starting; ``running`` for the rest."""
+    was = {(t.name, t.node): t.state for t in previous if t.state in ACTIVE_STATES}
+    return tuple(
+        replace(r, state="starting")
+        if lab.service(r.service).healthcheck is not None and was.get((r.name, r.node)) != "running"
+        else r for r in running(lab))
+
+
+def unbound(state_tasks: tuple[TaskRecord, ...], lab: Lab, allocations: Allocations) -> set[str]:
+    """The addresses of the tasks recorded ``starting``: the load balancers give them
+    weight 0 until the manager finds them healthy (the swarm executor activates a
+    task's service binding only then)."""
+    here = {(t.name, t.node) for t in lab.tasks}
+    return {str(ip) for t in state_tasks if t.state == "starting" and (t.name, t.node) in here
+            for ip in allocations.addresses_of(t.name)}
+
+
+def weighted(plan: Plan, addresses: set[str], weight: int) -> Plan:
+    """``plan`` with its IPVS destinations at ``addresses`` given ``weight``."""
+    if not addresses:
+        return plan
+    return replace(plan, ipvs=tuple(
+        replace(s, dests=tuple(replace(d, weight=weight) if d.addr in addresses else d
+                               for d in s.dests))
+        for s in plan.ipvs))
+
+
 def state_for(lab: Lab, allocations: Allocations, scenario: str,
               plan: Plan | None = None) -> LabState:
     """The state of ``lab`` applied with ``allocations`` (``plan`` is built when not
@@ -264,7 +299,9 @@ def _up(lab: Lab, scenario: str, store: StateStore, backend: Backend, progress: 
                       state.containers, runtime, lambda: store.save(state))
         started = ctasks.start(wanted, state.containers, set(host.listed(names.lab_prefix(lab.name))),
                                runtime, host.kernel, lambda: store.save(state), progress)
-    stats = host.kernel.apply(_cut(plan, lab), backend, stale, progress)
+    actual = task_records(lab, previous.actual_tasks if previous else ())
+    stats = host.kernel.apply(
+        _cut(weighted(plan, unbound(actual, lab, allocations), 0), lab), backend, stale, progress)
     apps = endpoints(lab, allocations, runtime is not None)
     pid = state.supervisor_pid
     if supervisor_serves(state, store, host.process):
@@ -286,7 +323,7 @@ def _up(lab: Lab, scenario: str, store: StateStore, backend: Backend, progress: 
         ctasks.wait_serving(started, host.kernel, APP_READY_TIMEOUT)
     state.netns = [ns.name for ns in plan.netns]
     state.supervisor_pid = pid
-    state.actual_tasks = running(lab)
+    state.actual_tasks = actual
     state.complete = True
     state.changes = changelog.converged(state.changes)
     store.save(state)

@@ -79,10 +79,14 @@ def lab_state(st: StateStore, lab: str | None) -> LabState:
 
 
 def plan_from_state(state: LabState) -> Plan:
-    """The lab's plan, rebuilt from its state alone (model and allocations), never
-    from its scenario file: the same state always gives the same plan."""
+    """The lab's plan, rebuilt from its state alone (model, allocations and the tasks
+    still starting), never from its scenario file: the same state always gives the
+    same plan."""
+    from netlab.lifecycle import unbound, weighted
     from netlab.plan.build import build_plan
-    return build_plan(state.model, state.allocations)
+    plan = build_plan(state.model, state.allocations)
+    # A task still starting (its health check not yet passed) is at weight 0.
+    return weighted(plan, unbound(state.actual_tasks, state.model, state.allocations), 0)
 
 
 def progress(message: str) -> None:

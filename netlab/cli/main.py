@@ -45,6 +45,9 @@ VERBS: dict[str, Verb] = {
     "node": Verb("netlab.cli.node", "node",
                  "Fail, bring back, drain or reactivate NODE of LAB; its tasks restart elsewhere "
                  "as Swarm's do (none move back on up or active)."),
+    "task": Verb("netlab.cli.task", "task",
+                 "Make TASK of LAB fail: its app exits (kill), stops answering (hang), fails its "
+                 "health check (unhealthy), or answers again (healthy)."),
     "events": Verb("netlab.cli.events", "events",
                    "Print LAB's events: heartbeats missed, nodes down and ready, tasks shut down "
                    "and restarted, the manager started and stopped; times are UTC."),

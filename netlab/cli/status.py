@@ -70,6 +70,10 @@ def _status_of(state: LabState, readers: Readers, store: StateStore | None) -> d
     memory = SaveFile(store or common.store(), state.lab)
     diffs = readers.kernel.drift(plan, state.iptables, allow, memory)
     pid = state.supervisor_pid
+    manager = _manager(state, store or common.store(), readers)
+    actual = {(r.name, r.node): r.state for r in state.actual_tasks
+              if r.state in lifecycle.ACTIVE_STATES}
+    health = manager.get("health", {})
     return {
         "lab": lab.name,
         "scenario": state.scenario,
@@ -78,7 +82,7 @@ def _status_of(state: LabState, readers: Readers, store: StateStore | None) -> d
         "iptables_backend": DESCRIPTION.get(state.iptables, state.iptables),
         "supervisor": {"pid": pid, "running": bool(pid) and lifecycle.supervisor_serves(
             state, store or common.store(), readers.process)},
-        "manager": _manager(state, store or common.store(), readers),
+        "manager": manager,
         "tasks_as": state.tasks,            # "namespaces" (netlab's app) or "containers"
         "docker": state.docker,
         "nodes": [{"name": n.name, "role": n.role, "availability": n.availability,
@@ -97,7 +101,12 @@ def _status_of(state: LabState, readers: Readers, store: StateStore | None) -> d
                       "endpoint_mode": s.endpoint_mode,
                       "networks": [_service_on(a, s.name, net) for net in s.networks]}
                      for s in lab.services],
+        # A task's state: running, or starting (its health check not yet passed: no
+        # traffic); its health as the manager's probes found it (None without a check).
         "tasks": [{"name": t.name, "service": t.service, "node": t.node,
+                   "state": actual.get((t.name, t.node), "running"),
+                   "health": (health.get(t.name, {}).get("health")
+                              if lab.service(t.service).healthcheck is not None else None),
                    "ip": str(a.primary_ip(t.name, lab)),
                    "addresses": {net: str(ip) for net, ip in _task_addresses(a, t.name)},
                    "netns": state.targets.get(t.name),
@@ -123,7 +132,9 @@ def _manager(state: LabState, store: StateStore, readers: Readers) -> dict:
     view = control.view(store, state.lab) if running else None
     return {"pid": state.manager_pid, "running": running, "time_scale": state.time_scale,
             "nodes": (view or {}).get("nodes", {}),
-            "restarts_waiting": (view or {}).get("restarts_waiting", [])}
+            "restarts_waiting": (view or {}).get("restarts_waiting", []),
+            "slots_waiting": (view or {}).get("slots_waiting", []),
+            "health": (view or {}).get("health", {})}
 
 
 def _concrete(drift: dict, state: LabState) -> dict:
@@ -171,6 +182,8 @@ def status(lab: str | None, as_json: bool) -> None:
                    + (f"  manager sees: {seen}" if seen else ""))
     for r in mgr["restarts_waiting"]:
         click.echo(f"  restart of {', '.join(r['tasks'])} (node {r['node']} down) in {r['in']:g} s")
+    for r in mgr["slots_waiting"]:
+        click.echo(f"  restart of {r['task']} (replacing the one that ended) in {r['in']:g} s")
     for n in doc["networks"]:
         click.echo(f"  network {n['name']:<10} {n['subnet']:<18} VNI {n['vni']}  lb "
                    + ", ".join(f"{node} {ip}" for node, ip in n["lb"].items()))
@@ -188,11 +201,15 @@ def status(lab: str | None, as_json: bool) -> None:
         extra = "".join(f"  {net} {ip}" for net, ip in t["addresses"].items()
                         if net != "ingress" and ip != t["ip"])
         box = f"  container {t['container'][:12]}" if t["container"] else ""
-        click.echo(f"  task {t['name']:<14} on {t['node']:<10} {t['ip']}{extra}{box}")
+        health = f" ({t['health']})" if t["health"] else ""
+        click.echo(f"  task {t['name']:<14} on {t['node']:<10} {t['ip']:<15} "
+                   f"{t['state']}{health}{extra}{box}"
+                   + ("  no traffic until healthy" if t["state"] == "starting" else ""))
     if any(h["state"] != "running" for h in doc["history"]):
         click.echo("task history (slot, node, state):")
         for h in doc["history"]:
-            ended = (f"  {h['address'] or ''} {h['ended_at'] or ''} by netlab {h['ended_by']}"
+            how = "by netlab " if h["state"] == "shutdown" else ""    # failed: Docker's error
+            ended = (f"  {h['address'] or ''} {h['ended_at'] or ''} {how}{h['ended_by']}"
                      if h["ended_by"] else "")
             click.echo(f"  {h['name']:<14} slot {h['slot']:<4} {h['node']:<10} {h['state']}{ended}")
     click.echo("namespaces:")

@@ -13,7 +13,7 @@ import importlib.util
 from typing import Any
 
 from netlab.docker import connect
-from netlab.docker.tasks import LABEL_LAB, TaskContainer
+from netlab.docker.tasks import LABEL_LAB, LABEL_TASK, TaskContainer
 from netlab.errors import MissingFeature, NetlabError
 
 DNS = "127.0.0.11"         # the embedded DNS server's address in every task
@@ -107,8 +107,28 @@ class DockerRuntime:
             raise self._error(f"remove {container_id[:12]}", exc) from None
         return True
 
+    def exited(self, lab: str) -> dict[str, tuple[str, int]]:
+        """``lab``'s containers that exited: name -> (task, exit code), from one list
+        call (the engine's ``die`` as the swarm executor's ``Wait`` sees it)."""
+        found = self._call("list exited containers", self.client.containers, all=True,
+                           filters={"label": f"{LABEL_LAB}={lab}", "status": "exited"})
+        out = {}
+        for c in found:
+            name = (c.get("Names") or ["/?"])[0].lstrip("/")
+            task = (c.get("Labels") or {}).get(LABEL_TASK, "")
+            out[name] = (task, exit_code_of(c.get("Status", "")))
+        return out
+
     def of_lab(self, lab: str) -> list[str]:
         """The ids of every container labelled ``netlab.lab=<lab>``, running or not."""
         found = self._call("list containers", self.client.containers, all=True,
                            filters={"label": f"{LABEL_LAB}={lab}"})
         return [c["Id"] for c in found]
+
+
+def exit_code_of(status: str) -> int:
+    """The exit code in a container list's ``Status`` (``Exited (137) 2 seconds ago``);
+    -1 when it names none."""
+    head, _, rest = status.partition("(")
+    code = rest.partition(")")[0]
+    return int(code) if head.strip() == "Exited" and code.lstrip("-").isdigit() else -1

@@ -113,6 +113,10 @@ class ContainerRuntime(Protocol):
         """The ids of every container labelled as ``lab``'s."""
         ...
 
+    def exited(self, lab: str) -> dict[str, tuple[str, int]]:
+        """``lab``'s containers that exited: name -> (task, exit code)."""
+        ...
+
 
 class Adopter(Protocol):
     def adopt(self, name: str, pid: int) -> None: ...

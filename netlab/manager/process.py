@@ -32,13 +32,22 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from netlab.kernel.probe import ProbeResult
 from netlab.manager import dispatcher as dsp
+from netlab.manager.agent import BindTask, FailTask, Probe, TaskView, TaskWatch
 from netlab.manager.events import FILE_SUFFIX, Event, event
-from netlab.manager.orchestrator import Action, NodeReady, Orchestrator, RestartTasks
+from netlab.manager.orchestrator import NodeReady, Orchestrator, RestartTasks
+from netlab.manager.restart import StartSlot
 from netlab.manager.timings import Timings
-from netlab.state import StateStore
+from netlab.state import LabState, StateStore
+from netlab.workload import faults as task_faults
+
+Action = RestartTasks | NodeReady | FailTask | BindTask | StartSlot
 
 STATUS_SUFFIX = "manager.json"
+CONTAINER_POLL = 0.5      # s between two looks at the lab's exited containers
 
 
 def status_name(lab: str) -> str:
@@ -62,11 +71,22 @@ class Manager:
 
     def __init__(self, lab: str, store: StateStore, heartbeats, act: Callable[[Action], None],
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, rng: random.Random | None = None):
+                 wall: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 probe: Probe | None = None, submit: Callable[..., Future] | None = None,
+                 faults_path: Path | None = None,
+                 container_exits: Callable[[], dict[str, int]] | None = None):
         self.lab, self.store, self.hb, self.act = lab, store, heartbeats, act
         self.clock, self.wall = clock, wall
         state = store.require(lab)
         self.timings = Timings.scaled(state.time_scale)
+        self.watch = TaskWatch(self.timings, submit or _now, probe or _no_probe)
+        self._faults_path = faults_path
+        # --tasks containers: the engine's exited containers, task -> exit code, looked
+        # at every CONTAINER_POLL s (one list call).
+        self._container_exits = container_exits
+        self._containers_seen = -CONTAINER_POLL
+        self._state_stamp: tuple | None = None
+        self._faults_stamp: tuple | None = None
         self.nodes = [n.name for n in state.model.nodes]
         now = clock()
         self._rng = rng or random.Random()
@@ -116,7 +136,69 @@ class Manager:
         for tr in self.dispatcher.expire(now):
             actions += self._notice(tr)
         actions += self.orchestrator.due(now)
+        actions += self._watch_tasks(now)
         return actions
+
+    # -- the tasks: exits and health (see netlab.manager.agent)
+    def _watch_tasks(self, now: float) -> list[Action]:
+        self._reload_tasks(now)
+        actions: list[Action] = []
+        for task, fault in self._exits().items():
+            evs, acts = self.watch.exited(task, fault.address, fault.exit_code or 0,
+                                          self.wall(), now)
+            for e in evs:
+                self._emit(e)
+            actions += acts
+        if self._container_exits is not None and now - self._containers_seen >= CONTAINER_POLL:
+            self._containers_seen = now
+            try:
+                died = self._container_exits()
+            except Exception as exc:   # noqa: BLE001 (the engine away: looked at again later)
+                log(f"cannot list the lab's exited containers: {exc}")
+                died = {}
+            for task, code in sorted(died.items()):
+                view = self.watch.tasks.get(task)
+                if view is None:
+                    continue
+                evs, acts = self.watch.exited(task, view.address, code, self.wall(), now)
+                for e in evs:
+                    self._emit(e)
+                actions += acts
+        evs, acts = self.watch.step(now, self.wall())
+        for e in evs:
+            self._emit(e)
+        if acts or evs:
+            self._changed = True
+        return actions + acts
+
+    def _reload_tasks(self, now: float) -> None:
+        """Read the lab's tasks again when its state file changed."""
+        stamp = _stamp(self.store.path(self.lab))
+        if stamp is None or stamp == self._state_stamp:
+            return
+        try:
+            state = self.store.require(self.lab)
+        except Exception as exc:      # noqa: BLE001 (down under way: nothing to watch)
+            log(f"cannot read the lab's state: {exc}")
+            return
+        self._state_stamp = stamp
+        self.watch.seen(task_views(state), now)
+        self._changed = True
+
+    def _exits(self) -> dict[str, task_faults.Fault]:
+        """The task apps that exited since last looked (the engine's die events)."""
+        if self._faults_path is None:
+            return {}
+        stamp = _stamp(self._faults_path)
+        if stamp == self._faults_stamp:
+            return {}
+        self._faults_stamp = stamp
+        try:
+            found = task_faults.read(self._faults_path)
+        except (OSError, ValueError) as exc:
+            log(f"cannot read {self._faults_path}: {exc}")
+            return {}
+        return {t: f for t, f in found.items() if f.mode == "exited"}
 
     def _scaled(self) -> str:
         return "" if self.timings.scale == 1 else f" (time scale {self.timings.scale:g})"
@@ -134,7 +216,7 @@ class Manager:
         evs, acts = self.orchestrator.noticed(tr, wall, node.state == "down", tasks)
         for e in evs:
             self._emit(e)
-        return acts
+        return list(acts)
 
     def _emit(self, e: Event) -> None:
         self._changed = True
@@ -145,6 +227,16 @@ class Manager:
 
     def carry_out(self, action: Action) -> None:
         """Carry out ``action`` (through ``act``), with its events before and after."""
+        if isinstance(action, (FailTask, BindTask, StartSlot)):
+            try:
+                self._task_action(action)
+            except Exception as exc:       # noqa: BLE001 (logged and reported; the loop goes on)
+                what = getattr(action, "task", None) or f"{action.service}.{action.slot}"  # type: ignore[union-attr]
+                self._emit(event("manager", self.lab, "error",
+                                 f"{type(action).__name__} {what}: {exc}", self.wall()))
+                log("".join(traceback.format_exception(exc)).rstrip())
+            self._changed = True
+            return
         if isinstance(action, RestartTasks):
             self._emit(event("node", action.node, "restarting-tasks",
                              f"restart delay over: restarting {len(action.tasks)} task(s) of "
@@ -158,7 +250,7 @@ class Manager:
             log("".join(traceback.format_exception(exc)).rstrip())
         self._changed = True
 
-    def _act_and_tell(self, action: Action) -> None:
+    def _act_and_tell(self, action: RestartTasks | NodeReady) -> None:
         self.act(action)
         after = self.store.require(self.lab)
         if isinstance(action, RestartTasks):
@@ -174,6 +266,41 @@ class Manager:
         else:
             self._emit(event("node", action.node, "ready-in-lab",
                              "marked ready: it may take new tasks (none move back)", self.wall()))
+
+    def _task_action(self, action: FailTask | BindTask | StartSlot) -> None:
+        self.act(action)
+        if isinstance(action, FailTask):
+            self._emit(event("task", action.task, "shutdown" if action.end_state == "failed"
+                             else action.end_state,
+                             "its app stopped and its namespace removed; its history keeps "
+                             f"{action.end_state}: {action.message}", self.wall()))
+            return
+        after = self.store.require(self.lab)
+        if isinstance(action, BindTask):
+            self._emit(event("task", action.task, "running",
+                             "every load balancer has it at weight 1 (service binding "
+                             "activated once healthy)", self.wall()))
+            return
+        name = f"{action.service}.{action.slot}"
+        new = next((t for t in after.model.tasks if t.name == name), None)
+        if new is None:
+            return
+        addr = str(after.allocations.primary_ip(name, after.model))
+        self._emit(event("task", name, "assigned",
+                         f"a new task in slot {action.slot} (replacing the one that ended) on "
+                         f"{new.node}, address {addr}", self.wall()))
+        svc = after.model.service(action.service)
+        if svc.healthcheck is not None:
+            hc = svc.healthcheck
+            self._emit(event("task", name, "starting",
+                             f"its app serves; no traffic until its health check passes "
+                             f"(GET :{hc.port}{hc.path} every "
+                             f"{hc.interval * self.timings.scale:g} s)" + self._scaled(),
+                             self.wall()))
+        else:
+            self._emit(event("task", name, "running",
+                             "its app serves and every load balancer has it at weight 1",
+                             self.wall()))
 
     def view(self) -> dict:
         """The manager's view, as ``<lab>.manager.json`` holds it."""
@@ -192,7 +319,11 @@ class Manager:
                 "nodes": nodes,
                 "restarts_waiting": [{"node": r.node, "tasks": list(r.tasks),
                                       "in": round(max(0.0, r.due - now), 2)}
-                                     for r in self.orchestrator.waiting()]}
+                                     for r in self.orchestrator.waiting()],
+                "slots_waiting": [{"task": f"{s.service}.{s.slot}", "replaces": s.replaces,
+                                   "in": round(max(0.0, s.due - now), 2)}
+                                  for s in self.watch.restarts.waiting()],
+                "health": self.watch.view()}
 
     def write_view(self) -> None:
         """Write the view when it changed, and at least every second (its ages)."""
@@ -207,14 +338,63 @@ class Manager:
             log(f"cannot write {status_name(self.lab)}: {exc}")
 
 
-def _real_act(lab: str, store: StateStore) -> Callable[[Action], None]:
+def _stamp(path: Path) -> tuple | None:
+    """What tells a file's change: (inode, size, mtime); None when it is missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _now(fn: Callable, *args) -> Future:
+    """Run ``fn(*args)`` at once; its result as a done Future (tests, and no pool)."""
+    fut: Future = Future()
+    try:
+        fut.set_result(fn(*args))
+    except Exception as exc:  # noqa: BLE001 (handed over in the Future)
+        fut.set_exception(exc)
+    return fut
+
+
+def _no_probe(task: str, port: int, path: str, timeout: float) -> ProbeResult:
+    raise RuntimeError("no health probe given")
+
+
+def task_views(state: LabState) -> list[TaskView]:
+    """The lab's tasks as the agents watch them: address, state, health check, policy."""
+    lab = state.model
+    states = {(r.name, r.node): r.state for r in state.actual_tasks
+              if r.state in ("running", "starting")}
+    out = []
+    for t in lab.tasks:
+        svc = lab.service(t.service)
+        out.append(TaskView(t.name, t.service, t.slot, t.node,
+                            str(state.allocations.primary_ip(t.name, lab)),
+                            states.get((t.name, t.node), "running"), svc.healthcheck,
+                            svc.restart_policy))
+    return out
+
+
+def _real_act(lab: str, store: StateStore, host=None) -> Callable[[Action], None]:
+    """The manager's actions carried out on the lab (``host``: the real one unless given)."""
     from netlab import converge
+    from netlab import tasks as lab_tasks
+    from netlab.lifecycle import Host
+    on: dict = {"host": host or Host()}
 
     def act(action: Action) -> None:
-        if isinstance(action, RestartTasks):
-            converge.noticed(lab, action.node, "down", "heartbeat failure", store)
+        if isinstance(action, FailTask):
+            lab_tasks.fail(lab, action.task, action.address, action.end_state, action.message,
+                           store, gossip_delay=action.gossip_delay, **on)
+        elif isinstance(action, StartSlot):
+            lab_tasks.start_slot(lab, action.service, action.slot, store, **on)
+        elif isinstance(action, BindTask):
+            lab_tasks.bind(lab, action.task, action.address, store, **on)
+        elif isinstance(action, RestartTasks):
+            converge.noticed(lab, action.node, "down", "heartbeat failure", store, **on)
         else:
-            converge.noticed(lab, action.node, "up", "heartbeat received", store)
+            converge.noticed(lab, action.node, "up", "heartbeat received", store, **on)
     return act
 
 
@@ -232,7 +412,31 @@ def run(lab: str, store: StateStore) -> int:
     # A signal wakes the loop's select at once (down need not wait for a tick).
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
-    mgr = Manager(lab, store, hb, _real_act(lab, store))
+    from netlab.kernel.probe import http_check
+    from netlab.lifecycle import _endpoints_of
+    pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="netlab-health")
+
+    def probe(task: str, port: int, path: str, timeout: float):
+        return http_check(names.task_ns(lab, task), port, path, timeout)
+
+    container_exits = None
+    if state.tasks == "containers":
+        from netlab.docker import engine
+        engines: list = []              # made at the first look, again after a failure
+
+        def container_exits() -> dict[str, int]:
+            if not engines:
+                engines.append(engine.runtime(state.docker))
+            try:
+                found = engines[0].exited(lab)
+            except Exception:
+                engines.clear()
+                raise
+            return {task: code for task, code in found.values() if task}
+
+    mgr = Manager(lab, store, hb, _real_act(lab, store), probe=probe, submit=pool.submit,
+                  faults_path=task_faults.faults_path_for(_endpoints_of(lab, store)),
+                  container_exits=container_exits)
     work: queue.Queue[Action | None] = queue.Queue()
 
     def worker() -> None:
@@ -256,6 +460,7 @@ def run(lab: str, store: StateStore) -> int:
     finally:
         work.put(None)
         thread.join(timeout=60)
+        pool.shutdown(wait=False, cancel_futures=True)
         mgr._emit(event("manager", lab, "stopped", f"pid {os.getpid()}", time.time()))
         hb.close()
         signal.set_wakeup_fd(-1)

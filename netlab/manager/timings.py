@@ -27,6 +27,9 @@ HEARTBEAT_PERIOD = 5.0
 HEARTBEAT_EPSILON = 0.5
 GRACE_MULTIPLIER = 3
 RESTART_DELAY = 5.0
+#: The swarm executor's wait between a task's weight 0 and its stop (moby
+#: ``daemon/cluster/executor/container/controller.go``, ``defaultGossipConvergeDelay``).
+GOSSIP_DELAY = 2.0
 #: The range ``--time-scale`` accepts: from a hundred times faster to ten times slower.
 SCALE_MIN, SCALE_MAX = 0.01, 10.0
 
@@ -40,13 +43,14 @@ class Timings:
     grace_multiplier: int = GRACE_MULTIPLIER
     restart_delay: float = RESTART_DELAY
     scale: float = 1.0
+    gossip_delay: float = GOSSIP_DELAY
 
     @classmethod
     def scaled(cls, scale: float) -> Timings:
         """swarmkit's defaults times ``scale``; raises ValueError outside the range."""
         check_scale(scale)
         return cls(HEARTBEAT_PERIOD * scale, HEARTBEAT_EPSILON * scale, GRACE_MULTIPLIER,
-                   RESTART_DELAY * scale, scale)
+                   RESTART_DELAY * scale, scale, GOSSIP_DELAY * scale)
 
     @property
     def tick(self) -> float:

@@ -125,6 +125,38 @@ def test_east_west_by_name_through_the_embedded_dns_in_containers(dockerd):
     assert lab_netns(lab) == []
 
 
+def test_a_real_container_killed_is_noticed_and_restarted(dockerd):
+    """docker kill: the manager sees the container exit (137), takes the task out of
+    every load balancer and starts a new container in its slot after the restart
+    delay (5 s x 0.1), with a new address."""
+    from tests.integration.conftest import lab_events, wait_for
+    lab = "c" + secrets.token_hex(3)
+    try:
+        netlab("up", str(SCENARIOS / "hello-a.yaml"), "--name", lab, "--tasks", "containers",
+               "--docker", dockerd.url, "--time-scale", "0.1")
+        sbox = f"nl-{lab}.node1.ingress_sbox"
+        assert _dests(sbox) == ["10.0.0.5", "10.0.0.6"]
+        old = dockerd.docker("inspect", "-f", "{{.Id}}", f"nl-{lab}.hello-a.2").stdout.strip()
+        dockerd.docker("kill", f"nl-{lab}.hello-a.2")
+        wait_for("the new hello-a.2 runs", lambda: ("hello-a.2", "running") in [
+            (e.subject, e.action) for e in lab_events(lab)], timeout=180)
+        said = [(e.subject, e.action, e.message) for e in lab_events(lab)
+                if e.subject == "hello-a.2"]
+        assert [a for _s, a, _m in said] == ["failed", "restart-scheduled", "shutdown",
+                                            "assigned", "running"], said
+        assert "task: non-zero exit (137)" in said[0][2]
+        assert _dests(sbox) == ["10.0.0.5", "10.0.0.7"]
+        new = dockerd.docker("inspect", "-f", "{{.Id}} {{.State.Running}}",
+                             f"nl-{lab}.hello-a.2").stdout.split()
+        assert new[0] != old and new[1] == "true", new
+        replies = json.loads(netlab("curl", lab, "node1:5000", "--count", "4", "--json").stdout)
+        assert {(r["task"], r["task_ip"]) for r in replies} == {("hello-a.1", "10.0.0.5"),
+                                                              ("hello-a.2", "10.0.0.7")}
+    finally:
+        netlab("down", lab, check=False)
+    assert lab_netns(lab) == []
+
+
 def test_missing_image_is_exit_3_and_changes_nothing(dockerd):
     dockerd.docker("tag", "netlab/task:latest", "netlab/task:kept")
     dockerd.docker("rmi", "netlab/task:latest")
