@@ -5,7 +5,10 @@ Keys and values as the compose spec's ``deploy`` section writes them
 the spec's prose: swarmkit fills a missing restart delay and update monitor
 with 5s (``api/defaults/service.go``, ``InterpolateService``), and the Docker
 CLI names the same values as its flags' defaults (docker/cli
-``cli/command/service/opts.go``, ``buildServiceDefaultFlagMapping``). See
+``cli/command/service/opts.go``, ``buildServiceDefaultFlagMapping``). A
+``monitor`` of 0 is swarmkit's 5s too: the Engine passes no monitor on then
+(moby ``daemon/cluster/convert/service.go``, ``updateConfigToGRPC``), while a
+restart ``delay`` of 0 stays 0 (``restartPolicyToGRPC`` passes it on). See
 :class:`netlab.model.RestartPolicy` and :class:`netlab.model.UpdateConfig`.
 """
 
@@ -92,7 +95,7 @@ def read_update_config(value: Value, path: str, log: IssueLog,
             config = replace(config, delay=delay)
     if (e := body.get("monitor")) is not None:
         monitor = read_duration(e.value, field(path, "monitor"), log, "monitor", DURATION_MAX)
-        if monitor is not None:
+        if monitor:     # 0 is no monitor for the Engine either: swarmkit's 5s
             config = replace(config, monitor=monitor)
     if (e := body.get("failure_action")) is not None:
         apath = field(path, "failure_action")

@@ -437,3 +437,9 @@ def test_every_problem_of_a_service_is_reported_at_once():
         "services.web.healthcheck.retries", "services.web.deploy.restart_policy.condition",
         "services.web.deploy.update_config.order", "services.web.deploy.update_config.delay",
         "services.web.deploy.rollback_config.failure_action"]
+
+
+def test_a_monitor_of_zero_is_swarmkits_five_seconds_as_the_engine_passes_none_on():
+    s = service(web(deploy="update_config: {monitor: 0s}\nrollback_config: {monitor: 0}"))
+    assert s.update_config.monitor == s.rollback_config.monitor == 5.0
+    assert service(web(deploy="restart_policy: {delay: 0s}")).restart_policy.delay == 0.0
