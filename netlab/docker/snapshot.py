@@ -85,7 +85,11 @@ class RealPort:
 class RealService:
     """A service: ``networks`` are the user networks it is attached to (by name,
     in attach order; ingress is implied by an ingress port); ``vips`` maps a
-    network's name to the service's VIP on it (``10.0.0.5/24``)."""
+    network's name to the service's VIP on it (``10.0.0.5/24``). ``image`` is
+    ``ContainerSpec.Image`` (``""``: none), and ``restart``, ``healthcheck``,
+    ``update`` and ``rollback`` are the Engine's ``TaskTemplate.RestartPolicy``,
+    ``ContainerSpec.Healthcheck``, ``UpdateConfig`` and ``RollbackConfig`` as
+    it answers them (durations in nanoseconds; None when the spec has none)."""
 
     id: str
     name: str
@@ -96,6 +100,11 @@ class RealService:
     networks: tuple[str, ...]
     vips: dict[str, str] = field(default_factory=dict)
     constraints: tuple[str, ...] = ()
+    image: str = ""
+    restart: dict[str, Any] | None = None
+    healthcheck: dict[str, Any] | None = None
+    update: dict[str, Any] | None = None
+    rollback: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -285,6 +294,11 @@ def _ports(svc: dict[str, Any]) -> tuple[RealPort, ...]:
                  for p in raw)
 
 
+def _object(value: Any) -> dict[str, Any] | None:
+    """A JSON object of the Engine's answer, or None (absent, or not an object)."""
+    return value if isinstance(value, dict) else None
+
+
 def _services(raw: list[dict[str, Any]], net_names: dict[str, str]) -> tuple[RealService, ...]:
     out = []
     for s in raw:
@@ -295,13 +309,17 @@ def _services(raw: list[dict[str, Any]], net_names: dict[str, str]) -> tuple[Rea
         networks = tuple(net_names.get(a.get("Target", ""), a.get("Target", "")) for a in attached)
         vips = {net_names.get(v.get("NetworkID", ""), v.get("NetworkID", "")): v.get("Addr", "")
                 for v in (s.get("Endpoint") or {}).get("VirtualIPs") or []}
+        container = template.get("ContainerSpec") or {}
         out.append(RealService(
             s["ID"], spec.get("Name", s["ID"][:12]),
             "global" if "Global" in mode else "replicated",
             None if "Global" in mode else int((mode.get("Replicated") or {}).get("Replicas", 1)),
             (spec.get("EndpointSpec") or {}).get("Mode", "vip"), _ports(s),
             tuple(n for n in networks if n != "ingress"), vips,
-            tuple((template.get("Placement") or {}).get("Constraints") or ())))
+            tuple((template.get("Placement") or {}).get("Constraints") or ()),
+            str(container.get("Image") or ""), _object(template.get("RestartPolicy")),
+            _object(container.get("Healthcheck")), _object(spec.get("UpdateConfig")),
+            _object(spec.get("RollbackConfig"))))
     return tuple(sorted(out, key=lambda s: s.name))
 
 

@@ -174,6 +174,20 @@ def http_check(words: SequenceABC[str], shell: bool) -> tuple[int, str]:
     return port, m.group(3) or "/"
 
 
+def accepted_test(test: SequenceABC[str]) -> tuple[int, str] | None:
+    """(port, path) of a test in list form (``["CMD", "curl", "-f", URL]``) netlab can
+    make; None for any other, and for ``["NONE"]`` (what ``netlab swarm export``
+    asks of a real service's check before writing it)."""
+    try:
+        if len(test) < 2 or test[0] not in ("CMD", "CMD-SHELL") or sum(map(len, test)) > TEST_MAX \
+                or any("\0" in t for t in test) or (test[0] == "CMD-SHELL" and len(test) != 2):
+            return None
+        words = shell_words(test[1]) if test[0] == "CMD-SHELL" else list(test[1:])
+        return http_check(words, shell=test[0] == "CMD-SHELL")
+    except _Refused:
+        return None
+
+
 def _test(value: Value, path: str, log: IssueLog,
           port_hint: int) -> tuple[tuple[str, ...], int, str] | None:
     """``test`` as written in list form, and its URL's port and path; None when the

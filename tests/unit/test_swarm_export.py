@@ -129,3 +129,115 @@ def test_cli_export_writes_a_file_validate_accepts(tmp_path, monkeypatch):
     assert load_lab_from_text(doc["scenario"], "x").service("agent").replicas == 2
     bad = CliRunner().invoke(cli, ["swarm", "export", "--name", "Not_A_Name"])
     assert bad.exit_code == 2 and "--name" in bad.stderr
+
+
+# -- the keys a manager needs: image, restart policy, health check, update and rollback ----
+
+def _web(**kw):
+    return RealService("w", "web", "replicated", 2, "vip", (RealPort(8080, 80, "tcp", "ingress"),),
+                       (), {}, **kw)
+
+
+def test_image_policies_and_health_check_are_written_back_when_not_the_defaults():
+    svc = _web(image="registry:5000/web:2@sha256:0123abcd",
+               restart={"Condition": "on-failure", "Delay": 10_000_000_000, "MaxAttempts": 3,
+                        "Window": 90_000_000_000},
+               healthcheck={"Test": ["CMD-SHELL", "curl -f http://localhost:80/health || exit 1"],
+                            "Interval": 2_000_000_000, "Timeout": 500_000_000, "Retries": 2},
+               update={"Parallelism": 0, "Delay": 2_000_000_000, "FailureAction": "rollback",
+                       "Monitor": 4_000_000_000, "MaxFailureRatio": 0.25, "Order": "start-first"},
+               rollback={"Parallelism": 1, "FailureAction": "continue", "Monitor": 0})
+    out = export(_snap((svc,), ()))
+    assert out.warnings == ()
+    s = out.lab.service("web")
+    assert (s.image, s.version) == ("registry:5000/web:2", "2")
+    assert (s.restart_policy.condition, s.restart_policy.delay, s.restart_policy.max_attempts,
+            s.restart_policy.window) == ("on-failure", 10.0, 3, 90.0)
+    assert s.healthcheck is not None
+    assert (s.healthcheck.port, s.healthcheck.path, s.healthcheck.interval, s.healthcheck.timeout,
+            s.healthcheck.retries, s.healthcheck.start_period) == (80, "/health", 2.0, 0.5, 2, 0.0)
+    u = s.update_config
+    assert (u.parallelism, u.delay, u.failure_action, u.monitor, u.max_failure_ratio, u.order) == \
+        (0, 2.0, "rollback", 4.0, 0.25, "start-first")
+    r = s.rollback_config
+    assert (r.parallelism, r.failure_action, r.monitor) == (1, "continue", 5.0)
+    assert "restart_policy: {condition: on-failure, delay: 10s, max_attempts: 3, window: 1m30s}" \
+        in out.text
+    assert ("update_config: {parallelism: 0, delay: 2s, failure_action: rollback, monitor: 4s, "
+            "max_failure_ratio: 0.25, order: start-first}") in out.text
+    assert "rollback_config: {failure_action: continue}" in out.text
+    assert '    image: "registry:5000/web:2"' in out.text
+    assert ('    healthcheck: {test: ["CMD-SHELL", "curl -f http://localhost:80/health || exit 1"], '
+            "interval: 2s, timeout: 500ms, retries: 2}") in out.text
+
+
+def test_swarms_defaults_and_netlabs_own_image_write_nothing():
+    svc = _web(image="netlab/task:latest@sha256:0123", restart={"Condition": "any",
+               "Delay": 5_000_000_000, "MaxAttempts": 0},
+               healthcheck={"Test": ["NONE"]},
+               update={"Parallelism": 1, "FailureAction": "pause", "Monitor": 5_000_000_000,
+                       "MaxFailureRatio": 0, "Order": "stop-first"},
+               rollback={"Parallelism": 1})
+    out = export(_snap((svc,), ()))
+    assert out.warnings == ()
+    assert not any(key in out.text for key in ("image:", "healthcheck:", "restart_policy:",
+                                              "update_config:", "rollback_config:"))
+    assert out.lab.service("web") == load_lab_from_text(
+        'services: {web: {deploy: {replicas: 2}, ports: ["8080:80"]}}\n'
+        "nodes: {node1: {role: manager}, node2: {}}\n", "x").service("web")
+
+
+def test_what_the_scenario_cannot_hold_is_said_and_left_out():
+    svc = _web(image="@sha256:0123abcd",
+               healthcheck={"Test": ["CMD", "pg_isready"]},
+               restart={"Condition": "sometimes", "Delay": -1},
+               update={"FailureAction": "explode", "Order": "random", "MaxFailureRatio": 2},
+               rollback={"FailureAction": "rollback"})
+    out = export(_snap((svc,), ()))
+    said = "\n".join(out.warnings)
+    for part in ("image '@sha256:0123abcd' left out", "health check 'CMD pg_isready' left out",
+                 "restart policy condition 'sometimes' left out",
+                 "restart policy Delay -1 left out",
+                 "update_config failure action 'explode' left out",
+                 "update_config order 'random' left out",
+                 "update_config max failure ratio 2 left out",
+                 "rollback_config failure action 'rollback' left out"):
+        assert part in said, said
+    s = out.lab.service("web")
+    assert s.healthcheck is None and s.image == "netlab/app:latest"
+
+
+def test_a_health_check_on_a_port_the_export_does_not_publish_is_left_out():
+    svc = _web(healthcheck={"Test": ["CMD", "curl", "-f", "http://localhost:9000/"]})
+    out = export(_snap((svc,), ()))
+    assert any("health check 'CMD curl -f http://localhost:9000/' left out" in w
+               for w in out.warnings)
+
+
+def test_the_engines_service_spec_is_read_into_the_snapshot():
+    from netlab.docker.snapshot import _services
+    raw = [{"ID": "abc", "Spec": {
+        "Name": "web", "Mode": {"Replicated": {"Replicas": 2}},
+        "TaskTemplate": {"ContainerSpec": {"Image": "web:2@sha256:00", "Healthcheck": {
+            "Test": ["CMD", "curl", "-f", "http://localhost/"]}},
+            "RestartPolicy": {"Condition": "none"}},
+        "UpdateConfig": {"Parallelism": 2}, "RollbackConfig": {"Order": "start-first"}}}]
+    svc = _services(raw, {})[0]
+    assert svc.image == "web:2@sha256:00"
+    assert svc.restart == {"Condition": "none"}
+    assert svc.healthcheck == {"Test": ["CMD", "curl", "-f", "http://localhost/"]}
+    assert (svc.update, svc.rollback) == ({"Parallelism": 2}, {"Order": "start-first"})
+    bare = _services([{"ID": "abc", "Spec": {"Name": "x"}}], {})[0]
+    assert (bare.image, bare.restart, bare.healthcheck, bare.update, bare.rollback) == \
+        ("", None, None, None, None)
+
+
+@pytest.mark.parametrize("ns, text", [
+    (0, "0s"), (5_000_000_000, "5s"), (90_000_000_000, "1m30s"), (3_600_000_000_000, "1h"),
+    (3_930_000_000_000, "1h5m30s"), (500_000_000, "500ms"), (2_500_000_000, "2500ms"),
+    (1500, "1500ns"), (10_000, "10us")])
+def test_durations_are_written_as_compose_reads_them(ns, text):
+    from netlab.docker.export import _duration
+    from netlab.scenario.fields import parse_duration
+    assert _duration(ns) == text
+    assert parse_duration(text) == pytest.approx(ns / 1e9)
