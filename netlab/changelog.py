@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-KINDS = ("up", "scale", "node", "task")   # task: the manager failed, restarted or bound one
+KINDS = ("up", "scale", "node", "task", "update")   # task: the manager failed, restarted or bound one
 KEEP = 200
 _WHAT_MAX = 400
 

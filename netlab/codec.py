@@ -66,10 +66,19 @@ def lab_to_json(lab: Lab) -> dict[str, Any]:
         "underlay": {"lan": str(lab.underlay.lan), "gwbridge": str(lab.underlay.gwbridge),
                      "data_path_port": lab.underlay.data_path_port,
                      "lan_mtu": lab.underlay.lan_mtu},
-        "tasks": [{"service": t.service, "slot": t.slot, "node": t.node} for t in lab.tasks],
+        "tasks": [_task_to_json(t, lab) for t in lab.tasks],
         "iptables": lab.iptables,
         **({"time_scale": lab.time_scale} if lab.time_scale is not None else {}),
     }
+
+
+def _task_to_json(t: Task, lab: Lab) -> dict[str, Any]:
+    """A task; its image and env only when they are not its service's (a rolling
+    update under way), so a file stays as it was for every other lab."""
+    out: dict[str, Any] = {"service": t.service, "slot": t.slot, "node": t.node}
+    if not t.runs(lab.service(t.service)):
+        out["image"], out["env"] = t.image, dict(t.env)
+    return out
 
 
 def _update_config(u: UpdateConfig) -> dict[str, Any]:
@@ -209,10 +218,20 @@ def lab_from_json(value: Any, path: str = "model") -> Lab:
     iptables = doc["iptables"]
     if iptables is not None:
         jr.choice(iptables, f"{path}.iptables", IPTABLES)
-    tasks = tuple(Task(t.service, t.slot, t.node)
-                  for t in _records(doc["tasks"], f"{path}.tasks", with_state=False))
+    by_name = {s.name: s for s in services}
+    raws = jr.array(doc["tasks"], f"{path}.tasks")
+    tasks = []
+    for i, (t, raw) in enumerate(zip(_records([_bare(r) for r in raws], f"{path}.tasks",
+                                              with_state=False), raws, strict=True)):
+        p = f"{path}.tasks[{i}]"
+        svc = by_name.get(t.service)
+        image = (_image(raw["image"], f"{p}.image") if "image" in raw
+                 else svc.image if svc else DEFAULT_IMAGE)
+        env = (_env(raw.get("env", {}), f"{p}.env") if "image" in raw
+               else svc.env if svc else ())
+        tasks.append(Task(t.service, t.slot, t.node, image, env))
     lab = Lab(name=jr.name(doc["name"], f"{path}.name"), nodes=tuple(nodes),
-              services=tuple(services), ingress=ingress, underlay=underlay, tasks=tasks,
+              services=tuple(services), ingress=ingress, underlay=underlay, tasks=tuple(tasks),
               iptables=iptables, networks=tuple(networks),
               time_scale=_time_scale(doc.get("time_scale"), f"{path}.time_scale"))
     _check_model(lab, path)
@@ -342,6 +361,12 @@ def _history(t: dict[str, Any], p: str) -> dict[str, str]:
                 raise Invalid(f"{p}.{key} must be a short line of text")
             out[key] = v
     return out
+
+
+def _bare(raw: Any) -> Any:
+    """A model task without its optional spec (image, env), for :func:`_records`."""
+    return {k: v for k, v in raw.items() if k not in ("image", "env")} \
+        if isinstance(raw, dict) else raw
 
 
 def _records(value: Any, path: str, with_state: bool = True) -> tuple[TaskRecord, ...]:

@@ -157,7 +157,7 @@ def _changed(state: LabState, after: Lab, store: StateStore, progress: Progress,
     new_state.supervisor_started = state.supervisor_started
     new_state.tasks, new_state.docker = state.tasks, state.docker
     new_state.manager_pid, new_state.manager_started = state.manager_pid, state.manager_started
-    new_state.time_scale = state.time_scale
+    new_state.time_scale, new_state.updates = state.time_scale, dict(state.updates)
     new_state.containers = dict(state.containers)
     # Record every namespace we may own before creating any.
     new_state.netns = sorted(set(state.netns) | set(new_state.netns))

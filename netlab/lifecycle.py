@@ -133,8 +133,21 @@ def endpoints(lab: Lab, allocations: Allocations, containers: bool = False) -> l
             out.append(AppEndpoint(
                 netns=names.task_ns(lab.name, task.name), service=service.name, task=task.name,
                 node=task.node, task_ip=str(allocations.primary_ip(task.name, lab)),
-                port=target, protocol=protocol, image=service.image))
+                port=target, protocol=protocol, image=task.image,
+                failing_health=_failing_health(service, task)))
     return out
+
+
+#: A task whose environment sets this to ``fail`` fails its health check: a version
+#: that cannot pass, to watch an update roll back (``netlab update --env``).
+FAIL_HEALTH = "NETLAB_APP_HEALTH"
+
+
+def _failing_health(service, task) -> str:
+    """The health check's path ``task``'s app fails (503), or "" (see FAIL_HEALTH)."""
+    if service.healthcheck is None or dict(task.env).get(FAIL_HEALTH) != "fail":
+        return ""
+    return service.healthcheck.path
 
 
 def resolvers(lab: Lab, allocations: Allocations) -> list[DnsEndpoint]:
@@ -288,6 +301,8 @@ def _up(lab: Lab, scenario: str, store: StateStore, backend: Backend, progress: 
     state.containers = dict(previous.containers) if previous else {}
     state.manager_pid = previous.manager_pid if previous else None
     state.manager_started = previous.manager_started if previous else None
+    state.updates = {k: u for k, u in previous.updates.items()
+                     if k in {s.name for s in lab.services}} if previous else {}
     state.time_scale = (time_scale if time_scale is not None
                         else previous.time_scale if previous else 1.0)
     store.save(state)

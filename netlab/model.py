@@ -233,10 +233,23 @@ class Task:
     service: str
     slot: int
     node: str
+    # The service's spec the task was made from (swarmkit copies it into each task):
+    # a rolling update replaces the tasks whose image or env differ from the service's.
+    image: str = DEFAULT_IMAGE
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def name(self) -> str:
         return f"{self.service}.{self.slot}"
+
+    def runs(self, service: Service) -> bool:
+        """True when the task runs ``service``'s current spec (image and env)."""
+        return self.image == service.image and self.env == service.env
+
+
+def new_task(service: Service, slot: int, node: str) -> Task:
+    """A new task of ``service``'s current spec in ``slot`` on ``node``."""
+    return Task(service.name, slot, node, service.image, service.env)
 
 
 # Swarm's task states (swarmkit api.TaskState), in their order of life.
@@ -427,7 +440,7 @@ def place_tasks(nodes: tuple[Node, ...], services: tuple[Service, ...],
                 mine[node] += 1
                 total[node] += 1
                 held[node] |= host_ports[service.name]
-            tasks.append(Task(service.name, slot, node))
+            tasks.append(new_task(service, slot, node))
     return tuple(tasks)
 
 
@@ -524,7 +537,7 @@ def _place(service: Service, kept: tuple[Task, ...], slots: list[int], nodes: tu
             node = min(count, key=lambda n: (count[n], total[n], order[n]))
             count[node] += 1
             total[node] += 1
-            mine.append(Task(service.name, slot, node))
+            mine.append(new_task(service, slot, node))
     return sorted(mine, key=lambda t: t.slot)
 
 

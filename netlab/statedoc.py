@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from netlab.kernel.xtables import BACKENDS, Backend, is_backend
 from netlab.plan import names
+from netlab import updates
+from netlab.updates import UpdateStatus
 
 if TYPE_CHECKING:
     from netlab import changelog
@@ -60,6 +62,8 @@ class LabState:
     manager_pid: int | None = None
     manager_started: int | None = None
     time_scale: float = 1.0
+    # Each service's last update or rollback (netlab.updates): its state and previous spec.
+    updates: dict[str, UpdateStatus] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ def to_json(state: LabState) -> dict[str, Any]:
         "tasks": state.tasks, "docker": state.docker, "containers": dict(state.containers),
         "manager_pid": state.manager_pid, "manager_started": state.manager_started,
         "time_scale": state.time_scale,
+        **({"updates": updates.to_json(state.updates)} if state.updates else {}),
     }
 
 
@@ -197,10 +202,14 @@ def parse(lab: str, raw: bytes) -> LabState:
         desired = codec.tasks_from_json(doc["desired_tasks"], "desired_tasks", model)
         actual = codec.tasks_from_json(doc["actual_tasks"], "actual_tasks")
         changes = changelog.from_json(doc.get("changes", []))
-    except (codec.Invalid, changelog.Invalid) as bad:
+        ups = updates.from_json(doc.get("updates", {}))
+        for name in ups:
+            if name not in {s.name for s in model.services}:
+                raise updates.Invalid(f"updates names {name!r}, not a service of the lab")
+    except (codec.Invalid, changelog.Invalid, updates.Invalid) as bad:
         raise Bad(str(bad)) from None
     return LabState(model=model, allocations=allocations, desired_tasks=desired,
-                    actual_tasks=actual, changes=changes, **plain)
+                    actual_tasks=actual, changes=changes, updates=ups, **plain)
 
 
 def _process(doc: dict[str, Any], who: str) -> tuple[int | None, int | None]:

@@ -9,6 +9,7 @@ Each runs under the lab's change lock and converges as a scale does (see
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from netlab import changelog
 from netlab.converge import Ending, ScaleResult, _converge
@@ -20,6 +21,7 @@ from netlab.lifecycle import (
 from netlab.model import fill_slot, without_task
 from netlab.plan.build import build_plan
 from netlab.state import LabState, StateStore, check_lab
+from netlab.updates import ACTIVE, SETTLED, UpdateStatus
 from netlab.workload import faults as task_faults
 
 FAULTS = ("kill", "hang", "unhealthy", "healthy")
@@ -171,7 +173,6 @@ def bind(lab_name: str, task: str, address: str, store: StateStore,
             return False
         plan = build_plan(state.model, state.allocations)
         host.kernel.set_weights(plan, {str(ip) for ip in state.allocations.addresses_of(task)}, 1)
-        from dataclasses import replace
         state.actual_tasks = tuple(replace(r, state="running")
                                    if r.name == task and r.state == "starting" else r
                                    for r in records)
@@ -179,3 +180,158 @@ def bind(lab_name: str, task: str, address: str, store: StateStore,
                                                             f"{task} healthy"))
         store.save(state)
         return True
+
+
+# -- rolling updates (the manager's updater carries them out; see netlab.manager.updater)
+
+def update_slot(lab_name: str, service: str, slot: int, address: str, store: StateStore,
+                gossip_delay: float = 0.0, progress: Progress = lambda _m: None,
+                host: Host = Host()) -> ScaleResult | None:
+    """Stop-first update of ``service``'s ``slot``: its task at ``address`` is shut down
+    (weight 0, ``gossip_delay`` s, stopped; its history says which spec replaced
+    it), then a task of the service's current spec starts in the slot (new
+    address; with a health check, no traffic until healthy). None when the slot's
+    task is not that one any more."""
+    state = loaded(lab_name, store)
+    svc = state.model.service(service)
+    task = f"{service}.{slot}"
+    if address and fail(lab_name, task, address, "shutdown",
+                        f"updated: replaced by a task of {svc.image}", store, gossip_delay,
+                        progress, host) is None:
+        return None
+    return start_slot(lab_name, service, slot, store, progress, host)
+
+
+def set_update_state(lab_name: str, service: str, state_name: str, message: str,
+                     store: StateStore, clock=time.time) -> UpdateStatus | None:
+    """Record ``service``'s update state. ``rollback_started`` also puts the previous
+    spec (image, env) back as the service's, keeping the one rolled back from as
+    the previous (``docker service rollback``). None when the service has no
+    update. Under the change lock."""
+    check_lab(lab_name)
+    with store.locked(lab_name):
+        state = loaded(lab_name, store)
+        now = state.updates.get(service)
+        if now is None:
+            return None
+        if state_name == "rollback_started":
+            svc = state.model.service(service)
+            state.model = _respec(state.model, service, now.previous_image, now.previous_env)
+            new = UpdateStatus("rollback_started", clock(), None, message, svc.image, svc.env)
+        else:
+            settled = state_name in SETTLED
+            new = replace(now, state=state_name, message=message,  # type: ignore[arg-type]
+                          completed=clock() if settled else None)
+        state.updates = {**state.updates, service: new}
+        store.save(state)
+        return new
+
+
+def _respec(lab, service: str, image: str, env: tuple[tuple[str, str], ...]):
+    return replace(lab, services=tuple(replace(s, image=image, env=env) if s.name == service
+                                       else s for s in lab.services))
+
+
+def begin_update(lab_name: str, service: str, store: StateStore, image: str | None = None,
+                 env: dict[str, str] | None = None, config: dict | None = None,
+                 host: Host = Host(), clock=time.time) -> UpdateStatus | None:
+    """``netlab update``: the service's new spec (``image``, ``env`` added to its
+    environment, ``config`` replacing update_config fields) is recorded with the
+    old as the previous spec and the update ``updating``; the manager's updater
+    replaces the tasks. None when nothing would change (no task to replace).
+
+    Raises BadInput (exit 2, nothing changed) for an unknown lab or service, an
+    update of a service whose update is under way, ``order: start-first`` (netlab
+    runs one task per slot), when not root, or without a running manager."""
+    check_lab(lab_name)
+    with store.locked(lab_name):
+        state = loaded(lab_name, store)
+        svc = _service_of(state, service)
+        _refuse_busy(state, service)
+        cfg = replace(svc.update_config, **(config or {}))
+        if cfg.order == "start-first":
+            raise BadInput("--update-order: start-first is not modelled yet: netlab runs one "
+                           "task per slot (hint: --update-order stop-first, whose weight 0 and "
+                           "gossip delay already lose no request with 2 replicas or more)")
+        new_env = dict(svc.env)
+        new_env.update(env or {})
+        new_image = image or svc.image
+        _ready_for_change(state, store, host)
+        new_svc = replace(svc, image=new_image, env=tuple(sorted(new_env.items())),
+                          update_config=cfg)
+        state.model = replace(state.model, services=tuple(
+            new_svc if s.name == service else s for s in state.model.services))
+        if all(t.runs(new_svc) for t in state.model.tasks_of(service)) and \
+                (new_svc.image, new_svc.env) == (svc.image, svc.env):
+            store.save(state)           # the config may have changed: kept
+            return None
+        status = UpdateStatus("updating", clock(), None, "update in progress", svc.image, svc.env)
+        state.updates = {**state.updates, service: status}
+        state.changes = changelog.converged(changelog.begin(
+            state.changes, "update", f"{service} to {new_image}"))
+        store.save(state)
+        _event(store, lab_name, service, "updating",
+               f"netlab update: {svc.image} -> {new_image}"
+               + (f", env {' '.join(f'{k}={v}' for k, v in sorted((env or {}).items()))}"
+                  if env else ""))
+        return status
+
+
+def begin_rollback(lab_name: str, service: str, store: StateStore, host: Host = Host(),
+                   clock=time.time) -> UpdateStatus:
+    """``netlab rollback``: back to the service's previous spec, with its
+    rollback_config. Raises BadInput when the service has no previous spec, its
+    update is under way, or no manager runs."""
+    check_lab(lab_name)
+    with store.locked(lab_name):
+        state = loaded(lab_name, store)
+        svc = _service_of(state, service)
+        _refuse_busy(state, service)
+        now = state.updates.get(service)
+        if now is None:
+            raise BadInput(f"SERVICE: service {service} has no previous spec to roll back to "
+                           f"(hint: netlab update {lab_name} {service} --image …)")
+        if svc.rollback_config.order == "start-first":
+            raise BadInput("SERVICE: its rollback_config order is start-first, not modelled yet "
+                           "(hint: rollback_config: {order: stop-first})")
+        _ready_for_change(state, store, host)
+        state.model = _respec(state.model, service, now.previous_image, now.previous_env)
+        status = UpdateStatus("rollback_started", clock(), None, "manually requested rollback",
+                              svc.image, svc.env)
+        state.updates = {**state.updates, service: status}
+        state.changes = changelog.converged(changelog.begin(
+            state.changes, "update", f"{service} rollback to {now.previous_image}"))
+        store.save(state)
+        _event(store, lab_name, service, "rollback-started",
+               f"netlab rollback: {svc.image} -> {now.previous_image}")
+        return status
+
+
+def _event(store: StateStore, lab: str, service: str, action: str, message: str) -> None:
+    from netlab.manager.events import event
+    from netlab.manager.process import events_name
+    store.append_file(lab, events_name(lab), event("service", service, action, message).to_line())
+
+
+def _service_of(state: LabState, service: str):
+    names = [s.name for s in state.model.services]
+    if service not in names:
+        raise BadInput(f"SERVICE: lab {state.lab} has no service {service!r} "
+                       f"(hint: one of {', '.join(names)})")
+    return state.model.service(service)
+
+
+def _refuse_busy(state: LabState, service: str) -> None:
+    now = state.updates.get(service)
+    if now is not None and now.state in ACTIVE:
+        raise BadInput(f"SERVICE: {service}'s {now.state.replace('_', ' ')} is under way "
+                       f"(hint: netlab events {state.lab} --follow, then try again)")
+
+
+def _ready_for_change(state: LabState, store: StateStore, host: Host) -> None:
+    from netlab.lifecycle import manager_runs
+    if not host.is_root():
+        raise BadInput("netlab update must run as root (hint: sudo netlab update …)")
+    if not manager_runs(state, store, host.process):
+        raise BadInput(f"LAB: the manager of {state.lab} is not running; it carries out updates "
+                       f"(hint: netlab up {state.scenario} starts it)")

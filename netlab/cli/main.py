@@ -45,6 +45,11 @@ VERBS: dict[str, Verb] = {
     "node": Verb("netlab.cli.node", "node",
                  "Fail, bring back, drain or reactivate NODE of LAB; its tasks restart elsewhere "
                  "as Swarm's do (none move back on up or active)."),
+    "update": Verb("netlab.cli.update", "update",
+                   "Update SERVICE of LAB: its tasks are replaced by tasks of the new spec, batch "
+                   "by batch, as Swarm's rolling updater does (see netlab events LAB)."),
+    "rollback": Verb("netlab.cli.update", "rollback",
+                     "Roll SERVICE of LAB back to its previous spec, with its rollback_config."),
     "task": Verb("netlab.cli.task", "task",
                  "Make TASK of LAB fail: its app exits (kill), stops answering (hang), fails its "
                  "health check (unhealthy), or answers again (healthy)."),

@@ -99,6 +99,9 @@ def _status_of(state: LabState, readers: Readers, store: StateStore | None) -> d
                       "fwmark": a.services[s.name].fwmark if s.name in a.services else None,
                       "vip": str(a.services[s.name].vip) if s.name in a.services else None,
                       "endpoint_mode": s.endpoint_mode,
+                      "image": s.image,
+                      # As docker service inspect's UpdateStatus (None: never updated).
+                      "update_status": _update_status(state.updates.get(s.name)),
                       "networks": [_service_on(a, s.name, net) for net in s.networks]}
                      for s in lab.services],
         # A task's state: running, or starting (its health check not yet passed: no
@@ -135,6 +138,13 @@ def _manager(state: LabState, store: StateStore, readers: Readers) -> dict:
             "restarts_waiting": (view or {}).get("restarts_waiting", []),
             "slots_waiting": (view or {}).get("slots_waiting", []),
             "health": (view or {}).get("health", {})}
+
+
+def _update_status(u) -> dict | None:
+    if u is None:
+        return None
+    return {"state": u.state, "started": u.started, "completed": u.completed,
+            "message": u.message, "previous_image": u.previous_image}
 
 
 def _concrete(drift: dict, state: LabState) -> dict:
@@ -197,6 +207,10 @@ def status(lab: str | None, as_json: bool) -> None:
                 f"  {v['network']}: " + (f"VIP {v['vip']} FWM {v['fwmark']}" if v["vip"]
                                          else "no VIP (dnsrr)") for v in s["networks"])
         click.echo(line)
+        if s["update_status"]:
+            u = s["update_status"]
+            click.echo(f"    image {s['image']}  update {u['state'].replace('_', ' ')}: "
+                       f"{u['message']} (previous {u['previous_image']})")
     for t in doc["tasks"]:
         extra = "".join(f"  {net} {ip}" for net, ip in t["addresses"].items()
                         if net != "ingress" and ip != t["ip"])

@@ -45,6 +45,7 @@ class TaskView:
     state: str                         # running | starting
     healthcheck: HealthCheck | None
     restart_policy: RestartPolicy
+    current: bool = True               # it runs its service's current spec (image, env)
 
 
 @dataclass(frozen=True)

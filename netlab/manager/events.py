@@ -2,7 +2,7 @@
 
 One JSON object per line in ``<lab>.events`` in the state store (mode 0600,
 appended, removed by ``down``): ``time`` (epoch seconds), ``kind`` (``manager``,
-``node``, ``task``), ``subject`` (a node or task name, or the lab),
+``node``, ``task``, ``service``), ``subject`` (a node, task or service name, or the lab),
 ``action`` (a word: ``down``, ``heartbeat-missed``, ``restart-scheduled``...)
 and ``message``. ``netlab events`` prints them; ``netlab load`` can attribute
 failures to them.
@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("manager", "node", "task")
+KINDS = ("manager", "node", "task", "service")   # service: its update or rollback
 FILE_SUFFIX = "events"
 #: A line longer than this is not an event (and is skipped when read).
 LINE_MAX = 4096

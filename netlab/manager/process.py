@@ -40,11 +40,12 @@ from netlab.manager.agent import BindTask, FailTask, Probe, TaskView, TaskWatch
 from netlab.manager.events import FILE_SUFFIX, Event, event
 from netlab.manager.orchestrator import NodeReady, Orchestrator, RestartTasks
 from netlab.manager.restart import StartSlot
+from netlab.manager.updater import SetUpdateState, Updater, UpdateSlot
 from netlab.manager.timings import Timings
 from netlab.state import LabState, StateStore
 from netlab.workload import faults as task_faults
 
-Action = RestartTasks | NodeReady | FailTask | BindTask | StartSlot
+Action = RestartTasks | NodeReady | FailTask | BindTask | StartSlot | UpdateSlot | SetUpdateState
 
 STATUS_SUFFIX = "manager.json"
 CONTAINER_POLL = 0.5      # s between two looks at the lab's exited containers
@@ -86,6 +87,7 @@ class Manager:
         self._container_exits = container_exits
         self._containers_seen = -CONTAINER_POLL
         self._state_stamp: tuple | None = None
+        self.updaters: dict[str, Updater] = {}
         self._faults_stamp: tuple | None = None
         self.nodes = [n.name for n in state.model.nodes]
         now = clock()
@@ -169,7 +171,22 @@ class Manager:
             self._emit(e)
         if acts or evs:
             self._changed = True
-        return actions + acts
+        actions += acts
+        # An updated task that failed is the updater's failure too.
+        for act in actions:
+            if isinstance(act, FailTask) and act.end_state in ("failed", "complete"):
+                view = self.watch.tasks.get(act.task)
+                up = self.updaters.get(view.service) if view is not None else None
+                if up is not None and view is not None and view.current:
+                    up.task_failed(view.slot, act.task)
+        for service, up in list(self.updaters.items()):
+            mine = [t for t in self.watch.tasks.values() if t.service == service]
+            done = up.step(now, {t.slot: t.address for t in mine},
+                           {t.slot for t in mine if t.current and t.state == "running"})
+            actions += done
+            if up.finished:
+                del self.updaters[service]
+        return actions
 
     def _reload_tasks(self, now: float) -> None:
         """Read the lab's tasks again when its state file changed."""
@@ -183,7 +200,33 @@ class Manager:
             return
         self._state_stamp = stamp
         self.watch.seen(task_views(state), now)
+        self._updates_seen(state, now)
         self._changed = True
+
+    def _updates_seen(self, state: LabState, now: float) -> None:
+        """An updater for each service whose update (or rollback) is under way, made
+        when it starts (or the manager does: it resumes with the slots left)."""
+        from netlab.updates import ACTIVE
+        for service, status in state.updates.items():
+            rollback = status.state == "rollback_started"
+            up = self.updaters.get(service)
+            if status.state not in ACTIVE:
+                self.updaters.pop(service, None)
+                continue
+            if up is not None and up.rollback == rollback:
+                continue
+            svc = state.model.service(service)
+            dirty = sorted(t.slot for t in state.model.tasks_of(service) if not t.runs(svc))
+            config = svc.rollback_config if rollback else svc.update_config
+            self.updaters[service] = Updater(service, config, rollback, dirty, len(dirty),
+                                             self.timings.gossip_delay)
+            what = "rollback" if rollback else "update"
+            self._emit(event("service", service, "rollback-plan" if rollback else
+                             "update-plan",
+                             f"{what} to {svc.image}: {len(dirty)} task(s), {config.parallelism or 'all'} "
+                             f"at a time, {config.delay:g} s between batches, each watched "
+                             f"{config.monitor:g} s, failure action {config.failure_action}, "
+                             f"order {config.order}", self.wall()))
 
     def _exits(self) -> dict[str, task_faults.Fault]:
         """The task apps that exited since last looked (the engine's die events)."""
@@ -227,7 +270,7 @@ class Manager:
 
     def carry_out(self, action: Action) -> None:
         """Carry out ``action`` (through ``act``), with its events before and after."""
-        if isinstance(action, (FailTask, BindTask, StartSlot)):
+        if isinstance(action, (FailTask, BindTask, StartSlot, UpdateSlot, SetUpdateState)):
             try:
                 self._task_action(action)
             except Exception as exc:       # noqa: BLE001 (logged and reported; the loop goes on)
@@ -267,7 +310,22 @@ class Manager:
             self._emit(event("node", action.node, "ready-in-lab",
                              "marked ready: it may take new tasks (none move back)", self.wall()))
 
-    def _task_action(self, action: FailTask | BindTask | StartSlot) -> None:
+    def _task_action(self, action: FailTask | BindTask | StartSlot | UpdateSlot
+                     | SetUpdateState) -> None:
+        if isinstance(action, SetUpdateState):
+            self.act(action)
+            self._emit(event("service", action.service, action.state.replace("_", "-"),
+                             action.message, self.wall()))
+            return
+        if isinstance(action, UpdateSlot):
+            self._emit(event("task", f"{action.service}.{action.slot}", "updating",
+                             f"stop-first: the task at {action.address} leaves every load "
+                             f"balancer (weight 0, the gossip delay {action.gossip_delay:g} s), "
+                             "stops, and a task of the new spec starts in its slot",
+                             self.wall()))
+            self.act(action)
+            self._tell_started(action.service, action.slot)
+            return
         self.act(action)
         if isinstance(action, FailTask):
             self._emit(event("task", action.task, "shutdown" if action.end_state == "failed"
@@ -275,21 +333,24 @@ class Manager:
                              "its app stopped and its namespace removed; its history keeps "
                              f"{action.end_state}: {action.message}", self.wall()))
             return
-        after = self.store.require(self.lab)
         if isinstance(action, BindTask):
             self._emit(event("task", action.task, "running",
                              "every load balancer has it at weight 1 (service binding "
                              "activated once healthy)", self.wall()))
             return
-        name = f"{action.service}.{action.slot}"
+        self._tell_started(action.service, action.slot)
+
+    def _tell_started(self, service: str, slot: int) -> None:
+        after = self.store.require(self.lab)
+        name = f"{service}.{slot}"
         new = next((t for t in after.model.tasks if t.name == name), None)
         if new is None:
             return
         addr = str(after.allocations.primary_ip(name, after.model))
         self._emit(event("task", name, "assigned",
-                         f"a new task in slot {action.slot} (replacing the one that ended) on "
-                         f"{new.node}, address {addr}", self.wall()))
-        svc = after.model.service(action.service)
+                         f"a new task of {new.image} in slot {slot} on {new.node}, "
+                         f"address {addr}", self.wall()))
+        svc = after.model.service(service)
         if svc.healthcheck is not None:
             hc = svc.healthcheck
             self._emit(event("task", name, "starting",
@@ -372,7 +433,7 @@ def task_views(state: LabState) -> list[TaskView]:
         out.append(TaskView(t.name, t.service, t.slot, t.node,
                             str(state.allocations.primary_ip(t.name, lab)),
                             states.get((t.name, t.node), "running"), svc.healthcheck,
-                            svc.restart_policy))
+                            svc.restart_policy, t.runs(svc)))
     return out
 
 
@@ -391,6 +452,11 @@ def _real_act(lab: str, store: StateStore, host=None) -> Callable[[Action], None
             lab_tasks.start_slot(lab, action.service, action.slot, store, **on)
         elif isinstance(action, BindTask):
             lab_tasks.bind(lab, action.task, action.address, store, **on)
+        elif isinstance(action, UpdateSlot):
+            lab_tasks.update_slot(lab, action.service, action.slot, action.address, store,
+                                  gossip_delay=action.gossip_delay, **on)
+        elif isinstance(action, SetUpdateState):
+            lab_tasks.set_update_state(lab, action.service, action.state, action.message, store)
         elif isinstance(action, RestartTasks):
             converge.noticed(lab, action.node, "down", "heartbeat failure", store, **on)
         else:

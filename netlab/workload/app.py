@@ -377,8 +377,10 @@ class Server:
         method, path, _ = parse_request_line(bytes(conn.request))
         body = reply_body(conn.endpoint, conn.peer[0], conn.peer[1], path)
         fault = self.faults.get(conn.endpoint.task)
-        failing = (fault is not None and fault.mode == "unhealthy" and path is not None
-                   and path.split("?", 1)[0] == fault.path)
+        bare = path.split("?", 1)[0] if path is not None else None
+        failing = bare is not None and (
+            (fault is not None and fault.mode == "unhealthy" and bare == fault.path)
+            or bare == conn.endpoint.failing_health)
         conn.keep = (not conn.peer_closed and conn.endpoint.key in self.listeners
                      and wants_keepalive(bytes(conn.request)))
         conn.out = http_response(body, head_only=method == "HEAD", keep_alive=conn.keep,

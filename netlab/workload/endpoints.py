@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 FORMAT_VERSION = 1
 # An endpoint's fields a file may leave out (one written before the image has none).
-OPTIONAL = ("protocol", "image")
+OPTIONAL = ("protocol", "image", "failing_health")
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 
 # (netns, protocol, port): what identifies one socket. Two endpoints with the
@@ -77,6 +77,9 @@ class AppEndpoint:
     port: int
     protocol: str = "tcp"
     image: str = ""             # the service's image, which the app reports ("": none)
+    # The health check's path this task's app fails (503): a task whose environment sets
+    # NETLAB_APP_HEALTH=fail, a version that cannot pass (see README, rolling updates).
+    failing_health: str = ""
 
     def __post_init__(self) -> None:
         _check_place(self, ("netns", "service", "task", "node", "task_ip"))
@@ -85,6 +88,9 @@ class AppEndpoint:
         if not isinstance(self.image, str) or len(self.image) > IMAGE_MAX or (
                 self.image and normalized_image(self.image)[0] != self.image):
             raise ValueError(f"image must be empty or NAME:TAG, got {str(self.image)[:40]!r}")
+        if not isinstance(self.failing_health, str) or (
+                self.failing_health and not self.failing_health.startswith("/")):
+            raise ValueError("failing_health must be empty or a path starting with /")
 
     @property
     def key(self) -> EndpointKey:
@@ -104,7 +110,8 @@ class AppEndpoint:
         copy cost 33 ms for a 1,000-task lab's file, written twice per change)."""
         return {"netns": self.netns, "service": self.service, "task": self.task,
                 "node": self.node, "task_ip": self.task_ip, "port": self.port,
-                "protocol": self.protocol, "image": self.image}
+                "protocol": self.protocol, "image": self.image,
+                "failing_health": self.failing_health}
 
     @classmethod
     def from_dict(cls, data: Any) -> AppEndpoint:

@@ -44,6 +44,7 @@ def test_json_round_trip_keeps_every_field() -> None:
     assert doc["endpoints"][0] == {
         "netns": "nl-hello-hello-a.1", "service": "hello-a", "task": "hello-a.1",
         "node": "node1", "task_ip": "10.0.0.5", "port": 3000, "protocol": "tcp", "image": "",
+        "failing_health": "",
     }
     assert endpoints_from_json(text) == [EP, UDP]
 
