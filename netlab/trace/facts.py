@@ -38,6 +38,8 @@ class LabFacts:
     netns_of: dict[str, str] = field(default_factory=dict)                  # target -> netns
     lan_ip: dict[str, str] = field(default_factory=dict)                    # node -> its LAN address
     scenario: str = ""                                                      # the lab's scenario file
+    # The addresses the plan has at weight 0: tasks still starting (no healthy check yet).
+    starting: frozenset[str] = frozenset()
 
 
 def lab_facts(lab: Lab, addr: Allocations, plan: Plan,
@@ -81,4 +83,5 @@ def lab_facts(lab: Lab, addr: Allocations, plan: Plan,
         netns_of={ns.target: ns.name for ns in plan.netns},
         lan_ip={node: str(n.lan_ip) for node, n in addr.nodes.items()},
         scenario=scenario,
+        starting=frozenset(d.addr for s in plan.ipvs for d in s.dests if d.weight == 0),
     )

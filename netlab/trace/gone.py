@@ -49,11 +49,23 @@ def skipped(b: HopLog, ns: str, fwmark: int | None) -> list[IpvsDestination]:
 
 
 def skipped_note(b: HopLog, ns: str, dests: list[IpvsDestination]) -> str:
-    """One line: which weight-0 destinations IPVS skipped in ``ns``, and that it is no failure."""
-    listed = ", ".join(f"{d.addr}:{d.port}" + (f" ({_who(b, d.addr)})" if _who(b, d.addr) else "")
-                       for d in dests)
-    return (f"IPVS skipped {listed} in {b.facts.target.get(ns, ns)}: weight 0, a destination "
-            f"being drained (a scale-down deweights before it removes), not a failure")
+    """One line: which weight-0 destinations IPVS skipped in ``ns``, and why: a task still
+    starting (its health check not passed yet), or one being drained; no failure."""
+    def listed(ds: list[IpvsDestination]) -> str:
+        return ", ".join(f"{d.addr}:{d.port}" + (f" ({_who(b, d.addr)})" if _who(b, d.addr)
+                                                  else "") for d in ds)
+    where = b.facts.target.get(ns, ns)
+    starting = [d for d in dests if d.addr in b.facts.starting]
+    drained = [d for d in dests if d.addr not in b.facts.starting]
+    said = []
+    if starting:
+        said.append(f"IPVS skipped {listed(starting)} in {where}: weight 0, a task starting "
+                    "whose health check has not passed yet (Docker activates a task's service "
+                    "binding only once it is healthy)")
+    if drained:
+        said.append(f"IPVS skipped {listed(drained)} in {where}: weight 0, a destination "
+                    "being drained (a scale-down deweights before it removes), not a failure")
+    return "; ".join(said)
 
 
 def _link(b: HopLog, target: str, name: str) -> LinkState | None:

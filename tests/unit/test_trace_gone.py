@@ -90,6 +90,18 @@ def test_a_weight_0_destination_is_skipped_and_said_not_a_failure():
     assert plain.notes == () and "skipped" not in render.text(plain)
 
 
+def test_a_weight_0_task_still_starting_is_said_to_wait_for_its_health_check():
+    facts, points = facts_for()
+    facts = replace(facts, starting=frozenset({"10.0.0.5"}))   # the plan has it at weight 0
+    steps, grown, conntrack, ipvs, body = seed_path(remote=False)
+    obs = with_after(observe(points, steps, grown, "answered", conntrack=conntrack, ipvs=ipvs,
+                             body=body), **{NS_SBOX: table(("10.0.0.5", 0), ("10.0.0.6", 1))})
+    hop = next(h for h in correlate(obs, facts).hops if h.event == "ipvs")
+    assert "skipped 10.0.0.5:0 (hello-a.1 on node1)" in hop.detail
+    assert "a task starting whose health check has not passed yet" in hop.detail
+    assert "drained" not in hop.detail
+
+
 def _stuck_in_sandbox(dest: str):
     """The request up to node2's ingress_sbox, where IPVS chose ``dest`` and nothing left."""
     steps = along(tcp(C, "192.168.56.12:5000"), ">client/eth0", "<lan/veth-client",
