@@ -38,6 +38,7 @@ from netlab.manager import control as manager_control
 from netlab.manager import process as manager_process
 from netlab.workload import supervisor
 from netlab.workload.app import status_path_for
+from netlab.workload.faults import faults_path_for
 from netlab.workload.endpoints import AppEndpoint, DnsEndpoint
 
 Progress = Callable[[str], None]
@@ -421,10 +422,12 @@ def _supervisors_of(lab: str, store: StateStore, host: Host) -> list[int]:
 
 def _files_of(lab: str, store: StateStore) -> list[str]:
     """The names of ``lab``'s files in the store besides its state: the log,
-    the apps' endpoints and status files, the rules ``status`` read last."""
+    the apps' endpoints, status and faults files, the rules ``status`` read last,
+    the manager's view and the event log."""
     log = store.log_path(lab)
     endpoints = supervisor.endpoints_path_for(log)
-    return [log.name, endpoints.name, status_path_for(endpoints).name, savecache.file_name(lab),
+    return [log.name, endpoints.name, status_path_for(endpoints).name,
+            faults_path_for(endpoints).name, savecache.file_name(lab),
             manager_process.status_name(lab), manager_process.events_name(lab)]
 
 

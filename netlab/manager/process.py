@@ -198,10 +198,44 @@ class Manager:
         except Exception as exc:      # noqa: BLE001 (down under way: nothing to watch)
             log(f"cannot read the lab's state: {exc}")
             return
+        first = self._state_stamp is None
         self._state_stamp = stamp
         self.watch.seen(task_views(state), now)
         self._updates_seen(state, now)
+        if first:
+            self._reconcile(state, now)
         self._changed = True
+
+    def _reconcile(self, state: LabState, now: float) -> None:
+        """At the manager's start: a slot left empty (its task failed, or an update
+        was cut short, while no manager ran) gets a new task after the restart
+        delay, as swarmkit's orchestrator reconciles a service after a leader
+        change; unless the slot's last task is one its restart policy keeps ended."""
+        for svc in state.model.services:
+            mine = state.model.tasks_of(svc.name)
+            missing = svc.replicas - len(mine)
+            if missing <= 0:
+                continue
+            taken = {t.slot for t in mine}
+            last: dict[int, str] = {}
+            for r in state.desired_tasks:             # oldest first: the last one wins
+                if r.service == svc.name and r.slot not in taken:
+                    last[r.slot] = r.state
+            slots = sorted(last, reverse=True) + [n for n in range(1, svc.replicas + 1)
+                                                  if n not in taken and n not in last]
+            for slot in slots[:missing]:
+                ended = last.get(slot)
+                again, _why = self.watch.restarts.should_restart(
+                    svc.restart_policy, ended if ended in ("failed", "complete") else "failed",
+                    svc.name, slot, now)
+                if not again and ended in ("failed", "complete"):
+                    continue
+                delay = svc.restart_policy.delay * self.timings.scale
+                self.watch.restarts.restart(svc.name, slot, now, delay, f"{svc.name}.{slot}")
+                self._emit(event("task", f"{svc.name}.{slot}", "restart-scheduled",
+                                 f"slot {slot} of {svc.name} has no task (the manager was not "
+                                 f"running when it ended): a new task starts after the restart "
+                                 f"delay ({delay:g} s)", self.wall()))
 
     def _updates_seen(self, state: LabState, now: float) -> None:
         """An updater for each service whose update (or rollback) is under way, made

@@ -303,3 +303,42 @@ def test_a_real_container_that_exited_is_failed_once_and_restarted(seed):
     fails = [a for _, a in done if isinstance(a, FailTask)]
     assert [(f.task, f.message) for f in fails] == [("hello-a.1", "task: non-zero exit (137)")]
     assert len(looks) in (4, 5)             # every 0.5 s, not every tick
+
+
+def test_a_slot_left_empty_while_no_manager_ran_is_filled_when_one_starts(seed):
+    store, fake = seed
+    lab_tasks.fail("hello-a", "hello-a.2", _ip(store, "hello-a.2"), "failed",
+                   "task: non-zero exit (1)", store, host=fake.host())
+    assert [t.name for t in store.load("hello-a").model.tasks] == ["hello-a.1"]
+    clock, done = Clock(), []
+    mgr = _manager(store, fake, clock, probe=None)
+    _run(mgr, clock, 5.5, done)
+    assert [type(a).__name__ for _, a in done] == ["StartSlot"]
+    assert [t.name for t in store.load("hello-a").model.tasks] == ["hello-a.1", "hello-a.2"]
+    assert ("hello-a.2", "restart-scheduled") in _events(store)
+
+
+def test_a_slot_whose_policy_keeps_it_ended_stays_empty_when_a_manager_starts(seed):
+    store, fake = seed
+    _with(store, restart_policy=RestartPolicy("none"))
+    lab_tasks.fail("hello-a", "hello-a.2", _ip(store, "hello-a.2"), "failed",
+                   "task: non-zero exit (1)", store, host=fake.host())
+    clock, done = Clock(), []
+    _run(_manager(store, fake, clock, probe=None), clock, 6.0, done)
+    assert done == [] and [t.name for t in store.load("hello-a").model.tasks] == ["hello-a.1"]
+
+
+def _ip(store, task):
+    st = store.load("hello-a")
+    return str(st.allocations.primary_ip(task, st.model))
+
+
+def test_down_removes_the_faults_file(seed):
+    store, fake = seed
+    from netlab import lifecycle
+    from netlab.workload.faults import faults_path_for
+    lab_tasks.fault("hello-a", "hello-a.1", "hang", store, host=fake.host())
+    path = faults_path_for(_endpoints_of("hello-a", store))
+    assert path.exists()
+    lifecycle.down("hello-a", store, host=fake.host())
+    assert not path.exists()
