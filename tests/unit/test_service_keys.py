@@ -51,7 +51,7 @@ def test_the_shipped_rolling_scenario():
     assert s.healthcheck == HealthCheck(("CMD", "curl", "-f", "http://localhost:80/health"),
                                         80, "/health", 2.0, 1.0, 2, 0.0)
     assert s.restart_policy == RestartPolicy("any", 5.0, 0, 0.0)
-    assert s.update_config == UpdateConfig(1, 2.0, "rollback", 4.0, 0.0, "start-first")
+    assert s.update_config == UpdateConfig(1, 2.0, "rollback", 4.0, 0.0, "stop-first")
     assert s.rollback_config == UpdateConfig()
 
 
