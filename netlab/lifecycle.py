@@ -14,6 +14,7 @@ file for; other ``nl-`` namespaces are reported, not removed.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field, replace
 from collections.abc import Callable
 
@@ -28,12 +29,13 @@ from netlab.kernel import features, netns, procs
 from netlab.kernel.interface import Kernel, LinuxKernel
 from netlab.kernel.procs import ProcessInfo
 from netlab.kernel.xtables import Backend
-from netlab.model import Lab, TaskRecord, reschedule
+from netlab.model import Lab, TaskRecord, new_task, reschedule
 from netlab.plan import dns, names
 from netlab.plan.build import build_plan
 from netlab.plan.discovery import records_for_task
 from netlab.plan.types import Plan
 from netlab.state import CorruptState, LabState, StateStore, check_lab
+from netlab.updates import UpdateStatus
 from netlab.manager import control as manager_control
 from netlab.manager import process as manager_process
 from netlab.workload import supervisor
@@ -248,7 +250,41 @@ def next_lab(lab: Lab, previous: LabState | None) -> tuple[Lab, Allocations]:
     except ValueError as err:
         raise BadInput(f"services.{err}: no node may run one of its tasks now (hint: check its "
                        "constraints, host-mode ports and the nodes' state; netlab status)") from None
+    # A task that stays keeps the spec it was made from: a new spec in the scenario is a
+    # rolling update the manager carries out (see :func:`updates_of`), as a stack deploy.
+    ran = {(t.name, t.node): t for t in previous.model.tasks}
+    lab = replace(lab, tasks=tuple(
+        replace(t, image=was.image, env=was.env) if (was := ran.get((t.name, t.node))) else t
+        for t in lab.tasks))
     return lab, ipam.allocate(lab, previous.allocations)
+
+
+def respec(lab: Lab, previous: LabState | None, now: float) -> tuple[Lab, dict[str, UpdateStatus]]:
+    """``lab`` and its services' update statuses after ``up``. A service whose scenario
+    gives it a new image or env (a redeploy, as ``docker stack deploy``) starts an
+    update from the spec it had, which the manager carries out; one whose scenario
+    still says what a ``netlab update`` replaced keeps the spec it was updated to
+    (``up`` restarts a manager without undoing an update)."""
+    if previous is None:
+        return lab, {}
+    out = {k: u for k, u in previous.updates.items() if k in {s.name for s in lab.services}}
+    before = {s.name: s for s in previous.model.services}
+    services = []
+    for svc in lab.services:
+        was = before.get(svc.name)
+        if was is not None and (was.image, was.env) != (svc.image, svc.env):
+            u = out.get(svc.name)
+            if u is not None and (svc.image, svc.env) == (u.previous_image, u.previous_env):
+                svc = replace(svc, image=was.image, env=was.env)       # updated since: kept
+            else:
+                out[svc.name] = UpdateStatus("updating", now, None,
+                                             "update in progress (netlab up)", was.image, was.env)
+        services.append(svc)
+    lab = replace(lab, services=tuple(services))
+    ran = {(t.name, t.node) for t in previous.model.tasks}
+    return replace(lab, tasks=tuple(      # a new task runs the spec its service ends with
+        t if (t.name, t.node) in ran else new_task(lab.service(t.service), t.slot, t.node)
+        for t in lab.tasks)), out
 
 
 def up(lab: Lab, scenario: str, store: StateStore, backend: Backend,
@@ -288,6 +324,7 @@ def _up(lab: Lab, scenario: str, store: StateStore, backend: Backend, progress: 
         runtime.check_image(ctasks.TASK_IMAGE)
     _refuse_unclaimed(lab.name, previous, host.listed(names.lab_prefix(lab.name)))
     lab, allocations = next_lab(lab, previous)
+    lab, updates = respec(lab, previous, time.time())
     plan = build_plan(lab, allocations)
     state = state_for(lab, allocations, scenario, plan)
     state.iptables = backend
@@ -302,8 +339,7 @@ def _up(lab: Lab, scenario: str, store: StateStore, backend: Backend, progress: 
     state.containers = dict(previous.containers) if previous else {}
     state.manager_pid = previous.manager_pid if previous else None
     state.manager_started = previous.manager_started if previous else None
-    state.updates = {k: u for k, u in previous.updates.items()
-                     if k in {s.name for s in lab.services}} if previous else {}
+    state.updates = updates
     state.time_scale = (time_scale if time_scale is not None
                         else previous.time_scale if previous else 1.0)
     store.save(state)

@@ -145,8 +145,7 @@ def test_an_update_replaces_every_task_with_a_new_address_and_completes(seed):
     _run(mgr, clock, 6.0)
     after = store.load("hello-a")
     assert after.updates["hello-a"].state == "completed"
-    assert {t.image for t in after.model.tasks} == {"web:2:latest"} or \
-        {t.image for t in after.model.tasks} == {"web:2"}
+    assert {t.image for t in after.model.tasks} == {"web:2"}
     new = {t.name: str(after.allocations.primary_ip(t.name, after.model))
            for t in after.model.tasks}
     assert set(new) == set(old) and not set(new.values()) & set(old.values())
@@ -219,3 +218,28 @@ def test_netlab_update_bad_options_exit_2_with_one_line(seed, monkeypatch, args,
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_up_keeps_an_update_and_a_new_image_in_the_scenario_is_a_rolling_update(seed, tmp_path):
+    from netlab import lifecycle
+    from netlab.scenario import load_lab
+    store, fake = seed
+    fake.managers[4002] = str(store.path("hello-a"))
+    lab_tasks.begin_update("hello-a", "hello-a", store, image="web:2", host=fake.host())
+    scenario = store.load("hello-a").scenario
+    # up with the scenario as it was (no image: netlab's app): the update is kept.
+    lifecycle.up(load_lab(scenario), scenario, store, "legacy", host=fake.host())
+    st = store.load("hello-a")
+    assert st.model.service("hello-a").image == "web:2"
+    assert st.updates["hello-a"].state == "updating"           # the manager goes on with it
+    assert {t.image for t in st.model.tasks} == {"netlab/app:latest"}   # not replaced by up
+    # A scenario with a new image: a rolling update from the spec the lab had.
+    text = open(scenario).read().replace("    deploy:\n", "    image: web:3\n    deploy:\n", 1)
+    newer = tmp_path / "hello-a-3.yaml"
+    newer.write_text(text)
+    lifecycle.up(load_lab(newer), str(newer), store, "legacy", host=fake.host())
+    st = store.load("hello-a")
+    assert st.model.service("hello-a").image == "web:3"
+    assert st.updates["hello-a"].previous_image == "web:2"
+    assert st.updates["hello-a"].message == "update in progress (netlab up)"
+    assert {t.image for t in st.model.tasks} == {"netlab/app:latest"}
