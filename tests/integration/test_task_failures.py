@@ -67,12 +67,21 @@ def _said(lab, since: float = 0.0) -> list[tuple[str, str]]:
     return [(e.subject, e.action) for e in evs if e.time >= since]
 
 
+def _started(lab) -> None:
+    """Wait for the manager to run and see both nodes (under emulation its start takes
+    seconds; a fault made before would be noticed only then)."""
+    wait_for("the manager starts and sees both nodes", lambda: {
+        (e.subject, e.action) for e in lab_events(lab.name)} >= {
+            (lab.name, "started"), ("node1", "ready"), ("node2", "ready")}, lab=lab)
+
+
 def _status(lab) -> dict:
     return json.loads(netlab("status", lab.name, "--json").stdout)
 
 
 def test_a_killed_task_leaves_every_load_balancer_and_a_new_one_answers(lab_up, figure):
     lab = lab_up("hello-a.yaml", time_scale=SCALE)
+    _started(lab)
     assert _all_dests(lab) == {n: {"10.0.0.5": "1", "10.0.0.6": "1"} for n in ("node1", "node2")}
     killed = time.time()
     out = netlab("task", lab.name, "hello-a.2", "kill").stdout
@@ -103,6 +112,7 @@ def test_a_killed_task_leaves_every_load_balancer_and_a_new_one_answers(lab_up, 
 
 def test_a_hung_task_without_a_health_check_stays_in_the_load_balancers(lab_up):
     lab = lab_up("hello-a.yaml", time_scale=SCALE)
+    _started(lab)
     netlab("task", lab.name, "hello-a.2", "hang")
     time.sleep(3)                   # six restart delays, thirty heartbeats: nothing notices
     assert _all_dests(lab) == {n: {"10.0.0.5": "1", "10.0.0.6": "1"} for n in ("node1", "node2")}
