@@ -7,6 +7,7 @@ import click
 from netlab import converge
 from netlab.cli import common
 from netlab.cli.scale import change_lines
+from netlab.errors import BadInput
 
 SAID = {"down": "is down (cut off the LAN)", "up": "is up (back on the LAN)",
         "drain": "is drained", "active": "is active"}
@@ -16,7 +17,10 @@ SAID = {"down": "is down (cut off the LAN)", "up": "is up (back on the LAN)",
 @click.argument("lab", callback=common.lab_name)
 @click.argument("node_name", metavar="NODE")
 @click.argument("action", metavar="down|up|drain|active")
-def node(lab: str, node_name: str, action: str) -> None:
+@click.option("--detach", "-d", is_flag=True,
+              help="drain|active: return once asked; the change converges in the background "
+                   "(its output in the lab's log).")
+def node(lab: str, node_name: str, action: str, detach: bool) -> None:
     """Fail, bring back, drain or reactivate NODE of LAB; its tasks restart elsewhere
     as Swarm's do (none move back on up or active).
 
@@ -42,6 +46,16 @@ def node(lab: str, node_name: str, action: str) -> None:
             click.echo("  the manager marks it ready at its next heartbeat (none of its old "
                        "tasks move back)")
         click.echo(f"  netlab events {lab} --follow")
+        return
+    if detach and action in ("drain", "active"):
+        state = common.lab_state(st, lab)
+        if node_name not in {n.name for n in state.model.nodes}:
+            raise BadInput(f"NODE: lab {lab} has no node {node_name!r} "
+                           f"(hint: one of {', '.join(n.name for n in state.model.nodes)})")
+        from netlab.cli.detach import run_detached
+        pid = run_detached(st, lab, ["node", lab, node_name, action])
+        click.echo(f"node {node_name}: {action} in the background (pid {pid}; its output goes "
+                   f"to {st.log_path(lab)})")
         return
     result = converge.node(lab, node_name, action, st, common.progress, common.host())
     click.echo(f"node {node_name} {SAID[action]}")

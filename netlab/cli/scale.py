@@ -54,8 +54,24 @@ def change_lines(result: converge.ScaleResult, what: str = "scaled") -> list[str
 @click.command()
 @click.argument("lab", callback=common.lab_name)
 @click.argument("counts", nargs=-1, metavar="SERVICE=N...")
-def scale(lab: str, counts: tuple[str, ...]) -> None:
+@click.option("--detach", "-d", is_flag=True,
+              help="Return once asked: the change converges in the background (its output in "
+                   "the lab's log), one change at a time as always.")
+def scale(lab: str, counts: tuple[str, ...], detach: bool) -> None:
     """Scale services of LAB to N replicas each and converge every node (from its state)."""
     wanted = parse_counts(counts)
+    if detach:
+        st = common.store()
+        state = common.lab_state(st, lab)
+        names = {s.name for s in state.model.services}
+        for service in wanted:
+            if service not in names:
+                raise BadInput(f"SERVICE: lab {lab} has no service {service!r} "
+                               f"(hint: one of {', '.join(sorted(names))})")
+        from netlab.cli.detach import run_detached
+        pid = run_detached(st, lab, ["scale", lab, *counts])
+        click.echo(f"lab {lab}: scaling in the background (pid {pid}; its output goes to "
+                   f"{st.log_path(lab)}); netlab status {lab} shows the tasks")
+        return
     result = converge.scale(lab, wanted, common.store(), common.progress, common.host())
     click.echo("\n".join(change_lines(result)))

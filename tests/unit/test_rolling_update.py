@@ -243,3 +243,19 @@ def test_up_keeps_an_update_and_a_new_image_in_the_scenario_is_a_rolling_update(
     assert st.updates["hello-a"].previous_image == "web:2"
     assert st.updates["hello-a"].message == "update in progress (netlab up)"
     assert {t.image for t in st.model.tasks} == {"netlab/app:latest"}
+
+
+def test_scale_and_drain_detach_ask_the_change_in_the_background(seed, monkeypatch):
+    store, _fake = seed
+    monkeypatch.setenv("NETLAB_STATE_DIR", str(store.root))
+    started = []
+    monkeypatch.setattr("netlab.cli.detach.run_detached",
+                        lambda st, lab, argv: started.append(argv) or 4321)
+    r = CliRunner().invoke(cli, ["scale", "hello-a", "hello-a=3", "--detach"])
+    assert r.exit_code == 0 and "scaling in the background (pid 4321" in r.output, r.output
+    r = CliRunner().invoke(cli, ["node", "hello-a", "node2", "drain", "--detach"])
+    assert r.exit_code == 0 and "drain in the background" in r.output, r.output
+    assert started == [["scale", "hello-a", "hello-a=3"], ["node", "hello-a", "node2", "drain"]]
+    bad = CliRunner().invoke(cli, ["scale", "hello-a", "web=3", "--detach"])
+    assert bad.exit_code == 2 and "SERVICE: lab hello-a has no service 'web'" in bad.output
+    assert len(started) == 2
