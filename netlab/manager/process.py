@@ -198,6 +198,8 @@ class Manager:
         except Exception as exc:      # noqa: BLE001 (down under way: nothing to watch)
             log(f"cannot read the lab's state: {exc}")
             return
+        if not state.complete:
+            return        # a change under way: its tasks' records come at its end; look again
         first = self._state_stamp is None
         self._state_stamp = stamp
         self.watch.seen(task_views(state), now)
@@ -464,9 +466,11 @@ def task_views(state: LabState) -> list[TaskView]:
     out = []
     for t in lab.tasks:
         svc = lab.service(t.service)
+        # A task not yet recorded is a new one: with a health check, not bound yet.
+        unrecorded = "starting" if svc.healthcheck is not None else "running"
         out.append(TaskView(t.name, t.service, t.slot, t.node,
                             str(state.allocations.primary_ip(t.name, lab)),
-                            states.get((t.name, t.node), "running"), svc.healthcheck,
+                            states.get((t.name, t.node), unrecorded), svc.healthcheck,
                             svc.restart_policy, t.runs(svc)))
     return out
 

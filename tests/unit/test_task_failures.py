@@ -342,3 +342,20 @@ def test_down_removes_the_faults_file(seed):
     assert path.exists()
     lifecycle.down("hello-a", store, host=fake.host())
     assert not path.exists()
+
+
+def test_a_task_not_yet_recorded_is_starting_when_its_service_has_a_health_check(seed):
+    """A state read mid-change has the new task in the model and not yet in the actual
+    records: it is not bound, so the agents watch it as starting (a rolling update
+    once took it for running and moved on while it was at weight 0)."""
+    from netlab.manager.process import task_views
+    store, _fake = seed
+    _with(store, healthcheck=HC)
+    st = store.load("hello-a")
+    st.actual_tasks = tuple(r for r in st.actual_tasks if r.name != "hello-a.2")
+    views = {v.name: v.state for v in task_views(st)}
+    assert views == {"hello-a.1": "running", "hello-a.2": "starting"}
+    _with(store, healthcheck=None)
+    st = store.load("hello-a")
+    st.actual_tasks = ()
+    assert {v.state for v in task_views(st)} == {"running"}
