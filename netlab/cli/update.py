@@ -121,7 +121,8 @@ def _follow(lab: str, service: str, started: UpdateStatus, detach: bool) -> None
     click.echo(f"{service}: {now.state.replace('_', ' ')}: {now.message}")
     ok = "rollback_completed" if started.rollback else "completed"
     if now.state != ok:
-        raise NetlabError(f"{service}: {now.message}")
+        raise NetlabError(f"{service}: the {'rollback' if started.rollback else 'update'} did "
+                          f"not complete ({now.state.replace('_', ' ')}; netlab events {lab})")
 
 
 @click.command()
