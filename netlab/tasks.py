@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from typing import TYPE_CHECKING
+
 from netlab import changelog
-from netlab.converge import Ending, ScaleResult, _converge
 from netlab.errors import BadInput
 from netlab.lifecycle import (
     APP_READY_TIMEOUT, Host, Progress, _endpoints_of, endpoints, loaded, resolvers,
@@ -23,6 +24,9 @@ from netlab.plan.build import build_plan
 from netlab.state import LabState, StateStore, check_lab
 from netlab.updates import ACTIVE, SETTLED, UpdateStatus
 from netlab.workload import faults as task_faults
+
+if TYPE_CHECKING:     # the converge machinery is imported by what runs it (update starts fast)
+    from netlab.converge import ScaleResult
 
 FAULTS = ("kill", "hang", "unhealthy", "healthy")
 KILL_EXIT_CODE = 137      # docker kill: SIGKILL, 128 + 9
@@ -132,6 +136,7 @@ def fail(lab_name: str, task: str, address: str, end_state: str, message: str,
                 str(state.allocations.primary_ip(task, state.model)) != address:
             return None
         after = without_task(state.model, task)
+        from netlab.converge import Ending, _converge
         return _converge(state, after, store, progress, host, ("task", f"{task} {end_state}"),
                          {task: Ending(end_state, message)}, gossip_delay)
 
@@ -152,6 +157,7 @@ def start_slot(lab_name: str, service: str, slot: int, store: StateStore,
             raise BadInput(f"SERVICE: no node may run a new task of {service}") from None
         if after is state.model:
             return None
+        from netlab.converge import _converge
         return _converge(state, after, store, progress, host,
                          ("task", f"{service}.{slot} restarted"))
 

@@ -5,6 +5,7 @@ action, and the commands' refusals."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -234,7 +235,7 @@ def test_up_keeps_an_update_and_a_new_image_in_the_scenario_is_a_rolling_update(
     assert st.updates["hello-a"].state == "updating"           # the manager goes on with it
     assert {t.image for t in st.model.tasks} == {"netlab/app:latest"}   # not replaced by up
     # A scenario with a new image: a rolling update from the spec the lab had.
-    text = open(scenario).read().replace("    deploy:\n", "    image: web:3\n    deploy:\n", 1)
+    text = Path(scenario).read_text().replace("    deploy:\n", "    image: web:3\n    deploy:\n", 1)
     newer = tmp_path / "hello-a-3.yaml"
     newer.write_text(text)
     lifecycle.up(load_lab(newer), str(newer), store, "legacy", host=fake.host())
