@@ -19,8 +19,8 @@ HOST_SYSCTLS = (
 # controller's sandboxes, controller.go ``NewSandbox``, and the overlay's
 # ov_network.go ``initSandbox``; not the host's default sandbox, ``isDefault``)
 # and ``GetSandboxForExternalKey`` (a container's, sandbox.go ``SetKey``) call
-# ``setIPv6(path, "all", false)``: they write 1 to
-# /proc/sys/net/ipv6/conf/all/disable_ipv6 there. The kernel copies a write to
+# ``setIPv6(path, "all", false)``: they set the sysctl
+# net.ipv6.conf.all.disable_ipv6 to 1 there. The kernel copies a write to
 # ``all`` into ``default`` and every interface (net/ipv6/addrconf.c
 # ``addrconf_disable_ipv6``), so both read 1, as recorded from a real node
 # (tests/fixtures/real-swarm/netns/*/sysctls.json); interfaces made or moved in

@@ -390,3 +390,28 @@ class FakeHost:
         self.updated.append((pid, list(apps)))
         self.dns.append(list(dns))
         self.kernel.steps.append(("update", sorted({a.task for a in apps})))
+
+
+class ManagerClock:
+    """A manager's monotonic clock that a test moves by hand (``clock.t += 0.1``)."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class InstantHeartbeats:
+    """Every node's heartbeat arrives at once (no node is cut)."""
+
+    def __init__(self) -> None:
+        self.inbox: list[str] = []
+
+    def send(self, node: str) -> bool:
+        self.inbox.append(node)
+        return True
+
+    def receive(self) -> list[str]:
+        out, self.inbox = self.inbox, []
+        return out

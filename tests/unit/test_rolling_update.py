@@ -18,6 +18,7 @@ from netlab.manager.events import parse_lines
 from netlab.manager.process import Manager, _real_act, events_name
 from netlab.manager.updater import SetUpdateState, Updater, UpdateSlot
 from netlab.model import HealthCheck, UpdateConfig
+from tests.unit.fakes import InstantHeartbeats, ManagerClock
 
 HC = HealthCheck(("CMD", "curl", "-f", "http://localhost:3000/health"), 3000, "/health",
                  interval=1.0, timeout=0.5, retries=1)
@@ -86,27 +87,6 @@ def test_a_failure_outside_the_window_is_not_the_updaters():
 
 # -- through the manager, on the fake kernel ----------------------------------------------
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class Beats:
-    def __init__(self) -> None:
-        self.inbox: list[str] = []
-
-    def send(self, node: str) -> bool:
-        self.inbox.append(node)
-        return True
-
-    def receive(self) -> list[str]:
-        out, self.inbox = self.inbox, []
-        return out
-
-
 def _lab(store, **fields):
     st = store.load("hello-a")
     st.model = replace(st.model, services=tuple(replace(s, **fields) for s in st.model.services))
@@ -123,7 +103,7 @@ def _run(mgr, clock, seconds):
 
 def _manager(store, fake, clock, probe=None):
     fake.managers[4002] = str(store.path("hello-a"))      # the manager runs (for the checks)
-    return Manager("hello-a", store, Beats(), _real_act("hello-a", store, fake.host()),
+    return Manager("hello-a", store, InstantHeartbeats(), _real_act("hello-a", store, fake.host()),
                    clock=clock, wall=lambda: 1.7e9 + clock.t, probe=probe)
 
 
@@ -135,7 +115,7 @@ def _runs_manager(store, fake):
 def test_an_update_replaces_every_task_with_a_new_address_and_completes(seed):
     store, fake = seed
     _lab(store, update_config=UpdateConfig(delay=1.0, monitor=2.0))
-    clock = Clock()
+    clock = ManagerClock()
     mgr = _manager(store, fake, clock)
     before = store.load("hello-a")
     old = {t.name: str(before.allocations.primary_ip(t.name, before.model))
@@ -162,7 +142,7 @@ def test_a_version_failing_its_health_check_is_rolled_back(seed):
     store, fake = seed
     _lab(store, healthcheck=HC,
          update_config=UpdateConfig(failure_action="rollback", monitor=2.0))
-    clock = Clock()
+    clock = ManagerClock()
 
     def probe(task, port, path, timeout):
         st = store.load("hello-a")

@@ -22,6 +22,7 @@ from netlab.manager.process import Manager, _real_act, events_name
 from netlab.manager.restart import RestartSupervisor, StartSlot
 from netlab.model import HealthCheck, RestartPolicy, fill_slot, without_task
 from netlab.workload import faults as wf
+from tests.unit.fakes import InstantHeartbeats, ManagerClock
 from netlab.workload.http import http_response
 
 HC = HealthCheck(("CMD", "curl", "-f", "http://localhost:80/health"), 80, "/health",
@@ -130,24 +131,6 @@ def test_a_failed_task_leaves_its_slot_empty_and_a_restart_fills_that_slot(seed)
 
 # -- the manager over the tasks, on the fake kernel -----------------------------------------
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class Beats:
-    def send(self, node: str) -> bool:
-        self.inbox = [*getattr(self, "inbox", []), node]
-        return True
-
-    def receive(self) -> list[str]:
-        out, self.inbox = getattr(self, "inbox", []), []
-        return out
-
-
 def _with(store, **service_fields):
     st = store.load("hello-a")
     st.model = replace(st.model, services=tuple(replace(s, **service_fields)
@@ -157,7 +140,7 @@ def _with(store, **service_fields):
 
 
 def _manager(store, fake, clock, probe):
-    return Manager("hello-a", store, Beats(), _real_act("hello-a", store, fake.host()),
+    return Manager("hello-a", store, InstantHeartbeats(), _real_act("hello-a", store, fake.host()),
                    clock=clock, wall=lambda: 1.7e9 + clock.t, probe=probe,
                    faults_path=wf.faults_path_for(_endpoints_of("hello-a", store)))
 
@@ -183,7 +166,7 @@ def test_a_killed_task_leaves_every_load_balancer_and_is_replaced_after_the_dela
     old_ip = str(old.allocations.primary_ip("hello-a.2", old.model))
     said = lab_tasks.fault("hello-a", "hello-a.2", "kill", store, host=fake.host())
     assert said == "hello-a.2 exited with code 137"
-    clock, done = Clock(), []
+    clock, done = ManagerClock(), []
     mgr = _manager(store, fake, clock, probe=None)
     _run(mgr, clock, 0.5, done)
     (at, fail), = done
@@ -216,7 +199,7 @@ def test_a_task_with_a_health_check_gets_traffic_only_once_healthy(seed):
         probes.append((task, port, path, timeout))
         return ProbeResult(0, "HTTP/1.1 200 OK", clock.t, clock.t)
 
-    clock, done = Clock(), []
+    clock, done = ManagerClock(), []
     mgr = _manager(store, fake, clock, probe)
     _run(mgr, clock, 5.2, done)                   # the restart: 5 s
     st = store.load("hello-a")
@@ -241,7 +224,7 @@ def test_an_unhealthy_task_is_shut_down_after_the_gossip_delay_and_replaced(seed
     _with(store, healthcheck=HC)
     st = store.load("hello-a")
     old_ip = str(st.allocations.primary_ip("hello-a.2", st.model))
-    clock, done = Clock(), []
+    clock, done = ManagerClock(), []
 
     def probe(task, port, path, timeout):
         code = 1 if task == "hello-a.2" else 0
@@ -291,13 +274,13 @@ def test_a_containers_exit_code_is_read_from_the_engines_list():
 
 def test_a_real_container_that_exited_is_failed_once_and_restarted(seed):
     store, fake = seed
-    clock, done, looks = Clock(), [], []
+    clock, done, looks = ManagerClock(), [], []
 
     def exits():
         looks.append(clock.t)
         return {"hello-a.1": 137}          # listed until the task is replaced
 
-    mgr = Manager("hello-a", store, Beats(), _real_act("hello-a", store, fake.host()),
+    mgr = Manager("hello-a", store, InstantHeartbeats(), _real_act("hello-a", store, fake.host()),
                   clock=clock, wall=lambda: 1.7e9 + clock.t, container_exits=exits)
     _run(mgr, clock, 2.0, done)
     fails = [a for _, a in done if isinstance(a, FailTask)]
@@ -310,7 +293,7 @@ def test_a_slot_left_empty_while_no_manager_ran_is_filled_when_one_starts(seed):
     lab_tasks.fail("hello-a", "hello-a.2", _ip(store, "hello-a.2"), "failed",
                    "task: non-zero exit (1)", store, host=fake.host())
     assert [t.name for t in store.load("hello-a").model.tasks] == ["hello-a.1"]
-    clock, done = Clock(), []
+    clock, done = ManagerClock(), []
     mgr = _manager(store, fake, clock, probe=None)
     _run(mgr, clock, 5.5, done)
     assert [type(a).__name__ for _, a in done] == ["StartSlot"]
@@ -323,7 +306,7 @@ def test_a_slot_whose_policy_keeps_it_ended_stays_empty_when_a_manager_starts(se
     _with(store, restart_policy=RestartPolicy("none"))
     lab_tasks.fail("hello-a", "hello-a.2", _ip(store, "hello-a.2"), "failed",
                    "task: non-zero exit (1)", store, host=fake.host())
-    clock, done = Clock(), []
+    clock, done = ManagerClock(), []
     _run(_manager(store, fake, clock, probe=None), clock, 6.0, done)
     assert done == [] and [t.name for t in store.load("hello-a").model.tasks] == ["hello-a.1"]
 
