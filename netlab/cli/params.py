@@ -111,3 +111,43 @@ class TimeScale(Duration):
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
         return "F"
+
+
+class GoDuration(click.ParamType):
+    """A duration as compose and the Docker CLI write it (``2s``, ``1m30s``, ``500ms``,
+    ``0``; see :func:`netlab.scenario.fields.parse_duration`), from 0 to a year."""
+
+    name = "duration"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        """The duration in seconds; raises BadInput (exit 2) naming the option."""
+        from netlab.scenario.fields import parse_duration
+        field = field_of(param)
+        seconds = parse_duration(str(value))
+        if seconds is None or seconds > 365 * 86400:
+            raise BadInput(f"{field}: {value!r} is not a duration (hint: {field} 5s, 1m30s, "
+                           "500ms or 0)")
+        return seconds
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "S"
+
+
+class Ratio(click.ParamType):
+    """A ratio from 0 to 1, in ASCII digits with at most one decimal point."""
+
+    name = "ratio"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        """The ratio; raises BadInput (exit 2) naming the option."""
+        field = field_of(param)
+        text = str(value)
+        ratio = float(text) if _DECIMAL.fullmatch(text) and len(text) <= 20 else -1.0
+        if not 0.0 <= ratio <= 1.0:
+            raise BadInput(f"{field}: {value!r} is not a ratio (hint: {field} 0.5, from 0 to 1)")
+        return ratio
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "R"

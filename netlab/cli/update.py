@@ -15,46 +15,10 @@ import click
 
 from netlab import tasks
 from netlab.cli import common
+from netlab.cli.params import GoDuration, Ratio
 from netlab.errors import BadInput, NetlabError
 from netlab.model import normalized_image
-from netlab.scenario.fields import parse_duration
 from netlab.updates import SETTLED, UpdateStatus
-
-
-class Seconds(click.ParamType):
-    """A duration as compose writes it (``2s``, ``1m30s``, ``500ms``, ``0``)."""
-
-    name = "duration"
-
-    def convert(self, value, param, ctx) -> float:
-        field = f"--{param.name.replace('_', '-')}" if param is not None else "VALUE"
-        seconds = parse_duration(str(value))
-        if seconds is None or seconds > 365 * 86400:
-            raise BadInput(f"{field}: {value!r} is not a duration (hint: {field} 5s, 1m30s, "
-                           "500ms or 0)")
-        return seconds
-
-    def get_metavar(self, param, ctx=None) -> str:
-        return "S"
-
-
-class Ratio(click.ParamType):
-    """A ratio from 0 to 1."""
-
-    name = "ratio"
-
-    def convert(self, value, param, ctx) -> float:
-        field = f"--{param.name.replace('_', '-')}" if param is not None else "VALUE"
-        try:
-            ratio = float(str(value)) if str(value).replace(".", "", 1).isdigit() else -1.0
-        except ValueError:
-            ratio = -1.0
-        if not 0.0 <= ratio <= 1.0:
-            raise BadInput(f"{field}: {value!r} is not a ratio (hint: {field} 0.5, from 0 to 1)")
-        return ratio
-
-    def get_metavar(self, param, ctx=None) -> str:
-        return "R"
 
 
 class Parallelism(click.ParamType):
@@ -135,12 +99,12 @@ def _follow(lab: str, service: str, started: UpdateStatus, detach: bool) -> None
                    "NETLAB_APP_HEALTH=fail makes a version that fails its health check.")
 @click.option("--update-parallelism", type=Parallelism(), default=None,
               help="Tasks updated at once (0: all).")
-@click.option("--update-delay", type=Seconds(), default=None, help="Wait between batches.")
+@click.option("--update-delay", type=GoDuration(), default=None, help="Wait between batches.")
 @click.option("--update-order", type=click.Choice(["stop-first", "start-first"]), default=None,
               help="stop-first (start-first is not modelled yet: refused).")
 @click.option("--update-failure-action", type=click.Choice(["pause", "continue", "rollback"]),
               default=None, help="What a failed update does.")
-@click.option("--update-monitor", type=Seconds(), default=None,
+@click.option("--update-monitor", type=GoDuration(), default=None,
               help="How long each new task is watched for failure.")
 @click.option("--update-max-failure-ratio", type=Ratio(), default=None,
               help="The share of failed tasks an update tolerates (0 to 1).")
