@@ -13,7 +13,7 @@ import importlib.util
 from typing import Any
 
 from netlab.docker import connect
-from netlab.docker.tasks import LABEL_LAB, LABEL_TASK, TaskContainer
+from netlab.docker.tasks import LABEL_ADDRESS, LABEL_LAB, LABEL_TASK, TaskContainer
 from netlab.errors import MissingFeature, NetlabError
 
 DNS = "127.0.0.11"         # the embedded DNS server's address in every task
@@ -107,16 +107,18 @@ class DockerRuntime:
             raise self._error(f"remove {container_id[:12]}", exc) from None
         return True
 
-    def exited(self, lab: str) -> dict[str, tuple[str, int]]:
-        """``lab``'s containers that exited: name -> (task, exit code), from one list
-        call (the engine's ``die`` as the swarm executor's ``Wait`` sees it)."""
+    def exited(self, lab: str) -> dict[str, tuple[str, str, int]]:
+        """``lab``'s containers that exited: name -> (task, its address, exit code),
+        from one list call (the engine's ``die`` as the swarm executor's ``Wait``
+        sees it). The address is "" for a container made without the label."""
         found = self._call("list exited containers", self.client.containers, all=True,
                            filters={"label": f"{LABEL_LAB}={lab}", "status": "exited"})
         out = {}
         for c in found:
             name = (c.get("Names") or ["/?"])[0].lstrip("/")
-            task = (c.get("Labels") or {}).get(LABEL_TASK, "")
-            out[name] = (task, exit_code_of(c.get("Status", "")))
+            labels = c.get("Labels") or {}
+            out[name] = (labels.get(LABEL_TASK, ""), labels.get(LABEL_ADDRESS, ""),
+                         exit_code_of(c.get("Status", "")))
         return out
 
     def of_lab(self, lab: str) -> list[str]:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:   # annotations only: `netlab up --help` and `exec` need MODES
 TASK_IMAGE = "netlab/task:latest"
 LABEL_LAB = "netlab.lab"
 LABEL_TASK = "netlab.task"
+LABEL_ADDRESS = "netlab.address"
 MODES = ("namespaces", "containers")
 _POLL = 0.1
 
@@ -59,8 +60,9 @@ class TaskContainer:
     @property
     def labels(self) -> dict[str, str]:
         """``netlab.lab`` (how ``down`` finds the lab's containers after a lost state
-        file) and ``netlab.task``."""
-        return {LABEL_LAB: self.lab, LABEL_TASK: self.task}
+        file), ``netlab.task`` and ``netlab.address`` (which of the slot's tasks it
+        ran: an exited container is never taken for its slot's next task)."""
+        return {LABEL_LAB: self.lab, LABEL_TASK: self.task, LABEL_ADDRESS: self.task_ip}
 
     @property
     def environment(self) -> dict[str, str]:
@@ -113,8 +115,8 @@ class ContainerRuntime(Protocol):
         """The ids of every container labelled as ``lab``'s."""
         ...
 
-    def exited(self, lab: str) -> dict[str, tuple[str, int]]:
-        """``lab``'s containers that exited: name -> (task, exit code)."""
+    def exited(self, lab: str) -> dict[str, tuple[str, str, int]]:
+        """``lab``'s containers that exited: name -> (task, its address, exit code)."""
         ...
 
 

@@ -88,6 +88,16 @@ class Dispatcher:
         before, seen.state = seen.state, READY
         return Transition(node, before, READY, now, "heartbeat received: the node is ready")
 
+    def shift(self, seconds: float) -> None:
+        """Move every timer and last heartbeat of a node not down on by ``seconds``:
+        time in which the nodes could not send (their agents' loop was held up)
+        counts for none of them."""
+        for seen in self._nodes.values():
+            if seen.state != DOWN:
+                seen.deadline += seconds
+                if seen.last_beat is not None:
+                    seen.last_beat += seconds
+
     def expire(self, now: float) -> list[Transition]:
         """Nodes whose timer fired by ``now``, marked down (in deadline order); each
         transition is stamped with its deadline, when swarmkit's timer would fire."""

@@ -40,7 +40,8 @@ def test_specs_of_the_seed_name_serve_and_label_each_task():
     assert [(s.name, s.task, s.node, s.ports) for s in specs] == [
         (NS + "hello-a.1", "hello-a.1", "node1", (3000,)),
         (NS + "hello-a.2", "hello-a.2", "node2", (3000,))]
-    assert specs[0].labels == {"netlab.lab": "hello-a", "netlab.task": "hello-a.1"}
+    assert specs[0].labels == {"netlab.lab": "hello-a", "netlab.task": "hello-a.1",
+                               "netlab.address": specs[0].task_ip}
     assert specs[0].environment == {"SERVICE": "hello-a", "NODE": "node1",
                                     "TASK_IP": "10.0.0.5", "PORTS": "3000"}
 

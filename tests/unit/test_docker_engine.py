@@ -78,12 +78,26 @@ def test_a_task_container_has_no_docker_network_and_carries_its_names():
     assert kw["host_config"] == {"NetworkMode": "none", "Dns": ["127.0.0.11"],
                                  "DnsOptions": ["ndots:0"], "DnsSearch": ["."]}
     assert (kw["name"], kw["hostname"]) == ("nl-demo.hello-a.1", "hello-a.1")
-    assert kw["labels"] == {"netlab.lab": "demo", "netlab.task": "hello-a.1"}
+    assert kw["labels"] == {"netlab.lab": "demo", "netlab.task": "hello-a.1",
+                            "netlab.address": SPEC.task_ip}
     assert kw["environment"]["PORTS"] == "3000 8080"
     assert rt.start(cid) == 4242
     assert rt.of_lab("demo") == [CID]
     assert client.calls[-1] == ("list", True, {"label": "netlab.lab=demo"})
     assert rt.remove(cid) is True and rt.remove(cid) is False
+
+
+def test_exited_containers_name_their_task_address_and_exit_code():
+    client = FakeClient()
+    client.containers = lambda **_kw: [
+        {"Names": ["/nl-demo.hello-a.2"], "Status": "Exited (137) 1 second ago",
+         "Labels": {"netlab.lab": "demo", "netlab.task": "hello-a.2",
+                    "netlab.address": "10.0.0.6"}},
+        {"Names": ["/nl-demo.hello-a.1"], "Status": "Exited (0) 3 seconds ago",
+         "Labels": {"netlab.lab": "demo", "netlab.task": "hello-a.1"}}]
+    assert engine.runtime(client=client).exited("demo") == {
+        "nl-demo.hello-a.2": ("hello-a.2", "10.0.0.6", 137),
+        "nl-demo.hello-a.1": ("hello-a.1", "", 0)}
 
 
 def test_a_missing_image_names_the_script_that_builds_it():

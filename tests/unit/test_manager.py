@@ -26,7 +26,9 @@ def test_the_default_timings_are_swarmkits_and_a_time_scale_shrinks_them():
             SWARM.restart_delay) == (5.0, 0.5, 3, 5.0)
     t = Timings.scaled(0.1)
     assert (t.heartbeat_period, t.heartbeat_epsilon, t.restart_delay, t.scale) == (0.5, 0.05, 0.5, 0.1)
-    assert t.grace_multiplier == 3 and t.tick == pytest.approx(0.05)
+    # Twice in a NetworkDB probe timeout (0.5 s x 0.1), a tenth of a heartbeat period at most.
+    assert t.grace_multiplier == 3 and t.tick == pytest.approx(0.025)
+    assert SWARM.tick == pytest.approx(0.25) and Timings.scaled(10).tick == 0.5
     for bad in (0, -1, 11, float("nan"), float("inf"), "0.1", True, None):
         with pytest.raises(ValueError, match=r"a time scale is a number from 0\.01 to 10"):
             check_scale(bad)
@@ -187,6 +189,23 @@ def test_the_manager_notices_a_cut_node_restarts_its_tasks_and_marks_it_ready_ba
     mgr.write_view()
     view = control.view(store, "hello-a")
     assert view["nodes"]["node2"]["state"] == READY and view["time_scale"] == 0.1
+
+
+def test_a_loop_held_up_past_the_grace_blames_no_node_but_a_cut_one_is_still_noticed(seed):
+    """The agents beat from the manager's loop: when the host held the loop up for
+    longer than a node's grace, no node had a chance to beat, so none is down."""
+    store, _fake = seed
+    clock, hb, done = Clock(), FakeHeartbeats(), []
+    mgr = Manager("hello-a", store, hb, lambda _a: None, clock=clock, rng=random.Random(3))
+    _run(mgr, clock, 10.0, done)
+    clock.t += 30.0                           # twice the grace (13.5-16.5 s), no step
+    _run(mgr, clock, clock.t + 1.0, done)
+    assert done == [] and mgr.dispatcher.states() == {"node1": READY, "node2": READY}
+    hb.cut.add("node2")
+    cut_at = clock.t
+    _run(mgr, clock, cut_at + 25.0, done)
+    ((at, action),) = done                    # down 3 periods after its last beat, + 5 s
+    assert isinstance(action, RestartTasks) and 13.0 + 5.0 <= at - cut_at <= 17.0 + 5.0
 
 
 def test_a_late_heartbeat_that_comes_before_the_deadline_says_so(seed):

@@ -276,16 +276,45 @@ def test_a_real_container_that_exited_is_failed_once_and_restarted(seed):
     store, fake = seed
     clock, done, looks = ManagerClock(), [], []
 
+    first = _ip(store, "hello-a.1")
+
     def exits():
         looks.append(clock.t)
-        return {"hello-a.1": 137}          # listed until the task is replaced
+        return {"hello-a.1": (first, 137)}   # still listed after its slot's next task starts
 
     mgr = Manager("hello-a", store, InstantHeartbeats(), _real_act("hello-a", store, fake.host()),
                   clock=clock, wall=lambda: 1.7e9 + clock.t, container_exits=exits)
-    _run(mgr, clock, 2.0, done)
+    _run(mgr, clock, 8.0, done)
     fails = [a for _, a in done if isinstance(a, FailTask)]
-    assert [(f.task, f.message) for f in fails] == [("hello-a.1", "task: non-zero exit (137)")]
-    assert len(looks) in (4, 5)             # every 0.5 s, not every tick
+    assert [(f.task, f.address, f.message) for f in fails] == [
+        ("hello-a.1", first, "task: non-zero exit (137)")]
+    assert [type(a).__name__ for _, a in done] == ["FailTask", "StartSlot"]
+    assert _ip(store, "hello-a.1") != first      # the new task, never taken for the old one
+    assert len(looks) in (16, 17)            # every 0.5 s, not every tick
+
+
+def test_an_engine_slow_to_list_holds_up_neither_the_loop_nor_a_heartbeat(seed):
+    """The list runs in the pool: while it is under way the loop goes on, and what
+    it found is taken when it is done."""
+    from concurrent.futures import Future
+    store, fake = seed
+    clock, done, pending = ManagerClock(), [], []
+
+    def submit(fn, *args):
+        fut: Future = Future()
+        pending.append((fut, fn, args))
+        return fut
+
+    mgr = Manager("hello-a", store, InstantHeartbeats(), _real_act("hello-a", store, fake.host()),
+                  clock=clock, wall=lambda: 1.7e9 + clock.t, submit=submit,
+                  container_exits=lambda: {"hello-a.2": (_ip(store, "hello-a.2"), 1)})
+    _run(mgr, clock, 3.0, done)
+    assert done == [] and len(pending) == 1          # one list, still under way
+    fut, fn, args = pending[0]
+    fut.set_result(fn(*args))
+    _run(mgr, clock, 0.2, done)
+    assert [(type(a).__name__, a.task) for _, a in done] == [("FailTask", "hello-a.2")]
+    assert mgr.dispatcher.states() == {"node1": "ready", "node2": "ready"}
 
 
 def test_a_slot_left_empty_while_no_manager_ran_is_filled_when_one_starts(seed):
