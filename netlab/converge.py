@@ -24,7 +24,7 @@ from netlab.ipam import Allocations
 from netlab.kernel import apply as kernel_apply
 from netlab.lifecycle import (
     ACTIVE_STATES, APP_READY_TIMEOUT, Host, Progress, _cut, _kept_resolvers, endpoints, loaded,
-    resolvers, running, state_for, supervisor_serves, task_records, unbound, weighted,
+    resolvers, running, state_for, supervisor_serves, task_records, unbound, weighted, hidden,
 )
 from netlab.model import Lab, Node, TaskRecord, restart_off
 from netlab.model import scale as model_scale
@@ -149,8 +149,12 @@ def _changed(state: LabState, after: Lab, store: StateStore, progress: Progress,
     # overlay entries shared (see netlab.plan.scope and kernel.apply.diff).
     scope = None if resume else change_scope(before, old_alloc, after, allocations)
     memo: dict = {}
-    plan = build_plan(after, allocations, scope=scope, memo=memo)
-    old_plan = build_plan(before, old_alloc, scope=scope, memo=memo)
+    # The peers each node's NetworkDB holds failed stay hidden from its load balancers.
+    failed = state.gossip_failed
+    plan = hidden(build_plan(after, allocations, scope=scope, memo=memo), after, allocations,
+                  failed)
+    old_plan = hidden(build_plan(before, old_alloc, scope=scope, memo=memo), before, old_alloc,
+                      failed)
     every_netns = netns_of(after)
     new_state = state_for(after, allocations, state.scenario, Plan(after.name, netns=every_netns))
     new_state.iptables, new_state.supervisor_pid = state.iptables, state.supervisor_pid
@@ -158,6 +162,7 @@ def _changed(state: LabState, after: Lab, store: StateStore, progress: Progress,
     new_state.tasks, new_state.docker = state.tasks, state.docker
     new_state.manager_pid, new_state.manager_started = state.manager_pid, state.manager_started
     new_state.time_scale, new_state.updates = state.time_scale, dict(state.updates)
+    new_state.gossip_failed = dict(failed)
     new_state.containers = dict(state.containers)
     # Record every namespace we may own before creating any.
     new_state.netns = sorted(set(state.netns) | set(new_state.netns))

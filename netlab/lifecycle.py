@@ -31,7 +31,7 @@ from netlab.kernel.procs import ProcessInfo
 from netlab.kernel.xtables import Backend
 from netlab.model import Lab, TaskRecord, new_task, reschedule
 from netlab.plan import dns, names
-from netlab.plan.build import build_plan
+from netlab.plan.build import build_plan, node_namespaces
 from netlab.plan.discovery import records_for_task
 from netlab.plan.types import Plan
 from netlab.state import CorruptState, LabState, StateStore, check_lab
@@ -214,6 +214,29 @@ def weighted(plan: Plan, addresses: set[str], weight: int) -> Plan:
         replace(s, dests=tuple(replace(d, weight=weight) if d.addr in addresses else d
                                for d in s.dests))
         for s in plan.ipvs))
+
+
+def hidden(plan: Plan, lab: Lab, allocations: Allocations,
+           failed: dict[str, tuple[str, ...]]) -> Plan:
+    """``plan`` without, in each node's load balancers (the IPVS services of its
+    ingress_sbox and lb-<net> sandboxes), the destinations of the tasks on the
+    peers that node's NetworkDB holds failed (``failed``: node -> peers). As
+    libnetwork hides a failed node's entries and takes its tasks out of the
+    node's load balancers (see :mod:`netlab.manager.gossip`)."""
+    drop: dict[str, set[str]] = {}            # sandbox namespace -> addresses it hides
+    for viewer, peers in failed.items():
+        if viewer not in {n.name for n in lab.nodes}:
+            continue
+        gone = {str(ip) for t in lab.tasks if t.node in peers
+                for ip in allocations.addresses_of(t.name)}
+        if gone:
+            for ns in node_namespaces(lab, viewer):
+                drop.setdefault(ns, set()).update(gone)
+    if not drop:
+        return plan
+    return replace(plan, ipvs=tuple(
+        replace(s, dests=tuple(d for d in s.dests if d.addr not in drop[s.netns]))
+        if s.netns in drop else s for s in plan.ipvs))
 
 
 def state_for(lab: Lab, allocations: Allocations, scenario: str,

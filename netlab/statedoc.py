@@ -64,6 +64,9 @@ class LabState:
     time_scale: float = 1.0
     # Each service's last update or rollback (netlab.updates): its state and previous spec.
     updates: dict[str, UpdateStatus] = field(default_factory=dict)
+    # Each node whose NetworkDB holds peers failed -> those peers (netlab.manager.gossip):
+    # their tasks are hidden from that node's load balancers.
+    gossip_failed: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ def to_json(state: LabState) -> dict[str, Any]:
         "manager_pid": state.manager_pid, "manager_started": state.manager_started,
         "time_scale": state.time_scale,
         **({"updates": updates.to_json(state.updates)} if state.updates else {}),
+        **({"gossip_failed": {n: list(p) for n, p in state.gossip_failed.items()}}
+           if state.gossip_failed else {}),
     }
 
 
@@ -208,8 +213,24 @@ def parse(lab: str, raw: bytes) -> LabState:
                 raise updates.Invalid(f"updates names {name!r}, not a service of the lab")
     except (codec.Invalid, changelog.Invalid, updates.Invalid) as bad:
         raise Bad(str(bad)) from None
+    failed = _gossip_failed(doc.get("gossip_failed", {}), {n.name for n in model.nodes})
     return LabState(model=model, allocations=allocations, desired_tasks=desired,
-                    actual_tasks=actual, changes=changes, updates=ups, **plain)
+                    actual_tasks=actual, changes=changes, updates=ups, gossip_failed=failed,
+                    **plain)
+
+
+def _gossip_failed(raw: Any, nodes: set[str]) -> dict[str, tuple[str, ...]]:
+    """'gossip_failed': node -> the other nodes it holds failed; raises Bad."""
+    if not isinstance(raw, dict):
+        raise Bad("'gossip_failed' must be an object")
+    out: dict[str, tuple[str, ...]] = {}
+    for viewer, peers in raw.items():
+        if viewer not in nodes or not isinstance(peers, list) or not peers or not all(
+                isinstance(p, str) and p in nodes and p != viewer for p in peers):
+            raise Bad(f"'gossip_failed' maps {str(viewer)[:40]!r} to something other than "
+                      "a list of the lab's other nodes")
+        out[viewer] = tuple(sorted(set(peers)))
+    return out
 
 
 def _process(doc: dict[str, Any], who: str) -> tuple[int | None, int | None]:

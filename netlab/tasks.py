@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 from netlab import changelog
 from netlab.errors import BadInput
 from netlab.lifecycle import (
-    APP_READY_TIMEOUT, Host, Progress, _endpoints_of, endpoints, loaded, resolvers,
-    supervisor_serves,
+    APP_READY_TIMEOUT, Host, Progress, _endpoints_of, endpoints, hidden, loaded, resolvers,
+    supervisor_serves, unbound, weighted,
 )
 from netlab.model import fill_slot, without_task
-from netlab.plan.build import build_plan
+from netlab.plan.build import build_plan, node_namespaces
 from netlab.state import LabState, StateStore, check_lab
 from netlab.updates import ACTIVE, SETTLED, UpdateStatus
 from netlab.workload import faults as task_faults
@@ -177,13 +177,45 @@ def bind(lab_name: str, task: str, address: str, store: StateStore,
         records = state.actual_tasks
         if not any(r.name == task and r.state == "starting" for r in records):
             return False
-        plan = build_plan(state.model, state.allocations)
+        # Only the load balancers are built (the nodes' namespaces; no task's).
+        scope = frozenset(ns for n in state.model.nodes
+                          for ns in node_namespaces(state.model, n.name))
+        plan = hidden(build_plan(state.model, state.allocations, scope=scope), state.model,
+                      state.allocations, state.gossip_failed)
         host.kernel.set_weights(plan, {str(ip) for ip in state.allocations.addresses_of(task)}, 1)
         state.actual_tasks = tuple(replace(r, state="running")
                                    if r.name == task and r.state == "starting" else r
                                    for r in records)
         state.changes = changelog.converged(changelog.begin(state.changes, "task",
                                                             f"{task} healthy"))
+        store.save(state)
+        return True
+
+
+def gossip_view(lab_name: str, failed: dict[str, tuple[str, ...]], store: StateStore,
+                progress: Progress = lambda _m: None, host: Host = Host()) -> bool:
+    """Each node's NetworkDB now holds ``failed`` (node -> the peers it holds failed;
+    see :mod:`netlab.manager.gossip`): in the load balancers of each node, the
+    tasks of the peers it holds failed are taken out, and those of the peers it
+    holds alive again are put back. Only those nodes' sandboxes are read and
+    written. False when the state already says so. Under the change lock."""
+    check_lab(lab_name)
+    with store.locked(lab_name):
+        state = loaded(lab_name, store)
+        nodes = {n.name for n in state.model.nodes}
+        failed = {v: tuple(sorted(p for p in set(peers) if p in nodes and p != v))
+                  for v, peers in failed.items() if v in nodes}
+        failed = {v: p for v, p in sorted(failed.items()) if p}
+        if failed == state.gossip_failed:
+            return False
+        viewers = set(failed) | set(state.gossip_failed)
+        scope = frozenset(ns for v in viewers for ns in node_namespaces(state.model, v))
+        plan = weighted(build_plan(state.model, state.allocations, scope=scope),
+                        unbound(state.actual_tasks, state.model, state.allocations), 0)
+        before = hidden(plan, state.model, state.allocations, state.gossip_failed)
+        after = hidden(plan, state.model, state.allocations, failed)
+        host.kernel.apply(after, state.iptables, [], progress, before=before)
+        state.gossip_failed = failed
         store.save(state)
         return True
 

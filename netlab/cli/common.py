@@ -79,14 +79,16 @@ def lab_state(st: StateStore, lab: str | None) -> LabState:
 
 
 def plan_from_state(state: LabState) -> Plan:
-    """The lab's plan, rebuilt from its state alone (model, allocations and the tasks
-    still starting), never from its scenario file: the same state always gives the
-    same plan."""
-    from netlab.lifecycle import unbound, weighted
+    """The lab's plan, rebuilt from its state alone (model, allocations, the tasks
+    still starting and the peers each node holds failed), never from its scenario
+    file: the same state always gives the same plan."""
+    from netlab.lifecycle import hidden, unbound, weighted
     from netlab.plan.build import build_plan
     plan = build_plan(state.model, state.allocations)
-    # A task still starting (its health check not yet passed) is at weight 0.
-    return weighted(plan, unbound(state.actual_tasks, state.model, state.allocations), 0)
+    # A task still starting (its health check not yet passed) is at weight 0, and
+    # one on a node that a node's NetworkDB holds failed is not in that node's IPVS.
+    plan = weighted(plan, unbound(state.actual_tasks, state.model, state.allocations), 0)
+    return hidden(plan, state.model, state.allocations, state.gossip_failed)
 
 
 def progress(message: str) -> None:

@@ -31,20 +31,25 @@ def node(lab: str, node_name: str, action: str, detach: bool) -> None:
     """
     st = common.store()
     if action in ("down", "up") and common.lab_state(st, lab).manager_pid:
+        from netlab.manager.gossip import GossipTimings
         from netlab.manager.timings import Timings
         port = converge.cut(lab, node_name, action, st, common.progress, common.host())
         t = Timings.scaled(common.lab_state(st, lab).time_scale)
         click.echo(f"node {node_name} is {'cut off' if action == 'down' else 'back on'} the LAN "
                    f"({port} {action})")
         if action == "down":
+            g = GossipTimings.scaled(t.scale)
+            click.echo(f"  the other nodes' NetworkDB holds it failed after a probe "
+                       f"({g.probe_interval:g} s) and {g.suspicion_mult * g.probe_interval:g} s "
+                       "suspect, and takes its tasks out of their load balancers")
             click.echo(f"  the manager marks it down after {t.grace_multiplier} heartbeat periods "
                        f"without one ({t.grace_multiplier * (t.heartbeat_period - t.heartbeat_epsilon):g}"
                        f"-{t.grace_multiplier * (t.heartbeat_period + t.heartbeat_epsilon):g} s "
                        f"after its last), and restarts its tasks {t.restart_delay:g} s later"
                        + ("" if t.scale == 1 else f" (time scale {t.scale:g})"))
         else:
-            click.echo("  the manager marks it ready at its next heartbeat (none of its old "
-                       "tasks move back)")
+            click.echo("  its peers' NetworkDB rejoins it within a second, and the manager "
+                       "marks it ready at its next heartbeat (none of its old tasks move back)")
         click.echo(f"  netlab events {lab} --follow")
         return
     if detach and action in ("drain", "active"):

@@ -137,7 +137,11 @@ def _manager(state: LabState, store: StateStore, readers: Readers) -> dict:
             "nodes": (view or {}).get("nodes", {}),
             "restarts_waiting": (view or {}).get("restarts_waiting", []),
             "slots_waiting": (view or {}).get("slots_waiting", []),
-            "health": (view or {}).get("health", {})}
+            "health": (view or {}).get("health", {}),
+            # Each node's NetworkDB: the peers it suspects or holds failed (as the
+            # manager sees it now), and the peers whose tasks its load balancers hide.
+            "gossip": (view or {}).get("gossip", {}),
+            "load_balancers_hide": {n: list(p) for n, p in state.gossip_failed.items()}}
 
 
 def _update_status(u) -> dict | None:
@@ -190,6 +194,11 @@ def status(lab: str | None, as_json: bool) -> None:
         click.echo(f"  node {n['name']:<10} {n['role']:<8} {n['state']:<5} {n['availability']:<6} "
                    f"lan {n['lan_ip']:<15} ingress_sbox {n['ingress_sbox_ip']}"
                    + (f"  manager sees: {seen}" if seen else ""))
+    for viewer, peers in mgr["gossip"].items():
+        hides = set(mgr["load_balancers_hide"].get(viewer, ()))
+        click.echo(f"  node {viewer}'s NetworkDB: " + ", ".join(
+            f"{p} {st}" + (" (its tasks out of this node's load balancers)" if p in hides else "")
+            for p, st in peers.items()))
     for r in mgr["restarts_waiting"]:
         click.echo(f"  restart of {', '.join(r['tasks'])} (node {r['node']} down) in {r['in']:g} s")
     for r in mgr["slots_waiting"]:

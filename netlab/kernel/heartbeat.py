@@ -27,7 +27,7 @@ class Heartbeats:
                  port: int = PORT) -> None:
         self.address = (manager_ip, port)
         self._tx: dict[str, socket.socket] = {}
-        self.rx = self._in(manager_netns, lambda: _bound(manager_ip, port))
+        self.rx = self._in(manager_netns, lambda: bound_datagram(manager_ip, port))
         try:
             for node, ns in agents.items():
                 self._tx[node] = self._in(ns, _sender)
@@ -68,7 +68,9 @@ class Heartbeats:
         self._tx = {}
 
 
-def _bound(ip: str, port: int) -> socket.socket:
+def bound_datagram(ip: str, port: int) -> socket.socket:
+    """A non-blocking datagram socket bound to ``ip``:``port`` (in the calling thread's
+    namespace); raises OSError."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

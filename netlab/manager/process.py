@@ -6,7 +6,10 @@ anew each time, as swarmkit's agent is told by the dispatcher); the
 dispatcher reads what arrived, marks late nodes, expires the silent ones; the
 orchestrator schedules restarts, and a worker thread carries out what is
 due, one at a time, under the lab's change lock (:func:`netlab.converge.noticed`),
-so the heartbeats go on while the kernel is being changed. The manager's view
+so the heartbeats go on while the kernel is being changed. Beside them, each
+node's NetworkDB probes its peers over the LAN (:mod:`netlab.manager.gossip`)
+and hides from its own load balancers the tasks of the peers it holds failed,
+long before the manager marks such a node down. The manager's view
 (each node's state, the restarts waiting) is written to ``<lab>.manager.json``
 in the store at every change of it, and each step to the event log.
 
@@ -30,6 +33,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,6 +42,7 @@ from netlab.kernel.probe import ProbeResult
 from netlab.manager import dispatcher as dsp
 from netlab.manager.agent import BindTask, FailTask, Probe, TaskView, TaskWatch
 from netlab.manager.events import FILE_SUFFIX, Event, event
+from netlab.manager.gossip import GossipTimings, NetworkDBs, ViewChange
 from netlab.manager.orchestrator import NodeReady, Orchestrator, RestartTasks
 from netlab.manager.restart import StartSlot
 from netlab.manager.updater import SetUpdateState, Updater, UpdateSlot
@@ -45,7 +50,20 @@ from netlab.manager.timings import Timings
 from netlab.state import LabState, StateStore
 from netlab.workload import faults as task_faults
 
-Action = RestartTasks | NodeReady | FailTask | BindTask | StartSlot | UpdateSlot | SetUpdateState
+
+
+@dataclass(frozen=True)
+class GossipView:
+    """Each node's NetworkDB holds ``failed`` (node -> the peers it holds failed)."""
+
+    failed: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def as_dict(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.failed)
+
+
+Action = (RestartTasks | NodeReady | FailTask | BindTask | StartSlot | UpdateSlot
+          | SetUpdateState | GossipView)
 
 STATUS_SUFFIX = "manager.json"
 CONTAINER_POLL = 0.5      # s between two looks at the lab's exited containers
@@ -75,17 +93,20 @@ class Manager:
                  wall: Callable[[], float] = time.time, rng: random.Random | None = None,
                  probe: Probe | None = None, submit: Callable[..., Future] | None = None,
                  faults_path: Path | None = None,
-                 container_exits: Callable[[], dict[str, int]] | None = None):
+                 container_exits: Callable[[], dict[str, tuple[str, int]]] | None = None,
+                 gossip_net=None):
         self.lab, self.store, self.hb, self.act = lab, store, heartbeats, act
         self.clock, self.wall = clock, wall
         state = store.require(lab)
         self.timings = Timings.scaled(state.time_scale)
-        self.watch = TaskWatch(self.timings, submit or _now, probe or _no_probe)
+        self._submit = submit or _now
+        self.watch = TaskWatch(self.timings, self._submit, probe or _no_probe)
         self._faults_path = faults_path
-        # --tasks containers: the engine's exited containers, task -> exit code, looked
-        # at every CONTAINER_POLL s (one list call).
+        # --tasks containers: the engine's exited containers, task -> (address, exit
+        # code), looked at every CONTAINER_POLL s (one list call, in the pool).
         self._container_exits = container_exits
         self._containers_seen = -CONTAINER_POLL
+        self._exits_listing: Future | None = None
         self._state_stamp: tuple | None = None
         self.updaters: dict[str, Updater] = {}
         self._faults_stamp: tuple | None = None
@@ -93,12 +114,19 @@ class Manager:
         now = clock()
         self._rng = rng or random.Random()
         self.dispatcher = dsp.Dispatcher(self.timings, self.nodes, now, self._rng)
+        # Each node's NetworkDB, over ``gossip_net`` (GossipSockets: send, receive);
+        # none without one. What the state file last was told they hold failed.
+        self._gossip_net = gossip_net
+        self.gossip = None if gossip_net is None else NetworkDBs(
+            GossipTimings.scaled(state.time_scale), self.nodes, now, gossip_net.send, self._rng)
+        self._gossip_told: dict[str, tuple[str, ...]] = dict(state.gossip_failed)
         self.orchestrator = Orchestrator(self.timings)
         # Each agent's first heartbeat at once, then every chosen period.
         self._next_beat = dict.fromkeys(self.nodes, now)
         self._late: set[str] = set()
         self._changed = True
         self._written = now
+        self._stepped = now
 
     # -- one tick
     def step(self) -> list[Action]:
@@ -106,6 +134,17 @@ class Manager:
         return the actions due now (in order)."""
         now = self.clock()
         t = self.timings
+        stalled = now - self._stepped - t.tick
+        self._stepped = now
+        if stalled > t.heartbeat_period:
+            # The agents' heartbeats are sent from this loop: a loop held up (the
+            # host busy) held them back too. A real node's agent beats on its own,
+            # so the time lost is no node's silence.
+            self.dispatcher.shift(stalled)
+            if self.gossip is not None:
+                self.gossip.shift(stalled)
+            log(f"the loop was held up {stalled:.2f} s: every node's heartbeat timer "
+                "moved on by as much")
         for node, due in self._next_beat.items():
             if due <= now:
                 self.hb.send(node)
@@ -137,9 +176,52 @@ class Manager:
                                  + self._scaled(), self.wall()))
         for tr in self.dispatcher.expire(now):
             actions += self._notice(tr)
+        actions += self._gossip_step(now)
         actions += self.orchestrator.due(now)
         actions += self._watch_tasks(now)
         return actions
+
+    # -- each node's NetworkDB (see netlab.manager.gossip)
+    def _gossip_step(self, now: float) -> list[Action]:
+        if self.gossip is None or self._gossip_net is None:
+            return []
+        changes: list[ViewChange] = []
+        # What arrived, and what it made the nodes send (a ping's ack; an indirect
+        # probe's ping-req, ping, ack and relayed ack): a few rounds, so that an ack
+        # on the wire is never late for a probe because of the loop's own order.
+        for _round in range(4):
+            got = self._gossip_net.receive()
+            if not got:
+                break
+            for to, sender, msg in got:
+                changes += self.gossip.received(to, sender, msg, now)
+        changes += self.gossip.step(now)
+        self._tell_gossip(changes, now)
+        want = self.gossip.failed()
+        if want == self._gossip_told:
+            return []
+        self._gossip_told = want
+        return [GossipView(tuple(want.items()))]
+
+    def _tell_gossip(self, changes: list[ViewChange], now: float) -> None:
+        """One event per peer and new state, naming the nodes that hold it so."""
+        grouped: dict[tuple[str, str], list[ViewChange]] = {}
+        for c in changes:
+            grouped.setdefault((c.peer, c.state), []).append(c)
+        t = self.gossip.timings if self.gossip is not None else GossipTimings()
+        for (peer, state), cs in grouped.items():
+            who = ", ".join(sorted({c.viewer for c in cs}))
+            first = min(cs, key=lambda c: c.at)
+            wall = self.wall() - (now - first.at)
+            if state == "suspect":
+                text = (f"{who}'s NetworkDB suspects it: {first.why}; failed unless it "
+                        f"refutes within {t.suspicion_mult * t.probe_interval:g} s or more")
+            elif state == "dead":
+                text = (f"{who}'s NetworkDB holds it failed, {first.why}: its tasks leave "
+                        f"{who}'s load balancers")
+            else:
+                text = f"{who}'s NetworkDB holds it alive again, {first.why}: its tasks are back"
+            self._emit(event("node", peer, f"gossip-{state}", text + self._scaled(), wall))
 
     # -- the tasks: exits and health (see netlab.manager.agent)
     def _watch_tasks(self, now: float) -> list[Action]:
@@ -151,21 +233,14 @@ class Manager:
             for e in evs:
                 self._emit(e)
             actions += acts
-        if self._container_exits is not None and now - self._containers_seen >= CONTAINER_POLL:
-            self._containers_seen = now
-            try:
-                died = self._container_exits()
-            except Exception as exc:   # noqa: BLE001 (the engine away: looked at again later)
-                log(f"cannot list the lab's exited containers: {exc}")
-                died = {}
-            for task, code in sorted(died.items()):
-                view = self.watch.tasks.get(task)
-                if view is None:
-                    continue
-                evs, acts = self.watch.exited(task, view.address, code, self.wall(), now)
-                for e in evs:
-                    self._emit(e)
-                actions += acts
+        for task, (address, code) in sorted(self._containers_exited(now).items()):
+            view = self.watch.tasks.get(task)
+            if view is None:
+                continue
+            evs, acts = self.watch.exited(task, address or view.address, code, self.wall(), now)
+            for e in evs:
+                self._emit(e)
+            actions += acts
         evs, acts = self.watch.step(now, self.wall())
         for e in evs:
             self._emit(e)
@@ -188,6 +263,26 @@ class Manager:
                 del self.updaters[service]
         return actions
 
+    def _containers_exited(self, now: float) -> dict[str, tuple[str, int]]:
+        """--tasks containers: the engine's exited containers (task -> (address,
+        exit code)), listed every CONTAINER_POLL s in the pool, so that an engine
+        slow to answer (busy starting a container) never holds up the loop and
+        with it the agents' heartbeats. {} while a list is under way."""
+        if self._container_exits is None:
+            return {}
+        if self._exits_listing is None and now - self._containers_seen >= CONTAINER_POLL:
+            self._containers_seen = now
+            self._exits_listing = self._submit(self._container_exits)
+        listing = self._exits_listing
+        if listing is None or not listing.done():
+            return {}
+        self._exits_listing = None
+        try:
+            return listing.result()
+        except Exception as exc:   # noqa: BLE001 (the engine away: looked at again later)
+            log(f"cannot list the lab's exited containers: {exc}")
+            return {}
+
     def _reload_tasks(self, now: float) -> None:
         """Read the lab's tasks again when its state file changed."""
         stamp = _stamp(self.store.path(self.lab))
@@ -202,6 +297,9 @@ class Manager:
             return        # a change under way: its tasks' records come at its end; look again
         first = self._state_stamp is None
         self._state_stamp = stamp
+        # What the load balancers hide is the state file's (an up may have reset it):
+        # the next step tells them again when NetworkDB holds otherwise.
+        self._gossip_told = dict(state.gossip_failed)
         self.watch.seen(task_views(state), now)
         self._updates_seen(state, now)
         if first:
@@ -306,11 +404,14 @@ class Manager:
 
     def carry_out(self, action: Action) -> None:
         """Carry out ``action`` (through ``act``), with its events before and after."""
-        if isinstance(action, (FailTask, BindTask, StartSlot, UpdateSlot, SetUpdateState)):
+        if isinstance(action, (FailTask, BindTask, StartSlot, UpdateSlot, SetUpdateState,
+                               GossipView)):
             try:
                 self._task_action(action)
             except Exception as exc:       # noqa: BLE001 (logged and reported; the loop goes on)
-                what = getattr(action, "task", None) or f"{action.service}.{action.slot}"  # type: ignore[union-attr]
+                what = (getattr(action, "task", None) or
+                    ("gossip" if isinstance(action, GossipView) else
+                     f"{action.service}.{action.slot}"))  # type: ignore[union-attr]
                 self._emit(event("manager", self.lab, "error",
                                  f"{type(action).__name__} {what}: {exc}", self.wall()))
                 log("".join(traceback.format_exception(exc)).rstrip())
@@ -347,7 +448,14 @@ class Manager:
                              "marked ready: it may take new tasks (none move back)", self.wall()))
 
     def _task_action(self, action: FailTask | BindTask | StartSlot | UpdateSlot
-                     | SetUpdateState) -> None:
+                     | SetUpdateState | GossipView) -> None:
+        if isinstance(action, GossipView):
+            self.act(action)
+            held = "; ".join(f"{v} hides {', '.join(p)}" for v, p in action.failed)
+            self._emit(event("manager", self.lab, "load-balancers",
+                             f"the load balancers now follow NetworkDB: {held or 'none hides a peer'}",
+                             self.wall()))
+            return
         if isinstance(action, SetUpdateState):
             self.act(action)
             self._emit(event("service", action.service, action.state.replace("_", "-"),
@@ -420,7 +528,19 @@ class Manager:
                 "slots_waiting": [{"task": f"{s.service}.{s.slot}", "replaces": s.replaces,
                                    "in": round(max(0.0, s.due - now), 2)}
                                   for s in self.watch.restarts.waiting()],
-                "health": self.watch.view()}
+                "health": self.watch.view(),
+                "gossip": self._gossip_view()}
+
+    def _gossip_view(self) -> dict[str, dict[str, str]]:
+        """Each node -> the peers its NetworkDB holds suspect or dead (alive ones left out)."""
+        if self.gossip is None:
+            return {}
+        out: dict[str, dict[str, str]] = {}
+        for viewer, db in sorted(self.gossip.dbs.items()):
+            odd = {p: m.state for p, m in sorted(db.peers.items()) if m.state != "alive"}
+            if odd:
+                out[viewer] = odd
+        return out
 
     def write_view(self) -> None:
         """Write the view when it changed, and at least every second (its ages)."""
@@ -495,6 +615,8 @@ def _real_act(lab: str, store: StateStore, host=None) -> Callable[[Action], None
                                   gossip_delay=action.gossip_delay, **on)
         elif isinstance(action, SetUpdateState):
             lab_tasks.set_update_state(lab, action.service, action.state, action.message, store)
+        elif isinstance(action, GossipView):
+            lab_tasks.gossip_view(lab, action.as_dict(), store, **on)
         elif isinstance(action, RestartTasks):
             converge.noticed(lab, action.node, "down", "heartbeat failure", store, **on)
         else:
@@ -528,7 +650,7 @@ def run(lab: str, store: StateStore) -> int:
         from netlab.docker import engine
         engines: list = []              # made at the first look, again after a failure
 
-        def container_exits() -> dict[str, int]:
+        def container_exits() -> dict[str, tuple[str, int]]:
             if not engines:
                 engines.append(engine.runtime(state.docker))
             try:
@@ -536,11 +658,20 @@ def run(lab: str, store: StateStore) -> int:
             except Exception:
                 engines.clear()
                 raise
-            return {task: code for task, code in found.values() if task}
+            return {task: (address, code) for task, address, code in found.values() if task}
 
+    from netlab.kernel.gossipnet import GossipSockets
+    try:
+        gossip_net: GossipSockets | None = GossipSockets(
+            {n.name: (names.node_ns(lab, n.name), str(state.lan[n.name]))
+             for n in state.model.nodes})
+    except (OSError, KeyError) as exc:
+        gossip_net = None
+        log(f"no NetworkDB gossip (the nodes' sockets on port 7946: {exc}); a cut node's "
+            "tasks leave the load balancers only when the manager marks it down")
     mgr = Manager(lab, store, hb, _real_act(lab, store), probe=probe, submit=pool.submit,
                   faults_path=task_faults.faults_path_for(_endpoints_of(lab, store)),
-                  container_exits=container_exits)
+                  container_exits=container_exits, gossip_net=gossip_net)
     work: queue.Queue[Action | None] = queue.Queue()
 
     def worker() -> None:
@@ -560,13 +691,17 @@ def run(lab: str, store: StateStore) -> int:
             for action in mgr.step():
                 work.put(action)
             mgr.write_view()
-            select.select([hb.rx.fileno(), wake_r], [], [], t.tick)
+            select.select([hb.rx.fileno(), wake_r,
+                           *(gossip_net.fileno() if gossip_net is not None else [])],
+                          [], [], t.tick)
     finally:
         work.put(None)
         thread.join(timeout=60)
         pool.shutdown(wait=False, cancel_futures=True)
         mgr._emit(event("manager", lab, "stopped", f"pid {os.getpid()}", time.time()))
         hb.close()
+        if gossip_net is not None:
+            gossip_net.close()
         signal.set_wakeup_fd(-1)
         os.close(wake_r)
         os.close(wake_w)

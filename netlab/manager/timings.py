@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from netlab.manager.gossip import PROBE_TIMEOUT
+
 HEARTBEAT_PERIOD = 5.0
 HEARTBEAT_EPSILON = 0.5
 GRACE_MULTIPLIER = 3
@@ -54,8 +56,9 @@ class Timings:
 
     @property
     def tick(self) -> float:
-        """How often the manager looks: a tenth of a heartbeat period, at most 0.5 s."""
-        return min(self.heartbeat_period / 10, 0.5)
+        """How often the manager looks: a tenth of a heartbeat period, and at least twice
+        in a NetworkDB probe timeout (memberlist's 0.5 s, scaled); at most 0.5 s."""
+        return min(self.heartbeat_period / 10, PROBE_TIMEOUT * self.scale / 2, 0.5)
 
 
 def check_scale(scale: object) -> float:

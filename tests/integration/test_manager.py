@@ -93,6 +93,53 @@ def test_a_cut_node_is_noticed_and_its_tasks_restart_in_swarms_order(lab_up, fig
     assert {t["node"] for t in _status(lab)["tasks"]} == {"node1"}
 
 
+def test_networkdb_takes_a_cut_nodes_task_out_of_the_others_load_balancers_first(lab_up, figure):
+    """Each node's NetworkDB (memberlist on port 7946) probes its peers: node1 holds
+    node2 failed 0.5-0.6 s after the cut (x0.1: probe 0.1 s, suspect 0.4 s) and
+    its IPVS drops node2's task before the manager restarts it; node2, cut
+    off, holds node1 failed and its own load balancer empty. Back on the LAN,
+    they rejoin and every load balancer holds every task again."""
+    lab = lab_up("hello-a.yaml", time_scale=SCALE)
+    _started(lab)
+    assert "192.168.56.11:7946" in sh(lab.netns("node1"), "ss", "-uan")
+    assert "192.168.56.12:7946" in sh(lab.netns("node2"), "ss", "-uan")
+    netlab("node", lab.name, "node2", "down")
+    gone = None
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if ("10.0.0.6", "1") not in _dests(lab, "node1"):
+            gone = time.time()
+            break
+        time.sleep(0.05)
+    assert gone is not None, "node2's task never left node1's load balancer"
+    wait_for("the manager restarts node2's task", lambda: restarted(lab.name, "node2"))
+    evs = lab_events(lab.name)
+    at = {}
+    for e in evs:
+        at.setdefault((e.subject, e.action), e.time)
+    hidden = at[("node2", "gossip-dead")] - at[("node2", "cut")]
+    assert 0.3 <= hidden <= 2.0, hidden
+    assert at[("node2", "gossip-suspect")] < at[("node2", "gossip-dead")]
+    assert gone < at[("node2", "restarting-tasks")], (gone, at)
+    figure("cut to NetworkDB failed, to the manager's down",
+           f"{hidden:.2f} s (memberlist x0.1: 0.5-0.6 s), "
+           f"{at[('node2', 'down')] - at[('node2', 'cut')]:.2f} s")
+    doc = _status(lab)
+    assert doc["drift"] == []
+    assert doc["manager"]["load_balancers_hide"] == {"node1": ["node2"], "node2": ["node1"]}
+    assert doc["manager"]["gossip"] == {"node1": {"node2": "dead"}, "node2": {"node1": "dead"}}
+    assert _dests(lab, "node1") == [("10.0.0.5", "1"), ("10.0.0.7", "1")]
+    assert _dests(lab, "node2") == []       # cut off, it holds node1 (both tasks) failed
+    text = netlab("status", lab.name).stdout
+    assert "node node1's NetworkDB: node2 dead (its tasks out of this node's load balancers)" \
+        in text, text
+    netlab("node", lab.name, "node2", "up")
+    wait_for("they rejoin", lambda: _status(lab)["manager"]["load_balancers_hide"] == {})
+    assert _dests(lab, "node2") == [("10.0.0.5", "1"), ("10.0.0.7", "1")]
+    assert _status(lab)["drift"] == []
+    assert ("node2", "gossip-alive") in [(e.subject, e.action) for e in lab_events(lab.name)]
+
+
 def test_the_manager_killed_leaves_the_lab_serving_and_up_starts_it_again(lab_up):
     lab = lab_up("hello-a.yaml", time_scale=SCALE)
     _started(lab)

@@ -154,7 +154,13 @@ class FakeKernel:
         self.steps.append(("apply", plan))
         # The real apply brings up every link of the plan.
         self.links_down -= {(v.a.netns, v.a.name) for v in plan.veths}
-        self.weights = {(s.netns, s.fwmark, d.addr): d.weight for s in plan.ipvs for d in s.dests}
+        wanted = {(s.netns, s.fwmark, d.addr): d.weight for s in plan.ipvs for d in s.dests}
+        if before is None:
+            self.weights = wanted
+        else:           # a change's apply: only the sandboxes of its plans are written
+            touched = {s.netns for s in (*plan.ipvs, *before.ipvs)}
+            self.weights = {k: w for k, w in self.weights.items() if k[0] not in touched}
+            self.weights.update(wanted)
         planned = {ns.name for ns in plan.netns}
         removed = [n for n in stale if n in self.namespaces and n not in planned]
         created = planned - self.namespaces
