@@ -76,6 +76,8 @@ def _task_to_json(t: Task, lab: Lab) -> dict[str, Any]:
     """A task; its image and env only when they are not its service's (a rolling
     update under way), so a file stays as it was for every other lab."""
     out: dict[str, Any] = {"service": t.service, "slot": t.slot, "node": t.node}
+    if t.instance:
+        out["instance"] = t.instance
     if not t.runs(lab.service(t.service)):
         out["image"], out["env"] = t.image, dict(t.env)
     return out
@@ -139,6 +141,7 @@ HISTORY_KEYS = ("address", "ended_at", "ended_by")   # optional: only an ended t
 
 def tasks_to_json(tasks: tuple[TaskRecord, ...]) -> list[dict[str, Any]]:
     return [{"service": t.service, "slot": t.slot, "node": t.node, "state": t.state,
+             **({"instance": t.instance} if t.instance else {}),
              **{k: getattr(t, k) for k in HISTORY_KEYS if getattr(t, k) is not None}}
             for t in tasks]
 
@@ -229,7 +232,7 @@ def lab_from_json(value: Any, path: str = "model") -> Lab:
                  else svc.image if svc else DEFAULT_IMAGE)
         env = (_env(raw.get("env", {}), f"{p}.env") if "image" in raw
                else svc.env if svc else ())
-        tasks.append(Task(t.service, t.slot, t.node, image, env))
+        tasks.append(Task(t.service, t.slot, t.node, image, env, _instance(raw, p)))
     lab = Lab(name=jr.name(doc["name"], f"{path}.name"), nodes=tuple(nodes),
               services=tuple(services), ingress=ingress, underlay=underlay, tasks=tuple(tasks),
               iptables=iptables, networks=tuple(networks),
@@ -326,7 +329,8 @@ def _unique(names: list[str], path: str) -> None:
 def _check_model(lab: Lab, path: str) -> None:
     """Names are unique and every task is a slot of its service on a node of the lab.
 
-    A service holds at most its number of replicas of tasks, whose slots may
+    A service holds tasks in at most its number of replicas of slots (two in a
+    slot while a start-first update replaces one), whose slots may
     have gaps: a scale-down removes tasks by node balance, not by slot
     (see :func:`netlab.model.scale`), as Swarm does, and a task that failed
     leaves its slot empty until the manager restarts it (or for good, under
@@ -344,8 +348,9 @@ def _check_model(lab: Lab, path: str) -> None:
         if t.node not in nodes:
             raise Invalid(f"{path}.tasks[{i}].node is {t.node!r}, not a node of the lab")
     for name, count in replicas.items():
-        if len(lab.tasks_of(name)) > count:
-            raise Invalid(f"{path}.tasks holds {len(lab.tasks_of(name))} tasks of {name}, "
+        slots = {t.slot for t in lab.tasks_of(name)}
+        if len(slots) > count:
+            raise Invalid(f"{path}.tasks holds {len(slots)} slots of {name}, "
                           f"more than its {count} replicas")
 
 
@@ -364,9 +369,15 @@ def _history(t: dict[str, Any], p: str) -> dict[str, str]:
 
 
 def _bare(raw: Any) -> Any:
-    """A model task without its optional spec (image, env), for :func:`_records`."""
-    return {k: v for k, v in raw.items() if k not in ("image", "env")} \
+    """A model task without its optional spec (image, env, instance), for :func:`_records`."""
+    return {k: v for k, v in raw.items() if k not in ("image", "env", "instance")} \
         if isinstance(raw, dict) else raw
+
+
+def _instance(raw: Any, p: str) -> int:
+    """A task's optional instance (0, or 1 for the second task of a slot)."""
+    return jr.integer(raw.get("instance", 0), f"{p}.instance", 0, 1) \
+        if isinstance(raw, dict) else 0
 
 
 def _records(value: Any, path: str, with_state: bool = True) -> tuple[TaskRecord, ...]:
@@ -374,13 +385,15 @@ def _records(value: Any, path: str, with_state: bool = True) -> tuple[TaskRecord
     keys = ("service", "slot", "node", "state") if with_state else ("service", "slot", "node")
     for i, raw in enumerate(jr.array(value, path)):
         p = f"{path}[{i}]"
-        extra = tuple(k for k in HISTORY_KEYS if with_state and isinstance(raw, dict) and k in raw)
+        extra = tuple(k for k in (*HISTORY_KEYS, "instance")
+                      if with_state and isinstance(raw, dict) and k in raw)
         t = jr.obj(raw, p, keys + extra)
         out.append(TaskRecord(jr.name(t["service"], f"{p}.service"),
                               jr.integer(t["slot"], f"{p}.slot", 1, INT_MAX),
                               jr.name(t["node"], f"{p}.node"),
                               jr.choice(t["state"], f"{p}.state", get_args(TaskState))  # type: ignore[arg-type]
-                              if with_state else "running", **_history(t, p)))
+                              if with_state else "running", **_history(t, p),
+                              instance=_instance(t, p)))
     return tuple(out)
 
 

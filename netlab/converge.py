@@ -26,7 +26,7 @@ from netlab.lifecycle import (
     ACTIVE_STATES, APP_READY_TIMEOUT, Host, Progress, _cut, _kept_resolvers, endpoints, loaded,
     resolvers, running, state_for, supervisor_serves, task_records, unbound, weighted, hidden,
 )
-from netlab.model import Lab, Node, TaskRecord, restart_off
+from netlab.model import Lab, Node, TaskRecord, restart_off, task_name
 from netlab.model import scale as model_scale
 from netlab.plan import names, size
 from netlab.plan.build import build_plan, netns_of
@@ -45,10 +45,11 @@ class TaskChange:
     node: str
     address: str                                  # its eth0's (its first network's)
     addresses: tuple[str, ...] = ()               # every overlay address (IPVS destinations)
+    instance: int = 0
 
     @property
     def task(self) -> str:
-        return f"{self.service}.{self.slot}"
+        return task_name(self.service, self.slot, self.instance)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def _changes(lab: Lab, a: Allocations, other: Lab) -> tuple[TaskChange, ...]:
     its name on its node (moved to another node, it is a new task)."""
     theirs = {(t.name, t.node) for t in other.tasks}
     return tuple(TaskChange(t.service, t.slot, t.node, str(a.primary_ip(t.name, lab)),
-                            tuple(str(ip) for ip in a.addresses_of(t.name)))
+                            tuple(str(ip) for ip in a.addresses_of(t.name)), t.instance)
                  for t in lab.tasks if (t.name, t.node) not in theirs)
 
 
@@ -219,7 +220,8 @@ def _changed(state: LabState, after: Lab, store: StateStore, progress: Progress,
     history = tuple(TaskRecord(c.service, c.slot, c.node,
                                ending[c.task].state if c.task in ending else "shutdown",  # type: ignore[arg-type]
                                c.address, ended_at,
-                               ending[c.task].message if c.task in ending else why)
+                               ending[c.task].message if c.task in ending else why,
+                               c.instance)
                     for c in removed)
     earlier = tuple(t for t in state.desired_tasks if t.state not in ACTIVE_STATES)
     # A task still starting (waiting to be healthy) stays so; a new checked one starts so.

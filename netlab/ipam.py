@@ -142,7 +142,7 @@ class Allocations:
         ta = self.tasks[task]
         if ta.ingress_ip is not None:
             return ta.ingress_ip
-        service = lab.service(task.rpartition(".")[0])
+        service = lab.service(task.partition(".")[0])   # a service name has no dot
         return self.networks[service.networks[0]].tasks[task]
 
 

@@ -94,8 +94,10 @@ def name(value: Any, path: str) -> str:
 def is_task_name(value: Any) -> bool:
     if not isinstance(value, str):
         return False
-    service, _, slot = value.rpartition(".")
-    return is_name(service) and slot.isascii() and slot.isdigit() and slot[0] != "0"
+    service, _, rest = value.partition(".")
+    slot, _, instance = rest.partition(".")
+    return is_name(service) and slot.isascii() and slot.isdigit() and slot[0] != "0" and \
+        instance in ("", "1")
 
 
 def ipv4(value: Any, path: str) -> ipaddress.IPv4Address:

@@ -178,7 +178,8 @@ def _kept_resolvers(before: Lab, after: Lab, allocations: Allocations,
 
 def running(lab: Lab) -> tuple[TaskRecord, ...]:
     """The tasks of ``lab`` as records in the ``running`` state."""
-    return tuple(TaskRecord(t.service, t.slot, t.node, "running") for t in lab.tasks)
+    return tuple(TaskRecord(t.service, t.slot, t.node, "running", instance=t.instance)
+                 for t in lab.tasks)
 
 
 # The states of a task that runs: ``starting`` is one with a health check not yet

@@ -226,9 +226,22 @@ class Service:
         return tuple(p for p in self.ports if p.mode == "host")
 
 
+def task_name(service: str, slot: int, instance: int = 0) -> str:
+    """``<service>.<slot>``; the second task of a slot (a start-first update starts the
+    new one beside the old) is ``<service>.<slot>.<instance>``, as Docker names
+    each task ``<service>.<slot>.<task id>``. A service name has no dot, so the
+    first dot ends it."""
+    return f"{service}.{slot}" if not instance else f"{service}.{slot}.{instance}"
+
+
+def service_of_task(name: str) -> str:
+    """The service of the task named ``name`` (see :func:`task_name`)."""
+    return name.partition(".")[0]
+
+
 @dataclass(frozen=True)
 class Task:
-    """One slot of a service placed on a node: ``<service>.<slot>``."""
+    """One slot of a service placed on a node: ``<service>.<slot>`` (see :func:`task_name`)."""
 
     service: str
     slot: int
@@ -237,10 +250,13 @@ class Task:
     # a rolling update replaces the tasks whose image or env differ from the service's.
     image: str = DEFAULT_IMAGE
     env: tuple[tuple[str, str], ...] = ()
+    # 0, or 1 for a task started beside its slot's other one (start-first), and its
+    # successors until the next start-first: the two alternate.
+    instance: int = 0
 
     @property
     def name(self) -> str:
-        return f"{self.service}.{self.slot}"
+        return task_name(self.service, self.slot, self.instance)
 
     def runs(self, service: Service) -> bool:
         """True when the task runs ``service``'s current spec (image and env)."""
@@ -276,10 +292,11 @@ class TaskRecord:
     address: str | None = None
     ended_at: str | None = None
     ended_by: str | None = None
+    instance: int = 0
 
     @property
     def name(self) -> str:
-        return f"{self.service}.{self.slot}"
+        return task_name(self.service, self.slot, self.instance)
 
 
 @dataclass(frozen=True)
@@ -565,7 +582,13 @@ def restart_off(lab: Lab) -> Lab:
     for service in lab.services:
         mine = lab.tasks_of(service.name)
         kept = tuple(t for t in mine if stays(t))
-        tasks += _place(service, kept, [t.slot for t in mine if not stays(t)], lab.nodes, total)
+        moved = [t for t in mine if not stays(t)]
+        placed = _place(service, kept, [t.slot for t in moved], lab.nodes, total)
+        # A replacement keeps the instance of the task it replaces (a slot may hold two
+        # while a start-first update runs): names stay unique.
+        instances = {t.slot: [m.instance for m in moved if m.slot == t.slot] for t in moved}
+        tasks += [t if any(t is k for k in kept) else
+                  replace(t, instance=instances[t.slot].pop(0)) for t in placed]
     return replace(lab, tasks=tuple(tasks))
 
 
@@ -577,6 +600,28 @@ def without_task(lab: Lab, task: str) -> Lab:
     if task not in {t.name for t in lab.tasks}:
         raise KeyError(task)
     return replace(lab, tasks=tuple(t for t in lab.tasks if t.name != task))
+
+
+def beside(lab: Lab, service: str, slot: int) -> Lab:
+    """``lab`` with a new task of ``service``'s current spec in ``slot`` beside the one
+    there (start-first), of the other instance, placed as :func:`fill_slot` places
+    one; ``lab`` itself when the slot is empty or holds two already. Raises
+    KeyError for an unknown service, ValueError naming it when no node may run it."""
+    svc = lab.service(service)
+    mine = lab.tasks_of(service)
+    there = [t for t in mine if t.slot == slot]
+    if len(there) != 1:
+        return lab
+    total = {n.name: 0 for n in lab.nodes}
+    for t in lab.tasks:
+        total[t.node] += 1
+    # Placed with the old one still counted on its node, as the scheduler sees it.
+    placed = _place(svc, mine, [slot], lab.nodes, total)
+    fresh = next(t for t in placed if not any(t is m for m in mine))
+    task = replace(fresh, instance=1 - there[0].instance)
+    order = {s.name: i for i, s in enumerate(lab.services)}
+    tasks = tuple(sorted((*lab.tasks, task), key=lambda t: (order[t.service], t.slot, t.instance)))
+    return replace(lab, tasks=tasks)
 
 
 def fill_slot(lab: Lab, service: str, slot: int) -> Lab:

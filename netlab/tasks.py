@@ -19,7 +19,7 @@ from netlab.lifecycle import (
     APP_READY_TIMEOUT, Host, Progress, _endpoints_of, endpoints, hidden, loaded, resolvers,
     supervisor_serves, unbound, weighted,
 )
-from netlab.model import fill_slot, without_task
+from netlab.model import beside, fill_slot, without_task
 from netlab.plan.build import build_plan, node_namespaces
 from netlab.state import LabState, StateStore, check_lab
 from netlab.updates import ACTIVE, SETTLED, UpdateStatus
@@ -224,20 +224,64 @@ def gossip_view(lab_name: str, failed: dict[str, tuple[str, ...]], store: StateS
 
 def update_slot(lab_name: str, service: str, slot: int, address: str, store: StateStore,
                 gossip_delay: float = 0.0, progress: Progress = lambda _m: None,
-                host: Host = Host()) -> ScaleResult | None:
-    """Stop-first update of ``service``'s ``slot``: its task at ``address`` is shut down
-    (weight 0, ``gossip_delay`` s, stopped; its history says which spec replaced
-    it), then a task of the service's current spec starts in the slot (new
-    address; with a health check, no traffic until healthy). None when the slot's
-    task is not that one any more."""
-    state = loaded(lab_name, store)
-    svc = state.model.service(service)
-    task = f"{service}.{slot}"
-    if address and fail(lab_name, task, address, "shutdown",
-                        f"updated: replaced by a task of {svc.image}", store, gossip_delay,
-                        progress, host) is None:
+                host: Host = Host(), order: str = "stop-first") -> ScaleResult | None:
+    """Update ``service``'s ``slot``, whose task is at ``address``.
+
+    stop-first: that task is shut down (weight 0, ``gossip_delay`` s, stopped;
+    its history says which spec replaced it), then a task of the service's
+    current spec starts in the slot (new address; with a health check, no
+    traffic until healthy). start-first: the new task starts beside it (the
+    slot's other instance); the updater retires the old one (:func:`retire`)
+    once the new one runs. None when the slot's task is not that one any more
+    (stop-first) or the slot already holds two (start-first)."""
+    if order == "start-first":
+        return start_beside(lab_name, service, slot, store, progress, host)
+    if address and retire(lab_name, service, slot, address, store, gossip_delay, progress,
+                          host) is None:
         return None
     return start_slot(lab_name, service, slot, store, progress, host)
+
+
+def start_beside(lab_name: str, service: str, slot: int, store: StateStore,
+                 progress: Progress = lambda _m: None,
+                 host: Host = Host()) -> ScaleResult | None:
+    """Start-first: a task of ``service``'s current spec starts in ``slot`` beside the one
+    there (named ``<service>.<slot>.1`` or ``<service>.<slot>``, whichever is free;
+    placed with the old one counted). None when the slot is empty or holds two.
+    Raises BadInput when no node may run it. Under the change lock."""
+    check_lab(lab_name)
+    with store.locked(lab_name, progress):
+        state = loaded(lab_name, store)
+        try:
+            after = beside(state.model, service, slot)
+        except ValueError:
+            raise BadInput(f"SERVICE: no node may run a new task of {service}") from None
+        if after is state.model:
+            return None
+        from netlab.converge import _converge
+        return _converge(state, after, store, progress, host,
+                         ("task", f"{service}.{slot} started first"))
+
+
+def task_at(state: LabState, service: str, slot: int, address: str) -> str | None:
+    """The name of ``service``'s task in ``slot`` at ``address`` (None: none is there)."""
+    return next((t.name for t in state.model.tasks_of(service) if t.slot == slot and
+                 str(state.allocations.primary_ip(t.name, state.model)) == address), None)
+
+
+def retire(lab_name: str, service: str, slot: int, address: str, store: StateStore,
+           gossip_delay: float = 0.0, progress: Progress = lambda _m: None,
+           host: Host = Host()) -> ScaleResult | None:
+    """Shut down ``service``'s task in ``slot`` at ``address`` for an update (weight 0,
+    ``gossip_delay`` s, stopped; its history says which spec replaced it). None
+    when no task of the slot is at that address any more."""
+    state = loaded(lab_name, store)
+    task = task_at(state, service, slot, address)
+    if task is None:
+        return None
+    return fail(lab_name, task, address, "shutdown",
+                f"updated: replaced by a task of {state.model.service(service).image}", store,
+                gossip_delay, progress, host)
 
 
 def set_update_state(lab_name: str, service: str, state_name: str, message: str,
@@ -279,18 +323,14 @@ def begin_update(lab_name: str, service: str, store: StateStore, image: str | No
     replaces the tasks. None when nothing would change (no task to replace).
 
     Raises BadInput (exit 2, nothing changed) for an unknown lab or service, an
-    update of a service whose update is under way, ``order: start-first`` (netlab
-    runs one task per slot), when not root, or without a running manager."""
+    update of a service whose update is under way, when not root, or without a
+    running manager."""
     check_lab(lab_name)
     with store.locked(lab_name):
         state = loaded(lab_name, store)
         svc = _service_of(state, service)
         _refuse_busy(state, service)
         cfg = replace(svc.update_config, **(config or {}))
-        if cfg.order == "start-first":
-            raise BadInput("--update-order: start-first is not modelled yet: netlab runs one "
-                           "task per slot (hint: --update-order stop-first, whose weight 0 and "
-                           "gossip delay already lose no request with 2 replicas or more)")
         new_env = dict(svc.env)
         new_env.update(env or {})
         new_image = image or svc.image
@@ -329,9 +369,6 @@ def begin_rollback(lab_name: str, service: str, store: StateStore, host: Host = 
         if now is None:
             raise BadInput(f"SERVICE: service {service} has no previous spec to roll back to "
                            f"(hint: netlab update {lab_name} {service} --image …)")
-        if svc.rollback_config.order == "start-first":
-            raise BadInput("SERVICE: its rollback_config order is start-first, not modelled yet "
-                           "(hint: rollback_config: {order: stop-first})")
         _ready_for_change(state, store, host)
         state.model = _respec(state.model, service, now.previous_image, now.previous_env)
         status = UpdateStatus("rollback_started", clock(), None, "manually requested rollback",

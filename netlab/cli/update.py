@@ -70,7 +70,7 @@ def _follow(lab: str, service: str, started: UpdateStatus, detach: bool) -> None
         evs = parse_lines(st.read_file(lab, events_name(lab)) or b"")
         for e in evs[seen:]:
             if (e.kind == "service" and e.subject == service) or \
-                    (e.kind == "task" and e.subject.rsplit(".", 1)[0] == service):
+                    (e.kind == "task" and e.subject.partition(".")[0] == service):
                 click.echo(render(e))
         seen = len(evs)
         state = st.require(lab)
@@ -101,7 +101,8 @@ def _follow(lab: str, service: str, started: UpdateStatus, detach: bool) -> None
               help="Tasks updated at once (0: all).")
 @click.option("--update-delay", type=GoDuration(), default=None, help="Wait between batches.")
 @click.option("--update-order", type=click.Choice(["stop-first", "start-first"]), default=None,
-              help="stop-first (start-first is not modelled yet: refused).")
+              help="stop-first: the old task stops, then the new one starts; start-first: "
+                   "the new one starts beside it, and the old one stops once it runs.")
 @click.option("--update-failure-action", type=click.Choice(["pause", "continue", "rollback"]),
               default=None, help="What a failed update does.")
 @click.option("--update-monitor", type=GoDuration(), default=None,

@@ -45,7 +45,7 @@ from netlab.manager.events import FILE_SUFFIX, Event, event
 from netlab.manager.gossip import GossipTimings, NetworkDBs, ViewChange
 from netlab.manager.orchestrator import NodeReady, Orchestrator, RestartTasks
 from netlab.manager.restart import StartSlot
-from netlab.manager.updater import SetUpdateState, Updater, UpdateSlot
+from netlab.manager.updater import RetireTask, SetUpdateState, Updater, UpdateSlot
 from netlab.manager.timings import Timings
 from netlab.state import LabState, StateStore
 from netlab.workload import faults as task_faults
@@ -63,7 +63,7 @@ class GossipView:
 
 
 Action = (RestartTasks | NodeReady | FailTask | BindTask | StartSlot | UpdateSlot
-          | SetUpdateState | GossipView)
+          | RetireTask | SetUpdateState | GossipView)
 
 STATUS_SUFFIX = "manager.json"
 CONTAINER_POLL = 0.5      # s between two looks at the lab's exited containers
@@ -256,7 +256,10 @@ class Manager:
                     up.task_failed(view.slot, act.task)
         for service, up in list(self.updaters.items()):
             mine = [t for t in self.watch.tasks.values() if t.service == service]
-            done = up.step(now, {t.slot: t.address for t in mine},
+            # The old task's address where a start-first slot holds two.
+            addresses = {t.slot: t.address for t in mine} | {t.slot: t.address for t in mine
+                                                             if not t.current}
+            done = up.step(now, addresses,
                            {t.slot for t in mine if t.current and t.state == "running"})
             actions += done
             if up.finished:
@@ -404,8 +407,8 @@ class Manager:
 
     def carry_out(self, action: Action) -> None:
         """Carry out ``action`` (through ``act``), with its events before and after."""
-        if isinstance(action, (FailTask, BindTask, StartSlot, UpdateSlot, SetUpdateState,
-                               GossipView)):
+        if isinstance(action, (FailTask, BindTask, StartSlot, UpdateSlot, RetireTask,
+                               SetUpdateState, GossipView)):
             try:
                 self._task_action(action)
             except Exception as exc:       # noqa: BLE001 (logged and reported; the loop goes on)
@@ -447,10 +450,13 @@ class Manager:
             self._emit(event("node", action.node, "ready-in-lab",
                              "marked ready: it may take new tasks (none move back)", self.wall()))
 
-    def _task_action(self, action: FailTask | BindTask | StartSlot | UpdateSlot
+    def _task_action(self, action: FailTask | BindTask | StartSlot | UpdateSlot | RetireTask
                      | SetUpdateState | GossipView) -> None:
         if isinstance(action, GossipView):
+            was = self.store.require(self.lab).gossip_failed
             self.act(action)
+            if self.store.require(self.lab).gossip_failed == was:
+                return                  # told again what they held already
             held = "; ".join(f"{v} hides {', '.join(p)}" for v, p in action.failed)
             self._emit(event("manager", self.lab, "load-balancers",
                              f"the load balancers now follow NetworkDB: {held or 'none hides a peer'}",
@@ -462,14 +468,30 @@ class Manager:
                              action.message, self.wall()))
             return
         if isinstance(action, UpdateSlot):
-            self._emit(event("task", f"{action.service}.{action.slot}", "updating",
+            old = self._slot_tasks(action.service, action.slot)
+            self._emit(event("task", old.get(action.address, f"{action.service}.{action.slot}"),
+                             "updating",
+                             f"start-first: a task of the new spec starts beside the one at "
+                             f"{action.address}, which is shut down once the new one runs"
+                             if action.order == "start-first" else
                              f"stop-first: the task at {action.address} leaves every load "
                              f"balancer (weight 0, the gossip delay {action.gossip_delay:g} s), "
                              "stops, and a task of the new spec starts in its slot",
                              self.wall()))
             self.act(action)
-            self._tell_started(action.service, action.slot)
+            self._tell_started(action.service, action.slot, set(old))
             return
+        if isinstance(action, RetireTask):
+            retired = self._slot_tasks(action.service, action.slot).get(action.address)
+            self.act(action)
+            if retired is not None:
+                self._emit(event("task", retired, "shutdown",
+                                 "start-first: the new task runs; this one left every load "
+                                 f"balancer (weight 0, the gossip delay {action.gossip_delay:g} "
+                                 "s) and stopped", self.wall()))
+            return
+        before = (set(self._slot_tasks(action.service, action.slot))
+                  if isinstance(action, StartSlot) else set())
         self.act(action)
         if isinstance(action, FailTask):
             self._emit(event("task", action.task, "shutdown" if action.end_state == "failed"
@@ -482,14 +504,23 @@ class Manager:
                              "every load balancer has it at weight 1 (service binding "
                              "activated once healthy)", self.wall()))
             return
-        self._tell_started(action.service, action.slot)
+        self._tell_started(action.service, action.slot, before)
 
-    def _tell_started(self, service: str, slot: int) -> None:
+    def _slot_tasks(self, service: str, slot: int) -> dict[str, str]:
+        """The tasks of ``service``'s ``slot`` now: address -> name."""
+        st = self.store.require(self.lab)
+        return {str(st.allocations.primary_ip(t.name, st.model)): t.name
+                for t in st.model.tasks_of(service) if t.slot == slot}
+
+    def _tell_started(self, service: str, slot: int, before: set[str]) -> None:
+        """The events of the task that started in ``slot``: the one at an address not in
+        ``before`` (none when there is none; a new task always has a new address)."""
         after = self.store.require(self.lab)
-        name = f"{service}.{slot}"
-        new = next((t for t in after.model.tasks if t.name == name), None)
+        new = next((t for t in after.model.tasks_of(service) if t.slot == slot and
+                    str(after.allocations.primary_ip(t.name, after.model)) not in before), None)
         if new is None:
             return
+        name = new.name
         addr = str(after.allocations.primary_ip(name, after.model))
         self._emit(event("task", name, "assigned",
                          f"a new task of {new.image} in slot {slot} on {new.node}, "
@@ -612,7 +643,10 @@ def _real_act(lab: str, store: StateStore, host=None) -> Callable[[Action], None
             lab_tasks.bind(lab, action.task, action.address, store, **on)
         elif isinstance(action, UpdateSlot):
             lab_tasks.update_slot(lab, action.service, action.slot, action.address, store,
-                                  gossip_delay=action.gossip_delay, **on)
+                                  gossip_delay=action.gossip_delay, order=action.order, **on)
+        elif isinstance(action, RetireTask):
+            lab_tasks.retire(lab, action.service, action.slot, action.address, store,
+                             gossip_delay=action.gossip_delay, **on)
         elif isinstance(action, SetUpdateState):
             lab_tasks.set_update_state(lab, action.service, action.state, action.message, store)
         elif isinstance(action, GossipView):

@@ -57,7 +57,7 @@ def _owner(state: LabState, ip: str) -> tuple[str, str | None, str]:
                 return net, service, "vip"
         for task, tip in na.tasks.items():
             if str(tip) == ip:
-                return net, task.rpartition(".")[0], "dnsrr"
+                return net, task.partition(".")[0], "dnsrr"
     raise BadInput(f"SERVICE:PORT: {ip} is no VIP or task address of a user network of "
                    f"lab {state.lab} (hint: netlab status {state.lab} lists them)")
 

@@ -11,8 +11,10 @@ import json
 import signal
 import time
 
+import pytest
+
 from tests.integration import forked
-from tests.integration.conftest import lab_events, netlab, sh, wait_for
+from tests.integration.conftest import lab_events, lab_netns, netlab, sh, wait_for
 
 
 def _dests(lab, node: str) -> dict[str, str]:
@@ -26,7 +28,20 @@ def _bound(lab) -> bool:
                for n in ("node1", "node2"))
 
 
-def test_an_update_under_load_loses_no_request_and_ends_on_the_new_version(lab_up, figure):
+ORDERS = {
+    # stop-first: the old task leaves, then the new one starts in its slot (same name).
+    "stop-first": ([("web.1", "updating"), ("web.1", "healthy"), ("web.2", "updating"),
+                    ("web.2", "healthy")], ["web.1", "web.2"]),
+    # start-first: the new one (<slot>.1) starts beside the old, which leaves once it runs.
+    "start-first": ([("web.1", "updating"), ("web.1.1", "healthy"), ("web.1", "shutdown"),
+                     ("web.2", "updating"), ("web.2.1", "healthy"), ("web.2", "shutdown")],
+                    ["web.1.1", "web.2.1"]),
+}
+
+
+@pytest.mark.parametrize("order", list(ORDERS))
+def test_an_update_under_load_loses_no_request_and_ends_on_the_new_version(lab_up, figure,
+                                                                           order):
     lab = lab_up("rolling.yaml", time_scale="1")
     wait_for("both tasks healthy", lambda: _bound(lab), timeout=60)
     assert {r["version"] for r in lab.curl("node1:8080", 4)} == {"1"}
@@ -37,7 +52,8 @@ def test_an_update_under_load_loses_no_request_and_ends_on_the_new_version(lab_u
         assert "sending to node1:8080" in line, (line, load.communicate())
         time.sleep(1)
         started = time.time()
-        out = netlab("update", lab.name, "web", "--image", "web:2", timeout=300)
+        out = netlab("update", lab.name, "web", "--image", "web:2", "--update-order", order,
+                     timeout=300)
         took = time.time() - started
         assert "web: completed: update completed" in out.stdout, out.stdout
         time.sleep(1)
@@ -46,21 +62,25 @@ def test_an_update_under_load_loses_no_request_and_ends_on_the_new_version(lab_u
         stdout, err = load.communicate(timeout=120)
     doc = json.loads(stdout)
     assert doc["failed"] == 0, (doc["failures"][:5], err[-1000:])
-    # Both versions answered while it ran: per version, and per task (a slot's two tasks).
+    # Both versions answered while it ran: per version, and per slot (its two tasks).
     assert set(doc["versions"]) == {"1", "2"}, doc["versions"]
-    assert all(set(v) == {"1", "2"} for v in doc["replies_by_version"].values()), \
-        doc["replies_by_version"]
+    by_slot: dict[str, set[str]] = {}
+    for task, versions in doc["replies_by_version"].items():
+        by_slot.setdefault(task.split(".")[1], set()).update(versions)
+    assert by_slot == {"1": {"1", "2"}, "2": {"1", "2"}}, doc["replies_by_version"]
     assert {r["version"] for r in lab.curl("node1:8080", 4)} == {"2"}
     assert _bound(lab)
     status = json.loads(netlab("status", lab.name, "--json").stdout)
     assert status["drift"] == []
+    steps, names = ORDERS[order]
+    assert sorted(t["name"] for t in status["tasks"]) == names
+    listed = lab_netns(lab.name)                      # by `ip netns list`
+    assert all(f"nl-{lab.name}.{n}" in listed for n in names), listed
     said = [(e.subject, e.action) for e in lab_events(lab.name)]
     said = said[said.index(("web", "updating")):]     # the tasks' first healthy came before
-    order = [("web", "updating"), ("web", "update-plan"), ("web.1", "updating"),
-             ("web.1", "healthy"), ("web.2", "updating"), ("web.2", "healthy"),
-             ("web", "completed")]
-    assert [s for s in said if s in order] == order, said
-    figure("rolling update of 2 tasks, stop-first, under load",
+    expected = [("web", "updating"), ("web", "update-plan"), *steps, ("web", "completed")]
+    assert [s for s in said if s in expected] == expected, said
+    figure(f"rolling update of 2 tasks, {order}, under load",
            f"{took:.1f} s, {doc['failed']} of {doc['requests']} requests failed")
 
 

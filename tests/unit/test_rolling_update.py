@@ -16,7 +16,7 @@ from netlab.errors import BadInput
 from netlab.kernel.probe import ProbeResult
 from netlab.manager.events import parse_lines
 from netlab.manager.process import Manager, _real_act, events_name
-from netlab.manager.updater import SetUpdateState, Updater, UpdateSlot
+from netlab.manager.updater import RetireTask, SetUpdateState, Updater, UpdateSlot
 from netlab.model import HealthCheck, UpdateConfig
 from tests.unit.fakes import InstantHeartbeats, ManagerClock
 
@@ -41,6 +41,20 @@ def test_batches_of_parallelism_with_the_delay_between_and_completed_after_the_m
     assert up.step(11.0, tasks, {1, 2, 3}) == [SetUpdateState("web", "completed",
                                                               "update completed")]
     assert up.finished and up.step(12.0, tasks, {1, 2, 3}) == []
+
+
+def test_start_first_retires_the_old_task_once_the_new_one_runs():
+    up = Updater("web", UpdateConfig(parallelism=1, order="start-first", monitor=1.0), False,
+                 [1, 2], 2, gossip_delay=2.0)
+    tasks = {1: "10.0.0.5", 2: "10.0.0.6"}
+    assert up.step(0.0, tasks, set()) == [UpdateSlot("web", 1, "10.0.0.5", 2.0, "start-first")]
+    assert up.step(1.0, tasks, set()) == []        # the new one is not running yet
+    # The old one retired, then (no delay) the next batch, in that order.
+    assert up.step(2.0, tasks, {1}) == [RetireTask("web", 1, "10.0.0.5", 2.0),
+                                        UpdateSlot("web", 2, "10.0.0.6", 2.0, "start-first")]
+    up.task_failed(2, "web.2.1")                    # the new one failed: the old one stays
+    acts = up.step(3.0, tasks, {1})
+    assert not [a for a in acts if isinstance(a, RetireTask)] and up.replacing == {}
 
 
 def test_parallelism_zero_updates_every_slot_at_once():
@@ -138,6 +152,60 @@ def test_an_update_replaces_every_task_with_a_new_address_and_completes(seed):
     assert len(ended) == 2 and all("replaced by a task of web:2" in r.ended_by for r in ended)
 
 
+def test_start_first_runs_the_new_task_beside_the_old_until_it_is_healthy(seed):
+    """Each slot has a task serving at weight 1 at every step: the new one starts beside
+    the old (named <service>.<slot>.1, weight 0 until healthy), then the old one
+    leaves (weight 0, the gossip delay, stopped). A second update names them back."""
+    store, fake = seed
+    _lab(store, healthcheck=HC, update_config=UpdateConfig(order="start-first", monitor=1.0))
+    clock = ManagerClock()
+
+    def probe(task, port, path, timeout):
+        return ProbeResult(0, "200", clock.t, clock.t)
+
+    mgr = _manager(store, fake, clock, probe)
+    _run(mgr, clock, 3.0)
+    sbox = "nl-hello-a.node1.ingress_sbox"
+    serving_each_step = []
+    orig_step = mgr.step
+
+    def step():
+        serving_each_step.append({a for (ns, _f, a), w in fake.kernel.weights.items()
+                                  if ns == sbox and w == 1})
+        return orig_step()
+
+    mgr.step = step
+    lab_tasks.begin_update("hello-a", "hello-a", store, image="web:2", host=fake.host())
+    _run(mgr, clock, 15.0)
+    after = store.load("hello-a")
+    assert after.updates["hello-a"].state == "completed"
+    assert sorted(t.name for t in after.model.tasks) == ["hello-a.1.1", "hello-a.2.1"]
+    assert {t.image for t in after.model.tasks} == {"web:2"}
+    slot_of = {r.address: r.slot for r in after.desired_tasks if r.address}
+    slot_of |= {str(after.allocations.primary_ip(t.name, after.model)): t.slot
+                for t in after.model.tasks}
+    served = [sorted(slot_of[a] for a in at) for at in serving_each_step]
+    assert all(set(s) == {1, 2} for s in served), served
+    # Old ones; old and new of slot 1 (bound, the old not yet retired); ...; both new.
+    assert [1, 1, 2] in served and served[-1] == [1, 2]
+    assert len({frozenset(at) for at in serving_each_step}) == 5
+    said = [(e.subject, e.action) for e in parse_lines(
+        store.read_file("hello-a", events_name("hello-a")))]
+    one = [(s, a) for s, a in said if s in ("hello-a.1", "hello-a.1.1")]
+    assert one[-6:] == [("hello-a.1", "updating"), ("hello-a.1.1", "assigned"),
+                        ("hello-a.1.1", "starting"), ("hello-a.1.1", "healthy"),
+                        ("hello-a.1.1", "running"), ("hello-a.1", "shutdown")], one
+    ended = [r for r in after.desired_tasks if r.state == "shutdown"]
+    assert sorted(r.name for r in ended) == ["hello-a.1", "hello-a.2"]
+    doc = store.path("hello-a").read_text()
+    assert '"instance": 1' in doc
+    lab_tasks.begin_update("hello-a", "hello-a", store, image="web:3", host=fake.host())
+    _run(mgr, clock, 15.0)
+    again = store.load("hello-a")
+    assert sorted(t.name for t in again.model.tasks) == ["hello-a.1", "hello-a.2"]
+    assert {t.image for t in again.model.tasks} == {"web:3"}
+
+
 def test_a_version_failing_its_health_check_is_rolled_back(seed):
     store, fake = seed
     _lab(store, healthcheck=HC,
@@ -171,9 +239,6 @@ def test_update_and_rollback_refuse_what_they_cannot_do(seed):
     store, fake = seed
     with pytest.raises(BadInput, match=r"^SERVICE: lab hello-a has no service 'web'"):
         lab_tasks.begin_update("hello-a", "web", store, image="web:2", host=fake.host())
-    with pytest.raises(BadInput, match=r"^--update-order: start-first is not modelled yet"):
-        lab_tasks.begin_update("hello-a", "hello-a", store, image="web:2",
-                               config={"order": "start-first"}, host=fake.host())
     with pytest.raises(BadInput, match=r"no previous spec to roll back to"):
         lab_tasks.begin_rollback("hello-a", "hello-a", store, host=fake.host())
     fake.managers.clear()
@@ -240,3 +305,19 @@ def test_scale_and_drain_detach_ask_the_change_in_the_background(seed, monkeypat
     bad = CliRunner().invoke(cli, ["scale", "hello-a", "web=3", "--detach"])
     assert bad.exit_code == 2 and "SERVICE: lab hello-a has no service 'web'" in bad.output
     assert len(started) == 2
+
+
+def test_a_slot_with_two_tasks_keeps_their_names_apart_when_a_node_goes_down(seed):
+    from netlab.model import beside, restart_off
+    store, _fake = seed
+    lab = store.load("hello-a").model
+    two = beside(lab, "hello-a", 1)
+    # Placed with the old one counted: a tie on tasks of the service, then node order.
+    assert sorted((t.name, t.node) for t in two.tasks_of("hello-a")) == [
+        ("hello-a.1", "node1"), ("hello-a.1.1", "node1"), ("hello-a.2", "node2")]
+    assert beside(two, "hello-a", 1) is two          # two in the slot already
+    down = replace(two, nodes=tuple(replace(n, state="down") if n.name == "node1" else n
+                                    for n in two.nodes))
+    moved = restart_off(down)
+    assert sorted((t.name, t.node) for t in moved.tasks_of("hello-a")) == [
+        ("hello-a.1", "node2"), ("hello-a.1.1", "node2"), ("hello-a.2", "node2")]

@@ -179,7 +179,7 @@ BAD = [
     # Slots may have gaps after a scale-down, but web.7 has no addresses.
     (("model", "tasks", 0, "slot"), 7, "allocations.tasks has no addresses for task web.7"),
     (("model", "tasks", 1, "slot"), 1, "model.tasks names 'web.1' twice"),
-    (("model", "services", 0, "replicas"), 1, "model.tasks holds 3 tasks of web, more than its 1 replicas"),
+    (("model", "services", 0, "replicas"), 1, "model.tasks holds 3 slots of web, more than its 1 replicas"),
     (("model", "name"), "y", "model.name is 'y', not 'x'"),
     (("model", "iptables"), "ebtables", "model.iptables must be one of"),
     (("allocations", "tasks", "web.1", "ingress_ip"), "10.0.0.300",
