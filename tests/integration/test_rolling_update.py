@@ -65,8 +65,8 @@ def test_an_update_under_load_loses_no_request_and_ends_on_the_new_version(lab_u
     # Both versions answered while it ran: per version, and per slot (its two tasks).
     assert set(doc["versions"]) == {"1", "2"}, doc["versions"]
     by_slot: dict[str, set[str]] = {}
-    for task, versions in doc["replies_by_version"].items():
-        by_slot.setdefault(task.split(".")[1], set()).update(versions)
+    for task, versions in doc["replies_by_version"].items():      # "web.1.1@node1"
+        by_slot.setdefault(task.partition("@")[0].split(".")[1], set()).update(versions)
     assert by_slot == {"1": {"1", "2"}, "2": {"1", "2"}}, doc["replies_by_version"]
     assert {r["version"] for r in lab.curl("node1:8080", 4)} == {"2"}
     assert _bound(lab)
