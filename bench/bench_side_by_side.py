@@ -22,14 +22,15 @@ scale". One run inside `netlab vm`, both at time scale 1 (Swarm's own timings):
      ``netlab trace --docker``) to 192.168.77.1:5000; node2 is cut by setting
      its link (rs-node2) down, as bench_real_swarm.py does.
 
-2. **rolling update** of two tasks with a health check, under the same load
+2. **rolling update** of two tasks with a health check and ``start-first``
+   (issue 14's case; ``ORDER``), under the same load
    (to node1:8080, stopped 10 s after the command returned): from the update
    command until it returns (each waits for the update to settle), and the
    failed requests. Also printed: the update status's start → completion.
 
    - netlab: ``scenarios/rolling.yaml`` (web:1, 2 replicas, health check every
-     2 s, update parallelism 1, delay 2 s, stop-first, monitor 4 s) as ``sbs2``,
-     ``netlab update sbs2 web --image web:2``.
+     2 s, update parallelism 1, delay 2 s, monitor 4 s) as ``sbs2``,
+     ``netlab update sbs2 web --image web:2 --update-order start-first``.
    - Swarm: the same service by ``docker service create`` with the offline
      task image (scripts/task-image.sh) tagged netlab/task:1 and netlab/task:2
      on both nodes, listening on 80 (PORT=80). The image has no curl and answers
@@ -96,6 +97,7 @@ TIMEOUT = 1.0      # per request, connect included
 LEAD = 8.0         # the load runs this long before the cut or the update
 TAIL = 15.0        # and this long after the replacement task runs
 UPDATE_TAIL = 10.0  # and this long after the update command returned
+ORDER = "start-first"  # the rolling case: the new task starts beside the old (issue 14)
 LOAD_MAX = 180.0   # the longest a load runs
 GAP = 3.0          # failures further apart than this end the window
 WAIT = 240.0       # the longest a setup step waits
@@ -348,7 +350,7 @@ def netlab_rolling() -> Measure:
             try:
                 time.sleep(LEAD)
                 at, t0 = time.time(), time.monotonic()
-                upd = netlab("update", lab, "web", "--image", "web:2")
+                upd = netlab("update", lab, "web", "--image", "web:2", "--update-order", ORDER)
                 m.seconds = time.monotonic() - t0
                 time.sleep(UPDATE_TAIL)
             finally:
@@ -493,7 +495,7 @@ def swarm_rolling(swarm: RealSwarm, client_ns: str) -> Measure:
                  "--health-retries", "2", "--health-start-period", "0s",
                  "--restart-condition", "any", "--restart-delay", "5s",
                  "--update-parallelism", "1", "--update-delay", "2s",
-                 "--update-order", "stop-first", "--update-failure-action", "rollback",
+                 "--update-order", ORDER, "--update-failure-action", "rollback",
                  "--update-monitor", "4s", V1)
         swarm.wait_running("web", 2, WAIT)
         wait_for("web: 2 destinations of weight 1", lambda: weight_one(str(SBOX)) == 2)
@@ -656,7 +658,8 @@ def main() -> None:
     print()
     print(f"  {'case':<58} {'netlab':>8} {'Swarm':>8} {'ratio':>6}   failed netlab / Swarm")
     rows = (("node2 cut: until every request via node1 succeeds again", n_cut, s_cut),
-            ("rolling update, 2 tasks, health check: command returns", n_roll, s_roll))
+            (f"rolling update, 2 tasks, health check, {ORDER}: command returns", n_roll,
+             s_roll))
     for label, n, s in rows:
         print(f"  {label:<58} {secs(n.seconds)} s {secs(s.seconds)} s {ratio(n.seconds, s.seconds)}"
               f"   {n.failed_text} / {s.failed_text}   ({verdict(n.seconds, s.seconds)})")

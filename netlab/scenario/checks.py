@@ -277,7 +277,8 @@ def check_scale(nodes: int, services: Sequence[ServiceSpec], networks: Sequence[
     ports = sum(len(m.ports) for m in models)
     log.add(path, size.too_big(found),
             f"every node holds a neighbour and FDB entry per node and per task, rules per "
-            f"published port and two namespaces per network: use fewer (now {nodes} nodes, "
+            f"published port and two namespaces per network on each node that has a task on it: "
+            f"use fewer (now {nodes} nodes, "
             f"{tasks} tasks, {ports} published ports, {len(networks)} networks)",
             None)
     return False
