@@ -164,6 +164,10 @@ def _cut(b: HopLog, request: list[Seen]) -> Cause | None:
         down = b.facts.node_state[node] == "down"
         if not dead and not down:
             continue
+        # Its LAN port set down (netlab node … down) while the lab still has it ready:
+        # the window before its peers and the manager notice.
+        lan_port = links[0][1]
+        unnoticed = not down and lan_port is not None and not lan_port.up
         lan_ip = b.facts.lan_ip.get(node, "?")
         sender = request[-1].point.node if request else b.obs.request.from_
         arp = _neighbour(b, sender, lan_ip)
@@ -171,11 +175,19 @@ def _cut(b: HopLog, request: list[Seen]) -> Cause | None:
         evidence: tuple = (("link",) if dead else ()) + (("neigh",) if arp else ()) + (
             ("history",) if down else ())
         state = ("down (netlab node … down: it is cut off the LAN and its tasks restart "
-                 "elsewhere)" if down else "cut off the LAN, though the lab has it ready")
+                 "elsewhere)" if down else
+                 "cut off the LAN (netlab node … down) and not noticed yet: its tasks stay in "
+                 "the other nodes' load balancers until their NetworkDB holds it failed "
+                 "(memberlist: a probe, then 4 s suspect) and restart elsewhere once the "
+                 "manager marks it down (3 missed heartbeats)" if unnoticed else
+                 "cut off the LAN, though the lab has it ready")
         summary = (f"{node} is {state}" + (f": {', '.join(dead)}" if dead else "")
                    + f"; {what} ({node}) went nowhere, {_last(request)}"
                    + (f"; {arp}" if arp else ""))
-        fix = (f"send to a live node, or netlab node {b.obs.request.lab} {node} up" if down else
+        lab = b.obs.request.lab
+        fix = (f"send to a live node, or netlab node {lab} {node} up" if down else
+               f"wait for the other nodes and the manager to notice (netlab events {lab} "
+               f"--follow), or netlab node {lab} {node} up" if unnoticed else
                f"bring the link up again (ip link set eth0 up in {node}), or netlab node "
                f"{b.obs.request.lab} {node} down so its tasks restart elsewhere")
         return Cause("node-down" if down else "node-cut", summary, fix, node=node, ip=lan_ip,

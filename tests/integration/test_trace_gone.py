@@ -116,3 +116,20 @@ def test_a_request_to_a_node_netlab_took_down_names_it(lab_up):
     # The mesh on the live node answers from live tasks only: both now on node1.
     code, doc = _trace(lab, "node1:5000")
     assert code == 0 and {t["backend"]["node"] for t in doc["traces"]} == {"node1"}
+
+
+def test_a_trace_in_the_window_before_anyone_notices_a_cut_names_it(lab_up):
+    """At time scale 10 (NetworkDB holds a cut node failed after 50-60 s, the manager
+    after 135-165 s), a trace right after ``netlab node … down`` still finds node2's
+    task in node1's IPVS (read by ipvsadm) and names the cut and what comes next."""
+    lab = lab_up("hello-a.yaml", time_scale="10")
+    netlab("node", lab.name, "node2", "down")
+    assert "state DOWN" in sh(lab.netns("lan"), "ip", "link", "show", "veth-node2")
+    assert "10.0.0.6:0" in _ipvs(lab, "node1")          # nobody noticed yet
+    code, doc = _trace(lab, "node1:5000")
+    assert code == 1 and sorted(doc["verdicts"]) == ["delivered", "dropped"], doc["verdicts"]
+    cause = doc["traces"][doc["verdicts"].index("dropped")]["cause"]
+    assert (cause["kind"], cause["node"]) == ("node-cut", "node2")
+    assert "lan/veth-node2 DOWN" in cause["link"]
+    assert "not noticed yet" in cause["summary"] and "NetworkDB" in cause["summary"]
+    assert cause["fix"].startswith("wait for the other nodes and the manager to notice")

@@ -192,6 +192,16 @@ def test_a_backend_on_a_node_cut_off_the_lan_says_the_vxlan_packet_went_nowhere(
     assert set(c.evidence) == {"link", "neigh"}
     last = trace.hops[-1]
     assert (last.event, last.netns, last.iface, last.dir) == ("drop", "node2/ov-ingress", "vxlan0", "out")
+    # netlab node … down sets the node's LAN port down: in the window before its peers'
+    # NetworkDB and the manager notice, the trace says so and what comes next.
+    netlab_cut = correlate(with_after(obs, **{NS_LAN: NsSnapshot((), links=(
+        LinkState("veth-node1", False, False), LinkState("veth-node2", True, True))),
+        NS_N1: NsSnapshot((), links=(LinkState("eth0", True, True),))}), facts).cause
+    assert (netlab_cut.kind, netlab_cut.link) == ("node-cut", "lan/veth-node1 DOWN")
+    assert netlab_cut.summary.startswith("node1 is cut off the LAN (netlab node … down) and not "
+                                         "noticed yet: its tasks stay in the other nodes' load "
+                                         "balancers until their NetworkDB holds it failed")
+    assert netlab_cut.fix.startswith("wait for the other nodes and the manager to notice")
     # The same trace with every link up is no cut: the generic "last seen" verdict stays.
     up = NsSnapshot((), links=(LinkState("veth-node1", True, True),))
     plain = correlate(with_after(obs, **{NS_LAN: up, NS_N1: NsSnapshot((), links=(
