@@ -23,6 +23,7 @@ import errno
 import os
 import socket
 
+from pyroute2.netlink.exceptions import NetlinkError
 
 from netlab.kernel import netns as kernel_netns
 from netlab.kernel import rtnl
@@ -111,7 +112,6 @@ def read_links(sk: Sockets, netns: str) -> dict[str, LinkInfo]:
 def _index(links: dict[str, dict[str, LinkInfo]], netns: str, ifname: str) -> int:
     li = links.get(netns, {}).get(ifname)
     if li is None:
-        from pyroute2.netlink.exceptions import NetlinkError
         raise NetlinkError(19, f"{ifname} missing in {netns}")
     return li.index
 

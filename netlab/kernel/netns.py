@@ -21,6 +21,9 @@ import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
+from pyroute2 import config as pr_config
+from pyroute2 import netns as pr_netns
+
 from netlab.kernel import nsenter
 # re-exported: the light half (names, paths, exec) lives in netnsdir, without pyroute2
 from netlab.kernel.netnsdir import NETNS_DIR as NETNS_DIR
@@ -70,9 +73,6 @@ PYROUTE2_CHILD_TIMEOUT = 120
 
 def patient_pyroute2() -> None:
     """Give pyroute2's namespace helpers :data:`PYROUTE2_CHILD_TIMEOUT` seconds to answer."""
-    # pyroute2 (163 modules) is loaded only when a namespace is made, removed or adopted:
-    # a command that does none of these (update, events, status) starts without it.
-    from pyroute2 import config as pr_config
     if pr_config.default_communicate_timeout < PYROUTE2_CHILD_TIMEOUT:
         pr_config.default_communicate_timeout = PYROUTE2_CHILD_TIMEOUT
 
@@ -83,7 +83,6 @@ def create(name: str) -> bool:
     if exists(name):
         return False
     patient_pyroute2()
-    from pyroute2 import netns as pr_netns
     pr_netns.create(name)
     return True
 
@@ -257,7 +256,6 @@ def remove(name: str) -> bool:
         return True
     if not exists(name):
         return False
-    from pyroute2 import netns as pr_netns
     try:
         pr_netns.remove(name)
     except FileNotFoundError:
@@ -430,7 +428,6 @@ def adopt(name: str, pid: int) -> None:
     if os.path.exists(target):
         raise NetnsError(f"network namespace {name} exists already: cannot adopt "
                          f"the one of process {pid}")
-    from pyroute2 import netns as pr_netns
     try:
         pr_netns.attach(name, int(pid))
     except OSError as exc:

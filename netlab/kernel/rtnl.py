@@ -23,6 +23,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pyroute2.netlink.exceptions import NetlinkError
 
 NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
 NLM_F_DUMP = 0x300
@@ -199,7 +200,6 @@ class Rtnl:
                                barrier, 0) + IFINFO.pack(0, 0, 1, 0, 0)
         data, self._out = bytes(self._out), bytearray()
         self.sock.send(data)
-        from pyroute2.netlink.exceptions import NetlinkError
         failed: NetlinkError | None = None
         done = False
         while not done:
@@ -251,7 +251,6 @@ class Rtnl:
                 if kind == NLMSG_DONE:
                     return out
                 if kind == NLMSG_ERROR:
-                    from pyroute2.netlink.exceptions import NetlinkError
                     code = -struct.unpack_from("=i", body)[0]
                     raise NetlinkError(code, f"dump {mtype} in {self.netns}: {os.strerror(code)}")
                 if keep is None or keep(body[:size]):
