@@ -29,14 +29,10 @@ class GossipSockets:
         self.socks: dict[str, socket.socket] = {}
         try:
             for node, (ns, ip) in nodes.items():
-                self.socks[node] = self._in(ns, _maker(ip, port))
+                self.socks[node] = netns.in_thread(ns, _maker(ip, port))
         except BaseException:
             self.close()
             raise
-
-    @staticmethod
-    def _in(name: str, make: Callable[[], socket.socket]) -> socket.socket:
-        return netns.in_thread(name, make)
 
     def fileno(self) -> list[int]:
         """Every socket's descriptor (for a select)."""

@@ -332,13 +332,22 @@ class NetworkDBs:
         db.incarnation = max(db.incarnation, incarnation) + 1
         self._broadcast(db, ("alive", db.name, str(db.incarnation)))
 
-    def _heard_suspect(self, db: NetworkDB, peer: str, inc: int, by: str,
-                       now: float) -> list[ViewChange]:
+    def _news_of(self, db: NetworkDB, peer: str, inc: int) -> _Member | None:
+        """The member a suspect or dead message about ``peer`` (at incarnation ``inc``)
+        changes; None when it changes none: it is about ``db`` itself (refuted at
+        once), a stranger, a peer already dead, or an older incarnation."""
         if peer == db.name:
             self._refute(db, inc)
-            return []
+            return None
         m = db.peers.get(peer)
         if m is None or m.state == DEAD or inc < m.incarnation:
+            return None
+        return m
+
+    def _heard_suspect(self, db: NetworkDB, peer: str, inc: int, by: str,
+                       now: float) -> list[ViewChange]:
+        m = self._news_of(db, peer, inc)
+        if m is None:
             return []
         if m.state == SUSPECT and m.suspicion is not None:
             m.suspicion.confirmed.add(by)
@@ -350,11 +359,8 @@ class NetworkDBs:
 
     def _heard_dead(self, db: NetworkDB, peer: str, inc: int, by: str,
                     now: float) -> list[ViewChange]:
-        if peer == db.name:
-            self._refute(db, inc)
-            return []
-        m = db.peers.get(peer)
-        if m is None or m.state == DEAD or inc < m.incarnation:
+        m = self._news_of(db, peer, inc)
+        if m is None:
             return []
         m.state, m.suspicion, m.incarnation = DEAD, None, inc
         return [ViewChange(db.name, peer, DEAD, now, f"{by} declared it dead")]
