@@ -146,20 +146,28 @@ def start_slot(lab_name: str, service: str, slot: int, store: StateStore,
     """Start a new task in ``service``'s ``slot`` (placed as a scale places one, with
     new addresses); None when the slot is taken again (a scale filled it) or the
     service is gone. Raises BadInput when no node may run it. Under the change lock."""
+    return _add_in_slot(lab_name, service, slot, store, progress, host, fill_slot, "restarted")
+
+
+def _add_in_slot(lab_name: str, service: str, slot: int, store: StateStore,
+                 progress: Progress, host: Host, place, what: str) -> ScaleResult | None:
+    """A new task of ``service`` in ``slot`` as ``place(lab, service, slot)`` puts it
+    (the lab itself when it puts none: None), converged; ``what`` names the change.
+    Raises BadInput when no node may run it. Under the change lock."""
     check_lab(lab_name)
     with store.locked(lab_name, progress):
         state = loaded(lab_name, store)
         if service not in {s.name for s in state.model.services}:
             return None
         try:
-            after = fill_slot(state.model, service, slot)
+            after = place(state.model, service, slot)
         except ValueError:
             raise BadInput(f"SERVICE: no node may run a new task of {service}") from None
         if after is state.model:
             return None
         from netlab.converge import _converge
         return _converge(state, after, store, progress, host,
-                         ("task", f"{service}.{slot} restarted"))
+                         ("task", f"{service}.{slot} {what}"))
 
 
 def bind(lab_name: str, task: str, address: str, store: StateStore,
@@ -249,18 +257,7 @@ def start_beside(lab_name: str, service: str, slot: int, store: StateStore,
     there (named ``<service>.<slot>.1`` or ``<service>.<slot>``, whichever is free;
     placed with the old one counted). None when the slot is empty or holds two.
     Raises BadInput when no node may run it. Under the change lock."""
-    check_lab(lab_name)
-    with store.locked(lab_name, progress):
-        state = loaded(lab_name, store)
-        try:
-            after = beside(state.model, service, slot)
-        except ValueError:
-            raise BadInput(f"SERVICE: no node may run a new task of {service}") from None
-        if after is state.model:
-            return None
-        from netlab.converge import _converge
-        return _converge(state, after, store, progress, host,
-                         ("task", f"{service}.{slot} started first"))
+    return _add_in_slot(lab_name, service, slot, store, progress, host, beside, "started first")
 
 
 def task_at(state: LabState, service: str, slot: int, address: str) -> str | None:
