@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from netlab.kube import addr, chains
 from netlab.kube.endpoints import categorize
 from netlab.kube.model import ProxyNode, ServicePort
-from netlab.kube.serviceinfo import EndpointInfo, PortInfo, port_info
+from netlab.kube.serviceinfo import EndpointInfo, PortInfo, policy_targets, port_info
 
 KUBE_SERVICES = "KUBE-SERVICES"
 KUBE_EXTERNAL_SERVICES = "KUBE-EXTERNAL-SERVICES"
@@ -220,16 +220,8 @@ def _write_service(sync: _Sync, svc: PortInfo) -> None:
     uses_cluster_chain = bool(cats.cluster) and svc.uses_cluster_endpoints()
     uses_local_chain = bool(cats.local) and svc.uses_local_endpoints()
 
-    internal_chain = svc.cluster_chain
-    has_internal = has_endpoints
-    if svc.internal_policy_local:
-        internal_chain = svc.local_chain
-        has_internal = has_internal and bool(cats.local)
-    external_policy_chain = svc.cluster_chain
-    has_external = has_endpoints
-    if svc.external_policy_local:
-        external_policy_chain = svc.local_chain
-        has_external = has_external and bool(cats.local)
+    internal_chain, has_internal, external_policy_chain, has_external = policy_targets(
+        svc, has_endpoints, bool(cats.local), svc.cluster_chain, svc.local_chain)
     external_chain = svc.external_chain
     uses_external_chain = has_endpoints and svc.externally_accessible()
     lb_chain = external_chain

@@ -46,7 +46,7 @@ from netlab.kube.nftsetup import (
     setup_operations,
 )
 from netlab.kube.nftstorage import ElementStorage, StorageSync
-from netlab.kube.serviceinfo import EndpointInfo, PortInfo, port_info
+from netlab.kube.serviceinfo import EndpointInfo, PortInfo, policy_targets, port_info
 
 STALE_CHAIN_AGE = 1.0
 """Seconds a flushed chain stays before kube-proxy deletes it (``oneSecondAgo``)."""
@@ -271,16 +271,8 @@ def _write_service(work: _Sync, sp: ServicePort, svc: PortInfo, skip: bool) -> N
     if uses_local_chain:
         ensure_chain(names.local, work.ops, work.active_chains, skip)
 
-    internal_chain = names.cluster
-    has_internal = has_endpoints
-    if svc.internal_policy_local:
-        internal_chain = names.local
-        has_internal = has_internal and bool(cats.local)
-    external_policy_chain = names.cluster
-    has_external = has_endpoints
-    if svc.external_policy_local:
-        external_policy_chain = names.local
-        has_external = has_external and bool(cats.local)
+    internal_chain, has_internal, external_policy_chain, has_external = policy_targets(
+        svc, has_endpoints, bool(cats.local), names.cluster, names.local)
     external_chain = names.external
     uses_external_chain = has_endpoints and svc.externally_accessible()
     if uses_external_chain:

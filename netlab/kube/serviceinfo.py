@@ -120,3 +120,19 @@ def port_info(sp: ServicePort, node_name: str) -> PortInfo:
         firewall_chain=chains.service_chain(chains.FW, name, protocol),
         external_chain=chains.service_chain(chains.EXT, name, protocol),
     )
+
+
+def policy_targets(info: PortInfo, has_endpoints: bool, has_local: bool, cluster: str,
+                   local: str) -> tuple[str, bool, str, bool]:
+    """(internal chain, whether it has endpoints, external policy chain, whether it has
+    endpoints): the cluster chain, or the local one for a Local traffic policy, which
+    then has endpoints only when this node has local ones. Both proxiers choose so
+    (``syncProxyRules`` in ``pkg/proxy/iptables/proxier.go`` and
+    ``pkg/proxy/nftables/proxier.go``: ``internalPolicyChain``/``externalPolicyChain``)."""
+    internal, has_internal = cluster, has_endpoints
+    if info.internal_policy_local:
+        internal, has_internal = local, has_endpoints and has_local
+    external, has_external = cluster, has_endpoints
+    if info.external_policy_local:
+        external, has_external = local, has_endpoints and has_local
+    return internal, has_internal, external, has_external
